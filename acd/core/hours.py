@@ -39,7 +39,9 @@ class Schedule:
         if not self.week:
             return True
         t = local.time()
-        return any(start <= t < end or (end == time(0) and t >= start) for start, end in self.week.get(local.weekday(), ()))
+        return any(
+            start <= t < end or (end == time(0) and t >= start) for start, end in self.week.get(local.weekday(), ())
+        )
 
     def next_open(self, now: float, horizon_days: int = 366) -> float | None:
         """The first moment at or after `now` when the schedule is open, or None."""

@@ -1,0 +1,696 @@
+"""Pure: the routing core's state machine. Events in, commands out; no I/O, no clock.
+
+`Switchboard.handle(event, now)` applies one event to the state it owns and returns the
+commands that follow (offers to make, timers to start, rows to save). The dispatcher is
+its only caller; tests drive it directly with a hand-held clock.
+
+Invariant after every `handle`: no waiting contact has an eligible manager who is
+available in its current escalation pool, so routing only re-examines what an event
+changed (one new contact, one freed manager) and a decision costs O(candidates).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+from acd.core import events as ev
+from acd.core.errors import CoreError
+from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence
+from acd.core.policy import Pool, RoutingPolicy, SkipWhen
+from acd.core.presence import ACTIVE, Cause, PresenceError, next_presence
+from acd.core.ratings import ProficiencyRatings, RatingProvider
+from acd.core.router import RouterMemory, contact_value, rank
+
+FILTER_SAMPLE = 20  # manager ids kept per filter reason in a decision's explanation
+
+
+@dataclass(slots=True)
+class _Pass:
+    """Per-`handle` scratch: dirty objects and memoised facts valid for one `now`."""
+
+    now: float
+    day: str
+    commands: list[ev.Command] = field(default_factory=list)
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    managers: dict[str, Manager] = field(default_factory=dict)
+    open_teams: dict[str | None, bool] = field(default_factory=dict)
+    hopeless: set[tuple[object, ...]] = field(default_factory=set)
+
+
+class Switchboard:
+    """Owns contacts in the queue, managers and outstanding offers.
+
+    Queue order: higher (decayed) priority first, then earlier arrival across all channels,
+    then intake order. Web leads may lose priority as they cool (`priority_decay_per_hour`);
+    within one channel that order never changes, so each channel keeps a sorted list and
+    the lists are merged at the current time.
+    """
+
+    def __init__(self, policy: RoutingPolicy, ratings: RatingProvider | None = None) -> None:
+        self.policy = policy
+        self.ratings: RatingProvider = ratings or ProficiencyRatings()
+        self.contacts: dict[str, Contact] = {}
+        self.managers: dict[str, Manager] = {}
+        self._queues: dict[Channel, list[tuple[float, float, int, str]]] = {ch: [] for ch in Channel}
+        self._available: dict[str, Manager] = {}
+        self._memory = RouterMemory()
+        self._rng = random.Random(policy.seed)
+        self._decisions = 0
+        self._pass: _Pass | None = None
+
+    # ---- public ------------------------------------------------------------------
+
+    def handle(self, event: ev.Event, now: float) -> list[ev.Command]:
+        """Apply one event; return the commands that follow, persistence first."""
+        self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
+        try:
+            self._apply(event)
+            return self._flush()
+        finally:
+            self._pass = None
+
+    def restore(self, contacts: Iterable[Contact], managers: Iterable[Manager], now: float) -> list[ev.Command]:
+        """Rebuild after a restart from what the store holds.
+
+        Offers outstanding at the crash are taken back without penalty (the manager may
+        never have seen them); loads are recounted from the contacts actually assigned;
+        wrap-ups that ran out while we were down end; waiting contacts keep their order,
+        escalation step and pins; then routing runs once over everything.
+        """
+        self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
+        try:
+            for m in managers:
+                m.load = {}
+                m.offer_contact_id = None
+                self.managers[m.id] = m
+            for c in sorted(contacts, key=lambda c: c.seq):
+                if not c.status.is_open:
+                    continue
+                self.contacts[c.id] = c
+                if c.status is ContactStatus.ASSIGNED and c.assigned_to in self.managers:
+                    owner = self.managers[c.assigned_to]
+                    owner.load[c.channel] = owner.load.get(c.channel, 0) + 1
+                elif c.status is ContactStatus.OFFERED:
+                    c.status, c.offered_to, c.offer_expires_at = ContactStatus.WAITING, None, None
+                    self._dirty(c)
+                if c.status is ContactStatus.WAITING:
+                    self._enqueue(c)
+                    self._start_step_timer(c)
+                if c.pinned_to and c.pin_expires_at is not None:
+                    self._cmd(ev.StartTimer(("pin", c.id), c.pin_expires_at))
+            for m in self.managers.values():
+                if m.presence is Presence.OFFERED:
+                    self._move(m, Cause.WITHDRAW, "restart")
+                elif m.presence is Presence.WRAP_UP:
+                    self._cmd(ev.StartTimer(("wrapup", m.id), m.presence_since + self._wrap_up_of(m)))
+                elif m.presence in (Presence.AVAILABLE, Presence.BUSY):
+                    self._move(m, Cause.LOAD_CHANGED, "restart")
+                m.last_heartbeat = max(m.last_heartbeat, now)  # panels could not beat while we were down
+                if m.presence.is_staffed:
+                    self._start_inactivity_timer(m)
+                self._index(m)
+            self._dispatch()
+            return self._flush()
+        finally:
+            self._pass = None
+
+    def queue(self, now: float) -> list[Contact]:
+        """Waiting contacts in the order they will be served."""
+        return [self.contacts[cid] for cid in self._queue_ids(now)]
+
+    def waiting_count(self) -> int:
+        return sum(len(q) for q in self._queues.values())
+
+    # ---- event handling ----------------------------------------------------------
+
+    def _apply(self, event: ev.Event) -> None:
+        match event:
+            case ev.ContactArrived(contact):
+                self._arrive(contact)
+            case ev.ContactAbandoned(cid, reason):
+                self._abandon(cid, reason)
+            case ev.ManagerSaved(manager):
+                self._save_manager(manager)
+            case ev.ManagerRemoved(mid):
+                m = self._manager(mid)
+                m.active = False
+                self._presence_request(m, Presence.OFFLINE, "removed", "admin")
+            case ev.PresenceSet(mid, presence, reason, by):
+                self._presence_request(self._manager(mid), presence, reason, by)
+            case ev.HeartbeatReceived(mid):
+                self._manager(mid).last_heartbeat = self._now
+            case ev.OfferAccepted(cid, mid):
+                self._accept(cid, mid)
+            case ev.OfferDeclined(cid, mid, reason):
+                self._release_offer(cid, mid, Cause.DECLINE, reason)
+            case ev.OfferFailed(cid, mid, reason):
+                self._release_offer(cid, mid, Cause.OFFER_FAILED, reason)
+            case ev.WorkFinished(cid, mid, outcome):
+                self._finish(cid, mid, outcome)
+            case ev.ContactReassigned(cid, mid, by, pin_until):
+                self._reassign(cid, mid, by, pin_until)
+            case ev.DeviceStateChanged(mid, busy):
+                m = self._manager(mid)
+                if m.device_busy != busy:
+                    m.device_busy = busy
+                    self._dirty(m)
+                    if m.presence in (Presence.AVAILABLE, Presence.BUSY):
+                        self._move(m, Cause.LOAD_CHANGED, "device in use" if busy else "device free")
+            case ev.TimerFired(key):
+                self._timer(key)
+            case ev.PolicyReloaded(policy):
+                self._reload(policy)
+        self._dispatch()
+
+    def _arrive(self, contact: Contact) -> None:
+        if contact.id in self.contacts:
+            return  # a redelivered intake event: the contact is already queued
+        policy = self.policy
+        c = contact
+        skills = set(c.required_skills)
+        for criterion, answers in policy.skills_by_answer.items():
+            skills.update(answers.get(c.criteria.get(criterion, ""), ()))
+        bonus = sum(
+            answers.get(c.criteria.get(criterion, ""), 0) for criterion, answers in policy.priority_by_answer.items()
+        )
+        c.required_skills = frozenset(skills)
+        c.priority += bonus
+        c.team = c.team or policy.default_team
+        c.status = ContactStatus.WAITING
+        c.step, c.step_since = 0, self._now
+        self.contacts[c.id] = c
+        self._enqueue(c)
+        self._dirty(c)
+        self._start_step_timer(c)
+
+    def _abandon(self, cid: str, reason: str) -> None:
+        c = self.contacts.get(cid)
+        if c is None:
+            return  # already finished: hanging up after the end is not news
+        if c.status is ContactStatus.ASSIGNED:
+            self._finish(cid, c.assigned_to, Outcome.DONE)
+            return
+        self._withdraw(c, reason)
+        self._close(c, ContactStatus.ABANDONED, None)
+
+    def _accept(self, cid: str, mid: str) -> None:
+        c = self._contact(cid)
+        m = self._manager(mid)
+        if c.status is not ContactStatus.OFFERED or c.offered_to != mid:
+            raise CoreError("not_offered", f"contact {cid} is not offered to {mid}")
+        self._cmd(ev.CancelTimer(("offer", cid)))
+        c.status, c.assigned_to, c.offered_to, c.offer_expires_at = ContactStatus.ASSIGNED, mid, None, None
+        m.offer_contact_id = None
+        m.missed_in_row = 0
+        m.load[c.channel] = m.load.get(c.channel, 0) + 1
+        self._count_today(m)
+        m.assigned_today += 1
+        self._dirty(c)
+        self._move(m, Cause.ACCEPT, None)
+
+    def _release_offer(self, cid: str, mid: str, cause: Cause, reason: str) -> None:
+        """A declined, failed or missed offer: back to the queue at once, never again to
+        the same manager while someone else could take it."""
+        c = self._contact(cid)
+        m = self._manager(mid)
+        if c.status is not ContactStatus.OFFERED or c.offered_to != mid:
+            raise CoreError("not_offered", f"contact {cid} is not offered to {mid}")
+        self._cmd(ev.CancelTimer(("offer", cid)))
+        c.status, c.offered_to, c.offer_expires_at = ContactStatus.WAITING, None, None
+        c.declined_by = c.declined_by | {mid}
+        self._enqueue(c)
+        self._dirty(c)
+        m.offer_contact_id = None
+        if cause is Cause.MISS:
+            m.missed_in_row += 1
+            self._cmd(ev.WithdrawOffer(cid, mid, reason))
+        self._move(m, cause, reason)
+        if cause is Cause.MISS and m.missed_in_row >= max(1, self.policy.missed_offers_to_pause):
+            self._move(m, Cause.AUTO_PAUSE, "missed offer")
+            self._cmd(ev.NotifyManager(mid, "auto_pause", "missed offer"))
+
+    def _finish(self, cid: str, mid: str | None, outcome: Outcome) -> None:
+        c = self._contact(cid)
+        if mid is not None and c.assigned_to not in (None, mid):
+            raise CoreError("not_yours", f"contact {cid} is assigned to {c.assigned_to}, not {mid}")
+        self._withdraw(c, "finished")
+        owner = self.managers.get(c.assigned_to or "")
+        self._close(c, ContactStatus.FINISHED, outcome)
+        if owner is None:
+            return
+        owner.load[c.channel] = max(0, owner.load.get(c.channel, 0) - 1)
+        self._count_today(owner)
+        owner.handled_today += 1
+        owner.last_finished_at = self._now
+        self._dirty(owner)
+        wrap = self.policy.rules(c.channel).wrap_up
+        if wrap > 0 and owner.presence in (Presence.AVAILABLE, Presence.BUSY):
+            self._move(owner, Cause.WRAP_UP, c.channel.value)
+            self._cmd(ev.StartTimer(("wrapup", owner.id), self._now + wrap))
+        elif owner.presence in (Presence.AVAILABLE, Presence.BUSY):
+            self._move(owner, Cause.LOAD_CHANGED, "work finished")
+
+    def _reassign(self, cid: str, mid: str, by: str, pin_until: float | None) -> None:
+        """A supervisor's override. An assigned contact moves to the new owner at once;
+        a waiting or offered one is pinned to them (until `pin_until`, if given) and
+        offered as soon as they are available. Marked `override` so ratings leave it out."""
+        c = self._contact(cid)
+        target = self._manager(mid)
+        c.override = True
+        self._dirty(c)
+        if c.status is ContactStatus.ASSIGNED:
+            old = self.managers.get(c.assigned_to or "")
+            if old is not None and old.id != mid:
+                old.load[c.channel] = max(0, old.load.get(c.channel, 0) - 1)
+                self._dirty(old)
+                if old.presence in (Presence.AVAILABLE, Presence.BUSY):
+                    self._move(old, Cause.LOAD_CHANGED, "reassigned away")
+                self._cmd(ev.NotifyManager(old.id, "reassigned_away", cid))
+                target.load[c.channel] = target.load.get(c.channel, 0) + 1
+                c.assigned_to = mid
+                self._dirty(target)
+                if target.presence in (Presence.AVAILABLE, Presence.BUSY):
+                    self._move(target, Cause.LOAD_CHANGED, "reassigned to")
+                self._cmd(ev.NotifyManager(mid, "reassigned_to", cid))
+            self._log(c, target, "override", [], {}, {}, f"reassigned by {by}")
+            return
+        self._withdraw(c, f"reassigned by {by}")
+        c.pinned_to, c.pin_expires_at = mid, pin_until
+        if pin_until is not None:
+            self._cmd(ev.StartTimer(("pin", cid), pin_until))
+        self._log(c, target, "override", [], {}, {}, f"pinned to {target.name or mid} by {by}")
+
+    def _presence_request(self, m: Manager, presence: Presence, reason: str | None, by: str) -> None:
+        cause = {Presence.AVAILABLE: Cause.SET_AVAILABLE, Presence.PAUSED: Cause.PAUSE, Presence.OFFLINE: Cause.LOGOUT}
+        if presence not in cause:
+            raise CoreError("bad_presence", f"a manager can ask for available, paused or offline, not {presence}")
+        next_presence(m.presence, cause[presence])  # refuse before changing anything
+        if presence is Presence.AVAILABLE:
+            if m.presence is Presence.OFFERED:
+                return  # already in the queue, with an offer ringing
+            m.missed_in_row = 0
+            m.last_heartbeat = self._now
+            self._move(m, Cause.SET_AVAILABLE, reason or by)
+            self._start_inactivity_timer(m)
+        elif presence is Presence.PAUSED:
+            self._drop_offer(m, "paused")
+            self._move(m, Cause.PAUSE, reason or "break")
+        else:
+            self._drop_offer(m, "offline")
+            self._move(m, Cause.LOGOUT, reason or by)
+
+    def _save_manager(self, profile: Manager) -> None:
+        """Create a manager, or update their profile keeping their live state."""
+        m = self.managers.get(profile.id)
+        if m is None:
+            self.managers[profile.id] = m = profile
+            m.load = dict(m.load)
+            if m.presence is not Presence.OFFLINE:
+                m.presence_since = self._now
+        else:
+            for name in ("name", "team", "skills", "languages", "capacity", "device", "email", "order", "daily_cap"):
+                setattr(m, name, getattr(profile, name))
+            m.active = profile.active
+            if not m.active and m.presence is not Presence.OFFLINE:
+                self._drop_offer(m, "deactivated")
+                self._move(m, Cause.LOGOUT, "deactivated")
+            elif m.presence in (Presence.AVAILABLE, Presence.BUSY):
+                self._move(m, Cause.LOAD_CHANGED, "profile changed")
+        self._dirty(m)
+        self._index(m)
+
+    def _timer(self, key: tuple[str, str]) -> None:
+        kind, ident = key
+        now = self._now
+        if kind == "offer":
+            c = self.contacts.get(ident)
+            if c and c.status is ContactStatus.OFFERED and c.offer_expires_at is not None and c.offer_expires_at <= now:
+                self._release_offer(ident, c.offered_to or "", Cause.MISS, "missed offer")
+        elif kind == "escalate":
+            c = self.contacts.get(ident)
+            if c and c.status is ContactStatus.WAITING:
+                timeout = self.policy.steps[c.step].timeout if c.step < len(self.policy.steps) else None
+                if timeout is not None and c.step_since + timeout <= now:
+                    self._advance(c, "timeout")
+        elif kind == "wrapup":
+            m = self.managers.get(ident)
+            if m and m.presence is Presence.WRAP_UP and m.presence_since + self._wrap_up_of(m) <= now + 1e-9:
+                self._move(m, Cause.WRAP_UP_ENDED, None)
+        elif kind == "inactivity":
+            m = self.managers.get(ident)
+            limit = self.policy.inactivity_pause
+            if m and limit > 0 and m.presence in (Presence.AVAILABLE, Presence.BUSY, Presence.WRAP_UP):
+                if m.last_heartbeat + limit <= now and not m.on_voice:
+                    self._move(m, Cause.AUTO_PAUSE, "inactive")
+                    self._cmd(ev.NotifyManager(m.id, "auto_pause", "inactive"))
+                else:
+                    self._cmd(ev.StartTimer(key, max(now, m.last_heartbeat) + limit))
+        elif kind == "pin":
+            c = self.contacts.get(ident)
+            if c and c.pinned_to and c.pin_expires_at is not None and c.pin_expires_at <= now:
+                c.pinned_to, c.pin_expires_at = None, None
+                self._dirty(c)
+
+    def _reload(self, policy: RoutingPolicy) -> None:
+        """A new policy: waiting contacts stay in the queue (re-sorted if decay changed);
+        outstanding offers and wrap-ups run on; steps are clamped to the new ladder."""
+        self.policy = policy
+        waiting = [c for c in self.contacts.values() if c.status is ContactStatus.WAITING]
+        self._queues = {ch: [] for ch in Channel}
+        for c in waiting:
+            if c.step >= len(policy.steps):
+                c.step = len(policy.steps) - 1
+                self._dirty(c)
+            self._enqueue(c)
+        for m in self.managers.values():
+            if m.presence in (Presence.AVAILABLE, Presence.BUSY):
+                self._move(m, Cause.LOAD_CHANGED, "policy reloaded")
+
+    # ---- presence ----------------------------------------------------------------
+
+    def _move(self, m: Manager, cause: Cause, reason: str | None) -> None:
+        """Apply one presence transition from the table and record it."""
+        target = next_presence(m.presence, cause)
+        if target == ACTIVE:
+            blocked = m.device_busy or (self.policy.voice_is_exclusive and m.on_voice)
+            full = not any(m.has_room(ch) for ch in Channel)
+            target = Presence.BUSY if blocked or full else Presence.AVAILABLE
+        assert isinstance(target, Presence)
+        new_reason = reason if target is Presence.PAUSED else None
+        if target is not m.presence or new_reason != m.pause_reason:
+            self._cmd(ev.LogTransition(ev.Transition(m.id, self._now, m.presence, target, new_reason, cause.value)))
+            if target is not m.presence:
+                m.presence_since = self._now
+            m.presence, m.pause_reason = target, new_reason
+        self._dirty(m)
+        self._index(m)
+
+    def _drop_offer(self, m: Manager, reason: str) -> None:
+        if m.offer_contact_id and m.offer_contact_id in self.contacts:
+            self._withdraw(self.contacts[m.offer_contact_id], reason)
+
+    def _withdraw(self, c: Contact, reason: str) -> None:
+        """Take back an outstanding offer of `c`, if any, with no penalty to the manager."""
+        if c.status is ContactStatus.OFFERED and c.offered_to:
+            m = self.managers.get(c.offered_to)
+            self._cmd(ev.CancelTimer(("offer", c.id)))
+            self._cmd(ev.WithdrawOffer(c.id, c.offered_to, reason))
+            c.status, c.offered_to, c.offer_expires_at = ContactStatus.WAITING, None, None
+            self._enqueue(c)
+            self._dirty(c)
+            if m is not None:
+                m.offer_contact_id = None
+                if m.presence is Presence.OFFERED:
+                    self._move(m, Cause.WITHDRAW, reason)
+
+    def _close(self, c: Contact, status: ContactStatus, outcome: Outcome | None) -> None:
+        self._dequeue(c)
+        for kind in ("escalate", "offer", "pin"):
+            self._cmd(ev.CancelTimer((kind, c.id)))
+        c.status, c.outcome, c.finished_at = status, outcome, self._now
+        self._dirty(c)
+        del self.contacts[c.id]
+
+    def _start_inactivity_timer(self, m: Manager) -> None:
+        if self.policy.inactivity_pause > 0:
+            self._cmd(ev.StartTimer(("inactivity", m.id), m.last_heartbeat + self.policy.inactivity_pause))
+
+    def _wrap_up_of(self, m: Manager) -> float:
+        return max((self.policy.rules(ch).wrap_up for ch in Channel), default=0.0)
+
+    def _count_today(self, m: Manager) -> None:
+        day = self._p.day
+        if m.day != day:
+            m.day, m.assigned_today, m.handled_today = day, 0, 0
+
+    def _taken_today(self, m: Manager) -> int:
+        return m.assigned_today if m.day == self._p.day else 0
+
+    def _index(self, m: Manager) -> None:
+        if m.active and m.presence is Presence.AVAILABLE and m.offer_contact_id is None:
+            self._available[m.id] = m
+        else:
+            self._available.pop(m.id, None)
+
+    # ---- the queue ---------------------------------------------------------------
+
+    def _queue_key(self, c: Contact) -> tuple[float, float, int, str]:
+        decay = self.policy.rules(c.channel).priority_decay_per_hour / 3600.0
+        return (-(c.priority + decay * c.arrived_at), c.arrived_at, c.seq, c.id)
+
+    def _enqueue(self, c: Contact) -> None:
+        q = self._queues[c.channel]
+        key = self._queue_key(c)
+        i = bisect.bisect_left(q, key)
+        if i == len(q) or q[i] != key:
+            q.insert(i, key)
+
+    def _dequeue(self, c: Contact) -> None:
+        q = self._queues[c.channel]
+        key = self._queue_key(c)
+        i = bisect.bisect_left(q, key)
+        if i < len(q) and q[i] == key:
+            del q[i]
+
+    def _queue_ids(self, now: float) -> Iterator[str]:
+        def merged(ch: Channel) -> Iterator[tuple[float, float, int, str]]:
+            shift = self.policy.rules(ch).priority_decay_per_hour / 3600.0 * now
+            for base, arrived, seq, cid in list(self._queues[ch]):
+                yield (base + shift, arrived, seq, cid)
+
+        for _, _, _, cid in heapq.merge(*(merged(ch) for ch in Channel)):
+            yield cid
+
+    # ---- routing -----------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Offer waiting contacts, in queue order, to the best available eligible manager."""
+        if not self._available:
+            return
+        for cid in self._queue_ids(self._now):
+            if not self._available:
+                break
+            c = self.contacts[cid]
+            if c.status is ContactStatus.WAITING:
+                self._route(c)
+
+    def _route(self, c: Contact) -> None:
+        steps = self.policy.steps
+        while True:
+            step = steps[min(c.step, len(steps) - 1)]
+            pool = Pool.PREFERRED if c.pinned_to else step.pool
+            memo = (
+                None if pool in (Pool.PREFERRED, Pool.TEAM) or c.pinned_to or c.declined_by else self._class_of(c, pool)
+            )
+            if memo is not None and memo in self._p.hopeless:
+                return
+            candidates = [m for m in self._available.values() if self._reject(c, m, pool) is None]
+            if not candidates and c.declined_by and not self._others_could(c, pool):
+                candidates = [
+                    m for m in self._available.values() if self._reject(c, m, pool, allow_declined=True) is None
+                ]
+            if candidates:
+                self._offer(c, candidates, pool)
+                return
+            if c.step < len(steps) - 1 and not c.pinned_to and self._skippable(c, pool, step.skip_when):
+                self._advance(c, f"nobody {'staffed' if step.skip_when is SkipWhen.NOBODY_STAFFED else 'available'}")
+                continue
+            if memo is not None:
+                self._p.hopeless.add(memo)
+            return
+
+    def _class_of(self, c: Contact, pool: Pool) -> tuple[object, ...]:
+        return (pool, c.channel, c.required_skills if pool is not Pool.ANY else None, c.language)
+
+    def _in_pool(self, c: Contact, m: Manager, pool: Pool) -> bool:
+        if c.pinned_to:
+            return m.id == c.pinned_to
+        if pool is Pool.PREFERRED:
+            return m.id in c.preferred
+        if pool is Pool.TEAM:
+            return m.id in c.preferred or (c.team is not None and m.team == c.team)
+        return True
+
+    def _reject(self, c: Contact, m: Manager, pool: Pool, allow_declined: bool = False) -> str | None:
+        """Why `m` may not take `c` now, or None. Cheap checks first; the first failing
+        rule is the one the explanation reports."""
+        if not m.active:
+            return "inactive"
+        if not self._in_pool(c, m, pool):
+            return "pinned elsewhere" if c.pinned_to else f"outside step '{pool.value}'"
+        if m.presence is not Presence.AVAILABLE or m.offer_contact_id is not None:
+            return m.presence.value
+        if self.policy.voice_is_exclusive and m.on_voice:
+            return "on a call"
+        if not m.has_room(c.channel):
+            return "at capacity"
+        if not c.pinned_to and pool is not Pool.ANY and not c.required_skills <= m.skills.keys():
+            return "missing skill"
+        if c.language and m.languages and c.language not in m.languages:
+            return "language"
+        if m.daily_cap is not None and self._taken_today(m) >= m.daily_cap:
+            return "daily cap"
+        if not self._team_open(m.team):
+            return "off shift"
+        if not allow_declined and m.id in c.declined_by:
+            return "declined or missed"
+        return None
+
+    def _staffed_fit(self, c: Contact, m: Manager, pool: Pool) -> bool:
+        return (
+            m.active
+            and m.presence.is_staffed
+            and self._in_pool(c, m, pool)
+            and (pool is Pool.ANY or c.pinned_to is not None or c.required_skills <= m.skills.keys())
+            and not (c.language and m.languages and c.language not in m.languages)
+        )
+
+    def _others_could(self, c: Contact, pool: Pool) -> bool:
+        return any(m.id not in c.declined_by and self._staffed_fit(c, m, pool) for m in self.managers.values())
+
+    def _skippable(self, c: Contact, pool: Pool, rule: SkipWhen) -> bool:
+        if rule is SkipWhen.NOBODY_AVAILABLE:
+            return True  # we only get here when nobody in the pool could take it
+        return not any(self._staffed_fit(c, m, pool) for m in self._pool_members(c, pool))
+
+    def _pool_members(self, c: Contact, pool: Pool) -> Iterable[Manager]:
+        if pool is Pool.PREFERRED:
+            return [self.managers[i] for i in c.preferred if i in self.managers]
+        return self.managers.values()
+
+    def _advance(self, c: Contact, why: str) -> None:
+        c.step += 1
+        c.step_since = self._now
+        self._dirty(c)
+        self._start_step_timer(c)
+
+    def _start_step_timer(self, c: Contact) -> None:
+        steps = self.policy.steps
+        timeout = steps[c.step].timeout if c.step < len(steps) else None
+        if timeout is not None:
+            self._cmd(ev.StartTimer(("escalate", c.id), c.step_since + timeout))
+
+    def _team_open(self, team: str | None) -> bool:
+        cache = self._p.open_teams
+        if team not in cache:
+            cache[team] = self.policy.calendar.is_open(team, self._now)
+        return cache[team]
+
+    def _offer(self, c: Contact, candidates: list[Manager], pool: Pool) -> None:
+        today = {m.id: self._taken_today(m) for m in candidates}
+        ranked = rank(c, candidates, self.policy, self.ratings, self._memory, self._rng, today)
+        winner = self.managers[ranked[0].manager_id]
+        filtered, counts = self._explain_filters(c, pool, {m.id for m in candidates})
+        value = contact_value(c, self.policy)
+        top = ranked[0]
+        parts = ", ".join(
+            f"{k} {v:+.2f}" for k, v in top.components.items() if k not in ("rating", "deals", "position")
+        )
+        summary = (
+            f"{winner.name or winner.id} for {c.channel.value} contact {c.id} "
+            f"({self.policy.strategy.value} v{self.policy.version}, step {c.step + 1} '{pool.value}', "
+            f"contact value {value:.2f}): score {top.score:.3f}"
+            + (f" = {parts}" if parts else "")
+            + f"; {len(candidates)} candidate(s), {sum(counts.values())} filtered"
+        )
+        self._log(c, winner, "offer", ranked[:10], filtered, counts, summary)
+        rules = self.policy.rules(c.channel)
+        c.status, c.offered_to, c.offer_expires_at = ContactStatus.OFFERED, winner.id, self._now + rules.offer_timeout
+        self._dequeue(c)
+        self._dirty(c)
+        winner.offer_contact_id = c.id
+        winner.last_offered_at = self._now
+        self._memory.rr_last_order = winner.order
+        self._move(winner, Cause.OFFER, None)
+        self._cmd(ev.StartTimer(("offer", c.id), c.offer_expires_at))
+        self._cmd(ev.OfferContact(replace(c), replace(winner), c.offer_expires_at, self._last_decision))
+
+    def _explain_filters(self, c: Contact, pool: Pool, chosen: set[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
+        filtered: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
+        for m in self.managers.values():
+            if m.id in chosen or not m.active:
+                continue
+            reason = self._reject(c, m, pool) or "declined or missed"
+            counts[reason] = counts.get(reason, 0) + 1
+            sample = filtered.setdefault(reason, [])
+            if len(sample) < FILTER_SAMPLE:
+                sample.append(m.id)
+        return filtered, counts
+
+    def _log(
+        self,
+        c: Contact,
+        m: Manager | None,
+        kind: str,
+        ranked: list[ev.Candidate],
+        filtered: dict[str, list[str]],
+        counts: dict[str, int],
+        summary: str,
+    ) -> None:
+        self._decisions += 1
+        steps = self.policy.steps
+        d = ev.Decision(
+            id=f"{int(self._now * 1000):013x}-{self._decisions:06x}",
+            at=self._now,
+            contact_id=c.id,
+            manager_id=m.id if m else None,
+            kind=kind,
+            policy_version=self.policy.version,
+            strategy=self.policy.strategy.value,
+            step=c.step,
+            pool=steps[min(c.step, len(steps) - 1)].pool.value,
+            candidates=tuple(ranked),
+            filtered=filtered,
+            filtered_counts=counts,
+            summary=summary,
+        )
+        self._last_decision = d
+        self._cmd(ev.LogDecision(d))
+
+    # ---- plumbing ----------------------------------------------------------------
+
+    @property
+    def _p(self) -> _Pass:
+        assert self._pass is not None, "core used outside handle()"
+        return self._pass
+
+    @property
+    def _now(self) -> float:
+        return self._p.now
+
+    def _cmd(self, command: ev.Command) -> None:
+        self._p.commands.append(command)
+
+    def _dirty(self, obj: Contact | Manager) -> None:
+        if isinstance(obj, Contact):
+            self._p.contacts[obj.id] = obj
+        else:
+            self._p.managers[obj.id] = obj
+
+    def _contact(self, cid: str) -> Contact:
+        c = self.contacts.get(cid)
+        if c is None:
+            raise CoreError("no_such_contact", f"no open contact {cid}")
+        return c
+
+    def _manager(self, mid: str) -> Manager:
+        m = self.managers.get(mid)
+        if m is None:
+            raise CoreError("no_such_manager", f"no manager {mid}")
+        return m
+
+    def _flush(self) -> list[ev.Command]:
+        p = self._p
+        saves: list[ev.Command] = [ev.SaveContact(replace(c)) for c in p.contacts.values()]
+        saves += [ev.SaveManager(replace(m, load=dict(m.load))) for m in p.managers.values()]
+        logs = [cmd for cmd in p.commands if isinstance(cmd, ev.LogDecision | ev.LogTransition)]
+        rest = [cmd for cmd in p.commands if not isinstance(cmd, ev.LogDecision | ev.LogTransition)]
+        return saves + logs + rest
+
+
+__all__ = ["CoreError", "PresenceError", "Switchboard"]
