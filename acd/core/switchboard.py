@@ -348,7 +348,7 @@ class Switchboard:
                     self._move(m, Cause.AUTO_PAUSE, "inactive")
                     self._cmd(ev.NotifyManager(m.id, "auto_pause", "inactive"))
                 else:
-                    self._cmd(ev.StartTimer(key, max(now, m.last_heartbeat) + limit))
+                    self._cmd(ev.StartTimer(key, m.last_heartbeat + limit))
         elif kind == "pin":
             c = self.contacts.get(ident)
             if c and c.pinned_to and c.pin_expires_at is not None and c.pin_expires_at <= now:
