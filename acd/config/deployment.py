@@ -1,0 +1,152 @@
+"""Adapter: a loaded deployment, as frozen values the rest of the server reads.
+
+`acd.config.loader` builds a `Deployment` from the YAML file and the IVR flows; nothing here
+parses or validates. The routing core sees only `Deployment.policy` and `Deployment.managers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from acd.config.flows import IvrFlow
+from acd.core.hours import Schedule
+from acd.core.model import Channel, Manager
+from acd.core.policy import RoutingPolicy
+
+Texts = Mapping[str, str]  # language code -> text
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One answer to a criterion: the DTMF key that picks it and what it does to routing."""
+
+    key: str
+    value: str
+    label: Texts
+    weight: float = 1.0  # multiplier of the contact's expected value
+    skills: tuple[str, ...] = ()  # skills a manager needs to take a contact with this answer
+    priority: int = 0  # added to the contact's queue priority
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    name: str
+    label: Texts
+    prompt: Texts
+    options: tuple[Option, ...]
+    default: str | None = None  # the value used when nobody answered
+    segment: bool = False  # part of the rating segment (purpose x price tier x temperature)
+
+    def option(self, value: str) -> Option | None:
+        return next((o for o in self.options if o.value == value), None)
+
+    def by_key(self, key: str) -> Option | None:
+        return next((o for o in self.options if o.key == key), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    label: Texts
+    schedule: Schedule
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerDefaults:
+    capacity: Mapping[Channel, int]
+    languages: tuple[str, ...]
+    daily_cap: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A funnel stage and who serves a repeat customer whose open deal sits in it.
+
+    `route_to="owner"`: the deal's owner first, then after `wait` seconds the owning team;
+    `"team"`: the team at once.
+    """
+
+    name: str
+    label: Texts
+    team: str
+    route_to: Literal["owner", "team"] = "owner"
+    wait: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db_url: str | None = None  # None: the server's default SQLite file
+
+
+@dataclass(frozen=True, slots=True)
+class AmiSettings:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "acd"
+    secret_env: str = "ACD_AMI_SECRET"
+    # Read from the environment at load time; kept out of repr so it never reaches a log.
+    secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FastAgiSettings:
+    host: str = "127.0.0.1"
+    port: int = 4573
+
+
+@dataclass(frozen=True, slots=True)
+class AsteriskSettings:
+    ami: AmiSettings = AmiSettings()
+    fastagi: FastAgiSettings = FastAgiSettings()
+    handler_deadline: float = 2.0  # seconds an AGI handler may take before the dialplan falls back
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    leads_per_minute: int = 10  # web forms and callback requests per client address
+    api_per_minute: int = 600
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    allowed_origins: tuple[str, ...] = ()
+    rate_limits: RateLimits = RateLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Everything one deployment file (and its IVR flows) declares.
+
+    `managers` are the initial/demo managers: `Manager` is mutable, so copy one
+    (`dataclasses.replace`) before handing it to code that changes it.
+    """
+
+    path: Path
+    site_name: str
+    tz: str
+    languages: tuple[str, ...]  # the first is the default
+    criteria: tuple[Criterion, ...]
+    skills: Mapping[str, Texts]
+    teams: Mapping[str, Team]
+    manager_defaults: ManagerDefaults
+    managers: tuple[Manager, ...]
+    funnel_stages: tuple[Stage, ...]
+    policy: RoutingPolicy
+    flows: Mapping[str, IvrFlow]
+    server: ServerSettings = ServerSettings()
+    asterisk: AsteriskSettings = AsteriskSettings()
+    web: WebSettings = WebSettings()
+
+    @property
+    def default_language(self) -> str:
+        return self.languages[0]
+
+    def criterion(self, name: str) -> Criterion | None:
+        return next((c for c in self.criteria if c.name == name), None)
+
+    def stage(self, name: str) -> Stage | None:
+        return next((s for s in self.funnel_stages if s.name == name), None)

@@ -1,0 +1,378 @@
+"""Adapter: YAML ⇄ core policy. Reads a deployment file and its IVR flows into a `Deployment`.
+
+Loading runs in three passes so an administrator sees every mistake in one go:
+1. YAML syntax (problems name the line),
+2. the shape of each value (`acd.config.schema`),
+3. rules across the file: names that must exist, labels in every site language, unique keys.
+Only a file that passes all three is built; building itself cannot fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import date, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from acd.config.deployment import (
+    AmiSettings,
+    AsteriskSettings,
+    Criterion,
+    Deployment,
+    FastAgiSettings,
+    ManagerDefaults,
+    Option,
+    RateLimits,
+    ServerSettings,
+    Stage,
+    Team,
+    WebSettings,
+)
+from acd.config.errors import ConfigError, Loc, Problems, dotted
+from acd.config.flows import IvrFlow, build_flow
+from acd.config.schema import DeploymentSpec, HoursSpec, parse_hours_line
+from acd.core.hours import Calendar, Schedule
+from acd.core.model import Channel, Manager
+from acd.core.policy import DEFAULT_STEPS, ChannelRules, EscalationStep, RoutingPolicy, Weights
+
+DB_URL_ENV = "ACD_DB_URL"  # overrides server.db_url: a PostgreSQL URL carries a password
+
+
+def load_deployment(path: str | Path, environ: Mapping[str, str] | None = None) -> Deployment:
+    """Load and validate a deployment file and the IVR flows it points to.
+
+    `environ` supplies secrets named in the file (`asterisk.ami.secret_env`) and the
+    `ACD_DB_URL` override; it defaults to `os.environ`. Raises `ConfigError` listing every
+    problem found.
+    """
+    environ = os.environ if environ is None else environ
+    path = Path(path)
+    problems = Problems(str(path))
+    raw = _read_yaml(path, problems)
+    if problems:
+        raise ConfigError(problems.items)
+    if not isinstance(raw, dict):
+        problems.whole("the file must be a mapping of sections (site, criteria, teams, policy...)")
+        raise ConfigError(problems.items)
+    try:
+        spec = DeploymentSpec.model_validate(raw)
+    except ValidationError as e:
+        problems.from_validation(e)
+        raise ConfigError(problems.items) from None
+    _cross_check(spec, problems)
+    if problems:
+        raise ConfigError(problems.items)
+
+    languages = tuple(spec.site.languages)
+    criteria = tuple(_criterion(c) for c in spec.criteria)
+    flows, flow_problems = _load_flows(path, spec.flows_dir, criteria, languages, problems)
+    if flow_problems:
+        raise ConfigError(flow_problems)
+    return _build(path, spec, criteria, flows, environ)
+
+
+def check(path: str | Path, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The problems `load_deployment` would raise, or [] when the deployment is valid."""
+    try:
+        load_deployment(path, environ)
+    except ConfigError as e:
+        return e.problems
+    return []
+
+
+# ---- pass 1: YAML ------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            seen = first.get(key)
+        except TypeError:  # an unhashable key; construct_mapping reports it properly
+            continue
+        if seen is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line {seen})", key_node.start_mark
+            )
+        first[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _read_yaml(path: Path, problems: Problems) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        problems.whole(f"cannot read the file: {e.strerror or e}")
+        return None
+    except UnicodeDecodeError:
+        problems.whole("the file is not UTF-8 text")
+        return None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        what = e.problem or e.context or "invalid YAML"
+        if mark is None:
+            problems.whole(f"invalid YAML: {what}")
+            return None
+        what += f" (column {mark.column + 1})"
+        if e.problem and e.context and e.context_mark:
+            # e.g. an unclosed quote: the problem shows at the end, its cause where the quote opened
+            what += f", {e.context} at line {e.context_mark.line + 1}"
+        problems.at_line(mark.line + 1, what)
+    except yaml.YAMLError as e:
+        problems.whole(f"invalid YAML: {e}")
+    return None
+
+
+# ---- pass 3: rules across the file --------------------------------------------------------
+
+
+def _cross_check(spec: DeploymentSpec, problems: Problems) -> None:
+    languages = spec.site.languages
+    teams = set(spec.teams)
+    skills = set(spec.skills)
+
+    def texts(loc: Loc, mapping: Mapping[str, str]) -> None:
+        for lang in mapping:
+            if lang not in languages:
+                problems.add((*loc, lang), f"{lang!r} is not a site language ({', '.join(languages)})")
+        for lang in languages:
+            if lang not in mapping:
+                problems.add(loc, f"has no {lang} text (every site language needs one)")
+
+    def langs(loc: Loc, codes: Iterable[str]) -> None:
+        for i, lang in enumerate(codes):
+            if lang not in languages:
+                problems.add((*loc, i), f"{lang!r} is not a site language ({', '.join(languages)})")
+
+    def team(loc: Loc, name: str | None) -> None:
+        if name is not None and name not in teams:
+            problems.add(loc, f"no team named {name!r} (teams: {', '.join(sorted(teams)) or 'none'})")
+
+    def skill(loc: Loc, name: str) -> None:
+        if name not in skills:
+            problems.add(loc, f"no skill named {name!r} (skills: {', '.join(sorted(skills)) or 'none'})")
+
+    def unique(loc: Loc, what: str, values: list[Any], field: str = "") -> None:
+        first: dict[Any, int] = {}
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            if value in first:
+                where = dotted((*loc, first[value]))
+                problems.add((*loc, i, *((field,) if field else ())), f"{what} {value!r} is already used by {where}")
+            first.setdefault(value, i)
+
+    for code, n in Counter(languages).items():
+        if n > 1:
+            problems.add(("site", "languages"), f"{code!r} is listed {n} times")
+
+    unique(("criteria",), "name", [c.name for c in spec.criteria], "name")
+    for i, c in enumerate(spec.criteria):
+        loc: Loc = ("criteria", i)
+        texts((*loc, "label"), c.label)
+        texts((*loc, "prompt"), c.prompt)
+        unique((*loc, "options"), "key", [o.key for o in c.options], "key")
+        unique((*loc, "options"), "value", [o.value for o in c.options], "value")
+        for j, o in enumerate(c.options):
+            texts((*loc, "options", j, "label"), o.label)
+            for k, s in enumerate(o.skills):
+                skill((*loc, "options", j, "skills", k), s)
+        values = [o.value for o in c.options]
+        if c.default is not None and c.default not in values:
+            problems.add((*loc, "default"), f"{c.default!r} is not one of the options' values ({', '.join(values)})")
+
+    for name, label in spec.skills.items():
+        texts(("skills", name), label)
+    for name, t in spec.teams.items():
+        texts(("teams", name, "label"), t.label)
+
+    langs(("manager_defaults", "languages"), spec.manager_defaults.languages or ())
+    unique(("managers",), "id", [m.id for m in spec.managers], "id")
+    unique(("managers",), "device", [m.device for m in spec.managers], "device")
+    for i, m in enumerate(spec.managers):
+        loc = ("managers", i)
+        team((*loc, "team"), m.team)
+        for name in m.skills:
+            skill((*loc, "skills", name), name)
+        langs((*loc, "languages"), m.languages or ())
+
+    unique(("funnel_stages",), "name", [s.name for s in spec.funnel_stages], "name")
+    for i, stage in enumerate(spec.funnel_stages):
+        texts(("funnel_stages", i, "label"), stage.label)
+        team(("funnel_stages", i, "team"), stage.team)
+
+    team(("policy", "default_team"), spec.policy.default_team)
+    steps = spec.policy.steps or []
+    for i, step in enumerate(steps[:-1]):
+        if step.timeout is None:
+            problems.add(("policy", "steps", i, "timeout"), "only the last step may wait without a timeout")
+
+
+# ---- building --------------------------------------------------------------------------
+
+
+def _criterion(c: Any) -> Criterion:
+    options = tuple(Option(o.key, o.value, dict(o.label), o.weight, tuple(o.skills), o.priority) for o in c.options)
+    return Criterion(c.name, dict(c.label), dict(c.prompt), options, c.default, c.segment)
+
+
+def _load_flows(
+    config: Path, flows_dir: str | None, criteria: tuple[Criterion, ...], languages: tuple[str, ...], problems: Problems
+) -> tuple[dict[str, IvrFlow], list[str]]:
+    if flows_dir is None:
+        return {}, []
+    directory = Path(os.path.normpath(config.parent / flows_dir))
+    if not directory.is_dir():
+        problems.add(("flows_dir",), f"no directory {str(directory)!r} (set flows_dir: null for no IVR)")
+        return {}, problems.items
+    flows: dict[str, IvrFlow] = {}
+    found: list[str] = []
+    for file in sorted(directory.glob("*.yaml")):
+        flow_problems = Problems(str(file))
+        name = file.stem
+        if not name.replace("-", "_").isidentifier() or not name.isascii() or name != name.lower():
+            flow_problems.whole("a flow's file name must be lowercase letters, digits, - or _ (it names the flow)")
+        else:
+            raw = _read_yaml(file, flow_problems)
+            if not flow_problems:
+                flow = build_flow(name, file, raw, criteria, languages, flow_problems)
+                if flow is not None:
+                    flows[name] = flow
+        found += flow_problems.items
+    return flows, found
+
+
+def _dates(spans: Iterable[tuple[date, date]]) -> frozenset[date]:
+    out: set[date] = set()
+    for first, last in spans:
+        out.update(first + timedelta(days=n) for n in range((last - first).days + 1))
+    return frozenset(out)
+
+
+def _week(lines: Iterable[str]) -> dict[int, tuple[tuple[time, time], ...]]:
+    week: dict[int, list[tuple[time, time]]] = {}
+    for line in lines:
+        days, intervals = parse_hours_line(line)
+        for day in days:
+            week.setdefault(day, []).extend(intervals)
+    return {day: tuple(sorted(spans)) for day, spans in sorted(week.items())}
+
+
+def _schedule(spec: HoursSpec | None, base: Schedule) -> Schedule:
+    """A team's hours: each key it leaves out (tz, week, holidays) comes from the site's."""
+    if spec is None:
+        return base
+    return Schedule(
+        tz=spec.tz or base.tz,
+        week=_week(spec.week) if spec.week is not None else base.week,
+        holidays=_dates(spec.holidays) if spec.holidays is not None else base.holidays,
+    )
+
+
+def _build(
+    path: Path,
+    spec: DeploymentSpec,
+    criteria: tuple[Criterion, ...],
+    flows: dict[str, IvrFlow],
+    environ: Mapping[str, str],
+) -> Deployment:
+    languages = tuple(spec.site.languages)
+    site_hours = spec.hours
+    default_schedule = Schedule(
+        tz=site_hours.tz or spec.site.tz,
+        week=_week(site_hours.week or ()),
+        holidays=_dates(site_hours.holidays or ()),
+    )
+    teams = {name: Team(dict(t.label), _schedule(t.hours, default_schedule)) for name, t in spec.teams.items()}
+    calendar = Calendar(
+        tz=spec.site.tz, default=default_schedule, teams={name: t.schedule for name, t in teams.items()}
+    )
+
+    md = spec.manager_defaults
+    defaults = ManagerDefaults(
+        capacity={**RoutingPolicy().default_capacity, **md.capacity},
+        languages=tuple(md.languages or languages[:1]),
+        daily_cap=md.daily_cap,
+    )
+    managers = tuple(
+        Manager(
+            id=m.id,
+            name=m.name,
+            team=m.team,
+            skills=dict(m.skills),
+            languages=frozenset(m.languages if m.languages is not None else defaults.languages),
+            capacity={**defaults.capacity, **m.capacity},
+            device=m.device or "",
+            email=m.email,
+            order=m.order if m.order is not None else i + 1,
+            daily_cap=m.daily_cap if m.daily_cap is not None else defaults.daily_cap,
+        )
+        for i, m in enumerate(spec.managers)
+    )
+
+    p = spec.policy
+    channels = {}
+    for ch in Channel:
+        rules = spec.channels.get(ch)
+        channels[ch] = (
+            ChannelRules(rules.offer_timeout, rules.wrap_up, rules.priority_decay_per_hour) if rules else ChannelRules()
+        )
+    policy = RoutingPolicy(
+        version=p.version,
+        strategy=p.strategy,
+        steps=tuple(EscalationStep(s.pool, s.timeout, s.skip_when) for s in p.steps) if p.steps else DEFAULT_STEPS,
+        weights=Weights(p.weights.value, p.weights.fit, p.weights.load, p.weights.exploration),
+        segment_keys=tuple(c.name for c in criteria if c.segment),
+        value_weights={c.name: {o.value: o.weight for o in c.options} for c in criteria},
+        skills_by_answer={c.name: {o.value: o.skills for o in c.options} for c in criteria},
+        priority_by_answer={c.name: {o.value: o.priority for o in c.options} for c in criteria},
+        default_team=p.default_team,
+        channels=channels,
+        default_capacity=defaults.capacity,
+        missed_offers_to_pause=spec.auto_pause.missed_offers,
+        inactivity_pause=spec.auto_pause.inactivity,
+        voice_is_exclusive=p.voice_is_exclusive,
+        min_rated_deals=p.min_rated_deals,
+        seed=p.seed,
+        calendar=calendar,
+    )
+
+    ami, agi, web = spec.asterisk.ami, spec.asterisk.fastagi, spec.web
+    return Deployment(
+        path=path,
+        site_name=spec.site.name,
+        tz=spec.site.tz,
+        languages=languages,
+        criteria=criteria,
+        skills={name: dict(label) for name, label in spec.skills.items()},
+        teams=teams,
+        manager_defaults=defaults,
+        managers=managers,
+        funnel_stages=tuple(Stage(s.name, dict(s.label), s.team, s.route_to, s.wait) for s in spec.funnel_stages),
+        policy=policy,
+        flows=flows,
+        server=ServerSettings(spec.server.host, spec.server.port, environ.get(DB_URL_ENV) or spec.server.db_url),
+        asterisk=AsteriskSettings(
+            ami=AmiSettings(ami.host, ami.port, ami.username, ami.secret_env, environ.get(ami.secret_env)),
+            fastagi=FastAgiSettings(agi.host, agi.port),
+            handler_deadline=spec.asterisk.handler_deadline,
+        ),
+        web=WebSettings(
+            tuple(web.allowed_origins), RateLimits(web.rate_limits.leads_per_minute, web.rate_limits.api_per_minute)
+        ),
+    )

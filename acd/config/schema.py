@@ -1,0 +1,347 @@
+"""Adapter: the deployment file's shape, as pydantic models (YAML mapping ⇄ validated spec).
+
+These models check what one value can tell about itself: types, ranges, DTMF keys, time
+zones, opening-hours lines. Rules that span the file (a manager's team exists, every label
+has each site language) live in `acd.config.loader`, which reports every problem at once.
+Every model forbids unknown keys, so a misspelt key is an error rather than a silent default.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+
+from acd.core.hours import WEEKDAYS
+from acd.core.model import Channel
+from acd.core.policy import Pool, SkipWhen, Strategy
+
+DTMF_KEYS = frozenset("0123456789*#")
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_LANG = re.compile(r"^[a-z]{2,3}$")
+_DEVICE = re.compile(r"^[A-Za-z][A-Za-z0-9]*/\S+$")
+_SOUND = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
+_HOURS_LINE = re.compile(r"^\s*([a-z]{3})(?:\s*-\s*([a-z]{3}))?\s*:\s*(.+)$")
+_INTERVAL = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+# ---- scalar checks ---------------------------------------------------------------------
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("must be a lowercase name: a letter, then letters, digits or _")
+    return value
+
+
+def _lang(value: str) -> str:
+    if not _LANG.match(value):
+        raise ValueError("must be a two- or three-letter language code such as ru or en")
+    return value
+
+
+def _dtmf(value: Any) -> Any:
+    # YAML reads `key: 1` as an int; admins should not have to quote digits.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9:
+        value = str(value)
+    if not isinstance(value, str) or value not in DTMF_KEYS:
+        raise ValueError("must be one DTMF key 0-9, * or # (quote * and # in YAML)")
+    return value
+
+
+def _tz(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Europe/Moscow)") from None
+    return value
+
+
+def parse_duration(value: Any) -> Any:
+    """Seconds as a number, or a string with units: "30s", "10m", "1h30m"."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration: seconds (30) or with a unit (30s, 10m, 1h)")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m and any(m.groups()):
+            h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            return h * 3600 + mi * 60 + s
+    raise ValueError("must be a duration: seconds (30) or with a unit (30s, 10m, 1h)")
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _str_keys(value: Any) -> Any:
+    # YAML reads unquoted phone numbers and digits as ints; the file means them as text.
+    if isinstance(value, dict):
+        return {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in value.items()}
+    return value
+
+
+def _device(value: str) -> str:
+    if not _DEVICE.match(value):
+        raise ValueError("must be an Asterisk dial string such as PJSIP/101")
+    return value
+
+
+def _sound(value: str) -> str:
+    if not _SOUND.match(value):
+        raise ValueError("must be a relative sound name without extension, e.g. acd/main/greeting-ru")
+    return value
+
+
+def parse_hours_line(line: str) -> tuple[tuple[int, ...], tuple[tuple[time, time], ...]]:
+    """`"mon-fri: 09:00-13:00, 14:00-18:00"` -> ((0..4), ((09:00, 13:00), (14:00, 18:00))).
+
+    24:00 is written as an end and stored as midnight (time(0)), which `Schedule` reads as
+    the end of the day; an interval may not cross midnight.
+    """
+    m = _HOURS_LINE.match(line.strip().lower())
+    if not m:
+        raise ValueError('must look like "mon-fri: 09:00-18:00"')
+    first, last, spans = m.group(1), m.group(2) or m.group(1), m.group(3)
+    for day in (first, last):
+        if day not in WEEKDAYS:
+            raise ValueError(f"unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
+    a, b = WEEKDAYS.index(first), WEEKDAYS.index(last)
+    if b < a:
+        raise ValueError(f"weekday range {first}-{last} runs backwards (split it at sun)")
+    intervals: list[tuple[time, time]] = []
+    for span in spans.split(","):
+        im = _INTERVAL.match(span)
+        if not im:
+            raise ValueError(f"interval {span.strip()!r} must look like 09:00-18:00")
+        h1, m1, h2, m2 = (int(g) for g in im.groups())
+        if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2):
+            raise ValueError(f"interval {span.strip()!r} has an impossible time")
+        start, end_minutes = time(h1, m1), h2 * 60 + m2
+        if end_minutes <= h1 * 60 + m1:
+            raise ValueError(
+                f"interval {span.strip()!r} must start before it ends (split a night: 22:00-24:00, 00:00-06:00)"
+            )
+        intervals.append((start, time(0) if h2 == 24 else time(h2, m2)))
+    return tuple(range(a, b + 1)), tuple(intervals)
+
+
+def _hours_line(value: str) -> str:
+    parse_hours_line(value)
+    return value
+
+
+def _holiday(value: Any) -> Any:
+    """A date, or a range "2026-01-01..2026-01-08" (both ends closed)."""
+    if isinstance(value, date):
+        return (value, value)
+    if isinstance(value, str):
+        first, sep, last = value.partition("..")
+        try:
+            a = date.fromisoformat(first.strip())
+            b = date.fromisoformat(last.strip()) if sep else a
+        except ValueError:
+            raise ValueError("must be a date 2026-01-01 or a range 2026-01-01..2026-01-08") from None
+        if b < a:
+            raise ValueError("date range runs backwards")
+        if (b - a).days > 366:
+            raise ValueError("date range is longer than a year")
+        return (a, b)
+    raise ValueError("must be a date 2026-01-01 or a range 2026-01-01..2026-01-08")
+
+
+def _version(value: Any) -> Any:
+    # An unquoted 2026-11-23 becomes a date and 1.10 becomes 1.1: refuse rather than guess.
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('must be a quoted string, e.g. "2026-11-23.1"')
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+Lang = Annotated[str, AfterValidator(_lang)]
+Key = Annotated[str, BeforeValidator(_dtmf)]
+TimeZone = Annotated[str, AfterValidator(_tz)]
+Text = Annotated[str, Field(min_length=1)]
+Texts = dict[Lang, Text]
+Seconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_negative)]
+PositiveSeconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+Count = Annotated[StrictInt, Field(ge=0)]
+Capacity = dict[Channel, Count]
+HoursLine = Annotated[str, AfterValidator(_hours_line)]
+Holiday = Annotated[tuple[date, date], BeforeValidator(_holiday)]
+Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- site and sections ---------------------------------------------------------------
+
+
+class SiteSpec(Spec):
+    name: Text
+    tz: TimeZone = "UTC"
+    languages: Annotated[list[Lang], Field(min_length=1)] = ["en"]
+
+
+class HoursSpec(Spec):
+    """Weekly opening lines and closed dates; an empty `week` means open around the clock."""
+
+    tz: TimeZone | None = None
+    week: list[HoursLine] | None = None
+    holidays: list[Holiday] | None = None
+
+
+class ServerSpec(Spec):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    db_url: str | None = None
+
+
+class AmiSpec(Spec):
+    host: str = "127.0.0.1"
+    port: Port = 5038
+    username: str = "acd"
+    secret_env: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "ACD_AMI_SECRET"
+
+
+class FastAgiSpec(Spec):
+    host: str = "127.0.0.1"
+    port: Port = 4573
+
+
+class AsteriskSpec(Spec):
+    ami: AmiSpec = AmiSpec()
+    fastagi: FastAgiSpec = FastAgiSpec()
+    handler_deadline: PositiveSeconds = 2.0
+
+
+class RateLimitsSpec(Spec):
+    leads_per_minute: Count = 10
+    api_per_minute: Count = 600
+
+
+class WebSpec(Spec):
+    allowed_origins: list[str] = []
+    rate_limits: RateLimitsSpec = RateLimitsSpec()
+
+
+# ---- qualification -------------------------------------------------------------------
+
+
+class OptionSpec(Spec):
+    key: Key
+    value: Name
+    label: Texts
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    skills: list[Name] = []
+    priority: StrictInt = 0
+
+
+class CriterionSpec(Spec):
+    name: Name
+    label: Texts
+    prompt: Texts
+    options: Annotated[list[OptionSpec], Field(min_length=1)]
+    default: Name | None = None
+    segment: StrictBool = False
+
+
+class TeamSpec(Spec):
+    label: Texts
+    hours: HoursSpec | None = None
+
+
+class ManagerDefaultsSpec(Spec):
+    capacity: Capacity = {}
+    languages: list[Lang] | None = None
+    daily_cap: Count | None = None
+
+
+class ManagerSpec(Spec):
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: Text
+    team: Name | None = None
+    skills: dict[Name, Annotated[StrictInt, Field(ge=1, le=5)]] = {}
+    languages: list[Lang] | None = None
+    capacity: Capacity = {}
+    device: Annotated[str, AfterValidator(_device)] | None = None
+    email: str = ""
+    order: StrictInt | None = None
+    daily_cap: Count | None = None
+
+
+class StageSpec(Spec):
+    name: Name
+    label: Texts
+    team: Name
+    route_to: Literal["owner", "team"] = "owner"
+    wait: Seconds = 60.0
+
+
+class ChannelSpec(Spec):
+    offer_timeout: PositiveSeconds = 20.0
+    wrap_up: Seconds = 0.0
+    priority_decay_per_hour: NonNegFloat = 0.0
+
+
+class AutoPauseSpec(Spec):
+    missed_offers: Count = 1
+    inactivity: Seconds = 600.0
+
+
+class StepSpec(Spec):
+    pool: Pool
+    timeout: PositiveSeconds | None = None
+    skip_when: SkipWhen = SkipWhen.NOBODY_STAFFED
+
+
+class WeightsSpec(Spec):
+    value: NonNegFloat = 1.0
+    fit: NonNegFloat = 0.5
+    load: NonNegFloat = 0.5
+    exploration: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
+class PolicySpec(Spec):
+    version: Annotated[str, BeforeValidator(_version)]
+    strategy: Strategy = Strategy.BEST_MATCH
+    default_team: Name | None = None
+    steps: Annotated[list[StepSpec], Field(min_length=1)] | None = None
+    weights: WeightsSpec = WeightsSpec()
+    voice_is_exclusive: StrictBool = True
+    min_rated_deals: Count = 10
+    seed: StrictInt = 0
+
+
+class DeploymentSpec(Spec):
+    site: SiteSpec
+    flows_dir: str | None = "../ivr_flows"
+    server: ServerSpec = ServerSpec()
+    asterisk: AsteriskSpec = AsteriskSpec()
+    web: WebSpec = WebSpec()
+    hours: HoursSpec = HoursSpec()
+    criteria: list[CriterionSpec] = []
+    skills: dict[Name, Texts] = {}
+    teams: dict[Name, TeamSpec] = {}
+    manager_defaults: ManagerDefaultsSpec = ManagerDefaultsSpec()
+    managers: list[ManagerSpec] = []
+    funnel_stages: list[StageSpec] = []
+    channels: dict[Channel, ChannelSpec] = {}
+    auto_pause: AutoPauseSpec = AutoPauseSpec()
+    policy: PolicySpec
