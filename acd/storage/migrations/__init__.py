@@ -1,0 +1,1 @@
+"""Storage: alembic migrations (a package so that installs ship env.py and the revisions)."""

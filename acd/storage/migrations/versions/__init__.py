@@ -1,0 +1,1 @@
+"""Storage: migration revisions, applied in order by alembic."""

@@ -1,0 +1,637 @@
+"""Storage: the repository everything else persists through (SQLAlchemy 2 async, SQLite or PostgreSQL).
+
+Rows become core objects here and nowhere else; no other package imports SQLAlchemy.
+
+Durability contract: every write method returns only after its transaction committed, so
+a caller may acknowledge a client (HTTP 201, a caller's DTMF confirmation) as soon as the
+await returns. On SQLite the file runs in WAL mode with `synchronous=NORMAL`: a commit
+survives the process being killed (kill -9), and only an OS crash or power cut can lose
+the last few commits (https://www.sqlite.org/pragma.html#pragma_synchronous).
+
+Ordering of the list methods: `load_open_contacts` is queue order (oldest `seq` first);
+every `list_*` method is newest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from acd.core.events import Candidate, Decision, Transition
+from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence
+from acd.storage import tables as t
+
+__all__ = ["Conflict", "StorageError", "Store", "default_sqlite_url", "open_store"]
+
+MIGRATIONS: Final = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS: Final = 5000
+PING_TIMEOUT_S: Final = 5.0
+# Any fixed number: the key of the PostgreSQL advisory lock that keeps two servers starting
+# at once from both running the migrations.
+_MIGRATION_LOCK_KEY: Final = 0x0ACD_0001
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPEN_STATUSES: Final = tuple(s.value for s in ContactStatus if s.is_open)
+
+
+class StorageError(Exception):
+    """The database failed the operation and rolled it back (only a connection lost during
+    COMMIT leaves the outcome unknown: acknowledge nothing then).
+
+    StorageError        the database is unreachable, or refused the write
+     └── Conflict       the write reused a unique id (a contact's or a decision's)
+    """
+
+
+class Conflict(StorageError):
+    """The caller reused an id that must be unique; nothing was written."""
+
+
+def default_sqlite_url(data_dir: str | Path) -> str:
+    """The database the server uses when none is configured: `<data_dir>/acd.db`."""
+    return f"sqlite+aiosqlite:///{Path(data_dir) / 'acd.db'}"
+
+
+async def open_store(url: str, *, schema: str | None = None) -> Store:
+    """Connect, migrate to the newest revision, and return the store.
+
+    `url` is `sqlite+aiosqlite:///path/to/acd.db` or `postgresql+asyncpg://user@host/db`
+    (the plain `sqlite://` and `postgresql://` forms get those drivers). The parent folder of
+    a SQLite file is created. `schema` (PostgreSQL only) keeps every table in that schema,
+    creating it if needed, so that several installations or test runs can share a database.
+    Raises `StorageError` when the database cannot be reached or migrated.
+    """
+    sa_url = _with_async_driver(make_url(url))
+    backend = sa_url.get_backend_name()
+    if backend == "sqlite":
+        if schema is not None:
+            raise ValueError("schema= is for PostgreSQL; SQLite keeps one installation per file")
+        engine = _sqlite_engine(sa_url)
+    elif backend == "postgresql":
+        if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
+        engine = _postgres_engine(sa_url, schema)
+    else:
+        raise ValueError(
+            f"unsupported database {sa_url.render_as_string(hide_password=True)!r}: "
+            "use sqlite+aiosqlite:///<file> or postgresql+asyncpg://<user>@<host>/<db>"
+        )
+    try:
+        with _translated_errors():
+            await _migrate_to_head(engine, schema)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Store(engine)
+
+
+class Store:
+    """The repository: contacts, managers, the decision/transition logs, audit, API tokens."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self.backend: str = engine.dialect.name
+        # SQLite allows one writer per file. Queuing writers here, in order, keeps each
+        # commit short and never reaches sqlite's busy-wait ("database is locked");
+        # readers are not queued (WAL lets them run beside the writer).
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
+        self._insert: Any = sqlite.insert if self.backend == "sqlite" else postgresql.insert
+        self._upsert_contacts = self._upsert(t.contacts, "id", keep=("seq", "idempotency_key"))
+        self._upsert_managers = self._upsert(t.managers, "id")
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def ping(self) -> bool:
+        """True when the database answers a trivial query within `PING_TIMEOUT_S`."""
+        try:
+            async with asyncio.timeout(PING_TIMEOUT_S), self._engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (SQLAlchemyError, OSError, TimeoutError):
+            return False
+        return True
+
+    # ---- contacts -------------------------------------------------------------------
+
+    async def create_contact(self, contact: Contact, idempotency_key: str | None = None) -> tuple[Contact, bool]:
+        """Insert a new contact and return it with its intake `seq`, and True.
+
+        The database assigns `seq` (whatever the given contact carried); the argument is not
+        modified. When `idempotency_key` was used before, nothing is inserted and the contact
+        stored under it comes back with False, also when two submits race: the unique
+        constraint lets exactly one insert commit. Reusing a contact id raises `Conflict`.
+        """
+        row = _contact_row(contact)
+        row["idempotency_key"] = idempotency_key
+        try:
+            async with self._write() as conn:
+                result = await conn.execute(t.contacts.insert(), row)
+                seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
+        except Conflict:
+            if idempotency_key is None:
+                raise
+            existing = await self._row(sa.select(t.contacts).where(t.contacts.c.idempotency_key == idempotency_key))
+            if existing is None:
+                raise  # the conflict was on something else, e.g. a reused contact id
+            return _contact_from_row(existing), False
+        assert seq is not None
+        return replace(contact, seq=int(seq)), True
+
+    async def get_contact(self, contact_id: str) -> Contact | None:
+        row = await self._row(sa.select(t.contacts).where(t.contacts.c.id == contact_id))
+        return None if row is None else _contact_from_row(row)
+
+    async def load_open_contacts(self) -> list[Contact]:
+        """Waiting, offered and assigned contacts in intake order: the queue to rebuild after a restart."""
+        query = sa.select(t.contacts).where(t.contacts.c.status.in_(_OPEN_STATUSES)).order_by(t.contacts.c.seq)
+        return [_contact_from_row(row) for row in await self._rows(query)]
+
+    async def list_contacts(
+        self,
+        status: str | None = None,
+        manager_id: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Contact]:
+        """Newest first. `manager_id` matches the manager holding or being offered the contact;
+        `since` keeps contacts that arrived at or after that time."""
+        c = t.contacts.c
+        query = sa.select(t.contacts).order_by(c.seq.desc()).limit(limit).offset(offset)
+        if status is not None:
+            query = query.where(c.status == ContactStatus(status).value)
+        if manager_id is not None:
+            query = query.where(sa.or_(c.assigned_to == manager_id, c.offered_to == manager_id))
+        if since is not None:
+            query = query.where(c.arrived_at >= since)
+        return [_contact_from_row(row) for row in await self._rows(query)]
+
+    # ---- managers -------------------------------------------------------------------
+
+    async def save_manager(self, manager: Manager) -> None:
+        """Insert or replace the manager (every field)."""
+        async with self._write() as conn:
+            await conn.execute(self._upsert_managers, [_manager_row(manager)])
+
+    async def load_managers(self) -> list[Manager]:
+        """Every manager, active or not, by `order` then id."""
+        query = sa.select(t.managers).order_by(t.managers.c.sort_order, t.managers.c.id)
+        return [_manager_from_row(row) for row in await self._rows(query)]
+
+    async def get_manager(self, manager_id: str) -> Manager | None:
+        row = await self._row(sa.select(t.managers).where(t.managers.c.id == manager_id))
+        return None if row is None else _manager_from_row(row)
+
+    # ---- the dispatcher's write -----------------------------------------------------
+
+    async def apply(
+        self,
+        contacts: Sequence[Contact],
+        managers: Sequence[Manager],
+        decisions: Sequence[Decision],
+        transitions: Sequence[Transition],
+    ) -> None:
+        """Persist one processed event in one transaction: all of it or, on any error, none.
+
+        Contacts and managers are upserted by id (the last copy wins when one appears twice);
+        a contact new to the store gets a fresh `seq` from the database. Decisions and
+        transitions are appended; reusing a decision id raises `Conflict`.
+        """
+        if not (contacts or managers or decisions or transitions):
+            return
+        async with self._write() as conn:
+            if contacts:
+                await conn.execute(self._upsert_contacts, _last_by_id(_contact_row(c) for c in contacts))
+            if managers:
+                await conn.execute(self._upsert_managers, _last_by_id(_manager_row(m) for m in managers))
+            if decisions:
+                await conn.execute(t.decisions.insert(), [_decision_row(d) for d in decisions])
+            if transitions:
+                await conn.execute(t.transitions.insert(), [_transition_row(tr) for tr in transitions])
+
+    async def list_decisions(
+        self,
+        contact_id: str | None = None,
+        manager_id: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[Decision]:
+        """The decision log, newest first, each with its full explanation."""
+        c = t.decisions.c
+        query = sa.select(t.decisions).order_by(c.at.desc(), c.n.desc()).limit(limit)
+        if contact_id is not None:
+            query = query.where(c.contact_id == contact_id)
+        if manager_id is not None:
+            query = query.where(c.manager_id == manager_id)
+        if since is not None:
+            query = query.where(c.at >= since)
+        return [_decision_from_row(row) for row in await self._rows(query)]
+
+    async def list_transitions(
+        self, manager_id: str | None = None, since: float | None = None, limit: int = 1000
+    ) -> list[Transition]:
+        """Presence changes, newest first."""
+        c = t.transitions.c
+        query = sa.select(t.transitions).order_by(c.at.desc(), c.n.desc()).limit(limit)
+        if manager_id is not None:
+            query = query.where(c.manager_id == manager_id)
+        if since is not None:
+            query = query.where(c.at >= since)
+        return [_transition_from_row(row) for row in await self._rows(query)]
+
+    # ---- audit ----------------------------------------------------------------------
+
+    async def audit(self, at: float, actor: str, action: str, target: str, detail: Mapping[str, Any]) -> None:
+        """Append a supervisor override or admin action; `detail` must be JSON-serialisable."""
+        async with self._write() as conn:
+            await conn.execute(
+                t.audit.insert(), {"at": at, "actor": actor, "action": action, "target": target, "detail": dict(detail)}
+            )
+
+    async def list_audit(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first, as dicts with keys `id`, `at`, `actor`, `action`, `target`, `detail`."""
+        c = t.audit.c
+        query = sa.select(t.audit).order_by(c.at.desc(), c.n.desc()).limit(limit)
+        return [
+            {
+                "id": row["n"],
+                "at": row["at"],
+                "actor": row["actor"],
+                "action": row["action"],
+                "target": row["target"],
+                "detail": row["detail"],
+            }
+            for row in await self._rows(query)
+        ]
+
+    # ---- API tokens -----------------------------------------------------------------
+
+    async def create_token(self, role: str, manager_id: str | None, label: str = "") -> str:
+        """Mint a bearer token and return its secret; only its SHA-256 is stored, so show it once."""
+        secret = secrets.token_urlsafe(32)
+        async with self._write() as conn:
+            await conn.execute(
+                t.tokens.insert(),
+                {
+                    "token_hash": _token_hash(secret),
+                    "role": role,
+                    "manager_id": manager_id,
+                    "label": label,
+                    "created_at": time.time(),
+                    "revoked_at": None,
+                },
+            )
+        return secret
+
+    async def verify_token(self, token: str) -> tuple[str, str | None] | None:
+        """`(role, manager_id)` for a live token; None for an unknown or revoked one."""
+        c = t.tokens.c
+        query = sa.select(c.role, c.manager_id).where(c.token_hash == _token_hash(token), c.revoked_at.is_(None))
+        row = await self._row(query)
+        return None if row is None else (row["role"], row["manager_id"])
+
+    async def revoke_token(self, token: str) -> bool:
+        """Revoke a token for good; False when it was unknown or already revoked."""
+        c = t.tokens.c
+        statement = (
+            t.tokens.update()
+            .where(c.token_hash == _token_hash(token), c.revoked_at.is_(None))
+            .values(revoked_at=time.time())
+        )
+        async with self._write() as conn:
+            result = await conn.execute(statement)
+        return result.rowcount == 1
+
+    # ---- plumbing -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction that commits when the block exits without error."""
+        with _translated_errors():
+            if self._write_lock is None:
+                async with self._engine.begin() as conn:
+                    yield conn
+            else:
+                async with self._write_lock, self._engine.begin() as conn:
+                    yield conn
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with _translated_errors():
+            async with self._engine.connect() as conn:
+                yield conn
+
+    async def _rows(self, query: sa.Select[Any]) -> list[sa.RowMapping]:
+        async with self._read() as conn:
+            return list((await conn.execute(query)).mappings())
+
+    async def _row(self, query: sa.Select[Any]) -> sa.RowMapping | None:
+        async with self._read() as conn:
+            return (await conn.execute(query)).mappings().one_or_none()
+
+    def _upsert(self, table: sa.Table, key: str, keep: tuple[str, ...] = ()) -> Any:
+        """INSERT ... ON CONFLICT (key) DO UPDATE every column but `key` and `keep`."""
+        statement = self._insert(table)
+        updated = {col.name: statement.excluded[col.name] for col in table.c if col.name not in (key, *keep)}
+        return statement.on_conflict_do_update(index_elements=[key], set_=updated)
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    # Callers see the storage layer's errors only, never SQLAlchemy's.
+    try:
+        yield
+    except IntegrityError as exc:
+        raise Conflict(str(exc.orig)) from exc
+    except DBAPIError as exc:
+        raise StorageError(str(exc.orig)) from exc
+    except StatementError as exc:
+        # A value the database never saw (a payload JSON cannot encode): the caller's error.
+        if isinstance(exc.orig, Exception):
+            raise exc.orig from exc
+        raise
+    except (PoolTimeoutError, OSError) as exc:
+        raise StorageError(str(exc)) from exc
+
+
+# ---- engines and migrations ---------------------------------------------------------
+
+
+def _with_async_driver(url: URL) -> URL:
+    if url.drivername == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if url.drivername in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+asyncpg")
+    return url
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
+    if in_memory:
+        # Each connection to ":memory:" is a separate, empty database: share one.
+        engine = create_async_engine(url, poolclass=StaticPool)
+    else:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url)
+    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # With WAL, NORMAL syncs at checkpoints only: commits still survive a killed process.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _postgres_engine(url: URL, schema: str | None) -> AsyncEngine:
+    connect_args: dict[str, Any] = {"timeout": 10}
+    if schema is not None:
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(url, pool_size=10, max_overflow=20, connect_args=connect_args)
+
+
+async def _migrate_to_head(engine: AsyncEngine, schema: str | None) -> None:
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            if schema is not None:
+                await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        await conn.run_sync(_upgrade_to_head)
+
+
+def _upgrade_to_head(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+# ---- rows <-> core objects ----------------------------------------------------------
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _last_by_id(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    # PostgreSQL refuses an upsert that touches one row twice ("ON CONFLICT DO UPDATE
+    # command cannot affect row a second time"), so keep only the latest copy.
+    return list({row["id"]: row for row in rows}.values())
+
+
+def _contact_row(c: Contact) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "channel": Channel(c.channel).value,
+        "arrived_at": c.arrived_at,
+        "criteria": dict(c.criteria),
+        "customer_id": c.customer_id,
+        "customer_name": c.customer_name,
+        "phone": c.phone,
+        "email": c.email,
+        "priority": c.priority,
+        "language": c.language,
+        "required_skills": sorted(c.required_skills),
+        "preferred": list(c.preferred),
+        "team": c.team,
+        "status": ContactStatus(c.status).value,
+        "offered_to": c.offered_to,
+        "offer_expires_at": c.offer_expires_at,
+        "assigned_to": c.assigned_to,
+        "declined_by": sorted(c.declined_by),
+        "step": c.step,
+        "step_since": c.step_since,
+        "pinned_to": c.pinned_to,
+        "pin_expires_at": c.pin_expires_at,
+        "override": c.override,
+        "outcome": None if c.outcome is None else Outcome(c.outcome).value,
+        "finished_at": c.finished_at,
+        "payload": dict(c.payload),
+    }
+
+
+def _contact_from_row(row: sa.RowMapping) -> Contact:
+    return Contact(
+        id=row["id"],
+        channel=Channel(row["channel"]),
+        arrived_at=row["arrived_at"],
+        seq=row["seq"],
+        criteria=row["criteria"],
+        customer_id=row["customer_id"],
+        customer_name=row["customer_name"],
+        phone=row["phone"],
+        email=row["email"],
+        priority=row["priority"],
+        language=row["language"],
+        required_skills=frozenset(row["required_skills"]),
+        preferred=tuple(row["preferred"]),
+        team=row["team"],
+        status=ContactStatus(row["status"]),
+        offered_to=row["offered_to"],
+        offer_expires_at=row["offer_expires_at"],
+        assigned_to=row["assigned_to"],
+        declined_by=frozenset(row["declined_by"]),
+        step=row["step"],
+        step_since=row["step_since"],
+        pinned_to=row["pinned_to"],
+        pin_expires_at=row["pin_expires_at"],
+        override=bool(row["override"]),
+        outcome=None if row["outcome"] is None else Outcome(row["outcome"]),
+        finished_at=row["finished_at"],
+        payload=row["payload"],
+    )
+
+
+def _manager_row(m: Manager) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "name": m.name,
+        "team": m.team,
+        "skills": dict(m.skills),
+        "languages": sorted(m.languages),
+        "capacity": {Channel(ch).value: n for ch, n in m.capacity.items()},
+        "device": m.device,
+        "email": m.email,
+        "sort_order": m.order,
+        "daily_cap": m.daily_cap,
+        "presence": Presence(m.presence).value,
+        "pause_reason": m.pause_reason,
+        "presence_since": m.presence_since,
+        "load": {Channel(ch).value: n for ch, n in m.load.items()},
+        "offer_contact_id": m.offer_contact_id,
+        "missed_in_row": m.missed_in_row,
+        "last_heartbeat": m.last_heartbeat,
+        "last_finished_at": m.last_finished_at,
+        "last_offered_at": m.last_offered_at,
+        "day": m.day,
+        "assigned_today": m.assigned_today,
+        "handled_today": m.handled_today,
+        "device_busy": m.device_busy,
+        "active": m.active,
+    }
+
+
+def _manager_from_row(row: sa.RowMapping) -> Manager:
+    return Manager(
+        id=row["id"],
+        name=row["name"],
+        team=row["team"],
+        skills=row["skills"],
+        languages=frozenset(row["languages"]),
+        capacity={Channel(ch): n for ch, n in row["capacity"].items()},
+        device=row["device"],
+        email=row["email"],
+        order=row["sort_order"],
+        daily_cap=row["daily_cap"],
+        presence=Presence(row["presence"]),
+        pause_reason=row["pause_reason"],
+        presence_since=row["presence_since"],
+        load={Channel(ch): n for ch, n in row["load"].items()},
+        offer_contact_id=row["offer_contact_id"],
+        missed_in_row=row["missed_in_row"],
+        last_heartbeat=row["last_heartbeat"],
+        last_finished_at=row["last_finished_at"],
+        last_offered_at=row["last_offered_at"],
+        day=row["day"],
+        assigned_today=row["assigned_today"],
+        handled_today=row["handled_today"],
+        device_busy=bool(row["device_busy"]),
+        active=bool(row["active"]),
+    )
+
+
+def _decision_row(d: Decision) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "at": d.at,
+        "contact_id": d.contact_id,
+        "manager_id": d.manager_id,
+        "kind": d.kind,
+        "policy_version": d.policy_version,
+        "strategy": d.strategy,
+        "step": d.step,
+        "pool": d.pool,
+        "candidates": [
+            {"manager_id": c.manager_id, "score": c.score, "components": dict(c.components)} for c in d.candidates
+        ],
+        "filtered": {reason: list(ids) for reason, ids in d.filtered.items()},
+        "filtered_counts": dict(d.filtered_counts),
+        "summary": d.summary,
+    }
+
+
+def _decision_from_row(row: sa.RowMapping) -> Decision:
+    return Decision(
+        id=row["id"],
+        at=row["at"],
+        contact_id=row["contact_id"],
+        manager_id=row["manager_id"],
+        kind=row["kind"],
+        policy_version=row["policy_version"],
+        strategy=row["strategy"],
+        step=row["step"],
+        pool=row["pool"],
+        candidates=tuple(
+            Candidate(manager_id=c["manager_id"], score=c["score"], components=c["components"])
+            for c in row["candidates"]
+        ),
+        filtered=row["filtered"],
+        filtered_counts=row["filtered_counts"],
+        summary=row["summary"],
+    )
+
+
+def _transition_row(tr: Transition) -> dict[str, Any]:
+    return {
+        "manager_id": tr.manager_id,
+        "at": tr.at,
+        "old": Presence(tr.old).value,
+        "new": Presence(tr.new).value,
+        "reason": tr.reason,
+        "cause": tr.cause,
+    }
+
+
+def _transition_from_row(row: sa.RowMapping) -> Transition:
+    return Transition(
+        manager_id=row["manager_id"],
+        at=row["at"],
+        old=Presence(row["old"]),
+        new=Presence(row["new"]),
+        reason=row["reason"],
+        cause=row["cause"],
+    )

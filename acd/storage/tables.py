@@ -1,0 +1,189 @@
+"""Storage: the schema as SQLAlchemy Core tables (the code's picture of what migrations build).
+
+Migrations are frozen snapshots and never import this module's tables; a test checks that
+the migrated database and these declarations agree.
+
+Design choices that hold for every table:
+- Times are POSIX seconds in double precision, never `DateTime`: the core does arithmetic
+  on them and must get back exactly the float it handed over.
+- Structured fields (mappings, sets, tuples, the decision explanation) are JSON kept in a
+  text column. Nothing queries inside them, and text keeps floats exact and keys in order
+  on both databases (PostgreSQL's `jsonb` rewrites numbers and rejects `NaN`).
+- Logs (`decisions`, `transitions`, `audit`) have an integer key `n` giving append order and
+  no foreign keys: a log records what happened even about rows that changed later.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class JSONText(sa.TypeDecorator[Any]):
+    """JSON in a TEXT column: exact floats, stable key order, identical on both databases."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return json.loads(value)
+
+
+def _serial() -> sa.types.TypeEngine[int]:
+    # SQLite only makes an autoincrementing rowid alias out of exactly "INTEGER PRIMARY KEY".
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _log_key() -> sa.Column[int]:
+    return sa.Column("n", _serial(), sa.Identity(), primary_key=True)
+
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    # `seq` is the intake order; AUTOINCREMENT (SQLite) and an identity (PostgreSQL) never
+    # hand out a number twice, so the queue's last tie-break survives restarts.
+    sa.Column("seq", _serial(), sa.Identity(), primary_key=True),
+    sa.Column("id", sa.String(), nullable=False, unique=True),
+    sa.Column("idempotency_key", sa.String(), nullable=True, unique=True),
+    sa.Column("channel", sa.String(), nullable=False),
+    sa.Column("arrived_at", sa.Double(), nullable=False),
+    sa.Column("criteria", JSONText(), nullable=False),
+    sa.Column("customer_id", sa.String(), nullable=True),
+    sa.Column("customer_name", sa.Text(), nullable=False),
+    sa.Column("phone", sa.String(), nullable=False),
+    sa.Column("email", sa.String(), nullable=False),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("language", sa.String(), nullable=True),
+    sa.Column("required_skills", JSONText(), nullable=False),
+    sa.Column("preferred", JSONText(), nullable=False),
+    sa.Column("team", sa.String(), nullable=True),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("offered_to", sa.String(), nullable=True),
+    sa.Column("offer_expires_at", sa.Double(), nullable=True),
+    sa.Column("assigned_to", sa.String(), nullable=True),
+    sa.Column("declined_by", JSONText(), nullable=False),
+    sa.Column("step", sa.Integer(), nullable=False),
+    sa.Column("step_since", sa.Double(), nullable=False),
+    sa.Column("pinned_to", sa.String(), nullable=True),
+    sa.Column("pin_expires_at", sa.Double(), nullable=True),
+    sa.Column("override", sa.Boolean(), nullable=False),
+    sa.Column("outcome", sa.String(), nullable=True),
+    sa.Column("finished_at", sa.Double(), nullable=True),
+    sa.Column("payload", JSONText(), nullable=False),
+    sa.Index(None, "status", "seq"),
+    sa.Index(None, "assigned_to"),
+    sa.Index(None, "arrived_at"),
+    sqlite_autoincrement=True,
+)
+
+managers = sa.Table(
+    "managers",
+    metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("team", sa.String(), nullable=True),
+    sa.Column("skills", JSONText(), nullable=False),
+    sa.Column("languages", JSONText(), nullable=False),
+    sa.Column("capacity", JSONText(), nullable=False),
+    sa.Column("device", sa.String(), nullable=False),
+    sa.Column("email", sa.String(), nullable=False),
+    # "order" is reserved in SQL; a different name spares every query from quoting.
+    sa.Column("sort_order", sa.Integer(), nullable=False),
+    sa.Column("daily_cap", sa.Integer(), nullable=True),
+    sa.Column("presence", sa.String(), nullable=False),
+    sa.Column("pause_reason", sa.Text(), nullable=True),
+    sa.Column("presence_since", sa.Double(), nullable=False),
+    sa.Column("load", JSONText(), nullable=False),
+    sa.Column("offer_contact_id", sa.String(), nullable=True),
+    sa.Column("missed_in_row", sa.Integer(), nullable=False),
+    sa.Column("last_heartbeat", sa.Double(), nullable=False),
+    sa.Column("last_finished_at", sa.Double(), nullable=True),
+    sa.Column("last_offered_at", sa.Double(), nullable=True),
+    sa.Column("day", sa.String(), nullable=False),
+    sa.Column("assigned_today", sa.Integer(), nullable=False),
+    sa.Column("handled_today", sa.Integer(), nullable=False),
+    sa.Column("device_busy", sa.Boolean(), nullable=False),
+    sa.Column("active", sa.Boolean(), nullable=False),
+)
+
+decisions = sa.Table(
+    "decisions",
+    metadata,
+    _log_key(),
+    sa.Column("id", sa.String(), nullable=False, unique=True),
+    sa.Column("at", sa.Double(), nullable=False),
+    sa.Column("contact_id", sa.String(), nullable=False),
+    sa.Column("manager_id", sa.String(), nullable=True),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("policy_version", sa.String(), nullable=False),
+    sa.Column("strategy", sa.String(), nullable=False),
+    sa.Column("step", sa.Integer(), nullable=False),
+    sa.Column("pool", sa.String(), nullable=False),
+    sa.Column("candidates", JSONText(), nullable=False),
+    sa.Column("filtered", JSONText(), nullable=False),
+    sa.Column("filtered_counts", JSONText(), nullable=False),
+    sa.Column("summary", sa.Text(), nullable=False),
+    sa.Index(None, "contact_id", "at"),
+    sa.Index(None, "manager_id", "at"),
+    sa.Index(None, "at"),
+    sqlite_autoincrement=True,
+)
+
+transitions = sa.Table(
+    "transitions",
+    metadata,
+    _log_key(),
+    sa.Column("manager_id", sa.String(), nullable=False),
+    sa.Column("at", sa.Double(), nullable=False),
+    sa.Column("old", sa.String(), nullable=False),
+    sa.Column("new", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("cause", sa.Text(), nullable=False),
+    sa.Index(None, "manager_id", "at"),
+    sa.Index(None, "at"),
+    sqlite_autoincrement=True,
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    _log_key(),
+    sa.Column("at", sa.Double(), nullable=False),
+    sa.Column("actor", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),
+    sa.Column("target", sa.String(), nullable=False),
+    sa.Column("detail", JSONText(), nullable=False),
+    sa.Index(None, "at"),
+    sqlite_autoincrement=True,
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    # Only the SHA-256 of the secret: a stolen database grants no access.
+    sa.Column("token_hash", sa.String(), primary_key=True),
+    sa.Column("role", sa.String(), nullable=False),
+    sa.Column("manager_id", sa.String(), nullable=True),
+    sa.Column("label", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("revoked_at", sa.Double(), nullable=True),
+)
