@@ -128,19 +128,15 @@ def test_inactivity_pauses_a_manager_whose_panel_stopped_beating():
     assert h.board.managers["anna"].pause_reason == "inactive"
 
 
-def test_daily_cap_and_off_shift_managers_are_filtered():
-    from datetime import time
-
-    from acd.core.hours import Calendar, Schedule
-
-    closed = Schedule(tz="Europe/Moscow", week={5: ((time(10), time(11)),)})
-    h = harness(calendar=Calendar(tz="Europe/Moscow", teams={"night": closed}))
-    h.join(manager("capped", daily_cap=0), manager("sleeper", team="night"))
+def test_a_manager_at_their_daily_cap_is_filtered():
+    h = harness()
+    h.join(manager("capped", daily_cap=1))
     h.arrive(contact("c1"))
-    assert h.offers() == []
+    h.send(ev.OfferAccepted("c1", "capped"))
+    h.arrive(contact("c2"))
+    assert h.offered_to("c2") is None
     h.join(manager("anna"))
-    d = h.last_offer().decision
-    assert d.filtered_counts == {"daily cap": 1, "off shift": 1}
+    assert h.last_offer().decision.filtered_counts == {"daily cap": 1}
 
 
 def test_presence_changes_the_table_forbids_are_refused_without_side_effects():

@@ -37,7 +37,6 @@ class _Pass:
     commands: list[ev.Command] = field(default_factory=list)
     contacts: dict[str, Contact] = field(default_factory=dict)
     managers: dict[str, Manager] = field(default_factory=dict)
-    open_teams: dict[str | None, bool] = field(default_factory=dict)
     hopeless: set[tuple[object, ...]] = field(default_factory=set)
 
 
@@ -169,17 +168,7 @@ class Switchboard:
     def _arrive(self, contact: Contact) -> None:
         if contact.id in self.contacts:
             return  # a redelivered intake event: the contact is already queued
-        policy = self.policy
         c = contact
-        skills = set(c.required_skills)
-        for criterion, answers in policy.skills_by_answer.items():
-            skills.update(answers.get(c.criteria.get(criterion, ""), ()))
-        bonus = sum(
-            answers.get(c.criteria.get(criterion, ""), 0) for criterion, answers in policy.priority_by_answer.items()
-        )
-        c.required_skills = frozenset(skills)
-        c.priority += bonus
-        c.team = c.team or policy.default_team
         c.status = ContactStatus.WAITING
         c.step, c.step_since = 0, self._now
         self.contacts[c.id] = c
@@ -534,8 +523,6 @@ class Switchboard:
             return "language"
         if m.daily_cap is not None and self._taken_today(m) >= m.daily_cap:
             return "daily cap"
-        if not self._team_open(m.team):
-            return "off shift"
         if not allow_declined and m.id in c.declined_by:
             return "declined or missed"
         return None
@@ -573,12 +560,6 @@ class Switchboard:
         timeout = steps[c.step].timeout if c.step < len(steps) else None
         if timeout is not None:
             self._cmd(ev.StartTimer(("escalate", c.id), c.step_since + timeout))
-
-    def _team_open(self, team: str | None) -> bool:
-        cache = self._p.open_teams
-        if team not in cache:
-            cache[team] = self.policy.calendar.is_open(team, self._now)
-        return cache[team]
 
     def _offer(self, c: Contact, candidates: list[Manager], pool: Pool) -> None:
         today = {m.id: self._taken_today(m) for m in candidates}

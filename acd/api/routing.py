@@ -1,0 +1,148 @@
+"""Adapter: a small route registry that gives every endpoint its role, body model and
+OpenAPI entry in one place, so the document can never drift from the routes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+ROLES = ("manager", "supervisor", "admin")
+ROUTES = web.AppKey("routes", dict)
+
+
+class ApiError(web.HTTPException):
+    """An error with a stable `code`, returned as {"error": {"code", "message"}}."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status
+        super().__init__(
+            text=json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False),
+            content_type="application/json",
+            headers=headers,
+        )
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    role: str | None  # None: public
+    body: type[BaseModel] | None = None
+    query: tuple[str, ...] = ()
+    tag: str = "acd"
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        summary: str,
+        role: str | None,
+        body: type[BaseModel] | None = None,
+        query: tuple[str, ...] = (),
+        tag: str = "acd",
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(method, path, handler, summary, role, body, query, tag))
+            return handler
+
+        return register
+
+    def install(self, app: web.Application) -> None:
+        for r in self.routes:
+            app.router.add_route(r.method, r.path, r.handler)
+        app[ROUTES] = {(r.method, r.path): r for r in self.routes}
+
+    def openapi(self, title: str, version: str) -> dict[str, Any]:
+        paths: dict[str, dict[str, Any]] = {}
+        schemas: dict[str, Any] = {}
+        for r in self.routes:
+            op: dict[str, Any] = {
+                "summary": r.summary,
+                "operationId": r.handler.__name__,
+                "tags": [r.tag],
+                "responses": {
+                    "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "400": {"$ref": "#/components/responses/Error"},
+                },
+            }
+            if r.role:
+                op["security"] = [{"bearer": []}]
+                op["responses"]["401"] = {"$ref": "#/components/responses/Error"}
+                op["responses"]["403"] = {"$ref": "#/components/responses/Error"}
+            if "{" in r.path:
+                op["responses"]["404"] = {"$ref": "#/components/responses/Error"}
+            params = [
+                {"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                for seg in r.path.split("/")
+                if seg.startswith("{")
+            ]
+            params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in r.query]
+            if params:
+                op["parameters"] = params
+            if r.body is not None:
+                schema = r.body.model_json_schema(ref_template="#/components/schemas/{model}")
+                schemas.update(schema.pop("$defs", {}))
+                schemas[r.body.__name__] = schema
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}}},
+                }
+            paths.setdefault(r.path, {})[r.method.lower()] = op
+        error = {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    "required": ["code", "message"],
+                }
+            },
+        }
+        return {
+            "openapi": "3.0.3",
+            "info": {"title": title, "version": version},
+            "paths": paths,
+            "components": {
+                "schemas": {**schemas, "Error": error},
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                "responses": {
+                    "Error": {
+                        "description": "An error with a stable code",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    }
+                },
+            },
+        }
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON as `model`, or a 400 that says which field is wrong and why."""
+    try:
+        raw = await request.read()
+        data = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise ApiError(400, "invalid", problems) from None

@@ -1,0 +1,122 @@
+"""Composition root: the one place that builds everything and runs one event loop.
+
+config → store → switchboard (restored) → dispatcher → HTTP API (+ adapters later)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from aiohttp import web
+
+from acd.api.app import Services, build_app
+from acd.config import ConfigError, Deployment, load_deployment
+from acd.core import events as ev
+from acd.core.model import Presence
+from acd.core.switchboard import Switchboard
+from acd.dispatcher import Dispatcher
+from acd.metrics import Metrics
+from acd.storage import Store, default_sqlite_url, open_store
+
+log = logging.getLogger("acd")
+DATA_DIR = Path("data")
+SHUTDOWN_GRACE = 10.0
+
+
+def database_url(deployment: Deployment, override: str | None) -> str:
+    return override or deployment.server.db_url or default_sqlite_url(DATA_DIR)
+
+
+@dataclass
+class Server:
+    deployment: Deployment
+    store: Store
+    dispatcher: Dispatcher
+    services: Services
+    app: web.Application
+
+    async def close(self) -> None:
+        await self.dispatcher.stop()
+        await self.store.close()
+
+
+async def build(
+    deployment: Deployment,
+    store: Store,
+    *,
+    demo: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> Server:
+    """Seed the configured managers the store does not know yet, rebuild the routing state
+    from the store and start the dispatcher."""
+    known = {m.id: m for m in await store.load_managers()}
+    now = clock()
+    for m in deployment.managers:
+        if m.id not in known:
+            seeded = replace(m, load={})
+            if demo:
+                seeded.presence, seeded.presence_since, seeded.last_heartbeat = Presence.AVAILABLE, now, now
+            await store.save_manager(seeded)
+            known[m.id] = seeded
+    board = Switchboard(deployment.policy)
+    dispatcher = Dispatcher(board, store, clock)
+    await dispatcher.start(await store.load_open_contacts(), list(known.values()))
+    metrics = Metrics(lambda: dispatcher.board, clock)
+    dispatcher.subscribe(metrics.observe)
+    services = Services(deployment=deployment, store=store, dispatcher=dispatcher, metrics=metrics, clock=clock)
+
+    async def reload() -> Deployment:
+        fresh = load_deployment(deployment.path)
+        await dispatcher.submit(ev.PolicyReloaded(fresh.policy))
+        services.deployment = fresh
+        log.info("configuration reloaded: policy %s", fresh.policy.version)
+        return fresh
+
+    services.reload = reload
+    app = build_app(services)
+    return Server(deployment, store, dispatcher, services, app)
+
+
+async def serve(config: Path, db_url: str | None, host: str | None, port: int | None, demo: bool) -> None:
+    deployment = load_deployment(config)
+    server = await build(deployment, await open_store(database_url(deployment, db_url)), demo=demo)
+    runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
+    await runner.setup()
+    bind_host = host or deployment.server.host
+    bind_port = port if port is not None else deployment.server.port
+    site = web.TCPSite(runner, bind_host, bind_port)
+    await site.start()
+    log.info("ACD server listening on http://%s:%d (policy %s)", bind_host, bind_port, deployment.policy.version)
+    print(f"ACD server listening on http://{bind_host}:{bind_port}", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        async def run() -> None:
+            try:
+                await server.services.reload()  # type: ignore[misc]
+            except ConfigError as err:
+                for problem in err.problems:
+                    log.error("reload refused: %s", problem)
+
+        reloads.add(task := loop.create_task(run()))
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await stop.wait()
+    log.info("shutting down: finishing requests in flight")
+    # Stop accepting, let requests in flight finish, then drain the dispatcher so nothing is
+    # left half-written.
+    await runner.cleanup()
+    await server.close()

@@ -1,0 +1,100 @@
+"""Adapter: the `acd` command line (serve, check-config, token)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from acd import logs
+
+DEFAULT_CONFIG = Path("config/acd.example.yaml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="acd", description="ACD / IVR server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--db", help="database URL (default: SQLite in ./data)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--demo", action="store_true", help="demo managers start available")
+    p.add_argument("--log-json", action="store_true", default=os.environ.get("ACD_LOG_FORMAT") == "json")
+
+    p = sub.add_parser("check-config", help="validate a deployment file and its IVR flows")
+    p.add_argument("path", type=Path, nargs="?", default=DEFAULT_CONFIG)
+
+    p = sub.add_parser("token", help="API tokens")
+    tsub = p.add_subparsers(dest="token_command", required=True)
+    t = tsub.add_parser("create", help="print a new bearer token")
+    t.add_argument("--role", choices=["admin", "supervisor", "manager"], required=True)
+    t.add_argument("--manager")
+    t.add_argument("--label", default="")
+    t.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    t.add_argument("--db")
+
+    args = parser.parse_args(argv)
+    if args.command == "check-config":
+        return check_config(args.path)
+    if args.command == "token":
+        return asyncio.run(create_token(args))
+    logs.setup(json_lines=args.log_json)
+    from acd.app import serve
+    from acd.config import ConfigError
+
+    try:
+        asyncio.run(serve(args.config, args.db, args.host, args.port, args.demo))
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    return 0
+
+
+def check_config(path: Path) -> int:
+    from acd.config import check
+
+    problems = check(path)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    return 0
+
+
+async def create_token(args: argparse.Namespace) -> int:
+    from acd.app import database_url
+    from acd.config import ConfigError, load_deployment
+    from acd.storage import open_store
+
+    if args.role == "manager" and not args.manager:
+        print("a manager token needs --manager ID", file=sys.stderr)
+        return 2
+    try:
+        deployment = load_deployment(args.config)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    store = await open_store(database_url(deployment, args.db))
+    try:
+        if args.manager:
+            known = {m.id for m in await store.load_managers()} | {m.id for m in deployment.managers}
+            if args.manager not in known:
+                print(f"no manager {args.manager}", file=sys.stderr)
+                return 1
+        print(await store.create_token(args.role, args.manager, args.label))
+    finally:
+        await store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

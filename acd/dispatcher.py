@@ -1,0 +1,211 @@
+"""Dispatcher: the one asyncio task that owns routing (single writer, no locks).
+
+    event → Switchboard.handle → store.apply (one transaction) → side effects
+
+Events queue up from the API, telephony and timers; the task takes every event waiting,
+runs each through the core, commits the whole batch's changes in one transaction (group
+commit), and only then starts timers and tells the adapters (offers, withdrawals). A
+request that needs an answer (accept, presence) awaits a future resolved after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from acd.core import events as ev
+from acd.core.errors import CoreError
+from acd.core.model import Contact, Manager
+from acd.core.switchboard import Switchboard
+
+log = logging.getLogger("acd.dispatcher")
+
+Listener = Callable[[ev.Command], None]
+MAX_BATCH = 256
+
+
+class Persistence(Protocol):
+    async def apply(
+        self,
+        contacts: Iterable[Contact],
+        managers: Iterable[Manager],
+        decisions: Iterable[ev.Decision],
+        transitions: Iterable[ev.Transition],
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class _Item:
+    event: ev.Event
+    reply: asyncio.Future[list[ev.Command]] | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    managers: dict[str, Manager] = field(default_factory=dict)
+    decisions: list[ev.Decision] = field(default_factory=list)
+    transitions: list[ev.Transition] = field(default_factory=list)
+    effects: list[ev.Command] = field(default_factory=list)
+
+    def add(self, commands: list[ev.Command]) -> None:
+        for cmd in commands:
+            match cmd:
+                case ev.SaveContact(c):
+                    self.contacts[c.id] = c
+                case ev.SaveManager(m):
+                    self.managers[m.id] = m
+                case ev.LogDecision(d):
+                    self.decisions.append(d)
+                case ev.LogTransition(t):
+                    self.transitions.append(t)
+                case _:
+                    self.effects.append(cmd)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        board: Switchboard,
+        store: Persistence,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.board = board
+        self.store = store
+        self.clock = clock
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._listeners: list[Listener] = []
+        self._task: asyncio.Task[None] | None = None
+        self.processed = 0
+
+    # ---- lifecycle ---------------------------------------------------------------
+
+    async def start(self, contacts: Iterable[Contact], managers: Iterable[Manager]) -> None:
+        """Rebuild the core from the store, persist what recovery changed, start the loop."""
+        batch = _Batch()
+        batch.add(self.board.restore(contacts, managers, self.clock()))
+        await self._commit(batch)
+        self._effects(batch.effects)
+        self._task = asyncio.create_task(self._run(), name="acd-dispatcher")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop. Timers are dropped: they are rebuilt from the
+        store at the next start."""
+        if self._task is None:
+            return
+        await self._queue.put(None)
+        await self._task
+        self._task = None
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+    def subscribe(self, listener: Listener) -> None:
+        """`listener(command)` is called for every side effect after its commit; it must
+        not block (schedule a task for I/O) and must not raise."""
+        self._listeners.append(listener)
+
+    # ---- feeding events ----------------------------------------------------------
+
+    def post(self, event: ev.Event) -> None:
+        """Queue an event; nobody waits for its outcome."""
+        self._queue.put_nowait(_Item(event))
+
+    async def submit(self, event: ev.Event) -> list[ev.Command]:
+        """Queue an event and wait until it has been handled and committed. Raises the
+        core's `CoreError` if the core refused it."""
+        reply: asyncio.Future[list[ev.Command]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(event, reply))
+        return await reply
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    # ---- the loop ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            items = [first]
+            while len(items) < MAX_BATCH and not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            stop = None in items
+            await self._process([i for i in items if i is not None])
+            if stop:
+                return
+
+    async def _process(self, items: list[_Item]) -> None:
+        batch = _Batch()
+        outcomes: list[tuple[_Item, list[ev.Command] | BaseException]] = []
+        for item in items:
+            try:
+                out = self.board.handle(item.event, self.clock())
+            except CoreError as err:
+                outcomes.append((item, err))
+                continue
+            except Exception as err:  # a bug in the core must not kill routing for everyone
+                log.exception("core failed on %r", item.event)
+                outcomes.append((item, err))
+                continue
+            batch.add(out)
+            outcomes.append((item, out))
+            self.processed += 1
+        await self._commit_until_done(batch)
+        for item, outcome in outcomes:
+            if item.reply is None or item.reply.done():
+                continue
+            if isinstance(outcome, BaseException):
+                item.reply.set_exception(outcome)
+            else:
+                item.reply.set_result(outcome)
+        self._effects(batch.effects)
+
+    async def _commit_until_done(self, batch: _Batch) -> None:
+        """The core has moved on, so the store must follow: retry with back-off while the
+        database is away. Events queue up meanwhile and nobody is acknowledged."""
+        delay = 0.05
+        while True:
+            try:
+                await self._commit(batch)
+                return
+            except Exception:
+                log.exception("commit failed; retrying in %.2f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _commit(self, batch: _Batch) -> None:
+        if batch.contacts or batch.managers or batch.decisions or batch.transitions:
+            await self.store.apply(
+                list(batch.contacts.values()), list(batch.managers.values()), batch.decisions, batch.transitions
+            )
+
+    def _effects(self, effects: list[ev.Command]) -> None:
+        loop = asyncio.get_running_loop()
+        for cmd in effects:
+            match cmd:
+                case ev.StartTimer(key, at):
+                    old = self._timers.pop(key, None)
+                    if old is not None:
+                        old.cancel()
+                    delay = max(0.0, at - self.clock())
+                    self._timers[key] = loop.call_later(delay, self._fire, key)
+                case ev.CancelTimer(key):
+                    old = self._timers.pop(key, None)
+                    if old is not None:
+                        old.cancel()
+                case _:
+                    for listener in self._listeners:
+                        try:
+                            listener(cmd)
+                        except Exception:
+                            log.exception("listener failed on %s", type(cmd).__name__)
+
+    def _fire(self, key: tuple[str, str]) -> None:
+        self._timers.pop(key, None)
+        self.post(ev.TimerFired(key))

@@ -1,0 +1,187 @@
+"""The HTTP API through a real server on 127.0.0.1, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+from api_fixtures import Running
+
+pytest_plugins = ["storage_fixtures", "api_fixtures"]
+
+LEAD = {
+    "name": "Иван Петров",
+    "phone": "+7 495 123-45-67",
+    "criteria": {"temperature": "hot", "purpose": "purchase", "price_tier": "high"},
+}
+
+
+async def test_health_and_openapi_describe_every_route(running: Running) -> None:
+    status, body = await running.call("GET", "/healthz")
+    assert status == 200 and body["db"] is True
+    status, doc = await running.call("GET", "/api/openapi.json")
+    assert status == 200 and doc["openapi"].startswith("3.")
+    for route in running.server.app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if route.method in ("GET", "POST", "PATCH") and path.startswith(("/api", "/healthz", "/metrics")):
+            assert route.method.lower() in doc["paths"][path], path
+    assert "LeadIn" in doc["components"]["schemas"]
+
+
+async def test_a_lead_is_stored_offered_to_the_best_manager_and_explained(running: Running) -> None:
+    status, lead = await running.call("POST", "/api/leads", json=LEAD)
+    assert status == 201 and lead["status"] == "waiting"
+    await running.settle()
+    status, seen = await running.call("GET", f"/api/contacts/{lead['id']}", running.supervisor)
+    assert status == 200 and seen["status"] == "offered"
+    assert seen["offered_to"] == "anna"  # the top sales rating in the example config
+    status, log = await running.call("GET", f"/api/decisions?contact_id={lead['id']}", running.supervisor)
+    d = log["decisions"][0]
+    assert d["manager_id"] == "anna" and d["policy_version"] == running.server.deployment.policy.version
+    assert d["candidates"][0]["manager_id"] == "anna" and "value" in d["candidates"][0]["components"]
+    assert d["filtered_counts"], "the explanation names who was filtered and why"
+
+
+async def test_a_double_submitted_form_makes_one_lead(running: Running) -> None:
+    headers = {"Idempotency-Key": "form-42"}
+    results = await asyncio.gather(*(running.call("POST", "/api/leads", json=LEAD, headers=headers) for _ in range(5)))
+    ids = {body["id"] for _, body in results}
+    assert len(ids) == 1
+    assert sorted(status for status, _ in results).count(201) == 1
+
+
+async def test_the_manager_accepts_and_finishes_their_offer(running: Running) -> None:
+    _, lead = await running.call("POST", "/api/leads", json=LEAD)
+    await running.settle()
+    anna = await running.manager_token("anna")
+    boris = await running.manager_token("boris")
+    status, body = await running.call("POST", f"/api/contacts/{lead['id']}/accept", boris)
+    assert status in (404, 409)
+    status, body = await running.call("POST", f"/api/contacts/{lead['id']}/accept", anna)
+    assert status == 200 and body["status"] == "assigned" and body["assigned_to"] == "anna"
+    status, mine = await running.call("GET", "/api/contacts", anna)
+    assert [c["id"] for c in mine["contacts"]] == [lead["id"]]
+    status, body = await running.call("POST", f"/api/contacts/{lead['id']}/finish", anna, json={"outcome": "won"})
+    assert status == 200 and body["status"] == "finished" and body["outcome"] == "won"
+
+
+async def test_a_declined_offer_goes_to_someone_else(running: Running) -> None:
+    _, lead = await running.call("POST", "/api/leads", json=LEAD)
+    await running.settle()
+    anna = await running.manager_token("anna")
+    status, _ = await running.call("POST", f"/api/contacts/{lead['id']}/decline", anna, json={"reason": "busy"})
+    assert status == 200
+    await running.settle()
+    _, seen = await running.call("GET", f"/api/contacts/{lead['id']}", running.supervisor)
+    assert seen["offered_to"] not in (None, "anna")
+
+
+async def test_presence_pause_and_rejoin_are_recorded(running: Running) -> None:
+    anna = await running.manager_token("anna")
+    status, body = await running.call(
+        "POST", "/api/managers/anna/presence", anna, json={"state": "paused", "reason": "обед"}
+    )
+    assert status == 200 and body["presence"] == "paused" and body["pause_reason"] == "обед"
+    status, body = await running.call("POST", "/api/managers/anna/rejoin", anna)
+    assert body["presence"] == "available"
+    _, log = await running.call("GET", "/api/transitions?manager_id=anna", running.supervisor)
+    assert [t["to"] for t in log["transitions"]][:2] == ["available", "paused"]
+
+
+async def test_a_manager_acts_only_on_themself(running: Running) -> None:
+    boris = await running.manager_token("boris")
+    status, body = await running.call("POST", "/api/managers/anna/presence", boris, json={"state": "offline"})
+    assert status == 403 and body["error"]["code"] == "forbidden"
+    status, _ = await running.call("GET", "/api/queue", boris)
+    assert status == 403
+    status, _ = await running.call("GET", "/api/queue")
+    assert status == 401
+    status, _ = await running.call("GET", "/api/queue", "not-a-token")
+    assert status == 401
+
+
+async def test_an_admin_creates_and_updates_managers(running: Running) -> None:
+    new = {"id": "zoya", "name": "Зоя", "team": "sales", "skills": {"sales": 3}, "device": "PJSIP/120"}
+    status, body = await running.call("POST", "/api/managers", running.admin, json=new)
+    assert status == 201 and body["presence"] == "offline" and body["capacity"]["web"] >= 1
+    status, _ = await running.call("POST", "/api/managers", running.supervisor, json=new)
+    assert status == 403
+    status, body = await running.call("PATCH", "/api/managers/zoya", running.admin, json={"skills": {"sales": 5}})
+    assert status == 200 and body["skills"] == {"sales": 5}
+    status, body = await running.call("PATCH", "/api/managers/zoya", running.admin, json={"team": "nowhere"})
+    assert status == 400 and "team" in body["error"]["message"]
+
+
+async def test_a_supervisor_reassigns_a_lead_and_it_is_audited(running: Running) -> None:
+    _, lead = await running.call("POST", "/api/leads", json=LEAD)
+    await running.settle()
+    status, body = await running.call(
+        "POST", f"/api/contacts/{lead['id']}/reassign", running.supervisor, json={"manager_id": "vera"}
+    )
+    assert status == 200 and body["override"] is True
+    await running.settle()
+    _, seen = await running.call("GET", f"/api/contacts/{lead['id']}", running.supervisor)
+    assert seen["offered_to"] == "vera"
+    _, audit = await running.call("GET", "/api/audit", running.supervisor)
+    assert audit["audit"][0]["action"] == "reassign"
+
+
+async def test_malformed_input_gets_a_4xx_with_a_message_never_a_500(running: Running) -> None:
+    cases = [
+        ("POST", "/api/leads", {"data": b"{not json"}),
+        ("POST", "/api/leads", {"json": [1, 2]}),
+        ("POST", "/api/leads", {"json": {"phone": "1", "criteria": {"temperature": "lukewarm"}}}),
+        ("POST", "/api/leads", {"json": {"phone": "1", "criteria": {"colour": "red"}}}),
+        ("POST", "/api/leads", {"json": {"name": "no way to reach"}}),
+        ("POST", "/api/leads", {"json": {"phone": "1", "surprise": True}}),
+        ("POST", "/api/leads", {"json": {"phone": "1", "email": "not-an-email"}}),
+        ("GET", "/api/nowhere", {}),
+    ]
+    for method, path, kw in cases:
+        status, body = await running.call(method, path, running.admin, **kw)
+        assert 400 <= status < 500, (path, kw, status, body)
+        assert body["error"]["message"], body
+    status, body = await running.call("GET", "/api/decisions?limit=abc", running.admin)
+    assert status == 400
+    status, body = await running.call("POST", "/api/managers/anna/presence", running.admin, json={"state": "asleep"})
+    assert status == 400 and "state" in body["error"]["message"]
+
+
+async def test_the_queue_snapshot_lists_waiting_contacts_in_order(running: Running) -> None:
+    for mid in ("anna", "boris", "vera", "grigory", "daria", "egor"):
+        await running.call(
+            "POST", f"/api/managers/{mid}/presence", running.supervisor, json={"state": "paused", "reason": "meeting"}
+        )
+    ids = []
+    for _ in range(3):
+        _, lead = await running.call("POST", "/api/leads", json=LEAD)
+        ids.append(lead["id"])
+    await running.settle()
+    _, snap = await running.call("GET", "/api/queue", running.supervisor)
+    assert [c["id"] for c in snap["waiting"]] == ids
+    assert all(m["presence"] == "paused" for m in snap["managers"])
+
+
+async def test_metrics_are_exposed_for_prometheus(running: Running) -> None:
+    await running.call("POST", "/api/leads", json=LEAD)
+    await running.settle()
+    status, text = await running.call("GET", "/metrics")
+    assert status == 200
+    for name in (
+        "acd_contacts_waiting",
+        "acd_longest_wait_seconds",
+        "acd_managers",
+        "acd_offers_total",
+        "acd_intake_latency_seconds",
+    ):
+        assert name in text
+
+
+async def test_public_lead_intake_is_rate_limited_per_client(backend) -> None:
+    from api_fixtures import example_deployment, start, stop
+
+    r = await start(backend, example_deployment(leads_per_minute=3))
+    try:
+        statuses = [(await r.call("POST", "/api/leads", json=LEAD))[0] for _ in range(5)]
+        assert statuses[:3] == [201, 201, 201] and statuses[3:] == [429, 429]
+    finally:
+        await stop(r)
