@@ -6,7 +6,6 @@ import asyncio
 
 from api_fixtures import Running
 
-pytest_plugins = ["storage_fixtures", "api_fixtures"]
 
 LEAD = {
     "name": "Иван Петров",

@@ -25,12 +25,11 @@ from acd.storage import Conflict, StorageError, Store, default_sqlite_url, open_
 from acd.storage.tables import metadata
 
 if TYPE_CHECKING:
-    # Imported by pytest through pytest_plugins below; importing it here first would stop
+    # Loaded by pytest through pytest_plugins in conftest.py; importing it here first would stop
     # pytest from rewriting its asserts.
     from storage_fixtures import Backend
 
-# The `backend` and `store` fixtures, parametrized over SQLite and PostgreSQL.
-pytest_plugins = ["storage_fixtures"]
+# The `backend` and `store` fixtures (conftest.py) run each test on SQLite and PostgreSQL.
 
 ROOT = Path(__file__).resolve().parents[1]
 

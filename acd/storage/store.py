@@ -437,7 +437,9 @@ def _upgrade_to_head(connection: Connection) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    # "heads": each feature (CRM, web accounts, e-mail...) adds its tables on its own branch
+    # off the core revision, so features can land in any order without merge revisions.
+    command.upgrade(config, "heads")
 
 
 # ---- rows <-> core objects ----------------------------------------------------------
