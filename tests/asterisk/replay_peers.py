@@ -176,3 +176,68 @@ class AgiReplayPeer:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
         return self.received
+
+
+class RawAmi:
+    """A bare AMI socket for fidelity tests: writes actions verbatim, reads messages as header lists."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, banner: bytes) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.banner = banner
+        self.messages: list[list[tuple[str, str]]] = []
+
+    @classmethod
+    async def connect(cls, port: int) -> RawAmi:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        banner = await asyncio.wait_for(reader.readline(), 5)
+        return cls(reader, writer, banner)
+
+    def send(self, pairs: list[tuple[str, str]]) -> None:
+        self.writer.write("".join(f"{k}: {v}\r\n" for k, v in pairs).encode() + b"\r\n")
+
+    async def read(self, limit: float = 5) -> list[tuple[str, str]]:
+        block = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), limit)
+        pairs = []
+        for line in block.decode().split("\r\n"):
+            if line:
+                key, _, value = line.partition(": ")
+                pairs.append((key, value))
+        self.messages.append(pairs)
+        return pairs
+
+    async def until(self, predicate, limit: float = 5) -> list[list[tuple[str, str]]]:
+        """Read until ``predicate(message)`` holds; return everything read, the match last."""
+        got = []
+        async with asyncio.timeout(limit):
+            while True:
+                message = await self.read(limit)
+                got.append(message)
+                if predicate(message):
+                    return got
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+def keys(message: list[tuple[str, str]]) -> list[str]:
+    return [k for k, _ in message]
+
+
+def value(message: list[tuple[str, str]], name: str) -> str | None:
+    return next((v for k, v in message if k == name), None)
+
+
+def recorded_messages(name: str, conn: str = "ami") -> list[list[tuple[str, str]]]:
+    out = []
+    for r in load(name):
+        if r.conn == conn and r.dir == "recv" and r.raw.endswith("\r\n\r\n"):
+            pairs = []
+            for line in r.raw.split("\r\n"):
+                if line:
+                    key, _, val = line.partition(": ")
+                    pairs.append((key, val))
+            out.append(pairs)
+    return out
