@@ -388,7 +388,8 @@ class AmiClient:
         self._dispatcher: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._first_result: asyncio.Future[None] | None = None
-        self.state = LinkState.IDLE
+        self._state = LinkState.IDLE
+        self._state_event = asyncio.Event()
         self.banner: str | None = None
         #: Delays actually slept between reconnect attempts (observable back-off).
         self.backoff_history: list[float] = []
@@ -434,6 +435,20 @@ class AmiClient:
                 await asyncio.shield(self._supervisor)
 
     @property
+    def state(self) -> LinkState:
+        return self._state
+
+    def _set_state(self, state: LinkState) -> None:
+        self._state = state
+        event, self._state_event = self._state_event, asyncio.Event()
+        event.set()
+
+    async def state_changed(self) -> LinkState:
+        """Wait for the next state change and return the new state (for supervisors and tests)."""
+        await self._state_event.wait()
+        return self._state
+
+    @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
@@ -445,7 +460,7 @@ class AmiClient:
         if logoff and link is not None and self._connected.is_set():
             with contextlib.suppress(AmiError, OSError, asyncio.TimeoutError):
                 await self.send({"Action": "Logoff"}, timeout=1.0)
-        self.state = LinkState.CLOSED
+        self._set_state(LinkState.CLOSED)
         self._connected.clear()
         for task in (self._supervisor, self._dispatcher):
             if task is not None:
@@ -616,11 +631,11 @@ class AmiClient:
     async def _supervise(self) -> None:
         delay = self.backoff_initial
         while True:
-            self.state = LinkState.CONNECTING
+            self._set_state(LinkState.CONNECTING)
             try:
                 link = await self._connect_and_login()
             except AmiAuthError as exc:
-                self.state = LinkState.FAILED
+                self._set_state(LinkState.FAILED)
                 self.last_error = exc
                 log.error("AMI login to %s:%s refused: %s (not retrying)", self.host, self.port, exc)
                 self._resolve_first(exc)
@@ -632,7 +647,7 @@ class AmiClient:
                 delay = self.backoff_initial
                 self.connections += 1
                 self._connected.set()
-                self.state = LinkState.CONNECTED
+                self._set_state(LinkState.CONNECTED)
                 self._resolve_first(None)
                 hook = asyncio.create_task(self._run_connected_hook(), name="ami-on-connected")
                 pinger = asyncio.create_task(self._ping_loop(link), name="ami-ping")
@@ -648,7 +663,7 @@ class AmiClient:
                     except Exception:
                         log.exception("AMI on_disconnected hook failed")
                 log.warning("AMI link to %s:%s lost; reconnecting in %.1fs", self.host, self.port, delay)
-            self.state = LinkState.BACKING_OFF
+            self._set_state(LinkState.BACKING_OFF)
             self.backoff_history.append(delay)
             await asyncio.sleep(delay)  # back-off is the one place where waiting *is* the job
             delay = min(self.backoff_max, delay * self.backoff_factor)

@@ -86,6 +86,8 @@ class AmiServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.logins = 0
+        #: (session number, action) for every action received, as it arrives.
+        self.received: asyncio.Queue[tuple[int, Headers]] = asyncio.Queue()
         self.login_event = asyncio.Event()
 
     async def start(self) -> None:
@@ -149,6 +151,7 @@ class AmiServer:
                     break
                 action = parse_action(block)
                 session.actions.append(action)
+                self.received.put_nowait((session.number, action))
                 if not await self._dispatch(session, action):
                     break
                 with contextlib.suppress(ConnectionError):
