@@ -100,6 +100,8 @@ class AgiRun:
         self.failed = False
         self.commands: list[str] = []
         self._press_tasks: set[asyncio.Task[None]] = set()
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._eof = asyncio.Event()
 
     # -- I/O ---------------------------------------------------------------------------------
 
@@ -114,15 +116,27 @@ class AgiRun:
         await asyncio.sleep(self.sim.hangup_line_delay)  # recorded: 41 ms after the interrupted reply
         self._write_lines(["HANGUP"])
 
+    async def _read_lines(self) -> None:
+        try:
+            while raw := await self.reader.readline():
+                self._lines.put_nowait(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            # Asterisk watches the AGI socket while media plays (ast_waitstream_full's cmdfd), so
+            # a script that closes the socket stops the prompt at once.
+            self._eof.set()
+            self._lines.put_nowait(None)
+
     async def run(self, env: list[tuple[str, str]]) -> str:
         self._write_lines([f"{k}: {v}" for k, v in env] + [""])
         watcher = asyncio.create_task(self._hangup_line())
+        lines = asyncio.create_task(self._read_lines())
         try:
             while True:
-                raw = await self.reader.readline()
-                if not raw:
+                line = await self._lines.get()
+                if line is None:
                     break
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 if not line.strip():
                     continue
                 self.commands.append(line)
@@ -133,6 +147,7 @@ class AgiRun:
             pass
         finally:
             watcher.cancel()
+            lines.cancel()
             for task in self._press_tasks:
                 task.cancel()
             with contextlib.suppress(Exception):
@@ -359,13 +374,19 @@ class AgiRun:
         while True:
             if self.hungup.is_set():
                 return _Outcome(hangup=True, elapsed=self._since(start))
+            if self._eof.is_set():
+                return _Outcome(elapsed=self._since(start))
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return _Outcome(elapsed=self._since(start))
             key_task = asyncio.ensure_future(self.dtmf.get())
             hang_task = asyncio.ensure_future(self.hungup.wait())
-            done, _ = await asyncio.wait({key_task, hang_task}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            eof_task = asyncio.ensure_future(self._eof.wait())
+            done, _ = await asyncio.wait(
+                {key_task, hang_task, eof_task}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
             hang_task.cancel()
+            eof_task.cancel()
             if key_task in done:
                 key = key_task.result()
                 if accept is None or key in accept:

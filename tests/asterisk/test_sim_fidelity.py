@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from replay_peers import RawAmi, keys, recorded_messages, sent_actions, value
 
 from acd.pbxsim import PbxSim
@@ -112,3 +114,34 @@ async def test_originate_events_carry_linkedid_and_chanvariable(sim: PbxSim) -> 
     assert value(response, "Response") == "Success" and value(response, "Reason") == "4"
     assert value(response, f"ChanVariable({value(response, 'Channel')})") == "ACD_LEAD_ID=4711"
     await ami.close()
+
+
+async def test_agi_env_block_and_hangup_line_match_the_recording(sim: PbxSim) -> None:
+    """A raw FastAGI peer records the simulator's bytes: env keys in the recorded order, then the
+    interrupted STREAM FILE reply followed by an unsolicited HANGUP line."""
+    from replay_peers import load
+
+    from acd.pbxsim import Caller, HangUp
+
+    got: asyncio.Queue[list[str]] = asyncio.Queue()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        lines = []
+        while (line := (await reader.readline()).decode()) != "\n":
+            lines.append(line)
+        writer.write(b'STREAM FILE demo-congrats ""\n')
+        lines.append((await reader.readline()).decode())
+        lines.append((await reader.readline()).decode())
+        writer.close()
+        got.put_nowait(lines)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    sim.agi_target = ("127.0.0.1", server.sockets[0].getsockname()[1])
+    sim.call(Caller(script="ivr?lead=4711&lang=ru", args=("first arg", "4711"), steps=[HangUp(after=0.5)]))
+    lines = await asyncio.wait_for(got.get(), 5)
+    recorded_env = [r.raw for r in load("fastagi_ivr") if r.conn == "agi-6" and r.dir == "recv"][:-1]
+    assert [line.split(":")[0] for line in lines[:-2]] == [line.split(":")[0] for line in recorded_env]
+    assert "agi_network_script: ivr?lead=4711&lang=ru\n" in lines
+    assert lines[-2].startswith("200 result=-1 endpos=") and lines[-1] == "HANGUP\n"
+    server.close()
+    await server.wait_closed()
