@@ -574,9 +574,10 @@ class AmiClient:
             if not response.ok:
                 return OriginateResult(action_id, response, None)
             lost = link.lost if link is not None else asyncio.Event()
-            lost_wait = asyncio.ensure_future(lost.wait())
+            lost_wait: asyncio.Future[object] = asyncio.ensure_future(lost.wait())
+            watched: set[asyncio.Future[object]] = {outcome, lost_wait}  # type: ignore[arg-type]
             try:
-                await asyncio.wait({outcome, lost_wait}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(watched, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 lost_wait.cancel()
             if outcome.done():

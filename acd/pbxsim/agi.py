@@ -249,9 +249,9 @@ class AgiRun:
         if command == "GET DATA":
             if not args:
                 return usage(command)
-            timeout = int(args[1]) / 1000 if len(args) > 1 and int(args[1]) > 0 else 6.0
+            limit = int(args[1]) / 1000 if len(args) > 1 and int(args[1]) > 0 else 6.0
             max_digits = int(args[2]) if len(args) > 2 else 1024
-            digits, timed_out, hangup = await self._read_digits(args[0], timeout, max_digits, step)
+            digits, timed_out, hangup = await self._read_digits(args[0], limit, max_digits, step)
             if hangup:
                 return ["200 result=-1"]
             return [f"200 result={digits} (timeout)" if timed_out else f"200 result={digits}"]
@@ -259,12 +259,12 @@ class AgiRun:
             if len(args) < 2:
                 return usage(command)
             duration = self.sim.prompt_seconds(args[0])
-            timeout = int(args[2]) / 1000 if len(args) > 2 else 5.0
+            option_limit = int(args[2]) / 1000 if len(args) > 2 else 5.0
             if duration is None:
                 return ["200 result=-1 endpos=0"]
             out = await self._play(duration, args[1], step)
             if out.digit is None and not out.hangup:
-                more = await self._wait_key(timeout, args[1], None)
+                more = await self._wait_key(option_limit, args[1], None)
                 out = _Outcome(more.digit, more.hangup, duration)
             return [self._key_reply(out, duration, endpos=True)]
         if command in ("SAY DIGITS", "SAY NUMBER"):

@@ -90,7 +90,7 @@ class CallHandle:
     caller: Caller
     leg: Leg
     agi_done: asyncio.Future[CallResult]
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[object] | None = None
 
     @property
     def channel(self) -> str:
@@ -148,7 +148,7 @@ class PbxSim:
         self.dialplan: dict[tuple[str, str], Callable[[PbxSim, Leg], Awaitable[None]]] = {}
         self._local_seq = itertools.count(0)
         self._chan_seq = itertools.count(1)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -174,7 +174,7 @@ class PbxSim:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
+    def _spawn(self, coro: Awaitable[object], name: str) -> asyncio.Task[object]:
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
@@ -1020,7 +1020,10 @@ class PbxSim:
                 self._spawn(hook(self, leg1), "pbxsim-dialplan")
         else:
             self.newexten(ch, get(action, "Application") or "Wait", get(action, "Data") or "")
-        waits = [asyncio.ensure_future(leg1.hungup.wait()), asyncio.ensure_future(far.hungup.wait())]
+        waits: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(leg1.hungup.wait()),
+            asyncio.ensure_future(far.hungup.wait()),
+        ]
         if phone.talk_for is not None:
             waits.append(asyncio.ensure_future(asyncio.sleep(self.scaled(phone.talk_for))))
         try:
