@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from acd.core import events as ev
@@ -38,6 +38,10 @@ class _Pass:
     contacts: dict[str, Contact] = field(default_factory=dict)
     managers: dict[str, Manager] = field(default_factory=dict)
     hopeless: set[tuple[object, ...]] = field(default_factory=set)
+    # what this event changed, so routing re-examines only that (see the module invariant)
+    touched_contacts: dict[str, Contact] = field(default_factory=dict)
+    touched_managers: dict[str, Manager] = field(default_factory=dict)
+    everything: bool = False
 
 
 class Switchboard:
@@ -112,6 +116,7 @@ class Switchboard:
                 if m.presence.is_staffed:
                     self._start_inactivity_timer(m)
                 self._index(m)
+            self._p.everything = True
             self._dispatch()
             return self._flush()
         finally:
@@ -342,12 +347,14 @@ class Switchboard:
             c = self.contacts.get(ident)
             if c and c.pinned_to and c.pin_expires_at is not None and c.pin_expires_at <= now:
                 c.pinned_to, c.pin_expires_at = None, None
+                self._p.touched_contacts[c.id] = c
                 self._dirty(c)
 
     def _reload(self, policy: RoutingPolicy) -> None:
         """A new policy: waiting contacts stay in the queue (re-sorted if decay changed);
         outstanding offers and wrap-ups run on; steps are clamped to the new ladder."""
         self.policy = policy
+        self._p.everything = True
         waiting = [c for c in self.contacts.values() if c.status is ContactStatus.WAITING]
         self._queues = {ch: [] for ch in Channel}
         for c in waiting:
@@ -422,6 +429,7 @@ class Switchboard:
     def _index(self, m: Manager) -> None:
         if m.active and m.presence is Presence.AVAILABLE and m.offer_contact_id is None:
             self._available[m.id] = m
+            self._p.touched_managers[m.id] = m
         else:
             self._available.pop(m.id, None)
 
@@ -432,6 +440,7 @@ class Switchboard:
         return (-(c.priority + decay * c.arrived_at), c.arrived_at, c.seq, c.id)
 
     def _enqueue(self, c: Contact) -> None:
+        self._p.touched_contacts[c.id] = c
         q = self._queues[c.channel]
         key = self._queue_key(c)
         i = bisect.bisect_left(q, key)
@@ -457,12 +466,35 @@ class Switchboard:
     # ---- routing -----------------------------------------------------------------
 
     def _dispatch(self) -> None:
-        """Offer waiting contacts, in queue order, to the best available eligible manager."""
+        """Offer waiting contacts, in queue order, to the best available eligible manager.
+
+        By the invariant only what this event touched can have a new match: contacts that
+        (re-)entered the queue or widened their pool are routed first, then each manager
+        who became available walks the queue until they get an offer. Restore and reload
+        walk everything.
+        """
+        p = self._p
         if not self._available:
             return
-        for cid in self._queue_ids(self._now):
+        if p.everything:
+            self._walk_queue(lambda: bool(self._available))
+            return
+        touched = sorted(
+            (c for c in p.touched_contacts.values() if c.status is ContactStatus.WAITING and c.id in self.contacts),
+            key=self._queue_key,
+        )
+        for c in touched:
             if not self._available:
-                break
+                return
+            self._route(c)
+        for m in list(p.touched_managers.values()):
+            if m.id in self._available:
+                self._walk_queue(lambda m=m: m.id in self._available)  # type: ignore[misc]
+
+    def _walk_queue(self, keep_going: Callable[[], bool]) -> None:
+        for cid in self._queue_ids(self._now):
+            if not keep_going():
+                return
             c = self.contacts[cid]
             if c.status is ContactStatus.WAITING:
                 self._route(c)
@@ -550,6 +582,7 @@ class Switchboard:
         return self.managers.values()
 
     def _advance(self, c: Contact, why: str) -> None:
+        self._p.touched_contacts[c.id] = c
         c.step += 1
         c.step_since = self._now
         self._dirty(c)

@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` prints each figure as `BENCH <name> <value> <unit>`."""
