@@ -520,6 +520,17 @@ async def test_every_acknowledged_contact_survives_kill_9_in_intake_order(backen
         await reopened.close()
 
 
+def migration_heads() -> list[str]:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from acd.storage.store import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return list(ScriptDirectory.from_config(config).get_heads())
+
+
 async def test_migrating_an_up_to_date_database_again_is_a_no_op(backend: Backend) -> None:
     first = await backend.open()
     await first.create_contact(a_contact("c-1"))
@@ -532,7 +543,7 @@ async def test_migrating_an_up_to_date_database_again_is_a_no_op(backend: Backen
     async with backend.raw() as conn:
         versions = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all()
         contacts = (await conn.execute(sa.text("SELECT id FROM contacts"))).scalars().all()
-    assert versions == ["0001"]
+    assert sorted(versions) == sorted(migration_heads())
     assert contacts == ["c-1"]
 
 
