@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from acd.core import events as ev
+from acd.core.intake import qualify
 from acd.core.model import Channel, Contact, Manager, Presence
 from acd.core.policy import RoutingPolicy
 from acd.core.switchboard import Switchboard
@@ -62,7 +63,7 @@ class Harness:
         self.seq += 1
         c.seq = c.seq or self.seq
         c.arrived_at = c.arrived_at or self.now
-        return self.send(ev.ContactArrived(c))
+        return self.send(ev.ContactArrived(qualify(c, self.board.policy)))
 
     def join(self, *managers: Manager) -> None:
         for m in managers:

@@ -117,6 +117,8 @@ class Store:
         self._insert: Any = sqlite.insert if self.backend == "sqlite" else postgresql.insert
         self._upsert_contacts = self._upsert(t.contacts, "id", keep=("seq", "idempotency_key"))
         self._upsert_managers = self._upsert(t.managers, "id")
+        self._intake: list[tuple[Contact, dict[str, Any], asyncio.Future[tuple[Contact, bool]]]] = []
+        self._intake_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -147,22 +149,84 @@ class Store:
         modified. When `idempotency_key` was used before, nothing is inserted and the contact
         stored under it comes back with False, also when two submits race: the unique
         constraint lets exactly one insert commit. Reusing a contact id raises `Conflict`.
+
+        Group commit: contacts submitted while a commit is running wait for the next one
+        and go in together, so a burst costs one transaction, not one each. Each caller
+        still returns only after the transaction holding its row committed.
         """
         row = _contact_row(contact)
         row["idempotency_key"] = idempotency_key
-        try:
-            async with self._write() as conn:
-                result = await conn.execute(t.contacts.insert(), row)
-                seq = result.inserted_primary_key[0] if result.inserted_primary_key else None
-        except Conflict:
-            if idempotency_key is None:
+        pending: asyncio.Future[tuple[Contact, bool]] = asyncio.get_running_loop().create_future()
+        self._intake.append((contact, row, pending))
+        if self._intake_task is None or self._intake_task.done():
+            self._intake_task = asyncio.create_task(self._drain_intake())
+        return await pending
+
+    async def _drain_intake(self) -> None:
+        while self._intake:
+            batch, self._intake = self._intake, []
+            try:
+                results = await self._insert_batch([(c, r) for c, r, _ in batch])
+            except (Conflict, StorageError, TypeError):
+                # One bad row (a reused id) must not fail its neighbours: retry them alone.
+                for contact, row, pending in batch:
+                    try:
+                        result = (await self._insert_batch([(contact, row)]))[0]
+                    except BaseException as err:  # handed to the caller who owns the row
+                        if not pending.done():
+                            pending.set_exception(err)
+                    else:
+                        if not pending.done():
+                            pending.set_result(result)
+                continue
+            except BaseException as err:
+                for _, _, pending in batch:
+                    if not pending.done():
+                        pending.set_exception(err)
                 raise
-            existing = await self._row(sa.select(t.contacts).where(t.contacts.c.idempotency_key == idempotency_key))
-            if existing is None:
-                raise  # the conflict was on something else, e.g. a reused contact id
-            return _contact_from_row(existing), False
-        assert seq is not None
-        return replace(contact, seq=int(seq)), True
+            for (_, _, pending), result in zip(batch, results, strict=True):
+                if not pending.done():
+                    pending.set_result(result)
+
+    async def _insert_batch(self, batch: list[tuple[Contact, dict[str, Any]]]) -> list[tuple[Contact, bool]]:
+        first_by_key: dict[str, int] = {}
+        fresh: list[int] = []
+        for i, (_, row) in enumerate(batch):
+            key = row["idempotency_key"]
+            if key is not None and key in first_by_key:
+                continue  # a double submit inside one batch: answered from the first one
+            if key is not None:
+                first_by_key[key] = i
+            fresh.append(i)
+        statement = (
+            self._insert(t.contacts)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(t.contacts.c.id, t.contacts.c.seq)
+        )
+        async with self._write() as conn:
+            returned = await conn.execute(statement, [batch[i][1] for i in fresh])
+            seqs = {row.id: int(row.seq) for row in returned}
+            lost = [batch[i][1]["idempotency_key"] for i in fresh if batch[i][1]["id"] not in seqs]
+            if any(key is None for key in lost):
+                raise Conflict("a contact id was reused")
+            existing: dict[str, Contact] = {}
+            if lost:
+                query = sa.select(t.contacts).where(t.contacts.c.idempotency_key.in_(lost))
+                for found in (await conn.execute(query)).mappings():
+                    existing[found["idempotency_key"]] = _contact_from_row(found)
+        out: list[tuple[Contact, bool]] = []
+        for contact, row in batch:
+            key = row["idempotency_key"]
+            if row["id"] in seqs and (key is None or batch[first_by_key[key]][1]["id"] == row["id"]):
+                out.append((replace(contact, seq=seqs[row["id"]]), True))
+            elif key is not None and key in existing:
+                out.append((existing[key], False))
+            elif key is not None:
+                first = batch[first_by_key[key]]
+                out.append((replace(first[0], seq=seqs[first[1]["id"]]), False))
+            else:
+                raise Conflict(f"contact {row['id']} was not stored")
+        return out
 
     async def get_contact(self, contact_id: str) -> Contact | None:
         row = await self._row(sa.select(t.contacts).where(t.contacts.c.id == contact_id))

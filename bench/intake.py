@@ -1,0 +1,112 @@
+"""Durable web-lead intake through the HTTP API, next to a bare aiohttp handler.
+
+Both servers run as their own process; one client process drives both the same way
+(N requests, C in flight), so the ratio of the two rates is the figure that matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+LEAD = {"name": "Bench", "phone": "+7 900 000-00-00", "criteria": {"temperature": "hot", "price_tier": "high"}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def spawn(args: list[str], log: Path) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=log.open("ab"), env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 60)
+    if b"listening" not in line:
+        raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-2000:]}")
+    return proc
+
+
+async def hammer(url: str, total: int, concurrency: int) -> tuple[float, int]:
+    """Send `total` leads with `concurrency` in flight; return (requests/s, non-2xx count)."""
+    errors = 0
+    sent = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def worker() -> None:
+            nonlocal errors, sent
+            while sent < total:
+                sent += 1
+                async with http.post(url, json=LEAD) as r:
+                    await r.read()
+                    if r.status >= 300:
+                        errors += 1
+
+        # warm up the connections and the server
+        await asyncio.gather(*(http.post(url, json=LEAD) for _ in range(concurrency)))
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return total / (time.perf_counter() - t), errors
+
+
+def config_for_bench(tmp: Path) -> Path:
+    text = (ROOT / "config" / "acd.example.yaml").read_text(encoding="utf-8")
+    text = text.replace("leads_per_minute: 10 ", "leads_per_minute: 100000000 ")
+    text = text.replace("flows_dir: ../ivr_flows", f"flows_dir: {ROOT / 'ivr_flows'}")
+    path = tmp / "acd.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def measure(total: int = 4000, concurrency: int = 32) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        port = free_port()
+        bare = await spawn([sys.executable, "-m", "bench.bare_server", str(port)], tmp / "bare.log")
+        try:
+            bare_rate, _ = await hammer(f"http://127.0.0.1:{port}/api/leads", total, concurrency)
+        finally:
+            bare.terminate()
+            await bare.wait()
+
+        port = free_port()
+        db = f"sqlite+aiosqlite:///{tmp / 'acd.db'}"
+        config = config_for_bench(tmp)
+        acd = await spawn(
+            [sys.executable, "-m", "acd.cli", "serve", "--config", str(config), "--db", db, "--port", str(port), "--demo"],
+            tmp / "acd.log",
+        )
+        try:
+            rate, errors = await hammer(f"http://127.0.0.1:{port}/api/leads", total, concurrency)
+            rss = psutil.Process(acd.pid).memory_info().rss / 2**20
+        finally:
+            acd.terminate()
+            await acd.wait()
+    return {
+        "intake_leads_per_s": rate,
+        "intake_bare_aiohttp_rps": bare_rate,
+        "intake_ratio": rate / bare_rate,
+        "intake_errors": float(errors),
+        "intake_server_rss_mb": rss,
+    }
+
+
+def run() -> dict[str, float]:
+    return asyncio.run(measure())
+
+
+if __name__ == "__main__":
+    for k, v in run().items():
+        print(k, round(v, 3))
