@@ -29,7 +29,11 @@ def free_port() -> int:
 
 async def spawn(args: list[str], log: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=log.open("ab"), env={**os.environ, "PYTHONPATH": str(ROOT)}
+        *args,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log.open("ab"),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 60)
@@ -70,7 +74,7 @@ def config_for_bench(tmp: Path) -> Path:
     return path
 
 
-async def measure(total: int = 4000, concurrency: int = 32) -> dict[str, float]:
+async def measure(total: int = 6000, concurrency: int = 64) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         port = free_port()
@@ -85,7 +89,19 @@ async def measure(total: int = 4000, concurrency: int = 32) -> dict[str, float]:
         db = f"sqlite+aiosqlite:///{tmp / 'acd.db'}"
         config = config_for_bench(tmp)
         acd = await spawn(
-            [sys.executable, "-m", "acd.cli", "serve", "--config", str(config), "--db", db, "--port", str(port), "--demo"],
+            [
+                sys.executable,
+                "-m",
+                "acd.cli",
+                "serve",
+                "--config",
+                str(config),
+                "--db",
+                db,
+                "--port",
+                str(port),
+                "--demo",
+            ],
             tmp / "acd.log",
         )
         try:

@@ -22,7 +22,7 @@ NEEDS = {"purpose": {"purchase": ("sales",), "renewal": ("renewals",), "training
 
 def percentile(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def build(n_managers: int, n_contacts: int, rng: random.Random) -> tuple[Switchboard, float, int]:

@@ -174,11 +174,12 @@ class Switchboard:
         if contact.id in self.contacts:
             return  # a redelivered intake event: the contact is already queued
         c = contact
-        c.status = ContactStatus.WAITING
-        c.step, c.step_since = 0, self._now
+        if c.status is not ContactStatus.WAITING or not c.step_since:
+            # adapters that stored the contact as it enters the queue save us a write
+            c.status, c.step, c.step_since = ContactStatus.WAITING, 0, self._now
+            self._dirty(c)
         self.contacts[c.id] = c
         self._enqueue(c)
-        self._dirty(c)
         self._start_step_timer(c)
 
     def _abandon(self, cid: str, reason: str) -> None:

@@ -1,0 +1,34 @@
+"""`make bench`: every figure on its own line as `BENCH <name> <value> <unit>`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+UNITS = {"_ms": "ms", "_s": "s", "_mb": "MiB", "_per_s": "/s", "_rps": "req/s", "_ratio": "x"}
+
+
+def unit(name: str) -> str:
+    for suffix, label in sorted(UNITS.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(suffix):
+            return label
+    return "count" if name.endswith(("_contacts", "_errors", "_sessions")) else "x"
+
+
+def main() -> int:
+    suites = ["bench.routing", "bench.intake", "bench.telephony"]
+    for module_name in suites:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name == module_name:
+                continue  # a suite not written yet
+            raise
+        print(f"# {module_name}", flush=True)
+        for name, value in module.run().items():
+            print(f"BENCH {name} {value:.3f} {unit(name)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
