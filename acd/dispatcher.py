@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,10 +31,10 @@ MAX_BATCH = 256
 class Persistence(Protocol):
     async def apply(
         self,
-        contacts: Iterable[Contact],
-        managers: Iterable[Manager],
-        decisions: Iterable[ev.Decision],
-        transitions: Iterable[ev.Transition],
+        contacts: Sequence[Contact],
+        managers: Sequence[Manager],
+        decisions: Sequence[ev.Decision],
+        transitions: Sequence[ev.Transition],
     ) -> None: ...
 
 
