@@ -200,6 +200,7 @@ class Dispatcher:
                     if old is not None:
                         old.cancel()
                 case _:
+                    _log_effect(cmd)
                     for listener in self._listeners:
                         try:
                             listener(cmd)
@@ -209,3 +210,13 @@ class Dispatcher:
     def _fire(self, key: tuple[str, str]) -> None:
         self._timers.pop(key, None)
         self.post(ev.TimerFired(key))
+
+
+def _log_effect(cmd: ev.Command) -> None:
+    match cmd:
+        case ev.OfferContact(contact=c, manager=m, decision=d):
+            log.info("offer: %s", d.summary, extra={"contact_id": c.id, "manager_id": m.id, "event": "offer"})
+        case ev.WithdrawOffer(contact_id=cid, manager_id=mid, reason=reason):
+            log.info("offer withdrawn: %s", reason, extra={"contact_id": cid, "manager_id": mid, "event": "withdraw"})
+        case ev.NotifyManager(manager_id=mid, kind=kind, text=text):
+            log.info("%s: %s", kind, text, extra={"manager_id": mid, "event": kind})

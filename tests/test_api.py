@@ -6,7 +6,6 @@ import asyncio
 
 from api_fixtures import Running
 
-
 LEAD = {
     "name": "Иван Петров",
     "phone": "+7 495 123-45-67",
@@ -184,3 +183,18 @@ async def test_public_lead_intake_is_rate_limited_per_client(backend) -> None:
         assert statuses[:3] == [201, 201, 201] and statuses[3:] == [429, 429]
     finally:
         await stop(r)
+
+
+async def test_a_config_reload_keeps_every_waiting_contact(running: Running) -> None:
+    for mid in ("anna", "boris", "vera", "grigory", "daria", "egor"):
+        await running.call(
+            "POST", f"/api/managers/{mid}/presence", running.supervisor, json={"state": "paused", "reason": "x"}
+        )
+    ids = [(await running.call("POST", "/api/leads", json=LEAD))[1]["id"] for _ in range(3)]
+    await running.settle()
+    status, body = await running.call("POST", "/api/config/reload", running.admin)
+    assert status == 200 and body["policy_version"] == running.server.deployment.policy.version
+    _, snap = await running.call("GET", "/api/queue", running.supervisor)
+    assert [c["id"] for c in snap["waiting"]] == ids
+    status, _ = await running.call("POST", "/api/config/reload", running.supervisor)
+    assert status == 403
