@@ -113,3 +113,36 @@ async def test_every_acknowledged_lead_survives_kill_9_and_is_routed(tmp_path: P
         if proc.returncode is None:
             proc.terminate()
             await proc.wait()
+
+
+async def test_sigterm_finishes_requests_in_flight_and_leaves_nothing_half_written(tmp_path: Path) -> None:
+    config = test_config(tmp_path)
+    db = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = await start_server(config, db, port, tmp_path / "server.log")
+    acked: set[str] = set()
+    async with aiohttp.ClientSession() as http:
+
+        async def submit(i: int) -> None:
+            try:
+                async with http.post(f"{base}/api/leads", json={**LEAD, "name": f"lead {i}"}) as r:
+                    if r.status in (200, 201):
+                        acked.add((await r.json())["id"])
+            except (TimeoutError, aiohttp.ClientError):
+                pass
+
+        burst = asyncio.gather(*(submit(i) for i in range(50)))
+        await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        await burst
+    assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+    from acd.storage import open_store
+
+    store = await open_store(db)
+    try:
+        stored = {c.id for c in await store.load_open_contacts()}
+    finally:
+        await store.close()
+    assert acked <= stored
