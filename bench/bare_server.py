@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from aiohttp import web
@@ -12,12 +13,21 @@ async def lead(request: web.Request) -> web.Response:
     return web.json_response({"id": "x", "name": body.get("name", "")}, status=201)
 
 
-def main() -> None:
+async def serve(port: int) -> None:
     app = web.Application()
     app.router.add_post("/api/leads", lead)
-    port = int(sys.argv[1])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     print("listening", flush=True)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    await asyncio.Event().wait()
+
+
+def main() -> None:
+    from acd.runtime import event_loop_runner
+
+    with event_loop_runner() as runner:
+        runner.run(serve(int(sys.argv[1])))
 
 
 if __name__ == "__main__":

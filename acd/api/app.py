@@ -20,7 +20,7 @@ from acd.api.views import contact_json, decision_json, manager_json, transition_
 from acd.config import Deployment
 from acd.core import events as ev
 from acd.core.errors import CoreError
-from acd.core.intake import qualify
+from acd.core.intake import derived
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Presence
 from acd.dispatcher import Dispatcher
 from acd.metrics import Metrics
@@ -38,6 +38,9 @@ class Services:
     metrics: Metrics
     clock: Callable[[], float] = time.time
     reload: Callable[[], Awaitable[Deployment]] | None = None
+    # The CRM's intake step: attach a new contact to its customer and fill `preferred` and
+    # `team` for a repeat customer (acd.crm.service.CrmService.enrich). None: no CRM.
+    enrich: Callable[[Contact], Awaitable[Contact]] | None = None
     tokens: TokenCache = field(init=False)
     lead_limit: RateLimiter = field(init=False)
     api_limit: RateLimiter = field(init=False)
@@ -51,6 +54,9 @@ class Services:
 
 SERVICES = web.AppKey("services", Services)
 IDENTITY = web.RequestKey("identity", Identity)
+# A signed-in browser (acd.web): the session's Identity, None without one; it refuses a
+# state-changing request that lacks the session's CSRF token.
+BROWSER_AUTH = web.AppKey("browser_auth", Callable[[web.Request], Awaitable[Identity | None]])
 
 # ---- middleware -------------------------------------------------------------------
 
@@ -91,15 +97,20 @@ async def auth_middleware(
     if route is None or route.role is None:
         return await handler(request)
     header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
-        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
     svc = request.app[SERVICES]
-    ident = await svc.tokens.identify(header[7:].strip())
-    if ident is None:
-        raise ApiError(401, "unauthenticated", "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+    browser = request.app.get(BROWSER_AUTH)
+    if header.startswith("Bearer "):
+        ident = await svc.tokens.identify(header[7:].strip())
+        if ident is None:
+            raise ApiError(401, "unauthenticated", "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+        limit_key = header
+    elif browser is not None and (found := await browser(request)) is not None:
+        ident, limit_key = found, f"session:{found.actor}"
+    else:
+        raise ApiError(401, "unauthenticated", "send Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"})
     if not ident.at_least(route.role):
         raise ApiError(403, "forbidden", f"this needs the {route.role} role")
-    svc.api_limit.check(header)
+    svc.api_limit.check(limit_key)
     request[IDENTITY] = ident
     return await handler(request)
 
@@ -177,23 +188,31 @@ async def create_lead(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid", f"language: one of {', '.join(svc.deployment.languages)}")
     if not (body.phone or body.email):
         raise ApiError(400, "invalid", "phone or email: give at least one way to reach the customer")
+    skills, bonus, team = derived(criteria, svc.dispatcher.board.policy)
     contact = Contact(
         id=uuid.uuid4().hex,
         channel=Channel(body.channel),
-        arrived_at=svc.clock(),
+        arrived_at=(now := svc.clock()),
+        step_since=now,
         criteria=criteria,
         customer_name=body.name,
         phone=body.phone,
         email=str(body.email or ""),
-        priority=body.priority,
+        priority=body.priority + bonus,
+        required_skills=skills,
+        team=team,
         language=language,
         payload={"note": body.note} if body.note else {},
     )
-    stored, created = await svc.store.create_contact(qualify(contact, svc.dispatcher.board.policy), key)
+    if svc.enrich is not None:
+        contact = await svc.enrich(contact)
+    stored, created = await svc.store.create_contact(contact, key)
+    response = web.json_response(contact_json(stored), status=201 if created else 200)
     if created:
-        svc.dispatcher.post(ev.ContactArrived(replace(stored)))
+        # the core takes this object over; the answer above was rendered before it could change
+        svc.dispatcher.post(ev.ContactArrived(stored))
         svc.metrics.intake.labels(stored.channel.value).observe(time.perf_counter() - started)
-    return web.json_response(contact_json(stored), status=201 if created else 200)
+    return response
 
 
 def _answers(deployment: Deployment, given: dict[str, str]) -> dict[str, str]:

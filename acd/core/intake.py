@@ -6,10 +6,20 @@ its required skills, priority and team, and a restart needs no second pass.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from acd.core.model import Contact
 from acd.core.policy import RoutingPolicy
+
+
+def derived(criteria: Mapping[str, str], policy: RoutingPolicy) -> tuple[frozenset[str], int, str | None]:
+    """The skills, priority bonus and team that these answers call for."""
+    skills: set[str] = set()
+    for criterion, answers in policy.skills_by_answer.items():
+        skills.update(answers.get(criteria.get(criterion, ""), ()))
+    bonus = sum(answers.get(criteria.get(c, ""), 0) for c, answers in policy.priority_by_answer.items())
+    return frozenset(skills), bonus, policy.default_team
 
 
 def qualify(contact: Contact, policy: RoutingPolicy) -> Contact:
@@ -18,13 +28,10 @@ def qualify(contact: Contact, policy: RoutingPolicy) -> Contact:
     Example: with `skills_by_answer = {"purpose": {"training": ("training",)}}` a contact
     that answered purpose=training requires the skill "training".
     """
-    skills = set(contact.required_skills)
-    for criterion, answers in policy.skills_by_answer.items():
-        skills.update(answers.get(contact.criteria.get(criterion, ""), ()))
-    bonus = sum(answers.get(contact.criteria.get(c, ""), 0) for c, answers in policy.priority_by_answer.items())
+    skills, bonus, team = derived(contact.criteria, policy)
     return replace(
         contact,
-        required_skills=frozenset(skills),
+        required_skills=contact.required_skills | skills,
         priority=contact.priority + bonus,
-        team=contact.team or policy.default_team,
+        team=contact.team or team,
     )

@@ -39,6 +39,8 @@ class JSONText(sa.TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         if value is None:
             return None
+        if not value and isinstance(value, list | dict):
+            return "[]" if isinstance(value, list) else "{}"  # most rows: skip the encoder
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
