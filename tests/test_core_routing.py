@@ -246,3 +246,48 @@ def test_skip_when_nobody_available_widens_even_if_the_preferred_manager_is_busy
     h.send(ev.OfferAccepted("hold", "owner"))
     h.arrive(contact("c1", preferred=("owner",)))
     assert h.offered_to("c1") == "mate"
+
+
+class DealRatings:
+    """A rating provider standing in for the CRM: fixed figures per manager."""
+
+    def __init__(self, figures: dict[str, tuple[float, int]]) -> None:
+        self.figures = figures
+
+    def rating(self, manager, segment, skills):  # type: ignore[no-untyped-def]
+        from acd.core.ratings import Rating
+
+        score, deals = self.figures[manager.id]
+        return Rating(score=score, expected_value=score * 1000, deals=deals, source="deals")
+
+
+def test_ratings_from_the_provider_decide_who_gets_a_valuable_contact():
+    from acd.core.policy import RoutingPolicy
+    from acd.core.switchboard import Switchboard
+    from tests.core_helpers import Harness
+
+    h = Harness(Switchboard(RoutingPolicy(value_weights=VALUE), DealRatings({"a": (0.2, 40), "b": (0.6, 40)})))
+    h.join(manager("a"), manager("b"))
+    h.arrive(contact("c1", criteria={"temperature": "hot", "price_tier": "high"}))
+    offer = h.last_offer()
+    assert offer.manager.id == "b"
+    assert offer.decision.candidates[0].components["deals"] == 40
+
+
+def test_a_small_exploration_share_goes_to_a_manager_without_rated_deals():
+    from acd.core.policy import RoutingPolicy
+    from acd.core.switchboard import Switchboard
+    from tests.core_helpers import Harness
+
+    ratings = DealRatings({"veteran": (0.6, 50), "newcomer": (0.3, 0)})
+    h = Harness(Switchboard(RoutingPolicy(weights=Weights(exploration=0.2, load=0), seed=3), ratings))
+    h.join(manager("veteran"), manager("newcomer"))
+    got = []
+    for i in range(200):
+        h.arrive(contact(f"c{i}", criteria={"temperature": "hot", "price_tier": "high"}))
+        got.append(h.offered_to(f"c{i}"))
+        h.send(ev.ContactAbandoned(f"c{i}"))
+    share = got.count("newcomer") / len(got)
+    assert 0.1 < share < 0.3
+    explored = [c for c in h.log if isinstance(c, ev.LogDecision) and c.decision.manager_id == "newcomer"]
+    assert all("exploration" in d.decision.candidates[0].components for d in explored)
