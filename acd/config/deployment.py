@@ -118,6 +118,22 @@ class WebSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CrmSettings:
+    """The CRM part: phone numbers without a country code are read in `default_region`;
+    ratings count a lead untouched for `untouched_lead_days` as lost, halve a deal's weight
+    every `half_life_days` (0 = no decay), shrink toward the team with `prior_strength`
+    pseudo-deals and fall back to coarser segments (dropping keys from the end of
+    `segment_order`) below `min_level_deals`."""
+
+    default_region: str = "RU"
+    untouched_lead_days: float = 30.0
+    half_life_days: float = 180.0
+    prior_strength: float = 10.0
+    min_level_deals: float = 8.0
+    segment_order: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     """Everything one deployment file (and its IVR flows) declares.
 
@@ -140,6 +156,7 @@ class Deployment:
     server: ServerSettings = ServerSettings()
     asterisk: AsteriskSettings = AsteriskSettings()
     web: WebSettings = WebSettings()
+    crm: CrmSettings = CrmSettings()
 
     @property
     def default_language(self) -> str:

@@ -23,6 +23,7 @@ from acd.config.deployment import (
     AmiSettings,
     AsteriskSettings,
     Criterion,
+    CrmSettings,
     Deployment,
     FastAgiSettings,
     ManagerDefaults,
@@ -215,6 +216,10 @@ def _cross_check(spec: DeploymentSpec, problems: Problems) -> None:
     for i, stage in enumerate(spec.funnel_stages):
         texts(("funnel_stages", i, "label"), stage.label)
         team(("funnel_stages", i, "team"), stage.team)
+    segment_criteria = {c.name for c in spec.criteria if c.segment}
+    for i, name in enumerate(spec.crm.segment_order):
+        if name not in segment_criteria:
+            problems.add(("crm", "segment_order", i), f"{name!r} is not a criterion with segment: true")
 
     team(("policy", "default_team"), spec.policy.default_team)
     steps = spec.policy.steps or []
@@ -374,5 +379,13 @@ def _build(
         ),
         web=WebSettings(
             tuple(web.allowed_origins), RateLimits(web.rate_limits.leads_per_minute, web.rate_limits.api_per_minute)
+        ),
+        crm=CrmSettings(
+            spec.crm.default_region,
+            spec.crm.untouched_lead_days,
+            spec.crm.half_life_days,
+            spec.crm.prior_strength,
+            spec.crm.min_level_deals,
+            tuple(spec.crm.segment_order),
         ),
     )

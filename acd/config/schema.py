@@ -294,6 +294,15 @@ class StageSpec(Spec):
     wait: Seconds = 60.0
 
 
+class CrmSpec(Spec):
+    default_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "RU"
+    untouched_lead_days: NonNegFloat = 30.0
+    half_life_days: NonNegFloat = 180.0
+    prior_strength: Annotated[float, Field(gt=0)] = 10.0
+    min_level_deals: NonNegFloat = 8.0
+    segment_order: list[Name] = []
+
+
 class ChannelSpec(Spec):
     offer_timeout: PositiveSeconds = 20.0
     wrap_up: Seconds = 0.0
@@ -342,6 +351,7 @@ class DeploymentSpec(Spec):
     manager_defaults: ManagerDefaultsSpec = ManagerDefaultsSpec()
     managers: list[ManagerSpec] = []
     funnel_stages: list[StageSpec] = []
+    crm: CrmSpec = CrmSpec()
     channels: dict[Channel, ChannelSpec] = {}
     auto_pause: AutoPauseSpec = AutoPauseSpec()
     policy: PolicySpec

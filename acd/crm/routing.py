@@ -1,0 +1,127 @@
+"""Pure: who a known customer's new contact should reach first.
+
+The core's escalation steps do the waiting (preferred → team → skill → any); this module
+only fills the contact's `preferred` and `team` from CRM data, and says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from acd.crm.model import Customer, Deal, DealStatus, Vacation
+
+MAX_SUBSTITUTE_HOPS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StageRule:
+    """How a funnel stage routes repeat customers (from the deployment's `funnel_stages`).
+
+    route_to: `owner`: the person serving the stage, else the deal's owner, else the
+    customer's account manager; `team`: the person serving the stage if the deal names one,
+    else the stage's team at once.
+    """
+
+    name: str
+    team: str
+    route_to: str = "owner"
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatRouting:
+    preferred: tuple[str, ...]
+    team: str | None
+    deal_id: str | None
+    reason: str
+    override: bool = False
+
+
+def away(manager_id: str, vacations: Iterable[Vacation], now: float) -> Vacation | None:
+    return next((v for v in vacations if v.manager_id == manager_id and v.covers(now)), None)
+
+
+def stand_in(manager_id: str, vacations: Sequence[Vacation], now: float) -> tuple[str | None, list[str]]:
+    """The person who serves `manager_id`'s customers now: themself unless on vacation,
+    else their substitute (following substitutes who are away too, at most
+    `MAX_SUBSTITUTE_HOPS`, never in a circle). Returns (who, the chain of notes)."""
+    seen = {manager_id}
+    who: str | None = manager_id
+    notes: list[str] = []
+    for _ in range(MAX_SUBSTITUTE_HOPS):
+        assert who is not None
+        v = away(who, vacations, now)
+        if v is None:
+            return who, notes
+        notes.append(f"{who} on vacation" + (f", substitute {v.substitute}" if v.substitute else ", no substitute"))
+        if v.substitute is None or v.substitute in seen:
+            return None, notes
+        seen.add(v.substitute)
+        who = v.substitute
+    return None, notes
+
+
+def open_deal(deals: Iterable[Deal]) -> Deal | None:
+    """The open deal a call is most likely about: the one that moved most recently."""
+    candidates = [d for d in deals if d.status is DealStatus.OPEN]
+    return max(candidates, key=lambda d: (d.last_activity, d.stage_since, d.id), default=None)
+
+
+def route_repeat(
+    customer: Customer,
+    deals: Iterable[Deal],
+    stages: Mapping[str, StageRule],
+    vacations: Sequence[Vacation],
+    now: float,
+) -> RepeatRouting:
+    """Rule, first match wins:
+
+    1. a supervisor's pin: the pinned manager first (marked override, so ratings leave out
+       what the pin brings them);
+    2. an open deal: by its stage's `route_to` (see `StageRule`), with the stage's team as
+       `team`;
+    3. no open deal: the customer's account manager, if any.
+
+    Anyone on vacation is replaced by their substitute; a pin is followed by the rule-2/3
+    person, so a pinned customer still reaches their usual people when the pin is away.
+
+    Example: a deal in `delivery` (team logistics) whose stage owner egor
+    is on vacation with substitute fedor gives preferred=("fedor",), team="logistics".
+    """
+    deal = open_deal(deals)
+    people: list[str] = []
+    reasons: list[str] = []
+    team: str | None = None
+    if customer.pinned_to:
+        people.append(customer.pinned_to)
+        reasons.append(f"pinned to {customer.pinned_to}")
+    if deal is not None:
+        rule = stages.get(deal.stage)
+        route_to = rule.route_to if rule else "owner"
+        team = rule.team if rule else None
+        person = deal.stage_owner
+        if route_to != "team":
+            person = person or deal.owner or customer.account_manager
+        if person:
+            people.append(person)
+        reasons.append(
+            f"open deal {deal.id} in stage {deal.stage!r} → {route_to}"
+            + (f" {person}" if person else "")
+            + (f", team {team}" if team else "")
+        )
+    elif customer.account_manager:
+        people.append(customer.account_manager)
+        reasons.append(f"account manager {customer.account_manager}")
+    preferred: list[str] = []
+    for person in people:
+        who, notes = stand_in(person, vacations, now)
+        reasons.extend(notes)
+        if who is not None and who not in preferred:
+            preferred.append(who)
+    return RepeatRouting(
+        preferred=tuple(preferred),
+        team=team,
+        deal_id=deal.id if deal else None,
+        reason="; ".join(reasons) or "known customer, nobody assigned",
+        override=bool(customer.pinned_to) and bool(preferred) and preferred[0] == customer.pinned_to,
+    )

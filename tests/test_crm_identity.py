@@ -1,0 +1,52 @@
+"""Recognition keys: phone numbers in the usual Russian and international formats become one
+E.164 number; e-mail addresses compare case-insensitively."""
+
+from __future__ import annotations
+
+import pytest
+
+from acd.crm.identity import normalize_email, normalize_phone
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+7 495 123-45-67",
+        "+7 (495) 123-45-67",
+        "8 (495) 123-45-67",
+        "8-495-123-45-67",
+        "84951234567",
+        "74951234567",
+        "4951234567",
+        " 8 495 123 45 67 ",
+        "+7\u00a0495\u00a01234567",
+    ],
+)
+def test_a_moscow_number_in_every_usual_format_is_one_e164_number(raw: str) -> None:
+    assert normalize_phone(raw, "RU") == "+74951234567"
+
+
+def test_a_mobile_number_with_the_trunk_prefix_8_is_the_same_as_with_plus_7() -> None:
+    assert normalize_phone("8-916-1234567") == normalize_phone("+79161234567") == "+79161234567"
+
+
+def test_foreign_numbers_keep_their_country_with_plus_00_or_the_russian_810_prefix() -> None:
+    assert normalize_phone("+44 20 7946 0958") == "+442079460958"
+    assert normalize_phone("0044 20 7946 0958") == "+442079460958"
+    assert normalize_phone("810 44 20 7946 0958") == "+442079460958"
+
+
+def test_the_default_region_reads_numbers_written_without_a_country_code() -> None:
+    assert normalize_phone("020 7946 0958", "GB") == "+442079460958"
+
+
+@pytest.mark.parametrize("raw", ["", "12345", "abc", "+7 495", "not a phone 1"])
+def test_what_is_not_a_phone_number_is_none(raw: str) -> None:
+    assert normalize_phone(raw) is None
+
+
+def test_email_addresses_are_trimmed_and_lower_cased_and_junk_is_refused() -> None:
+    assert normalize_email("  Ivan.Petrov@Example.RU ") == "ivan.petrov@example.ru"
+    assert normalize_email("mailto:a@b.ru") == "a@b.ru"
+    assert normalize_email("ivan@") is None
+    assert normalize_email("ivan petrov@example.ru") is None
