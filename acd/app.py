@@ -16,13 +16,17 @@ from pathlib import Path
 from aiohttp import web
 
 from acd.api.app import Services, build_app
+from acd.api.crm import CRM
 from acd.config import ConfigError, Deployment, load_deployment
 from acd.core import events as ev
 from acd.core.model import Presence
 from acd.core.switchboard import Switchboard
+from acd.crm.provider import DealRatings
+from acd.crm.service import CrmService, rating_params
 from acd.dispatcher import Dispatcher
 from acd.metrics import Metrics
 from acd.storage import Store, default_sqlite_url, open_store
+from acd.storage.crm import CrmStore
 
 log = logging.getLogger("acd")
 DATA_DIR = Path("data")
@@ -64,12 +68,16 @@ async def build(
                 seeded.presence, seeded.presence_since, seeded.last_heartbeat = Presence.AVAILABLE, now, now
             await store.save_manager(seeded)
             known[m.id] = seeded
-    board = Switchboard(deployment.policy)
+    ratings = DealRatings(rating_params(deployment), now)
+    board = Switchboard(deployment.policy, ratings)
     dispatcher = Dispatcher(board, store, clock)
     await dispatcher.start(await store.load_open_contacts(), list(known.values()))
     metrics = Metrics(lambda: dispatcher.board, clock)
     dispatcher.subscribe(metrics.observe)
     services = Services(deployment=deployment, store=store, dispatcher=dispatcher, metrics=metrics, clock=clock)
+    crm = CrmService(CrmStore(store), lambda: services.deployment, lambda: dispatcher.board.managers, ratings, clock)
+    await crm.recompute()
+    services.enrich = crm.enrich
 
     async def reload() -> Deployment:
         fresh = load_deployment(deployment.path)
@@ -80,6 +88,7 @@ async def build(
 
     services.reload = reload
     app = build_app(services)
+    app[CRM] = crm
     return Server(deployment, store, dispatcher, services, app)
 
 

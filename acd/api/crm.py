@@ -1,0 +1,559 @@
+"""Adapter: the CRM's HTTP endpoints (customers, deals and the funnel, vacations, rotation,
+ratings, CSV import/export). Registered on the one `api` registry when this module is
+imported (the composition root does), so the OpenAPI document lists them too."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import date
+from functools import wraps
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from acd.api import schemas as s
+from acd.api.app import SERVICES, _limit, _me, _visible_contact, api
+from acd.api.routing import ApiError, parse_body
+from acd.core import events as ev
+from acd.core.model import ContactStatus, Outcome
+from acd.crm.model import CrmEvent, Customer, Deal, Vacation
+from acd.crm.service import CrmError, CrmService
+
+CRM = web.AppKey("crm", CrmService)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _crm_errors(handler: Handler) -> Handler:
+    @wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CrmError as err:
+            status = 404 if err.code.startswith("no_such") else 409 if err.code in ("exists", "closed") else 400
+            raise ApiError(status, err.code, str(err)) from None
+
+    return run
+
+
+def _crm(request: web.Request) -> CrmService:
+    return request.app[CRM]
+
+
+# ---- bodies -----------------------------------------------------------------------
+
+
+class CustomerIn(s.Body):
+    name: str = Field(min_length=1, max_length=300)
+    kind: Literal["company", "person"] = "company"
+    phones: list[str] = Field(default_factory=list, max_length=20)
+    emails: list[str] = Field(default_factory=list, max_length=20)
+    account_manager: str | None = None
+    note: str = Field("", max_length=4000)
+
+
+class CustomerPatch(s.Body):
+    name: str | None = Field(None, min_length=1, max_length=300)
+    kind: Literal["company", "person"] | None = None
+    phones: list[str] | None = Field(None, max_length=20)
+    emails: list[str] | None = Field(None, max_length=20)
+    account_manager: str | None = None
+    note: str | None = Field(None, max_length=4000)
+
+
+class PinIn(s.Body):
+    manager_id: str | None
+
+
+class DealIn(s.Body):
+    """Open a deal from a contact (its customer, answers and handler carry over) or for a customer."""
+
+    contact_id: str | None = None
+    customer_id: str | None = None
+    title: str = Field("", max_length=300)
+    amount: float | None = Field(None, ge=0)
+    stage: str | None = None
+    owner: str | None = None
+    stage_owner: str | None = None
+
+
+class StageIn(s.Body):
+    stage: str
+    stage_owner: str | None = None
+
+
+class CloseIn(s.Body):
+    outcome: Literal["won", "lost"]
+    amount: float | None = Field(None, ge=0)
+    reason: str = Field("", max_length=1000)
+
+
+class FinishDealIn(s.Body):
+    """Finish the contact and, in the same step, open / move / close its deal: `won` or
+    `lost` closes the contact's deal (opening it first if there is none), `stage` moves it
+    (or opens it there)."""
+
+    outcome: Literal["done", "won", "lost"] = "done"
+    title: str = Field("", max_length=300)
+    amount: float | None = Field(None, ge=0)
+    stage: str | None = None
+    stage_owner: str | None = None
+    reason: str = Field("", max_length=1000)
+
+
+class VacationIn(s.Body):
+    manager_id: str
+    first_day: date
+    last_day: date
+    substitute: str | None = None
+    note: str = Field("", max_length=1000)
+
+
+class RotationIn(s.Body):
+    from_manager: str
+    to: list[str] = Field(min_length=1, max_length=200)
+    open_deals: bool = True
+
+
+# ---- views ------------------------------------------------------------------------
+
+
+def customer_json(c: Customer) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "kind": c.kind,
+        "phones": list(c.phones),
+        "emails": list(c.emails),
+        "account_manager": c.account_manager,
+        "pinned_to": c.pinned_to,
+        "criteria": dict(c.criteria),
+        "note": c.note,
+        "created_at": c.created_at,
+    }
+
+
+def deal_json(d: Deal) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "customer_id": d.customer_id,
+        "title": d.title,
+        "amount": d.amount,
+        "segment": dict(d.segment),
+        "owner": d.owner,
+        "stage": d.stage,
+        "stage_owner": d.stage_owner,
+        "status": d.status.value,
+        "opened_at": d.opened_at,
+        "stage_since": d.stage_since,
+        "last_activity": d.last_activity,
+        "closed_at": d.closed_at,
+        "contact_id": d.contact_id,
+        "override": d.override,
+        "source": d.source,
+        "lost_reason": d.lost_reason,
+    }
+
+
+def event_json(e: CrmEvent) -> dict[str, Any]:
+    return {
+        "at": e.at,
+        "customer_id": e.customer_id,
+        "deal_id": e.deal_id,
+        "kind": e.kind,
+        "stage": e.stage,
+        "manager_id": e.manager_id,
+        "by": e.by,
+        "detail": dict(e.detail),
+    }
+
+
+def vacation_json(v: Vacation) -> dict[str, Any]:
+    return {
+        "id": v.id,
+        "manager_id": v.manager_id,
+        "starts_at": v.starts_at,
+        "ends_at": v.ends_at,
+        "substitute": v.substitute,
+        "note": v.note,
+    }
+
+
+async def _card_json(crm: CrmService, customer_id: str) -> dict[str, Any]:
+    from acd.api.views import contact_json
+
+    card = await crm.card(customer_id)
+    return {
+        "customer": customer_json(card["customer"]),
+        "contacts": [contact_json(c) for c in card["contacts"]],
+        "deals": [deal_json(d) for d in card["deals"]],
+        "history": [event_json(e) for e in card["history"]],
+    }
+
+
+# ---- customers --------------------------------------------------------------------
+
+
+@api.add(
+    "GET",
+    "/api/crm/lookup",
+    "Recognise a caller by phone or e-mail (screen pop)",
+    "manager",
+    query=("phone", "email"),
+    tag="crm",
+)
+@_crm_errors
+async def lookup(request: web.Request) -> web.Response:
+    crm = _crm(request)
+    found = await crm.recognise(request.query.get("phone", ""), request.query.get("email", ""))
+    if found is None:
+        raise ApiError(404, "no_such_customer", "nobody known by this phone or e-mail")
+    return web.json_response(await _card_json(crm, found.id))
+
+
+@api.add(
+    "GET",
+    "/api/crm/customers",
+    "Customers, newest first",
+    "manager",
+    query=("q", "account_manager", "limit"),
+    tag="crm",
+)
+@_crm_errors
+async def list_customers(request: web.Request) -> web.Response:
+    rows = await _crm(request).repo.list_customers(
+        request.query.get("q") or None, request.query.get("account_manager") or None, _limit(request)
+    )
+    return web.json_response({"customers": [customer_json(c) for c in rows]})
+
+
+@api.add("POST", "/api/crm/customers", "Create a customer", "supervisor", body=CustomerIn, tag="crm")
+@_crm_errors
+async def create_customer(request: web.Request) -> web.Response:
+    body = await parse_body(request, CustomerIn)
+    c = await _crm(request).create_customer(
+        body.name, body.phones, body.emails, body.kind, body.account_manager, body.note, _me(request).actor
+    )
+    return web.json_response(customer_json(c), status=201)
+
+
+@api.add("GET", "/api/crm/customers/{customer_id}", "A customer's card: contacts, deals, history", "manager", tag="crm")
+@_crm_errors
+async def get_customer(request: web.Request) -> web.Response:
+    return web.json_response(await _card_json(_crm(request), request.match_info["customer_id"]))
+
+
+@api.add("PATCH", "/api/crm/customers/{customer_id}", "Update a customer", "supervisor", body=CustomerPatch, tag="crm")
+@_crm_errors
+async def update_customer(request: web.Request) -> web.Response:
+    body = await parse_body(request, CustomerPatch)
+    c = await _crm(request).update_customer(
+        request.match_info["customer_id"], body.model_dump(exclude_unset=True), _me(request).actor
+    )
+    return web.json_response(customer_json(c))
+
+
+@api.add(
+    "POST",
+    "/api/crm/customers/{customer_id}/pin",
+    "Pin a client to a manager (null unpins)",
+    "supervisor",
+    body=PinIn,
+    tag="crm",
+)
+@_crm_errors
+async def pin_customer(request: web.Request) -> web.Response:
+    body = await parse_body(request, PinIn)
+    me = _me(request)
+    crm = _crm(request)
+    c = await crm.pin(request.match_info["customer_id"], body.manager_id, me.actor)
+    await request.app[SERVICES].store.audit(
+        crm.clock(), me.actor, "pin_customer", c.id, {"manager_id": body.manager_id}
+    )
+    return web.json_response(customer_json(c))
+
+
+# ---- deals ------------------------------------------------------------------------
+
+
+@api.add(
+    "GET",
+    "/api/crm/deals",
+    "Deals, newest first",
+    "manager",
+    query=("status", "owner", "customer_id", "limit"),
+    tag="crm",
+)
+@_crm_errors
+async def list_deals(request: web.Request) -> web.Response:
+    status = request.query.get("status") or None
+    if status not in (None, "open", "won", "lost"):
+        raise ApiError(400, "invalid", "status: one of open, won, lost")
+    rows = await _crm(request).repo.list_deals(
+        status, request.query.get("owner") or None, request.query.get("customer_id") or None, _limit(request)
+    )
+    return web.json_response({"deals": [deal_json(d) for d in rows]})
+
+
+@api.add("POST", "/api/crm/deals", "Open a deal from a contact or for a customer", "manager", body=DealIn, tag="crm")
+@_crm_errors
+async def open_deal(request: web.Request) -> web.Response:
+    body = await parse_body(request, DealIn)
+    me = _me(request)
+    contact = None
+    if body.contact_id:
+        svc = request.app[SERVICES]
+        contact = svc.dispatcher.board.contacts.get(body.contact_id) or await svc.store.get_contact(body.contact_id)
+        if contact is None or (me.role == "manager" and me.manager_id not in (contact.assigned_to, contact.offered_to)):
+            raise ApiError(404, "no_such_contact", f"no contact {body.contact_id}")
+    owner = body.owner or (me.manager_id if contact is None or contact.assigned_to is None else None)
+    d = await _crm(request).open_deal(
+        customer_id=body.customer_id,
+        contact=contact,
+        title=body.title,
+        amount=body.amount,
+        stage=body.stage,
+        owner=owner,
+        stage_owner=body.stage_owner,
+        by=me.actor,
+    )
+    return web.json_response(deal_json(d), status=201)
+
+
+@api.add("GET", "/api/crm/deals/{deal_id}", "A deal with its stage history", "manager", tag="crm")
+@_crm_errors
+async def get_deal(request: web.Request) -> web.Response:
+    crm = _crm(request)
+    d = await crm.deal(request.match_info["deal_id"])
+    history = await crm.repo.history(deal_id=d.id)
+    return web.json_response({**deal_json(d), "history": [event_json(e) for e in history]})
+
+
+@api.add(
+    "POST", "/api/crm/deals/{deal_id}/stage", "Move a deal to another funnel stage", "manager", body=StageIn, tag="crm"
+)
+@_crm_errors
+async def move_deal(request: web.Request) -> web.Response:
+    body = await parse_body(request, StageIn)
+    d = await _crm(request).move(request.match_info["deal_id"], body.stage, body.stage_owner, _me(request).actor)
+    return web.json_response(deal_json(d))
+
+
+@api.add(
+    "POST",
+    "/api/crm/deals/{deal_id}/close",
+    "Close a deal as won (with the amount) or lost",
+    "manager",
+    body=CloseIn,
+    tag="crm",
+)
+@_crm_errors
+async def close_deal(request: web.Request) -> web.Response:
+    body = await parse_body(request, CloseIn)
+    d = await _crm(request).close(
+        request.match_info["deal_id"], body.outcome == "won", body.amount, body.reason, _me(request).actor
+    )
+    return web.json_response(deal_json(d))
+
+
+@api.add(
+    "POST",
+    "/api/crm/contacts/{contact_id}/finish",
+    "Finish a contact and open / move / close its deal in one step",
+    "manager",
+    body=FinishDealIn,
+    tag="crm",
+)
+@_crm_errors
+async def finish_with_deal(request: web.Request) -> web.Response:
+    body = await parse_body(request, FinishDealIn)
+    me = _me(request)
+    svc = request.app[SERVICES]
+    crm = _crm(request)
+    contact = await _visible_contact(request)
+    if contact.status is not ContactStatus.ASSIGNED:
+        raise ApiError(409, "not_assigned", f"contact {contact.id} is {contact.status.value}, not assigned")
+    if me.role == "manager" and contact.assigned_to != me.manager_id:
+        raise ApiError(409, "not_yours", f"contact {contact.id} is assigned to {contact.assigned_to}")
+    deal = await crm.repo.deal_from_contact(contact.id)
+    if deal is None and contact.payload.get("deal_id"):
+        deal = await crm.repo.get_deal(str(contact.payload["deal_id"]))
+    if deal is not None and deal.status.value != "open":
+        deal = None if body.outcome == "done" and not body.stage else deal
+    if body.outcome in ("won", "lost") or body.stage:
+        if deal is None:
+            deal = await crm.open_deal(
+                contact=contact,
+                title=body.title,
+                amount=body.amount,
+                stage=body.stage,
+                stage_owner=body.stage_owner,
+                by=me.actor,
+            )
+        elif body.stage and body.stage != deal.stage:
+            deal = await crm.move(deal.id, body.stage, body.stage_owner, me.actor)
+        if body.outcome in ("won", "lost"):
+            deal = await crm.close(deal.id, body.outcome == "won", body.amount, body.reason, me.actor)
+    await svc.dispatcher.submit(
+        ev.WorkFinished(contact.id, me.manager_id if me.role == "manager" else None, Outcome(body.outcome))
+    )
+    c = await svc.store.get_contact(contact.id)
+    from acd.api.views import contact_json
+
+    return web.json_response(
+        {"contact": contact_json(c) if c else {"id": contact.id}, "deal": deal and deal_json(deal)}
+    )
+
+
+# ---- vacations and rotation -------------------------------------------------------
+
+
+@api.add(
+    "GET", "/api/crm/vacations", "Vacations not yet over, with substitutes", "manager", query=("manager_id",), tag="crm"
+)
+@_crm_errors
+async def list_vacations(request: web.Request) -> web.Response:
+    crm = _crm(request)
+    rows = await crm.repo.list_vacations(request.query.get("manager_id") or None, ending_after=crm.clock())
+    return web.json_response({"vacations": [vacation_json(v) for v in rows]})
+
+
+@api.add("POST", "/api/crm/vacations", "Record a vacation and its substitute", "supervisor", body=VacationIn, tag="crm")
+@_crm_errors
+async def add_vacation(request: web.Request) -> web.Response:
+    body = await parse_body(request, VacationIn)
+    crm = _crm(request)
+    v = await crm.add_vacation(body.manager_id, body.first_day, body.last_day, body.substitute, body.note)
+    me = _me(request)
+    await request.app[SERVICES].store.audit(crm.clock(), me.actor, "vacation", v.manager_id, vacation_json(v))
+    return web.json_response(vacation_json(v), status=201)
+
+
+@api.add("DELETE", "/api/crm/vacations/{vacation_id}", "Cancel a vacation", "supervisor", tag="crm")
+@_crm_errors
+async def delete_vacation(request: web.Request) -> web.Response:
+    raw = request.match_info["vacation_id"]
+    if not raw.isdigit() or not await _crm(request).repo.delete_vacation(int(raw)):
+        raise ApiError(404, "no_such_vacation", f"no vacation {raw}")
+    return web.json_response({"id": int(raw), "deleted": True})
+
+
+@api.add(
+    "POST",
+    "/api/crm/rotation",
+    "Hand a leaving manager's customers and open deals to others (history kept)",
+    "supervisor",
+    body=RotationIn,
+    tag="crm",
+)
+@_crm_errors
+async def rotation(request: web.Request) -> web.Response:
+    body = await parse_body(request, RotationIn)
+    me = _me(request)
+    crm = _crm(request)
+    out = await crm.rotate(body.from_manager, body.to, me.actor, body.open_deals)
+    await request.app[SERVICES].store.audit(
+        crm.clock(), me.actor, "rotation", body.from_manager, {**out, "to": body.to}
+    )
+    return web.json_response(out)
+
+
+# ---- ratings ----------------------------------------------------------------------
+
+
+def _segment_query(request: web.Request) -> dict[str, str]:
+    keys = request.app[SERVICES].dispatcher.board.policy.segment_keys
+    return {k: request.query[k] for k in keys if request.query.get(k)}
+
+
+@api.add(
+    "GET",
+    "/api/crm/ratings",
+    "Managers ranked by expected value for a segment (sales leaders)",
+    "supervisor",
+    query=("purpose", "price_tier", "temperature"),
+    tag="crm",
+)
+@_crm_errors
+async def leaderboard(request: web.Request) -> web.Response:
+    crm = _crm(request)
+    return web.json_response(
+        {
+            "as_of": crm.ratings.as_of,
+            "segment": _segment_query(request),
+            "managers": crm.leaderboard(_segment_query(request)),
+        }
+    )
+
+
+@api.add(
+    "GET",
+    "/api/crm/ratings/{manager_id}",
+    "A manager's rating card: formula, figures, interval, trend, the deals behind it",
+    "manager",
+    query=("purpose", "price_tier", "temperature"),
+    tag="crm",
+)
+@_crm_errors
+async def rating_card(request: web.Request) -> web.Response:
+    mid = request.match_info["manager_id"]
+    me = _me(request)
+    if me.role == "manager" and me.manager_id != mid:
+        raise ApiError(403, "forbidden", "a manager may see only their own rating card")
+    m = request.app[SERVICES].dispatcher.board.managers.get(mid)
+    if m is None:
+        raise ApiError(404, "no_such_manager", f"no manager {mid}")
+    seg = _segment_query(request)
+    return web.json_response(_crm(request).rating_card(m, [seg] if seg else []))
+
+
+@api.add("POST", "/api/crm/ratings/recompute", "Recompute every rating from the deals", "supervisor", tag="crm")
+@_crm_errors
+async def recompute(request: web.Request) -> web.Response:
+    return web.json_response(await _crm(request).recompute())
+
+
+# ---- import and export ------------------------------------------------------------
+
+
+@api.add(
+    "POST",
+    "/api/crm/import/customers",
+    "Import customers from CSV (the body); rejected rows are reported",
+    "admin",
+    tag="crm",
+)
+@_crm_errors
+async def import_customers(request: web.Request) -> web.Response:
+    report = await _crm(request).import_customers(await request.text(), _me(request).actor)
+    return web.json_response(report.json())
+
+
+@api.add(
+    "POST", "/api/crm/import/deals", "Import deals from CSV (the body); rejected rows are reported", "admin", tag="crm"
+)
+@_crm_errors
+async def import_deals(request: web.Request) -> web.Response:
+    report = await _crm(request).import_deals(await request.text(), _me(request).actor)
+    return web.json_response(report.json())
+
+
+def _csv(text: str, name: str) -> web.Response:
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+@api.add("GET", "/api/crm/export/customers.csv", "Every customer as CSV", "supervisor", tag="crm")
+@_crm_errors
+async def export_customers(request: web.Request) -> web.Response:
+    return _csv(await _crm(request).export_customers(), "customers.csv")
+
+
+@api.add("GET", "/api/crm/export/deals.csv", "Every deal as CSV", "supervisor", tag="crm")
+@_crm_errors
+async def export_deals(request: web.Request) -> web.Response:
+    return _csv(await _crm(request).export_deals(), "deals.csv")

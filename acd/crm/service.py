@@ -1,0 +1,700 @@
+"""The CRM's use cases: recognise a caller, enrich a new contact for routing, run deals
+through the funnel, vacations and rotation, ratings, import and export.
+
+It awaits a repository (`acd.storage.crm.CrmStore`, handed in by the composition root) and
+keeps the pure parts (routing, ratings, CSV) pure. Every method takes its time from the
+clock it was given.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from acd.config import Deployment
+from acd.core.model import Contact, Manager
+from acd.crm import csvio
+from acd.crm.identity import normalize_email, normalize_phone
+from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
+from acd.crm.provider import DealRatings
+from acd.crm.ratings import DAY, Estimate, Lead, Opportunity, RatingParams, RatingTable, opportunities
+from acd.crm.routing import StageRule, route_repeat
+
+log = logging.getLogger("acd.crm")
+
+
+class CrmError(Exception):
+    """A request the CRM refuses, with a stable `code` (the API's error code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
+    async def find_customer(self, phones: Sequence[str] = (), emails: Sequence[str] = ()) -> Customer | None: ...
+    async def get_customer(self, customer_id: str) -> Customer | None: ...
+    async def save_customer(self, customer: Customer, *, new: bool, event: CrmEvent | None = None) -> None: ...
+    async def list_customers(
+        self, query: str | None = None, account_manager: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Customer]: ...
+    async def customers_of(self, manager_id: str) -> list[str]: ...
+    async def contacts_of(self, customer_id: str, limit: int = 50) -> list[Contact]: ...
+    async def leads(self) -> list[Lead]: ...
+    async def save_deals(self, changed: Sequence[Deal], history: Sequence[CrmEvent] = ()) -> None: ...
+    async def save_customers_and_deals(
+        self, new_customers: Sequence[Customer], changed: Sequence[Deal], history: Sequence[CrmEvent]
+    ) -> None: ...
+    async def get_deal(self, deal_id: str) -> Deal | None: ...
+    async def deals_of(self, customer_id: str) -> list[Deal]: ...
+    async def deal_from_contact(self, contact_id: str) -> Deal | None: ...
+    async def list_deals(
+        self,
+        status: str | None = None,
+        owner: str | None = None,
+        customer_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Deal]: ...
+    async def all_deals(self) -> list[Deal]: ...
+    async def history(self, customer_id: str | None = None, deal_id: str | None = None) -> list[CrmEvent]: ...
+    async def reassign(
+        self, customer_ids: Sequence[tuple[str, str]], changed: Sequence[Deal], history: Sequence[CrmEvent]
+    ) -> None: ...
+    async def add_vacation(self, v: Vacation) -> Vacation: ...
+    async def list_vacations(
+        self, manager_id: str | None = None, ending_after: float | None = None
+    ) -> list[Vacation]: ...
+    async def delete_vacation(self, n: int) -> bool: ...
+
+
+def rating_params(deployment: Deployment) -> RatingParams:
+    crm = deployment.crm
+    return RatingParams(
+        segment_keys=deployment.policy.segment_keys,
+        segment_order=crm.segment_order,
+        half_life_days=crm.half_life_days,
+        prior_strength=crm.prior_strength,
+        min_level_deals=crm.min_level_deals,
+        untouched_lead_days=crm.untouched_lead_days,
+    )
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    customers_created: int = 0
+    rejected: list[csvio.Rejected] = field(default_factory=list)
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "imported": self.imported,
+            "customers_created": self.customers_created,
+            "rejected": [{"line": r.line, "reason": r.reason, "row": dict(r.row)} for r in self.rejected],
+        }
+
+
+class CrmService:
+    def __init__(
+        self,
+        repo: Repository,
+        deployment: Callable[[], Deployment],
+        managers: Callable[[], Mapping[str, Manager]],
+        ratings: DealRatings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.repo = repo
+        self._deployment = deployment
+        self._managers = managers
+        self.ratings = ratings
+        self.clock = clock
+
+    @property
+    def deployment(self) -> Deployment:
+        return self._deployment()
+
+    @property
+    def region(self) -> str:
+        return self.deployment.crm.default_region
+
+    def _stages(self) -> dict[str, StageRule]:
+        return {s.name: StageRule(s.name, s.team, s.route_to) for s in self.deployment.funnel_stages}
+
+    def _check_manager(self, manager_id: str | None, field_name: str) -> None:
+        if manager_id is not None and manager_id not in self._managers():
+            raise CrmError("invalid", f"{field_name}: no manager {manager_id}")
+
+    # ---- recognition and intake ------------------------------------------------------
+
+    async def recognise(self, phone: str = "", email: str = "") -> Customer | None:
+        """The known customer behind a caller ID or an e-mail address, in any usual format."""
+        p = normalize_phone(phone, self.region) if phone else None
+        e = normalize_email(email) if email else None
+        if not (p or e):
+            return None
+        return await self.repo.find_customer([p] if p else [], [e] if e else [])
+
+    async def enrich(self, contact: Contact) -> Contact:
+        """Attach a new contact to its customer (creating one for a stranger with a phone or
+        e-mail) and fill `preferred` and `team` for a repeat customer. The telephony side
+        calls this with the caller ID in `contact.phone` before storing the contact.
+
+        The CRM must never cost a lead: on any storage failure the contact goes on as it
+        came, unattached (and the failure is logged)."""
+        try:
+            return await self._enrich(contact)
+        except Exception:
+            log.exception("CRM enrichment failed for contact %s; routing it as a new customer", contact.id)
+            return contact
+
+    async def _enrich(self, contact: Contact) -> Contact:
+        now = self.clock()
+        phone = normalize_phone(contact.phone, self.region) if contact.phone else None
+        email = normalize_email(contact.email) if contact.email else None
+        if not (phone or email):
+            return contact
+        customer = await self.repo.find_customer([phone] if phone else [], [email] if email else [])
+        payload: dict[str, object] = dict(contact.payload)
+        if customer is None:
+            customer = Customer(
+                id=uuid.uuid4().hex,
+                name=contact.customer_name,
+                kind="person",
+                phones=(phone,) if phone else (),
+                emails=(email,) if email else (),
+                criteria=dict(contact.criteria),
+                created_at=now,
+            )
+            try:
+                await self.repo.save_customer(
+                    customer, new=True, event=CrmEvent(now, customer.id, "created", by=f"contact:{contact.id}")
+                )
+            except Exception:
+                # Two first contacts of one stranger at once: the other created them.
+                found = await self.repo.find_customer([phone] if phone else [], [email] if email else [])
+                if found is None:
+                    raise
+                customer = found
+            else:
+                payload["crm"] = "new customer"
+                return replace(contact, customer_id=customer.id, payload=payload)
+        await self._learn(customer, contact, phone, email)
+        vacations = await self.repo.list_vacations(ending_after=now)
+        routed = route_repeat(customer, await self.repo.deals_of(customer.id), self._stages(), vacations, now)
+        payload["crm"] = routed.reason
+        if routed.deal_id:
+            payload["deal_id"] = routed.deal_id
+        payload["routed_by"] = "repeat"
+        preferred = tuple(dict.fromkeys((*routed.preferred, *contact.preferred)))
+        return replace(
+            contact,
+            customer_id=customer.id,
+            customer_name=contact.customer_name or customer.name,
+            preferred=preferred,
+            team=routed.team or contact.team,
+            override=contact.override or routed.override,
+            payload=payload,
+        )
+
+    async def _learn(self, customer: Customer, contact: Contact, phone: str | None, email: str | None) -> None:
+        """A known customer writing from a new address (or calling from a new number) gets it
+        added; fresh answers replace the stored ones."""
+        phones = customer.phones if not phone or phone in customer.phones else (*customer.phones, phone)
+        emails = customer.emails if not email or email in customer.emails else (*customer.emails, email)
+        criteria = {**customer.criteria, **contact.criteria}
+        if phones == customer.phones and emails == customer.emails and criteria == dict(customer.criteria):
+            return
+        try:
+            await self.repo.save_customer(replace(customer, phones=phones, emails=emails, criteria=criteria), new=False)
+        except Exception:
+            log.warning("customer %s: could not record a new phone or e-mail (held by another customer)", customer.id)
+
+    # ---- customers ---------------------------------------------------------------------
+
+    async def create_customer(
+        self,
+        name: str,
+        phones: Sequence[str] = (),
+        emails: Sequence[str] = (),
+        kind: str = "company",
+        account_manager: str | None = None,
+        note: str = "",
+        by: str = "",
+    ) -> Customer:
+        self._check_manager(account_manager, "account_manager")
+        c = Customer(
+            id=uuid.uuid4().hex,
+            name=name,
+            kind=kind,
+            phones=tuple(dict.fromkeys(self._phone(p) for p in phones)),
+            emails=tuple(dict.fromkeys(self._email(e) for e in emails)),
+            account_manager=account_manager,
+            note=note,
+            created_at=self.clock(),
+        )
+        await self._save_customer(c, True, CrmEvent(c.created_at, c.id, "created", manager_id=account_manager, by=by))
+        return c
+
+    async def update_customer(self, customer_id: str, changes: Mapping[str, Any], by: str = "") -> Customer:
+        c = await self.customer(customer_id)
+        fields: dict[str, Any] = {}
+        for key in ("name", "kind", "note"):
+            if key in changes:
+                fields[key] = changes[key]
+        if "phones" in changes:
+            fields["phones"] = tuple(dict.fromkeys(self._phone(p) for p in changes["phones"]))
+        if "emails" in changes:
+            fields["emails"] = tuple(dict.fromkeys(self._email(e) for e in changes["emails"]))
+        event = None
+        if "account_manager" in changes and changes["account_manager"] != c.account_manager:
+            self._check_manager(changes["account_manager"], "account_manager")
+            fields["account_manager"] = changes["account_manager"]
+            event = CrmEvent(
+                self.clock(),
+                c.id,
+                "account_manager",
+                manager_id=changes["account_manager"],
+                by=by,
+                detail={"from": c.account_manager},
+            )
+        updated = replace(c, **fields)
+        await self._save_customer(updated, False, event)
+        return updated
+
+    async def pin(self, customer_id: str, manager_id: str | None, by: str) -> Customer:
+        """A supervisor pins a client to a manager (None unpins): the manager comes first
+        whenever the client calls, and what the pin brings is left out of ratings."""
+        c = await self.customer(customer_id)
+        self._check_manager(manager_id, "manager_id")
+        updated = replace(c, pinned_to=manager_id)
+        await self._save_customer(
+            updated,
+            False,
+            CrmEvent(self.clock(), c.id, "pin", manager_id=manager_id, by=by, detail={"from": c.pinned_to}),
+        )
+        return updated
+
+    async def customer(self, customer_id: str) -> Customer:
+        c = await self.repo.get_customer(customer_id)
+        if c is None:
+            raise CrmError("no_such_customer", f"no customer {customer_id}")
+        return c
+
+    async def card(self, customer_id: str) -> dict[str, Any]:
+        """Everything a manager needs when the customer rings: who, previous contacts,
+        deals with their stages, and the history."""
+        c = await self.customer(customer_id)
+        return {
+            "customer": c,
+            "contacts": await self.repo.contacts_of(c.id),
+            "deals": await self.repo.deals_of(c.id),
+            "history": await self.repo.history(customer_id=c.id),
+        }
+
+    async def _save_customer(self, c: Customer, new: bool, event: CrmEvent | None) -> None:
+        try:
+            await self.repo.save_customer(c, new=new, event=event)
+        except Exception as err:
+            if type(err).__name__ == "Conflict":
+                raise CrmError("exists", "a phone or e-mail of this customer belongs to another customer") from None
+            raise
+
+    def _phone(self, raw: str) -> str:
+        n = normalize_phone(raw, self.region)
+        if n is None:
+            raise CrmError("invalid", f"phones: {raw!r} is not a phone number")
+        return n
+
+    def _email(self, raw: str) -> str:
+        n = normalize_email(raw)
+        if n is None:
+            raise CrmError("invalid", f"emails: {raw!r} is not an e-mail address")
+        return n
+
+    # ---- deals ----------------------------------------------------------------------
+
+    def _stage_name(self, stage: str | None) -> str:
+        stages = self.deployment.funnel_stages
+        if not stage:
+            return stages[0].name if stages else ""
+        if stages and self.deployment.stage(stage) is None:
+            raise CrmError("invalid", f"stage: {stage!r} is not one of {', '.join(s.name for s in stages)}")
+        return stage
+
+    async def deal(self, deal_id: str) -> Deal:
+        d = await self.repo.get_deal(deal_id)
+        if d is None:
+            raise CrmError("no_such_deal", f"no deal {deal_id}")
+        return d
+
+    async def open_deal(
+        self,
+        *,
+        customer_id: str | None = None,
+        contact: Contact | None = None,
+        title: str = "",
+        amount: float | None = None,
+        stage: str | None = None,
+        owner: str | None = None,
+        stage_owner: str | None = None,
+        by: str = "",
+    ) -> Deal:
+        """A deal opened from a contact takes the contact's customer, answers (its segment),
+        handler (its owner) and override mark; one contact opens at most one deal."""
+        if contact is not None:
+            existing = await self.repo.deal_from_contact(contact.id)
+            if existing is not None:
+                raise CrmError("exists", f"contact {contact.id} already opened deal {existing.id}")
+            customer_id = customer_id or contact.customer_id
+            owner = owner or contact.assigned_to
+        if not customer_id:
+            raise CrmError("invalid", "customer_id: the contact has no customer; give customer_id")
+        await self.customer(customer_id)
+        self._check_manager(owner, "owner")
+        self._check_manager(stage_owner, "stage_owner")
+        now = self.clock()
+        keys = self.deployment.policy.segment_keys
+        d = Deal(
+            id=uuid.uuid4().hex,
+            customer_id=customer_id,
+            title=title,
+            amount=amount,
+            segment={k: v for k, v in (contact.criteria if contact else {}).items() if k in keys},
+            owner=owner,
+            stage=self._stage_name(stage),
+            stage_owner=stage_owner,
+            opened_at=now,
+            stage_since=now,
+            last_activity=now,
+            contact_id=contact.id if contact else None,
+            override=bool(contact and contact.override),
+        )
+        await self.repo.save_deals([d], [CrmEvent(now, customer_id, "opened", d.id, d.stage, owner, by)])
+        return d
+
+    async def move(self, deal_id: str, stage: str, stage_owner: str | None = None, by: str = "") -> Deal:
+        """Into another stage; the person serving the new stage is named or cleared."""
+        d = await self.deal(deal_id)
+        if d.status is not DealStatus.OPEN:
+            raise CrmError("closed", f"deal {deal_id} is {d.status.value}")
+        self._check_manager(stage_owner, "stage_owner")
+        now = self.clock()
+        moved = replace(d, stage=self._stage_name(stage), stage_owner=stage_owner, stage_since=now, last_activity=now)
+        event = CrmEvent(now, d.customer_id, "stage", d.id, moved.stage, stage_owner, by, {"from": d.stage})
+        await self.repo.save_deals([moved], [event])
+        return moved
+
+    async def close(self, deal_id: str, won: bool, amount: float | None = None, reason: str = "", by: str = "") -> Deal:
+        """Won (with the amount) or lost; the owner's ratings update at once."""
+        d = await self.deal(deal_id)
+        if d.status is not DealStatus.OPEN:
+            raise CrmError("closed", f"deal {deal_id} is already {d.status.value}")
+        amount = amount if amount is not None else d.amount
+        if won and amount is None:
+            raise CrmError("invalid", "amount: a won deal needs its amount")
+        now = self.clock()
+        closed = replace(
+            d,
+            status=DealStatus.WON if won else DealStatus.LOST,
+            amount=amount,
+            closed_at=now,
+            last_activity=now,
+            lost_reason="" if won else reason,
+        )
+        kind = closed.status.value
+        event = CrmEvent(now, d.customer_id, kind, d.id, d.stage, d.owner, by, {"amount": amount, "reason": reason})
+        await self.repo.save_deals([closed], [event])
+        self.ratings.update(self._opportunities([closed], [], now), now)
+        return closed
+
+    # ---- vacations and rotation -------------------------------------------------------
+
+    def day_start(self, day: date) -> float:
+        return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(self.deployment.tz)).timestamp()
+
+    async def add_vacation(
+        self, manager_id: str, first: date, last: date, substitute: str | None, note: str = ""
+    ) -> Vacation:
+        """Away from the start of `first` to the end of `last` (site time), both included."""
+        self._check_manager(manager_id, "manager_id")
+        self._check_manager(substitute, "substitute")
+        if substitute == manager_id:
+            raise CrmError("invalid", "substitute: someone else must stand in")
+        if last < first:
+            raise CrmError("invalid", "last: before first")
+        v = Vacation(0, manager_id, self.day_start(first), self.day_start(last + timedelta(days=1)), substitute, note)
+        return await self.repo.add_vacation(v)
+
+    async def rotate(self, leaving: str, to: Sequence[str], by: str, open_deals: bool = True) -> dict[str, Any]:
+        """Hand a leaving manager's customers (and open deals they own or serve) to the
+        managers in `to`, in turn; closed deals stay theirs, and every change is a history
+        line, so nothing of what happened is lost."""
+        self._check_manager(leaving, "from")
+        if not to:
+            raise CrmError("invalid", "to: name at least one manager")
+        for m in to:
+            self._check_manager(m, "to")
+        if leaving in to:
+            raise CrmError("invalid", "to: the leaving manager cannot receive their own customers")
+        now = self.clock()
+        customer_ids = await self.repo.customers_of(leaving)
+        heir = {cid: to[i % len(to)] for i, cid in enumerate(sorted(customer_ids))}
+        history = [
+            CrmEvent(now, cid, "account_manager", manager_id=m, by=by, detail={"from": leaving, "rotation": True})
+            for cid, m in heir.items()
+        ]
+        changed: list[Deal] = []
+        if open_deals:
+            owned = await self.repo.list_deals(status="open", owner=leaving, limit=1_000_000)
+            for i, d in enumerate(owned):
+                new_owner = heir.get(d.customer_id, to[i % len(to)])
+                moved = replace(
+                    d,
+                    owner=new_owner if d.owner == leaving else d.owner,
+                    stage_owner=new_owner if d.stage_owner == leaving else d.stage_owner,
+                )
+                changed.append(moved)
+                history.append(CrmEvent(now, d.customer_id, "owner", d.id, d.stage, new_owner, by, {"from": leaving}))
+        await self.repo.reassign(sorted(heir.items()), changed, history)
+        return {"customers": len(heir), "open_deals": len(changed)}
+
+    # ---- ratings ----------------------------------------------------------------------
+
+    def _opportunities(self, deals: Sequence[Deal], leads: Sequence[Lead], now: float) -> list[Opportunity]:
+        teams = {m.id: m.team for m in self._managers().values()}
+        return opportunities(deals, leads, teams, self.ratings.params, now)
+
+    async def recompute(self) -> dict[str, Any]:
+        """Every rating from scratch (also counts leads that have gone untouched meanwhile)."""
+        started = time.perf_counter()
+        now = self.clock()
+        self.ratings.params = rating_params(self.deployment)
+        opps = self._opportunities(await self.repo.all_deals(), await self.repo.leads(), now)
+        self.ratings.replace_all(opps, now)
+        return {
+            "opportunities": len(opps),
+            "managers": len({o.manager_id for o in opps}),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    def estimate(self, manager: Manager, segment: Mapping[str, str]) -> Estimate:
+        keys = self.ratings.params.segment_keys
+        return self.ratings.estimate(manager.id, manager.team, tuple(segment.get(k, "*") for k in keys))
+
+    def rating_card(self, manager: Manager, segments: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
+        """A manager's ratings with the formula, the figures behind them, the interval and
+        the trend (overall win rate now and 90, 180 and 365 days ago)."""
+        prm = self.ratings.params
+        keys = prm.segment_keys
+        now = self.ratings.as_of
+        overall = self.estimate(manager, {})
+        by_segment = []
+        for seg in segments or self._segments_seen(manager.id):
+            e = self.estimate(manager, seg)
+            by_segment.append(_estimate_json(e, keys, prm.prior_strength))
+        opps = self.ratings.table.opportunities_of(manager.id)
+        trend = []
+        for days in (365, 180, 90, 0):
+            at = now - days * DAY
+            past = RatingTable.build((o for o in self.ratings.table._by_id.values() if o.at <= at), prm, at)
+            e = past.estimate(manager.id, manager.team, tuple("*" for _ in keys), at)
+            trend.append({"days_ago": days, "win_rate": round(e.win_rate, 4), "deals": e.deals})
+        return {
+            "manager_id": manager.id,
+            "team": manager.team,
+            "as_of": now,
+            "method": {
+                "formula": "p(m, s) = (k·p_team(L) + W) / (k + N) × p_all(s) / p_all(L); value = p × avg won amount",
+                "k": prm.prior_strength,
+                "half_life_days": prm.half_life_days,
+                "untouched_lead_days": prm.untouched_lead_days,
+                "min_level_deals": prm.min_level_deals,
+                "interval": prm.interval,
+                "counts": "closed deals, open deals untouched past untouched_lead_days (lost), new customers' "
+                "leads taken without a deal past that age (lost); supervisor overrides left out",
+            },
+            "overall": _estimate_json(overall, keys, prm.prior_strength),
+            "segments": by_segment,
+            "trend": trend,
+            "deals": [
+                {
+                    "id": o.id,
+                    "won": o.won,
+                    "amount": o.amount,
+                    "at": o.at,
+                    "segment": dict(zip(keys, o.segment, strict=True)),
+                    "why": o.why,
+                }
+                for o in opps[:50]
+            ],
+        }
+
+    def _segments_seen(self, manager_id: str) -> list[dict[str, str]]:
+        keys = self.ratings.params.segment_keys
+        seen = {o.segment for o in self.ratings.table.opportunities_of(manager_id)}
+        return [dict(zip(keys, s, strict=True)) for s in sorted(seen)]
+
+    def leaderboard(self, segment: Mapping[str, str]) -> list[dict[str, Any]]:
+        keys = self.ratings.params.segment_keys
+        rows = [
+            _estimate_json(self.estimate(m, segment), keys, self.ratings.params.prior_strength)
+            for m in self._managers().values()
+            if m.active
+        ]
+        return sorted(rows, key=lambda r: -r["expected_value"])
+
+    # ---- import and export --------------------------------------------------------------
+
+    async def import_customers(self, text: str, by: str = "import") -> ImportReport:
+        parsed = csvio.parse_customers(text, self.region, self._managers())
+        report = ImportReport(rejected=list(parsed.rejected))
+        now = self.clock()
+        for row in parsed.customers:
+            c = Customer(
+                id=row.id or uuid.uuid4().hex,
+                name=row.name,
+                kind=row.kind,
+                phones=row.phones,
+                emails=row.emails,
+                account_manager=row.account_manager,
+                note=row.note,
+                created_at=now,
+            )
+            existing = await self.repo.get_customer(c.id) if row.id else None
+            try:
+                await self.repo.save_customer(
+                    replace(c, created_at=existing.created_at, pinned_to=existing.pinned_to) if existing else c,
+                    new=existing is None,
+                    event=CrmEvent(now, c.id, "imported", by=by, manager_id=c.account_manager),
+                )
+            except Exception as err:
+                if type(err).__name__ != "Conflict":
+                    raise
+                report.rejected.append(
+                    csvio.Rejected(row.line, "a phone or e-mail belongs to another customer", {"id": c.id})
+                )
+                continue
+            report.imported += 1
+            report.customers_created += existing is None
+        report.rejected.sort(key=lambda r: r.line)
+        return report
+
+    async def import_deals(self, text: str, by: str = "import") -> ImportReport:
+        """Historical (or open) deals; a row's customer is found by id, phone or e-mail,
+        or created from its name and contacts. Ratings are recomputed afterwards."""
+        d = self.deployment
+        criteria = {c.name: [o.value for o in c.options] for c in d.criteria if c.segment}
+        parsed = csvio.parse_deals(
+            text, self.region, d.tz, self._managers(), [s.name for s in d.funnel_stages], criteria
+        )
+        report = ImportReport(rejected=list(parsed.rejected))
+        now = self.clock()
+        new_customers: dict[str, Customer] = {}
+        by_key: dict[str, str] = {}
+        deals: list[Deal] = []
+        history: list[CrmEvent] = []
+        for row in parsed.deals:
+            cid = await self._customer_for(row, new_customers, by_key, now)
+            if cid is None:
+                report.rejected.append(csvio.Rejected(row.line, f"customer_id: no customer {row.customer_id}", {}))
+                continue
+            closed_at = row.closed_at
+            deal = Deal(
+                id=row.id or uuid.uuid4().hex,
+                customer_id=cid,
+                title=row.title,
+                amount=row.amount,
+                segment=dict(row.segment),
+                owner=row.owner,
+                stage=row.stage or self._stage_name(None),
+                status=row.status,
+                opened_at=row.opened_at,
+                stage_since=row.opened_at,
+                last_activity=closed_at if closed_at is not None else max(row.opened_at, now),
+                closed_at=closed_at,
+                source="import",
+            )
+            deals.append(deal)
+            history.append(CrmEvent(now, cid, "imported", deal.id, deal.stage, deal.owner, by))
+        for i in range(0, len(deals), 1000):
+            first = i == 0
+            await self.repo.save_customers_and_deals(
+                list(new_customers.values()) if first else [], deals[i : i + 1000], history[i : i + 1000]
+            )
+        if not deals and new_customers:
+            await self.repo.save_customers_and_deals(list(new_customers.values()), [], [])
+        report.imported = len(deals)
+        report.customers_created = len(new_customers)
+        report.rejected.sort(key=lambda r: r.line)
+        await self.recompute()
+        return report
+
+    async def _customer_for(
+        self, row: csvio.DealRow, fresh: dict[str, Customer], by_key: dict[str, str], now: float
+    ) -> str | None:
+        if row.customer_id:
+            if row.customer_id in fresh or await self.repo.get_customer(row.customer_id):
+                return row.customer_id
+            return None
+        for key in (row.phone, row.email):
+            if key and key in by_key:
+                return by_key[key]
+        found = await self.repo.find_customer([row.phone] if row.phone else [], [row.email] if row.email else [])
+        if found is None and not (row.phone or row.email):
+            name_key = f"name:{row.customer_name.casefold()}"
+            if name_key in by_key:
+                return by_key[name_key]
+            by_key[name_key] = cid = uuid.uuid4().hex
+            fresh[cid] = Customer(cid, row.customer_name, "company", created_at=now)
+            return cid
+        if found is None:
+            cid = uuid.uuid4().hex
+            fresh[cid] = Customer(
+                cid,
+                row.customer_name,
+                "company",
+                phones=(row.phone,) if row.phone else (),
+                emails=(row.email,) if row.email else (),
+                account_manager=row.owner,
+                created_at=now,
+            )
+        else:
+            cid = found.id
+        for key in (row.phone, row.email):
+            if key:
+                by_key[key] = cid
+        return cid
+
+    async def export_customers(self) -> str:
+        return csvio.customers_csv([c async for c in self.repo.all_customers()])  # type: ignore[attr-defined]
+
+    async def export_deals(self) -> str:
+        d = self.deployment
+        return csvio.deals_csv(await self.repo.all_deals(), d.tz, d.policy.segment_keys)
+
+
+def _estimate_json(e: Estimate, keys: Sequence[str], k: float) -> dict[str, Any]:
+    return {
+        "manager_id": e.manager_id,
+        "segment": dict(zip(keys, e.segment, strict=True)),
+        "level": dict(zip(keys, e.level, strict=True)),
+        "win_rate": round(e.win_rate, 4),
+        "interval": [round(e.low, 4), round(e.high, 4)],
+        "avg_amount": round(e.avg_amount, 2),
+        "expected_value": round(e.expected_value, 2),
+        "deals": e.deals,
+        "wins": e.wins,
+        "effective_deals": round(e.effective_deals, 3),
+        "effective_wins": round(e.effective_wins, 3),
+        "prior_win_rate": round(e.prior_win_rate, 4),
+        "company_win_rate": round(e.company_win_rate, 4),
+        "segment_factor": round(e.segment_factor, 4),
+        "total_deals": e.total_deals,
+        "formula": e.formula(k),
+    }

@@ -1,0 +1,432 @@
+"""Storage: the CRM's tables and repository (customers, their phone/e-mail keys, deals,
+the customer and deal history, vacations), on the engine and write queue of `Store`.
+
+The tables join the shared `acd.storage.tables.metadata`, so the schema check sees them
+as soon as this module is imported; migration 0003_crm (branch "crm") builds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from acd.core.model import Contact
+from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
+from acd.crm.ratings import Lead
+from acd.storage import tables as t
+from acd.storage.store import Conflict, Store, _contact_from_row
+
+_serial = t._serial
+JSONText = t.JSONText
+
+customers = sa.Table(
+    "crm_customers",
+    t.metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("account_manager", sa.String(), nullable=True),
+    sa.Column("pinned_to", sa.String(), nullable=True),
+    sa.Column("criteria", JSONText(), nullable=False),
+    sa.Column("note", sa.Text(), nullable=False),
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Index(None, "account_manager"),
+)
+
+# One row per phone number (E.164) or e-mail address (lower case): recognition is one
+# primary-key lookup, and one number can never belong to two customers.
+customer_keys = sa.Table(
+    "crm_customer_keys",
+    t.metadata,
+    sa.Column("kind", sa.String(), primary_key=True),
+    sa.Column("value", sa.String(), primary_key=True),
+    sa.Column("customer_id", sa.String(), nullable=False),
+    sa.Index(None, "customer_id"),
+)
+
+deals = sa.Table(
+    "crm_deals",
+    t.metadata,
+    sa.Column("id", sa.String(), primary_key=True),
+    sa.Column("customer_id", sa.String(), nullable=False),
+    sa.Column("title", sa.Text(), nullable=False),
+    sa.Column("amount", sa.Double(), nullable=True),
+    sa.Column("segment", JSONText(), nullable=False),
+    sa.Column("owner", sa.String(), nullable=True),
+    sa.Column("stage", sa.String(), nullable=False),
+    sa.Column("stage_owner", sa.String(), nullable=True),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("opened_at", sa.Double(), nullable=False),
+    sa.Column("stage_since", sa.Double(), nullable=False),
+    sa.Column("last_activity", sa.Double(), nullable=False),
+    sa.Column("closed_at", sa.Double(), nullable=True),
+    sa.Column("contact_id", sa.String(), nullable=True),
+    sa.Column("override", sa.Boolean(), nullable=False),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("lost_reason", sa.Text(), nullable=False),
+    sa.Index(None, "customer_id", "status"),
+    sa.Index(None, "owner", "status"),
+    sa.Index(None, "contact_id"),
+)
+
+events = sa.Table(
+    "crm_events",
+    t.metadata,
+    sa.Column("n", _serial(), sa.Identity(), primary_key=True),
+    sa.Column("at", sa.Double(), nullable=False),
+    sa.Column("customer_id", sa.String(), nullable=False),
+    sa.Column("deal_id", sa.String(), nullable=True),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("stage", sa.String(), nullable=True),
+    sa.Column("manager_id", sa.String(), nullable=True),
+    sa.Column("by", sa.String(), nullable=False),
+    sa.Column("detail", JSONText(), nullable=False),
+    sa.Index(None, "customer_id", "at"),
+    sa.Index(None, "deal_id", "at"),
+    sqlite_autoincrement=True,
+)
+
+vacations = sa.Table(
+    "crm_vacations",
+    t.metadata,
+    sa.Column("n", _serial(), sa.Identity(), primary_key=True),
+    sa.Column("manager_id", sa.String(), nullable=False),
+    sa.Column("starts_at", sa.Double(), nullable=False),
+    sa.Column("ends_at", sa.Double(), nullable=False),
+    sa.Column("substitute", sa.String(), nullable=True),
+    sa.Column("note", sa.Text(), nullable=False),
+    sa.Index(None, "manager_id", "ends_at"),
+    sqlite_autoincrement=True,
+)
+
+
+class CrmStore:
+    """The CRM repository. Every write returns after its transaction committed."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._insert: Any = store._insert
+        statement = self._insert(deals)
+        self._upsert_deal = statement.on_conflict_do_update(
+            index_elements=["id"], set_={c.name: statement.excluded[c.name] for c in deals.c if c.name != "id"}
+        )
+
+    # ---- customers ----------------------------------------------------------------
+
+    async def find_customer(self, phones: Iterable[str] = (), emails: Iterable[str] = ()) -> Customer | None:
+        """The customer holding any of these (normalised) phones or e-mails; phones first."""
+        keys = [("phone", p) for p in phones if p] + [("email", e) for e in emails if e]
+        for kind, value in keys:
+            row = await self._store._row(
+                sa.select(customer_keys.c.customer_id).where(
+                    customer_keys.c.kind == kind, customer_keys.c.value == value
+                )
+            )
+            if row is not None:
+                return await self.get_customer(row["customer_id"])
+        return None
+
+    async def get_customer(self, customer_id: str) -> Customer | None:
+        async with self._store._read() as conn:
+            row = (await conn.execute(sa.select(customers).where(customers.c.id == customer_id))).mappings().first()
+            if row is None:
+                return None
+            by_id = sa.select(customer_keys).where(customer_keys.c.customer_id == customer_id)
+            keys = (await conn.execute(by_id)).all()
+        return _customer(row, keys)
+
+    async def list_customers(
+        self, query: str | None = None, account_manager: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Customer]:
+        c = customers.c
+        select = sa.select(customers).order_by(c.created_at.desc(), c.id).limit(limit).offset(offset)
+        if query:
+            select = select.where(c.name.ilike(f"%{query}%"))
+        if account_manager:
+            select = select.where(c.account_manager == account_manager)
+        async with self._store._read() as conn:
+            rows = (await conn.execute(select)).mappings().all()
+            ids = [r["id"] for r in rows]
+            keys = (
+                (await conn.execute(sa.select(customer_keys).where(customer_keys.c.customer_id.in_(ids)))).all()
+                if ids
+                else []
+            )
+        by_customer: dict[str, list[Any]] = {}
+        for k in keys:
+            by_customer.setdefault(k.customer_id, []).append(k)
+        return [_customer(r, by_customer.get(r["id"], [])) for r in rows]
+
+    async def all_customers(self) -> AsyncIterator[Customer]:
+        offset = 0
+        while batch := await self.list_customers(limit=1000, offset=offset):
+            for c in batch:
+                yield c
+            offset += len(batch)
+
+    async def save_customer(self, customer: Customer, *, new: bool, event: CrmEvent | None = None) -> None:
+        """Insert (`new`) or update a customer with exactly its phones and e-mails. A phone
+        or e-mail already held by another customer raises `Conflict`; nothing is written."""
+        row = {
+            "id": customer.id,
+            "name": customer.name,
+            "kind": customer.kind,
+            "account_manager": customer.account_manager,
+            "pinned_to": customer.pinned_to,
+            "criteria": dict(customer.criteria),
+            "note": customer.note,
+            "created_at": customer.created_at,
+        }
+        keys = [{"kind": "phone", "value": p, "customer_id": customer.id} for p in customer.phones]
+        keys += [{"kind": "email", "value": e, "customer_id": customer.id} for e in customer.emails]
+        async with self._store._write() as conn:
+            if new:
+                await conn.execute(customers.insert(), row)
+            else:
+                result = await conn.execute(customers.update().where(customers.c.id == customer.id), row)
+                if result.rowcount != 1:
+                    raise Conflict(f"no customer {customer.id}")
+                await conn.execute(customer_keys.delete().where(customer_keys.c.customer_id == customer.id))
+            if keys:
+                await conn.execute(customer_keys.insert(), keys)
+            if event is not None:
+                await conn.execute(events.insert(), _event_row(event))
+
+    async def customers_of(self, manager_id: str) -> list[str]:
+        rows = await self._store._rows(sa.select(customers.c.id).where(customers.c.account_manager == manager_id))
+        return [r["id"] for r in rows]
+
+    async def contacts_of(self, customer_id: str, limit: int = 50) -> list[Contact]:
+        c = t.contacts.c
+        query = sa.select(t.contacts).where(c.customer_id == customer_id).order_by(c.seq.desc()).limit(limit)
+        return [_contact_from_row(r) for r in await self._store._rows(query)]
+
+    async def leads(self) -> list[Lead]:
+        """New customers' contacts a manager took, not placed by a supervisor (ratings count
+        those that never became a deal)."""
+        c = t.contacts.c
+        query = sa.select(c.id, c.assigned_to, c.criteria, c.arrived_at, c.payload).where(
+            c.customer_id.is_not(None), c.assigned_to.is_not(None), c.override.is_(False)
+        )
+        out = []
+        for r in await self._store._rows(query):
+            payload = r["payload"] or {}
+            if payload.get("deal_id") or payload.get("routed_by") == "repeat":
+                continue
+            out.append(Lead(r["id"], r["assigned_to"], r["criteria"] or {}, r["arrived_at"]))
+        return out
+
+    # ---- deals and history --------------------------------------------------------
+
+    async def save_deals(self, changed: Sequence[Deal], history: Sequence[CrmEvent] = ()) -> None:
+        """Upsert deals and append their history lines in one transaction."""
+        async with self._store._write() as conn:
+            if changed:
+                await conn.execute(self._upsert_deal, [_deal_row(d) for d in changed])
+            if history:
+                await conn.execute(events.insert(), [_event_row(e) for e in history])
+
+    async def save_customers_and_deals(
+        self, new_customers: Sequence[Customer], changed: Sequence[Deal], history: Sequence[CrmEvent]
+    ) -> None:
+        """An import batch: customers (new), deals (upserted) and history, all or nothing."""
+        async with self._store._write() as conn:
+            if new_customers:
+                await conn.execute(
+                    customers.insert(),
+                    [
+                        {
+                            "id": c.id,
+                            "name": c.name,
+                            "kind": c.kind,
+                            "account_manager": c.account_manager,
+                            "pinned_to": c.pinned_to,
+                            "criteria": dict(c.criteria),
+                            "note": c.note,
+                            "created_at": c.created_at,
+                        }
+                        for c in new_customers
+                    ],
+                )
+                keys = [{"kind": "phone", "value": p, "customer_id": c.id} for c in new_customers for p in c.phones]
+                keys += [{"kind": "email", "value": e, "customer_id": c.id} for c in new_customers for e in c.emails]
+                if keys:
+                    await conn.execute(customer_keys.insert(), keys)
+            if changed:
+                await conn.execute(self._upsert_deal, [_deal_row(d) for d in changed])
+            if history:
+                await conn.execute(events.insert(), [_event_row(e) for e in history])
+
+    async def get_deal(self, deal_id: str) -> Deal | None:
+        row = await self._store._row(sa.select(deals).where(deals.c.id == deal_id))
+        return None if row is None else _deal(row)
+
+    async def deals_of(self, customer_id: str) -> list[Deal]:
+        query = sa.select(deals).where(deals.c.customer_id == customer_id).order_by(deals.c.opened_at.desc())
+        return [_deal(r) for r in await self._store._rows(query)]
+
+    async def deal_from_contact(self, contact_id: str) -> Deal | None:
+        row = await self._store._row(sa.select(deals).where(deals.c.contact_id == contact_id).limit(1))
+        return None if row is None else _deal(row)
+
+    async def list_deals(
+        self,
+        status: str | None = None,
+        owner: str | None = None,
+        customer_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Deal]:
+        c = deals.c
+        query = sa.select(deals).order_by(c.opened_at.desc(), c.id).limit(limit).offset(offset)
+        if status:
+            query = query.where(c.status == DealStatus(status).value)
+        if owner:
+            query = query.where(sa.or_(c.owner == owner, c.stage_owner == owner))
+        if customer_id:
+            query = query.where(c.customer_id == customer_id)
+        return [_deal(r) for r in await self._store._rows(query)]
+
+    async def all_deals(self) -> list[Deal]:
+        return [_deal(r) for r in await self._store._rows(sa.select(deals).order_by(deals.c.opened_at, deals.c.id))]
+
+    async def history(self, customer_id: str | None = None, deal_id: str | None = None) -> list[CrmEvent]:
+        """Oldest first."""
+        query = sa.select(events).order_by(events.c.at, events.c.n)
+        if customer_id:
+            query = query.where(events.c.customer_id == customer_id)
+        if deal_id:
+            query = query.where(events.c.deal_id == deal_id)
+        return [_event(r) for r in await self._store._rows(query)]
+
+    async def reassign(
+        self, customer_ids: Sequence[tuple[str, str]], changed: Sequence[Deal], history: Sequence[CrmEvent]
+    ) -> None:
+        """A rotation: customers' account managers, open deals and the history, at once."""
+        async with self._store._write() as conn:
+            for cid, manager in customer_ids:
+                await conn.execute(customers.update().where(customers.c.id == cid).values(account_manager=manager))
+            if changed:
+                await conn.execute(self._upsert_deal, [_deal_row(d) for d in changed])
+            if history:
+                await conn.execute(events.insert(), [_event_row(e) for e in history])
+
+    # ---- vacations ----------------------------------------------------------------
+
+    async def add_vacation(self, v: Vacation) -> Vacation:
+        row = {
+            "manager_id": v.manager_id,
+            "starts_at": v.starts_at,
+            "ends_at": v.ends_at,
+            "substitute": v.substitute,
+            "note": v.note,
+        }
+        async with self._store._write() as conn:
+            result = await conn.execute(vacations.insert(), row)
+            n = result.inserted_primary_key[0] if result.inserted_primary_key else 0
+        return Vacation(int(n), v.manager_id, v.starts_at, v.ends_at, v.substitute, v.note)
+
+    async def list_vacations(self, manager_id: str | None = None, ending_after: float | None = None) -> list[Vacation]:
+        c = vacations.c
+        query = sa.select(vacations).order_by(c.starts_at, c.n)
+        if manager_id:
+            query = query.where(c.manager_id == manager_id)
+        if ending_after is not None:
+            query = query.where(c.ends_at > ending_after)
+        return [
+            Vacation(r["n"], r["manager_id"], r["starts_at"], r["ends_at"], r["substitute"], r["note"])
+            for r in await self._store._rows(query)
+        ]
+
+    async def delete_vacation(self, n: int) -> bool:
+        async with self._store._write() as conn:
+            result = await conn.execute(vacations.delete().where(vacations.c.n == n))
+        return bool(result.rowcount == 1)
+
+
+def _customer(row: sa.RowMapping, keys: Iterable[Any]) -> Customer:
+    keys = list(keys)
+    return Customer(
+        id=row["id"],
+        name=row["name"],
+        kind=row["kind"],
+        phones=tuple(sorted(k.value for k in keys if k.kind == "phone")),
+        emails=tuple(sorted(k.value for k in keys if k.kind == "email")),
+        account_manager=row["account_manager"],
+        pinned_to=row["pinned_to"],
+        criteria=row["criteria"] or {},
+        note=row["note"],
+        created_at=row["created_at"],
+    )
+
+
+def _deal_row(d: Deal) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "customer_id": d.customer_id,
+        "title": d.title,
+        "amount": d.amount,
+        "segment": dict(d.segment),
+        "owner": d.owner,
+        "stage": d.stage,
+        "stage_owner": d.stage_owner,
+        "status": d.status.value,
+        "opened_at": d.opened_at,
+        "stage_since": d.stage_since,
+        "last_activity": d.last_activity,
+        "closed_at": d.closed_at,
+        "contact_id": d.contact_id,
+        "override": d.override,
+        "source": d.source,
+        "lost_reason": d.lost_reason,
+    }
+
+
+def _deal(r: sa.RowMapping) -> Deal:
+    return Deal(
+        id=r["id"],
+        customer_id=r["customer_id"],
+        title=r["title"],
+        amount=r["amount"],
+        segment=r["segment"] or {},
+        owner=r["owner"],
+        stage=r["stage"],
+        stage_owner=r["stage_owner"],
+        status=DealStatus(r["status"]),
+        opened_at=r["opened_at"],
+        stage_since=r["stage_since"],
+        last_activity=r["last_activity"],
+        closed_at=r["closed_at"],
+        contact_id=r["contact_id"],
+        override=bool(r["override"]),
+        source=r["source"],
+        lost_reason=r["lost_reason"],
+    )
+
+
+def _event_row(e: CrmEvent) -> dict[str, Any]:
+    return {
+        "at": e.at,
+        "customer_id": e.customer_id,
+        "deal_id": e.deal_id,
+        "kind": e.kind,
+        "stage": e.stage,
+        "manager_id": e.manager_id,
+        "by": e.by,
+        "detail": dict(e.detail),
+    }
+
+
+def _event(r: sa.RowMapping) -> CrmEvent:
+    return CrmEvent(
+        at=r["at"],
+        customer_id=r["customer_id"],
+        kind=r["kind"],
+        deal_id=r["deal_id"],
+        stage=r["stage"],
+        manager_id=r["manager_id"],
+        by=r["by"],
+        detail=r["detail"] or {},
+    )
