@@ -26,6 +26,7 @@ from acd.crm.service import CrmService, rating_params
 from acd.dispatcher import Dispatcher
 from acd.metrics import Metrics
 from acd.storage import Store, default_sqlite_url, open_store
+from acd.web import install_web
 from acd.storage.crm import CrmStore
 
 log = logging.getLogger("acd")
@@ -88,6 +89,7 @@ async def build(
 
     services.reload = reload
     app = build_app(services)
+    install_web(app, services)
     app[CRM] = crm
     return Server(deployment, store, dispatcher, services, app)
 

@@ -1,4 +1,4 @@
-"""Adapter: the `acd` command line (serve, check-config, token)."""
+"""Adapter: the `acd` command line (serve, check-config, token, user)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     t.add_argument("--db")
 
+    p = sub.add_parser("user", help="sign-in accounts for the web panels")
+    usub = p.add_subparsers(dest="user_command", required=True)
+    u = usub.add_parser("create", help="create an account (the first admin comes from here)")
+    u.add_argument("--username", required=True)
+    u.add_argument("--role", choices=["admin", "supervisor", "manager"], required=True)
+    u.add_argument("--manager", help="the manager a manager account signs in as")
+    u.add_argument("--name", default="", help="display name")
+    u.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    u.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    u.add_argument("--db")
+
     args = parser.parse_args(argv)
+    if args.command == "user":
+        return asyncio.run(create_user(args))
     if args.command == "check-config":
         return check_config(args.path)
     if args.command == "token":
@@ -93,6 +106,51 @@ async def create_token(args: argparse.Namespace) -> int:
         print(await store.create_token(args.role, args.manager, args.label))
     finally:
         await store.close()
+    return 0
+
+
+async def create_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from acd.app import database_url
+    from acd.config import ConfigError, load_deployment
+    from acd.storage import open_store
+    from acd.storage.accounts import Accounts, Conflict
+
+    if args.role == "manager" and not args.manager:
+        print("a manager account needs --manager ID", file=sys.stderr)
+        return 2
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 2
+    if len(password) < 8:
+        print("the password needs at least 8 characters", file=sys.stderr)
+        return 2
+    try:
+        deployment = load_deployment(args.config)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    store = await open_store(database_url(deployment, args.db))
+    try:
+        if args.manager:
+            known = {m.id for m in await store.load_managers()} | {m.id for m in deployment.managers}
+            if args.manager not in known:
+                print(f"no manager {args.manager}", file=sys.stderr)
+                return 1
+        try:
+            await Accounts(store).create(args.username, password, args.role, args.manager, args.name)
+        except Conflict:
+            print(f"account {args.username} exists", file=sys.stderr)
+            return 1
+    finally:
+        await store.close()
+    print(f"created {args.role} {args.username}")
     return 0
 
 

@@ -56,7 +56,8 @@ SERVICES = web.AppKey("services", Services)
 IDENTITY = web.RequestKey("identity", Identity)
 # A signed-in browser (acd.web): the session's Identity, None without one; it refuses a
 # state-changing request that lacks the session's CSRF token.
-BROWSER_AUTH = web.AppKey("browser_auth", Callable[[web.Request], Awaitable[Identity | None]])
+BrowserAuth = Callable[[web.Request], Awaitable[Identity | None]]
+BROWSER_AUTH: web.AppKey[BrowserAuth] = web.AppKey("browser_auth")
 
 # ---- middleware -------------------------------------------------------------------
 
@@ -309,6 +310,9 @@ async def finish(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     cid = request.match_info["contact_id"]
     if me.role == "manager":
+        held = svc.dispatcher.board.contacts.get(cid)
+        if held is None or held.assigned_to != me.manager_id:  # not just offered, nor someone else's
+            raise ApiError(404, "no_such_contact", f"no contact {cid} assigned to you")
         await svc.dispatcher.submit(ev.WorkFinished(cid, me.manager_id, body.outcome))
     else:
         await svc.dispatcher.submit(ev.WorkFinished(cid, None, body.outcome))

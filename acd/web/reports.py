@@ -1,0 +1,340 @@
+"""Adapter: the supervisor's numbers (service level, waits, abandonment, each manager's day)
+and the CSV exports, computed from the stored contacts, decisions and transitions.
+
+How the numbers are defined (the store has no "answered at" column, so answering is read
+from the logs): a contact is *answered* at the first `accept` transition of the manager it
+was offered to, after that offer; its *wait* is answered-at minus arrived-at. *Service
+level* is answered within the channel's threshold over answered plus abandoned; *abandoned*
+contacts are those with status `abandoned`. A *missed* offer is one followed by a `miss`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import json
+from collections import Counter, defaultdict
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from acd.api.app import SERVICES, api
+from acd.api.routing import ApiError
+from acd.core.events import Decision, Transition
+from acd.core.model import Contact, ContactStatus
+
+# Answered within this many seconds counts towards the service level (the classic 80/20 for
+# voice; a web lead or an e-mail is "answered" when a manager takes it).
+SL_THRESHOLDS = {"call": 20.0, "callback": 60.0, "web": 300.0, "email": 3600.0}
+MOST = 50_000
+_ENDS_OFFER = {"accept", "decline", "miss", "offer_failed", "withdraw", "auto_pause", "pause", "logout"}
+
+
+def _day_bounds(tz: str, day: str | None, now: float) -> tuple[date, float, float]:
+    zone = ZoneInfo(tz)
+    if day:
+        try:
+            d = date.fromisoformat(day)
+        except ValueError:
+            raise ApiError(400, "invalid", "date: YYYY-MM-DD") from None
+    else:
+        d = datetime.fromtimestamp(now, zone).date()
+    start = datetime(d.year, d.month, d.day, tzinfo=zone)
+    return d, start.timestamp(), (start + timedelta(days=1)).timestamp()
+
+
+def outcomes(
+    contacts: list[Contact], decisions: list[Decision], transitions: list[Transition]
+) -> dict[str, dict[str, Any]]:
+    """Per contact id: `answered_at`, `answered_by`, `missed_by` (manager ids), `last_offered_to`."""
+    by_manager: dict[str, list[Transition]] = defaultdict(list)
+    for t in sorted(transitions, key=lambda t: t.at):
+        by_manager[t.manager_id].append(t)
+    times = {m: [t.at for t in ts] for m, ts in by_manager.items()}
+    out: dict[str, dict[str, Any]] = {c.id: {"missed_by": []} for c in contacts}
+    for d in sorted(decisions, key=lambda d: d.at):
+        info = out.get(d.contact_id)
+        if info is None or d.manager_id is None or d.kind == "override":
+            continue
+        info["last_offered_to"] = d.manager_id
+        ts = by_manager.get(d.manager_id, [])
+        i = bisect.bisect_left(times.get(d.manager_id, []), d.at)
+        for t in ts[i:]:
+            if t.cause == "offer":
+                continue
+            if t.cause in _ENDS_OFFER:
+                if t.cause == "accept" and "answered_at" not in info:
+                    info["answered_at"], info["answered_by"] = t.at, d.manager_id
+                elif t.cause == "miss":
+                    info["missed_by"].append(d.manager_id)
+                break
+    return out
+
+
+def day_report(
+    contacts: list[Contact],
+    decisions: list[Decision],
+    transitions: list[Transition],
+    tz: str,
+    start: float,
+    end: float,
+    names: dict[str, str],
+    now: float,
+) -> dict[str, Any]:
+    zone = ZoneInfo(tz)
+    contacts = [c for c in contacts if start <= c.arrived_at < end]
+    info = outcomes(contacts, decisions, transitions)
+    by_hour: dict[int, Counter[str]] = {h: Counter() for h in range(24)}
+    sl_by_hour: dict[int, list[int]] = {h: [0, 0] for h in range(24)}
+    waits: list[float] = []
+    answered = within = abandoned = 0
+    managers: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {
+            "offered": 0,
+            "answered": 0,
+            "missed": [],
+            "abandoned": [],
+            "won": 0,
+            "lost": 0,
+            "done": 0,
+            "pauses": [],
+            "paused_seconds": 0.0,
+        }
+    )
+    for c in contacts:
+        hour = datetime.fromtimestamp(c.arrived_at, zone).hour
+        by_hour[hour][c.channel.value] += 1
+        i = info[c.id]
+        for mid in i["missed_by"]:
+            managers[mid]["missed"].append(_brief(c))
+        if "answered_at" in i:
+            answered += 1
+            wait = i["answered_at"] - c.arrived_at
+            waits.append(wait)
+            ok = wait <= SL_THRESHOLDS.get(c.channel.value, 20.0)
+            within += ok
+            sl_by_hour[hour][0] += ok
+            sl_by_hour[hour][1] += 1
+            managers[i["answered_by"]]["answered"] += 1
+        elif c.status is ContactStatus.ABANDONED:
+            abandoned += 1
+            sl_by_hour[hour][1] += 1
+            if "last_offered_to" in i:
+                managers[i["last_offered_to"]]["abandoned"].append(_brief(c))
+        if c.status is ContactStatus.FINISHED and c.assigned_to and c.outcome is not None:
+            key = c.outcome.value if c.outcome.value in ("won", "lost") else "done"
+            managers[c.assigned_to][key] += 1
+    for d in decisions:
+        if d.manager_id and d.kind != "override" and start <= d.at < end:
+            managers[d.manager_id]["offered"] += 1
+    _pauses(transitions, managers, min(now, end))
+    for mid, m in managers.items():
+        m["id"], m["name"] = mid, names.get(mid, mid)
+        closed = m["won"] + m["lost"]
+        m["conversion"] = round(m["won"] / closed, 3) if closed else None
+    answered_or_lost = answered + abandoned
+    return {
+        "start": start,
+        "end": end,
+        "tz": tz,
+        "total": len(contacts),
+        "answered": answered,
+        "abandoned": abandoned,
+        "service_level": round(within / answered_or_lost, 3) if answered_or_lost else None,
+        "sl_thresholds": SL_THRESHOLDS,
+        "average_wait": round(sum(waits) / len(waits), 1) if waits else None,
+        "abandonment": round(abandoned / answered_or_lost, 3) if answered_or_lost else None,
+        "by_hour": [{"hour": h, **dict(by_hour[h])} for h in range(24)],
+        "sl_by_hour": [
+            {"hour": h, "service_level": round(a / n, 3) if n else None} for h, (a, n) in sl_by_hour.items()
+        ],
+        "managers": sorted(managers.values(), key=lambda m: m["id"]),
+    }
+
+
+def _brief(c: Contact) -> dict[str, Any]:
+    return {"id": c.id, "channel": c.channel.value, "arrived_at": c.arrived_at, "name": c.customer_name}
+
+
+def _pauses(transitions: list[Transition], managers: dict[str, dict[str, Any]], stop: float) -> None:
+    """Each pause with its reason and length; one still running counts up to `stop`."""
+    open_since: dict[str, Transition] = {}
+    for t in sorted(transitions, key=lambda t: t.at):
+        began = open_since.pop(t.manager_id, None)
+        if began is not None:
+            _add_pause(managers[t.manager_id], began, t.at, t.at)
+        if t.new.value == "paused":
+            open_since[t.manager_id] = t
+    for mid, began in open_since.items():
+        _add_pause(managers[mid], began, None, stop)
+
+
+def _add_pause(m: dict[str, Any], began: Transition, ended: float | None, stop: float) -> None:
+    seconds = max(0.0, stop - began.at)
+    m["pauses"].append(
+        {"since": began.at, "until": ended, "reason": began.reason, "cause": began.cause, "seconds": round(seconds)}
+    )
+    m["paused_seconds"] = round(m["paused_seconds"] + seconds)
+
+
+# ---- routes ------------------------------------------------------------------------------
+
+
+async def _day_data(request: web.Request) -> tuple[list[Contact], list[Decision], list[Transition], float, float]:
+    svc = request.app[SERVICES]
+    _, start, end = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
+    contacts = await svc.store.list_contacts(None, None, start, MOST)
+    decisions = [d for d in await svc.store.list_decisions(None, None, start, MOST) if d.at < end]
+    transitions = [t for t in await svc.store.list_transitions(None, start - 86400, MOST) if t.at < end]
+    return contacts, decisions, transitions, start, end
+
+
+@api.add(
+    "GET",
+    "/api/reports/day",
+    "The day's numbers: service level, waits, abandonment, each manager",
+    role="supervisor",
+    query=("date",),
+    tag="web",
+)
+async def report_day(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    contacts, decisions, transitions, start, end = await _day_data(request)
+    names = {m.id: m.name for m in svc.dispatcher.board.managers.values()}
+    report = day_report(contacts, decisions, transitions, svc.deployment.tz, start, end, names, svc.clock())
+    week: list[dict[str, Any]] = []
+    zone = ZoneInfo(svc.deployment.tz)
+    week_start = start - 6 * 86400
+    recent = await svc.store.list_contacts(None, None, week_start, MOST)
+    counts: Counter[str] = Counter(datetime.fromtimestamp(c.arrived_at, zone).date().isoformat() for c in recent)
+    for i in range(7):
+        d = datetime.fromtimestamp(start, zone).date() - timedelta(days=6 - i)
+        week.append({"date": d.isoformat(), "contacts": counts.get(d.isoformat(), 0)})
+    report["week"] = week
+    return web.json_response(report)
+
+
+def _csv(rows: list[list[Any]], name: str) -> web.Response:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    for row in rows:
+        writer.writerow([_cell(v) for v in row])
+    return web.Response(
+        body=("\ufeff" + buf.getvalue()).encode(),  # the BOM makes Excel read UTF-8
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )
+
+
+def _cell(v: Any) -> str:
+    text = v if isinstance(v, str) else ("" if v is None else str(v))
+    # A cell starting with = + - @ is a formula in spreadsheets: keep customers' text inert.
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _iso(ts: float | None, zone: ZoneInfo) -> str:
+    return "" if ts is None else datetime.fromtimestamp(ts, zone).isoformat(timespec="seconds")
+
+
+@api.add("GET", "/api/export/contacts.csv", "The day's contacts as CSV", role="supervisor", query=("date",), tag="web")
+async def export_contacts(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    zone = ZoneInfo(svc.deployment.tz)
+    contacts, decisions, transitions, start, end = await _day_data(request)
+    contacts = [c for c in contacts if c.arrived_at < end]
+    info = outcomes(contacts, decisions, transitions)
+    rows: list[list[Any]] = [
+        [
+            "id",
+            "arrived_at",
+            "channel",
+            "status",
+            "name",
+            "phone",
+            "email",
+            "criteria",
+            "assigned_to",
+            "answered_at",
+            "wait_seconds",
+            "missed_by",
+            "outcome",
+            "finished_at",
+            "override",
+            "note",
+        ]
+    ]
+    for c in sorted(contacts, key=lambda c: c.seq):
+        i = info[c.id]
+        answered = i.get("answered_at")
+        rows.append(
+            [
+                c.id,
+                _iso(c.arrived_at, zone),
+                c.channel.value,
+                c.status.value,
+                c.customer_name,
+                c.phone,
+                c.email,
+                json.dumps(dict(c.criteria), ensure_ascii=False),
+                c.assigned_to,
+                _iso(answered, zone),
+                round(answered - c.arrived_at, 1) if answered else "",
+                " ".join(i["missed_by"]),
+                c.outcome.value if c.outcome else "",
+                _iso(c.finished_at, zone),
+                c.override,
+                c.payload.get("note", ""),
+            ]
+        )
+    return _csv(rows, f"contacts-{datetime.fromtimestamp(start, zone).date()}.csv")
+
+
+@api.add(
+    "GET",
+    "/api/export/decisions.csv",
+    "The day's routing decisions as CSV",
+    role="supervisor",
+    query=("date",),
+    tag="web",
+)
+async def export_decisions(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    zone = ZoneInfo(svc.deployment.tz)
+    _, decisions, _, start, _ = await _day_data(request)
+    rows: list[list[Any]] = [
+        [
+            "at",
+            "contact_id",
+            "manager_id",
+            "kind",
+            "strategy",
+            "step",
+            "pool",
+            "policy_version",
+            "summary",
+            "candidates",
+            "filtered",
+        ]
+    ]
+    for d in sorted(decisions, key=lambda d: d.at):
+        rows.append(
+            [
+                _iso(d.at, zone),
+                d.contact_id,
+                d.manager_id,
+                d.kind,
+                d.strategy,
+                d.step,
+                d.pool,
+                d.policy_version,
+                d.summary,
+                "; ".join(f"{c.manager_id}={c.score:.3f}" for c in d.candidates),
+                "; ".join(f"{k}: {', '.join(v)}" for k, v in d.filtered.items()),
+            ]
+        )
+    return _csv(rows, f"decisions-{datetime.fromtimestamp(start, zone).date()}.csv")

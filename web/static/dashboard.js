@@ -1,0 +1,504 @@
+// The supervisor dashboard: the live queue by channel, every manager's state and load, the
+// day's numbers and charts, the decision log with its "why", reassign, pause/unpause, export.
+import { legend, stackedBars } from "./charts.js";
+import {
+  Live,
+  api,
+  applyI18n,
+  clear,
+  clock,
+  el,
+  fmtDur,
+  fmtTime,
+  header,
+  navFor,
+  pct,
+  requireSession,
+  showError,
+  state,
+  t,
+  toast,
+} from "./common.js";
+
+const $ = (id) => document.getElementById(id);
+const CHANNELS = ["call", "callback", "web", "email"];
+const COLORS = { call: "#2563eb", callback: "#9333ea", web: "#059669", email: "#d97706" };
+const REPORT_EVERY_MS = 30_000;
+
+const session = await requireSession("supervisor");
+const bar = header("dash.title", navFor(session.role));
+let live = { waiting: [], offered: [], managers: [] };
+let report = null;
+let decisions = [];
+let reassigning = null;
+
+const today = new Intl.DateTimeFormat("en-CA", { timeZone: state.tz }).format(new Date());
+$("date").value = today;
+
+function managerName(id) {
+  return live.managers.find((m) => m.id === id)?.name || id || "—";
+}
+
+// ---- numbers at the top --------------------------------------------------------------
+
+function renderKpis() {
+  const now = clock.now();
+  const longest = Math.max(0, ...live.waiting.map((c) => now - c.arrived_at));
+  const staffed = live.managers.filter((m) => ["available", "offered", "busy", "wrap_up"].includes(m.presence));
+  const items = [
+    ["kpi.waiting", String(live.waiting.length), live.waiting.length ? "warn" : ""],
+    ["kpi.longest", live.waiting.length ? fmtDur(longest) : "—", longest > 60 ? "bad" : ""],
+    ["kpi.staffed", `${staffed.length} / ${live.managers.filter((m) => m.active).length}`, ""],
+    ["kpi.sl", pct(report?.service_level), report?.service_level < 0.8 ? "warn" : ""],
+    ["kpi.wait", report?.average_wait == null ? "—" : fmtDur(report.average_wait), ""],
+    ["kpi.abandon", pct(report?.abandonment), report?.abandonment > 0.1 ? "bad" : ""],
+    ["kpi.total", report ? String(report.total) : "—", ""],
+  ];
+  clear($("kpis")).append(
+    ...items.map(([k, v, cls]) =>
+      el("div", { class: `kpi ${cls}` }, el("span", { class: "kpi-v" }, v), el("span", { class: "kpi-k" }, t(k))),
+    ),
+  );
+}
+
+// ---- the live queue ------------------------------------------------------------------
+
+function renderQueue() {
+  const now = clock.now();
+  const box = clear($("queue"));
+  const all = [...live.offered, ...live.waiting];
+  if (!all.length) {
+    box.append(el("p", { class: "empty" }, t("dash.queue.empty")));
+    return;
+  }
+  for (const ch of CHANNELS) {
+    const rows = all.filter((c) => c.channel === ch);
+    if (!rows.length) continue;
+    box.append(
+      el("h3", { class: "queue-ch" }, el("span", { class: `chip ch-${ch}` }, t(`ch.${ch}`)), ` ${rows.length}`),
+      el(
+        "table",
+        { class: "grid" },
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            ["col.client", "col.waits", "col.status", "col.actions"].map((k) => el("th", { scope: "col" }, t(k))),
+          ),
+        ),
+        el(
+          "tbody",
+          {},
+          rows.map((c) =>
+            el(
+              "tr",
+              { dataset: { contact: c.id } },
+              el("td", {}, c.name || c.phone || c.email || t("card.noname")),
+              el("td", { class: "wait", dataset: { arrived: c.arrived_at } }, fmtDur(now - c.arrived_at)),
+              el(
+                "td",
+                {},
+                c.status === "offered" ? t("dash.offered_to", { name: managerName(c.offered_to) }) : t("st.waiting"),
+                c.pinned_to ? el("span", { class: "muted" }, ` · ${t("dash.pinned", { name: managerName(c.pinned_to) })}`) : "",
+              ),
+              el(
+                "td",
+                {},
+                el(
+                  "button",
+                  { type: "button", class: "reassign", onclick: () => openReassign(c) },
+                  t("dash.reassign.short"),
+                ),
+                " ",
+                el("button", { type: "button", class: "link", onclick: () => showWhy(c.id) }, t("dash.why")),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+}
+
+// ---- managers ------------------------------------------------------------------------
+
+function renderManagers() {
+  const box = clear($("managers"));
+  const perf = new Map((report?.managers || []).map((m) => [m.id, m]));
+  const rows = live.managers.filter((m) => m.active);
+  if (!rows.length) {
+    box.append(el("p", { class: "empty" }, t("dash.managers.empty")));
+    return;
+  }
+  box.append(
+    el(
+      "table",
+      { class: "grid" },
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          ["col.manager", "col.state", "col.load", "col.today", "col.actions"].map((k) =>
+            el("th", { scope: "col" }, t(k)),
+          ),
+        ),
+      ),
+      el(
+        "tbody",
+        {},
+        rows.map((m) => {
+          const p = perf.get(m.id);
+          const load = Object.entries(m.capacity)
+            .filter(([, cap]) => cap)
+            .map(([ch, cap]) => `${t(`ch.${ch}`)} ${m.load[ch] || 0}/${cap}`)
+            .join(" · ");
+          const paused = m.presence === "paused" || m.presence === "offline";
+          return el(
+            "tr",
+            { dataset: { manager: m.id } },
+            el("td", {}, m.name || m.id),
+            el(
+              "td",
+              {},
+              el("span", { class: "badge", dataset: { state: m.presence } }, t(`pr.${m.presence}`)),
+              m.pause_reason ? el("span", { class: "muted" }, ` ${m.pause_reason}`) : "",
+              el("span", { class: "muted small" }, ` ${fmtDur(clock.now() - m.presence_since)}`),
+            ),
+            el("td", { class: "small" }, load),
+            el(
+              "td",
+              { class: "small" },
+              t("dash.today", {
+                a: m.assigned_today,
+                h: m.handled_today,
+                miss: p ? p.missed.length : 0,
+              }),
+            ),
+            el(
+              "td",
+              {},
+              el(
+                "button",
+                {
+                  type: "button",
+                  class: paused ? "unpause" : "pause",
+                  onclick: () => setPresence(m, paused ? "available" : "paused"),
+                },
+                t(paused ? "dash.unpause" : "dash.pause"),
+              ),
+            ),
+          );
+        }),
+      ),
+    ),
+  );
+}
+
+async function setPresence(m, stateName) {
+  try {
+    await api("POST", `/api/managers/${encodeURIComponent(m.id)}/presence`, {
+      state: stateName,
+      reason: stateName === "paused" ? "supervisor" : undefined,
+    });
+    await refreshLive();
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// ---- reassign ------------------------------------------------------------------------
+
+function openReassign(c) {
+  reassigning = c;
+  $("reassign-who").textContent = `${c.name || c.phone || c.email || t("card.noname")} · ${t(`ch.${c.channel}`)}`;
+  const select = clear($("reassign-to"));
+  for (const m of live.managers.filter((x) => x.active)) {
+    select.append(el("option", { value: m.id }, `${m.name || m.id} — ${t(`pr.${m.presence}`)}`));
+  }
+  $("reassign-pin").value = "";
+  $("reassign-dialog").showModal();
+  select.focus();
+}
+
+$("reassign-dialog").addEventListener("close", async () => {
+  const c = reassigning;
+  reassigning = null;
+  if (!c || $("reassign-dialog").returnValue !== "ok") return;
+  const pin = Number($("reassign-pin").value);
+  try {
+    await api("POST", `/api/contacts/${encodeURIComponent(c.id)}/reassign`, {
+      manager_id: $("reassign-to").value,
+      pin_minutes: pin > 0 ? pin : undefined,
+    });
+    toast(t("dash.reassigned", { name: managerName($("reassign-to").value) }));
+    await Promise.all([refreshLive(), refreshDecisions()]);
+  } catch (err) {
+    showError(err);
+  }
+});
+
+// ---- decisions -----------------------------------------------------------------------
+
+function decisionItem(d, open = false) {
+  const chosen = d.manager_id ? managerName(d.manager_id) : t("dash.nobody");
+  const filtered = Object.entries(d.filtered_counts || {});
+  return el(
+    "details",
+    { class: "decision", open, dataset: { contact: d.contact_id } },
+    el(
+      "summary",
+      {},
+      el("span", { class: "muted" }, fmtTime(d.at)),
+      " ",
+      el("strong", {}, chosen),
+      ` · ${t(`kind.${d.kind}`)} · `,
+      d.summary || "",
+    ),
+    el(
+      "div",
+      { class: "why" },
+      el("p", {}, t("dash.why.policy", { strategy: d.strategy, step: d.step, pool: d.pool, v: d.policy_version })),
+      d.candidates.length
+        ? el(
+            "table",
+            { class: "grid small" },
+            el(
+              "thead",
+              {},
+              el("tr", {}, el("th", { scope: "col" }, t("col.manager")), el("th", { scope: "col" }, t("dash.score")),
+                el("th", { scope: "col" }, t("dash.components"))),
+            ),
+            el(
+              "tbody",
+              {},
+              d.candidates.map((c) =>
+                el(
+                  "tr",
+                  {},
+                  el("td", {}, managerName(c.manager_id)),
+                  el("td", {}, c.score.toFixed(3)),
+                  el(
+                    "td",
+                    {},
+                    Object.entries(c.components)
+                      .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(2) : v}`)
+                      .join(", "),
+                  ),
+                ),
+              ),
+            ),
+          )
+        : el("p", { class: "muted" }, t("dash.nocandidates")),
+      filtered.length
+        ? el(
+            "ul",
+            { class: "filtered" },
+            filtered.map(([why, n]) =>
+              el("li", {}, `${why}: ${n}`, d.filtered[why]?.length ? ` (${d.filtered[why].map(managerName).join(", ")})` : ""),
+            ),
+          )
+        : null,
+    ),
+  );
+}
+
+function renderDecisions() {
+  const box = clear($("decisions"));
+  if (!decisions.length) {
+    box.append(el("p", { class: "empty" }, t("dash.decisions.empty")));
+    return;
+  }
+  box.append(...decisions.map((d) => decisionItem(d)));
+}
+
+async function showWhy(contactId) {
+  try {
+    const rows = (await api("GET", `/api/decisions?contact_id=${encodeURIComponent(contactId)}&limit=20`)).decisions;
+    const box = clear($("decisions"));
+    box.append(
+      el("p", {}, el("button", { type: "button", class: "link", onclick: refreshDecisions }, t("dash.all_decisions"))),
+    );
+    if (!rows.length) box.append(el("p", { class: "empty" }, t("dash.decisions.none_for")));
+    box.append(...rows.map((d, i) => decisionItem(d, i === 0)));
+    $("decisions-h").scrollIntoView({ behavior: "smooth" });
+  } catch (err) {
+    showError(err);
+  }
+}
+
+// ---- charts and the per-manager table --------------------------------------------------
+
+function renderCharts() {
+  const box = clear($("charts"));
+  if (!report) return;
+  const series = CHANNELS.map((ch) => ({ key: ch, name: t(`ch.${ch}`), color: COLORS[ch] }));
+  const hours = report.by_hour.map((r) => ({ label: String(r.hour), values: r }));
+  const sl = report.sl_by_hour.map((r) => ({ label: String(r.hour), values: { sl: r.service_level || 0 } }));
+  const week = report.week.map((r) => ({ label: r.date.slice(5), values: { n: r.contacts } }));
+  const mgr = report.managers.map((m) => ({
+    label: (m.name || m.id).split(" ")[0],
+    values: { answered: m.answered, missed: m.missed.length },
+  }));
+  const conv = report.managers.map((m) => ({ label: (m.name || m.id).split(" ")[0], values: { c: m.conversion || 0 } }));
+  const fig = (key, ...nodes) => el("figure", {}, el("figcaption", {}, t(key)), ...nodes);
+  box.append(
+    fig("chart.by_hour", stackedBars(t("chart.by_hour"), hours, series), legend(series)),
+    fig("chart.sl", stackedBars(t("chart.sl"), sl, [{ key: "sl", name: t("kpi.sl"), color: "#0891b2" }], { percent: true })),
+    fig("chart.week", stackedBars(t("chart.week"), week, [{ key: "n", name: t("kpi.total"), color: "#4f46e5" }])),
+    fig(
+      "chart.load",
+      stackedBars(t("chart.load"), mgr, [
+        { key: "answered", name: t("chart.answered"), color: "#059669" },
+        { key: "missed", name: t("chart.missed"), color: "#dc2626" },
+      ]),
+      legend([
+        { name: t("chart.answered"), color: "#059669" },
+        { name: t("chart.missed"), color: "#dc2626" },
+      ]),
+    ),
+    fig("chart.conversion", stackedBars(t("chart.conversion"), conv, [{ key: "c", name: t("col.conversion"), color: "#16a34a" }], { percent: true })),
+  );
+}
+
+function renderPerf() {
+  const box = clear($("perf"));
+  const rows = report?.managers || [];
+  if (!rows.length) {
+    box.append(el("p", { class: "empty" }, t("dash.perf.empty")));
+    return;
+  }
+  const list = (items) =>
+    items.length
+      ? el("ul", { class: "compact" }, items.map((c) => el("li", {}, `${fmtTime(c.arrived_at)} ${t(`ch.${c.channel}`)} ${c.name || ""}`)))
+      : "—";
+  box.append(
+    el(
+      "table",
+      { class: "grid" },
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          ["col.manager", "col.offered", "col.answered", "col.won", "col.lost", "col.conversion", "col.missed",
+            "col.abandoned", "col.pauses"].map((k) => el("th", { scope: "col" }, t(k))),
+        ),
+      ),
+      el(
+        "tbody",
+        {},
+        rows.map((m) =>
+          el(
+            "tr",
+            {},
+            el("td", {}, m.name),
+            el("td", {}, m.offered),
+            el("td", {}, m.answered),
+            el("td", {}, m.won),
+            el("td", {}, m.lost),
+            el("td", {}, pct(m.conversion)),
+            el("td", {}, list(m.missed)),
+            el("td", {}, list(m.abandoned)),
+            el(
+              "td",
+              {},
+              m.pauses.length
+                ? el(
+                    "ul",
+                    { class: "compact" },
+                    m.pauses.map((p) => el("li", {}, `${fmtTime(p.since)} ${p.reason || p.cause} · ${fmtDur(p.seconds)}`)),
+                  )
+                : "—",
+              m.paused_seconds ? el("div", { class: "muted" }, t("dash.paused_total", { d: fmtDur(m.paused_seconds) })) : "",
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+// ---- loading ---------------------------------------------------------------------------
+
+async function refreshLive() {
+  try {
+    live = await api("GET", "/api/queue");
+    clock.sync(live.now);
+  } catch (err) {
+    showError(err);
+  }
+  renderKpis();
+  renderQueue();
+  renderManagers();
+}
+
+async function refreshReport() {
+  const date = $("date").value || today;
+  $("export-contacts").href = `/api/export/contacts.csv?date=${date}`;
+  $("export-decisions").href = `/api/export/decisions.csv?date=${date}`;
+  try {
+    report = await api("GET", `/api/reports/day?date=${encodeURIComponent(date)}`);
+  } catch (err) {
+    showError(err);
+  }
+  renderKpis();
+  renderCharts();
+  renderPerf();
+  renderManagers();
+}
+
+async function refreshDecisions() {
+  try {
+    decisions = (await api("GET", "/api/decisions?limit=30")).decisions;
+  } catch (err) {
+    showError(err);
+  }
+  renderDecisions();
+}
+
+let pending = null;
+function soon() {
+  // Changes come in bursts: one refresh for the burst.
+  if (pending) return;
+  pending = setTimeout(async () => {
+    pending = null;
+    await Promise.all([refreshLive(), refreshDecisions()]);
+  }, 300);
+}
+
+new Live(
+  (msg) => {
+    if (msg.type === "changed") soon();
+  },
+  (ok) => {
+    bar.connected(ok);
+    if (ok) soon();
+  },
+);
+$("date").addEventListener("change", refreshReport);
+setInterval(refreshReport, REPORT_EVERY_MS);
+setInterval(() => {
+  // Only the clocks move: rebuilding the tables would steal the keyboard focus.
+  renderKpis();
+  const now = clock.now();
+  for (const td of document.querySelectorAll("td.wait[data-arrived]")) {
+    const waited = now - Number(td.dataset.arrived);
+    td.textContent = fmtDur(waited);
+    td.classList.toggle("late", waited > 60);
+  }
+}, 1000);
+document.addEventListener("acd:lang", () => {
+  renderKpis();
+  renderQueue();
+  renderManagers();
+  renderDecisions();
+  renderCharts();
+  renderPerf();
+});
+applyI18n(document);
+await Promise.all([refreshLive(), refreshReport(), refreshDecisions()]);

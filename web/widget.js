@@ -1,0 +1,290 @@
+/* ACD website widget: a "call me back" button and an embeddable lead form.
+ *
+ *   <script src="https://acd.example.com/widget.js" data-lang="ru" defer></script>
+ *   <div data-acd-form></div>          <!-- optional: an inline lead form here -->
+ *
+ * data-lang       ru | en (default: the page's <html lang>, else the site's first language)
+ * data-button     "false" to leave out the floating callback button
+ * data-position   right (default) | left
+ *
+ * The questions come from the server's configuration (GET /api/public/form); a request
+ * posts to /api/leads, which accepts only the origins listed in web.allowed_origins.
+ * Everything renders inside a shadow root, so the site's CSS and ours stay apart.
+ */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || window.__acdWidget) return;
+  window.__acdWidget = true;
+  var base = new URL(script.src, location.href).origin;
+  var opts = script.dataset;
+
+  var TEXT = {
+    ru: {
+      button: "Перезвоните мне",
+      callback: "Заказать обратный звонок",
+      form: "Оставить заявку",
+      name: "Ваше имя",
+      phone: "Телефон",
+      email: "E-mail",
+      when: "Когда позвонить",
+      asap: "Как можно скорее",
+      at: "В указанное время",
+      time: "Время",
+      note: "Комментарий",
+      send: "Отправить",
+      close: "Закрыть",
+      sending: "Отправляем…",
+      thanks_callback: "Спасибо! Мы перезвоним вам",
+      thanks_form: "Спасибо! Заявка принята, менеджер свяжется с вами в ближайшее время.",
+      soon: "в ближайшее время.",
+      at_time: "в {time}.",
+      need_phone: "Укажите телефон.",
+      need_contact: "Укажите телефон или e-mail.",
+      too_many: "Слишком много заявок с вашего адреса. Попробуйте через минуту.",
+      failed: "Не удалось отправить. Проверьте поля и попробуйте ещё раз.",
+      offline: "Нет связи с сервером. Попробуйте ещё раз.",
+      choose: "— выберите —",
+      note_callback: "Обратный звонок: {when}",
+    },
+    en: {
+      button: "Call me back",
+      callback: "Request a call back",
+      form: "Send a request",
+      name: "Your name",
+      phone: "Phone",
+      email: "E-mail",
+      when: "When to call",
+      asap: "As soon as possible",
+      at: "At a given time",
+      time: "Time",
+      note: "Comment",
+      send: "Send",
+      close: "Close",
+      sending: "Sending…",
+      thanks_callback: "Thank you! We will call you back",
+      thanks_form: "Thank you! We have your request; a manager will contact you shortly.",
+      soon: "shortly.",
+      at_time: "at {time}.",
+      need_phone: "Please give your phone number.",
+      need_contact: "Please give a phone number or an e-mail.",
+      too_many: "Too many requests from your address. Please try again in a minute.",
+      failed: "Could not send. Please check the fields and try again.",
+      offline: "The server cannot be reached. Please try again.",
+      choose: "— choose —",
+      note_callback: "Call back: {when}",
+    },
+  };
+
+  var CSS =
+    ":host{all:initial;font:15px/1.4 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1f2937}" +
+    ".fab{position:fixed;bottom:20px;z-index:2147483000;border:0;border-radius:28px;padding:14px 20px;" +
+    "background:#16a34a;color:#fff;font:600 15px system-ui,sans-serif;box-shadow:0 4px 14px rgba(0,0,0,.25);cursor:pointer}" +
+    ".fab:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible,textarea:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}" +
+    ".right{right:20px}.left{left:20px}" +
+    ".panel{position:fixed;bottom:84px;z-index:2147483001;width:min(360px,calc(100vw - 40px));max-height:calc(100vh - 120px);overflow:auto;" +
+    "background:#fff;border-radius:12px;box-shadow:0 10px 30px rgba(0,0,0,.3);padding:16px}" +
+    ".inline{background:#fff;border:1px solid #d1d5db;border-radius:12px;padding:16px;max-width:480px}" +
+    "h2{font-size:18px;margin:0 0 12px}label{display:block;margin:0 0 10px;font-size:14px}" +
+    "input,select,textarea{display:block;box-sizing:border-box;width:100%;margin-top:4px;padding:8px 10px;border:1px solid #9ca3af;border-radius:6px;font:inherit;background:#fff;color:#111}" +
+    "textarea{min-height:60px}.send{width:100%;border:0;border-radius:6px;padding:10px;background:#2563eb;color:#fff;font:600 15px system-ui,sans-serif;cursor:pointer}" +
+    ".send[disabled]{opacity:.6}.x{float:right;border:0;background:none;font-size:22px;line-height:1;cursor:pointer;color:#6b7280}" +
+    ".err{color:#b91c1c;margin:0 0 10px}.ok{color:#166534;font-weight:600}" +
+    ".hp{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}" +
+    ".radios label{display:inline-flex;gap:6px;align-items:center;margin-right:12px}.radios input{width:auto;display:inline;margin:0}";
+
+  function t(lang, key, vars) {
+    var s = (TEXT[lang] || TEXT.ru)[key] || key;
+    if (vars) Object.keys(vars).forEach(function (k) { s = s.split("{" + k + "}").join(vars[k]); });
+    return s;
+  }
+
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      var v = attrs[k];
+      if (v === undefined || v === null || v === false) return;
+      if (k === "text") node.textContent = v;
+      else if (k.slice(0, 2) === "on") node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    });
+    for (var i = 2; i < arguments.length; i++) {
+      var c = arguments[i];
+      if (c === null || c === undefined || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  function pick(texts, lang) {
+    return (texts && (texts[lang] || texts.ru || texts.en)) || "";
+  }
+
+  function shadowFor(host) {
+    var root = host.attachShadow({ mode: "open" });
+    try {
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(CSS);
+      root.adoptedStyleSheets = [sheet]; // not subject to the host page's style-src
+    } catch (e) {
+      root.append(el("style", { text: CSS }));
+    }
+    return root;
+  }
+
+  var seq = 0;
+  function uid() {
+    return (crypto.randomUUID && crypto.randomUUID()) || String(Date.now()) + Math.random().toString(16).slice(2);
+  }
+
+  /** A lead form; `kind` is "callback" (phone and time) or "web" (a request). */
+  function buildForm(config, lang, kind, onClose) {
+    var id = "acd" + ++seq;
+    var key = uid(); // one lead per form, however often it is submitted
+    var err = el("p", { class: "err", role: "alert", hidden: true });
+    var name = el("input", { name: "name", id: id + "n", autocomplete: "name", maxlength: 200 });
+    var phone = el("input", { name: "phone", id: id + "p", type: "tel", autocomplete: "tel", maxlength: 40, required: kind === "callback" });
+    var email = el("input", { name: "email", id: id + "e", type: "email", autocomplete: "email", maxlength: 200 });
+    var note = el("textarea", { name: "note", id: id + "c", maxlength: 2000 });
+    var hp = el("input", { name: config.honeypot || "website", tabindex: "-1", autocomplete: "off" });
+    var whenAsap = el("input", { type: "radio", name: id + "w", value: "asap", checked: true });
+    var whenAt = el("input", { type: "radio", name: id + "w", value: "at" });
+    var time = el("input", { type: "time", id: id + "t", name: "time" });
+    var selects = config.criteria.map(function (c) {
+      var s = el("select", { name: c.name, id: id + "q" + c.name }, el("option", { value: "", text: t(lang, "choose") }));
+      c.options.forEach(function (o) { s.append(el("option", { value: o.value, text: pick(o.label, lang) || o.value })); });
+      return el("label", { for: id + "q" + c.name }, pick(c.label, lang) || c.name, s);
+    });
+    var send = el("button", { type: "submit", class: "send", text: t(lang, "send") });
+    var title = el("h2", { id: id + "h", text: t(lang, kind === "callback" ? "callback" : "form") });
+    var form = el(
+      "form",
+      { novalidate: true, "aria-labelledby": id + "h" },
+      onClose ? el("button", { type: "button", class: "x", "aria-label": t(lang, "close"), text: "×", onclick: onClose }) : null,
+      title,
+      err,
+      el("label", { for: id + "n" }, t(lang, "name"), name),
+      el("label", { for: id + "p" }, t(lang, "phone"), phone),
+      kind === "web" ? el("label", { for: id + "e" }, t(lang, "email"), email) : null,
+      kind === "callback"
+        ? el(
+            "fieldset",
+            { class: "radios" },
+            el("legend", { text: t(lang, "when") }),
+            el("label", {}, whenAsap, t(lang, "asap")),
+            el("label", {}, whenAt, t(lang, "at")),
+            el("label", { for: id + "t" }, t(lang, "time"), time)
+          )
+        : null,
+      selects,
+      kind === "web" ? el("label", { for: id + "c" }, t(lang, "note"), note) : null,
+      el("div", { class: "hp", "aria-hidden": "true" }, el("label", {}, "Website", hp)),
+      send
+    );
+    time.addEventListener("input", function () { whenAt.checked = true; });
+
+    form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      err.hidden = true;
+      var p = phone.value.trim();
+      var m = email.value.trim();
+      if (kind === "callback" && !p) return fail(t(lang, "need_phone"), phone);
+      if (kind === "web" && !p && !m) return fail(t(lang, "need_contact"), phone);
+      var when = whenAt.checked && time.value ? time.value : null;
+      var body = { name: name.value.trim(), phone: p, channel: kind, language: lang, criteria: {} };
+      if (m) body.email = m;
+      config.criteria.forEach(function (c) {
+        var v = form.querySelector("select[name='" + c.name + "']").value;
+        if (v) body.criteria[c.name] = v;
+      });
+      var text = note.value.trim();
+      if (kind === "callback") text = t(lang, "note_callback", { when: when || t(lang, "asap") });
+      if (text) body.note = text;
+      if (hp.value) body[config.honeypot || "website"] = hp.value;
+      send.disabled = true;
+      send.textContent = t(lang, "sending");
+      fetch(base + "/api/leads", {
+        method: "POST",
+        mode: "cors",
+        credentials: "omit",
+        headers: { "Content-Type": "application/json", "Idempotency-Key": key },
+        body: JSON.stringify(body),
+      })
+        .then(function (resp) {
+          if (resp.status === 429) throw new Error(t(lang, "too_many"));
+          if (!resp.ok) throw new Error(t(lang, "failed"));
+          var done =
+            kind === "callback"
+              ? t(lang, "thanks_callback") + " " + (when ? t(lang, "at_time", { time: when }) : t(lang, "soon"))
+              : t(lang, "thanks_form");
+          form.replaceChildren(
+            onClose ? el("button", { type: "button", class: "x", "aria-label": t(lang, "close"), text: "×", onclick: onClose }) : "",
+            el("p", { class: "ok", role: "status", tabindex: "-1", text: done })
+          );
+          form.querySelector(".ok").focus();
+        })
+        .catch(function (e2) {
+          send.disabled = false;
+          send.textContent = t(lang, "send");
+          fail(e2 instanceof TypeError ? t(lang, "offline") : e2.message);
+        });
+    });
+
+    function fail(message, field) {
+      err.textContent = message;
+      err.hidden = false;
+      if (field) field.focus();
+    }
+    return form;
+  }
+
+  function start(config) {
+    var lang = opts.lang || (document.documentElement.lang || "").slice(0, 2);
+    if (!TEXT[lang] || config.languages.indexOf(lang) < 0) lang = config.languages[0] || "ru";
+
+    document.querySelectorAll("[data-acd-form]").forEach(function (host) {
+      var root = shadowFor(host);
+      root.append(el("div", { class: "inline" }, buildForm(config, lang, host.dataset.acdForm === "callback" ? "callback" : "web")));
+    });
+
+    if (opts.button === "false") return;
+    var host = el("div", { "data-acd-widget": "" });
+    document.body.append(host);
+    var root = shadowFor(host);
+    var side = opts.position === "left" ? "left" : "right";
+    var panel = null;
+    var fab = el("button", { type: "button", class: "fab " + side, "aria-expanded": "false", text: t(lang, "button") });
+    function close() {
+      if (!panel) return;
+      panel.remove();
+      panel = null;
+      fab.setAttribute("aria-expanded", "false");
+      fab.focus();
+    }
+    fab.addEventListener("click", function () {
+      if (panel) return close();
+      panel = el("div", { class: "panel " + side, role: "dialog", "aria-modal": "false" }, buildForm(config, lang, "callback", close));
+      panel.addEventListener("keydown", function (e) { if (e.key === "Escape") close(); });
+      root.append(panel);
+      fab.setAttribute("aria-expanded", "true");
+      var first = panel.querySelector("input:not([tabindex='-1'])");
+      if (first) first.focus();
+    });
+    root.append(fab);
+  }
+
+  function load() {
+    fetch(base + "/api/public/form", { mode: "cors", credentials: "omit" })
+      .then(function (r) {
+        if (!r.ok) throw new Error("form " + r.status);
+        return r.json();
+      })
+      .then(start)
+      .catch(function (e) {
+        if (window.console) console.warn("ACD widget:", e);
+      });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", load);
+  else load();
+})();
