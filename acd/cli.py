@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from acd import logs
+from acd.crm import cli as crm_cli
 
 DEFAULT_CONFIG = Path("config/acd.example.yaml")
 
@@ -49,11 +50,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     u.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     u.add_argument("--db")
 
+    crm_cli.add_commands(sub, DEFAULT_CONFIG)
     args = parser.parse_args(argv)
     if args.command == "user":
         return asyncio.run(create_user(args))
     if args.command == "check-config":
         return check_config(args.path)
+    if args.command in crm_cli.COMMANDS:
+        return crm_cli.run(args)
     if args.command == "token":
         return asyncio.run(create_token(args))
     logs.setup(json_lines=args.log_json)

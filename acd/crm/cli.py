@@ -1,0 +1,100 @@
+"""Adapter: the CRM's commands for `acd` (ratings recompute, crm import/export).
+
+acd ratings recompute [--config F] [--db URL] [--purpose P --price-tier T --temperature H]
+acd crm import customers|deals FILE.csv      (a report of rejected rows on stderr)
+acd crm export customers|deals > FILE.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+COMMANDS = ("ratings", "crm")
+
+
+def add_commands(sub: Any, default_config: Path) -> None:
+    p = sub.add_parser("ratings", help="managers' ratings from closed deals")
+    rsub = p.add_subparsers(dest="ratings_command", required=True)
+    r = rsub.add_parser("recompute", help="recompute every rating from the deals and print them")
+    r.add_argument("--config", type=Path, default=default_config)
+    r.add_argument("--db")
+    for key in ("purpose", "price-tier", "temperature"):
+        r.add_argument(f"--{key}", help="rate for this segment value")
+
+    p = sub.add_parser("crm", help="CRM data: CSV import and export")
+    csub = p.add_subparsers(dest="crm_command", required=True)
+    i = csub.add_parser("import", help="import customers or historical deals from CSV")
+    i.add_argument("what", choices=["customers", "deals"])
+    i.add_argument("file", type=Path)
+    i.add_argument("--config", type=Path, default=default_config)
+    i.add_argument("--db")
+    e = csub.add_parser("export", help="write customers or deals as CSV to standard output")
+    e.add_argument("what", choices=["customers", "deals"])
+    e.add_argument("--config", type=Path, default=default_config)
+    e.add_argument("--db")
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from acd.app import database_url
+    from acd.config import ConfigError, load_deployment
+    from acd.crm.provider import DealRatings
+    from acd.crm.service import CrmService, rating_params
+    from acd.storage import open_store
+    from acd.storage.crm import CrmStore
+
+    try:
+        deployment = load_deployment(args.config)
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    store = await open_store(database_url(deployment, args.db))
+    try:
+        managers = {m.id: m for m in deployment.managers}
+        managers.update({m.id: m for m in await store.load_managers()})
+        crm = CrmService(
+            CrmStore(store), lambda: deployment, lambda: managers, DealRatings(rating_params(deployment), time.time())
+        )
+        if args.command == "ratings":
+            stats = await crm.recompute()
+            print(
+                f"{stats['opportunities']} opportunities, {stats['managers']} managers, {stats['seconds']} s",
+                file=sys.stderr,
+            )
+            segment = {
+                k: v
+                for k, v in (
+                    ("purpose", args.purpose),
+                    ("price_tier", args.price_tier),
+                    ("temperature", args.temperature),
+                )
+                if v
+            }
+            print(f"{'manager':<16} {'deals':>6} {'wins':>5} {'win rate':>9} {'90% interval':>15} {'value':>14}")
+            for row in crm.leaderboard(segment):
+                lo, hi = row["interval"]
+                print(
+                    f"{row['manager_id']:<16} {row['deals']:>6} {row['wins']:>5} {row['win_rate']:>9.3f} "
+                    f"{f'[{lo:.2f}, {hi:.2f}]':>15} {row['expected_value']:>14,.0f}"
+                )
+            return 0
+        if args.crm_command == "export":
+            sys.stdout.write(await (crm.export_customers() if args.what == "customers" else crm.export_deals()))
+            return 0
+        text = args.file.read_text(encoding="utf-8-sig")
+        report = await (crm.import_customers(text) if args.what == "customers" else crm.import_deals(text))
+        for r in report.rejected:
+            print(f"{args.file}:{r.line}: {r.reason}", file=sys.stderr)
+        print(f"imported {report.imported}, new customers {report.customers_created}, rejected {len(report.rejected)}")
+        return 0
+    finally:
+        await store.close()
