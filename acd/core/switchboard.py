@@ -275,6 +275,7 @@ class Switchboard:
             return
         self._withdraw(c, f"reassigned by {by}")
         c.pinned_to, c.pin_expires_at = mid, pin_until
+        self._p.touched_contacts[c.id] = c  # its pool changed: route it again now
         if pin_until is not None:
             self._cmd(ev.StartTimer(("pin", cid), pin_until))
         self._log(c, target, "override", [], {}, {}, f"pinned to {target.name or mid} by {by}")
