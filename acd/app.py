@@ -26,8 +26,10 @@ from acd.crm.service import CrmService, rating_params
 from acd.dispatcher import Dispatcher
 from acd.metrics import Metrics
 from acd.storage import Store, default_sqlite_url, open_store
-from acd.web import install_web
 from acd.storage.crm import CrmStore
+from acd.telephony import ObservedStore, Telephony, build_telephony
+from acd.telephony.api import TELEPHONY
+from acd.web import install_web
 
 log = logging.getLogger("acd")
 DATA_DIR = Path("data")
@@ -45,8 +47,11 @@ class Server:
     dispatcher: Dispatcher
     services: Services
     app: web.Application
+    telephony: Telephony | None = None
 
     async def close(self) -> None:
+        if self.telephony is not None:
+            await self.telephony.close()
         await self.dispatcher.stop()
         await self.store.close()
 
@@ -71,7 +76,9 @@ async def build(
             known[m.id] = seeded
     ratings = DealRatings(rating_params(deployment), now)
     board = Switchboard(deployment.policy, ratings)
-    dispatcher = Dispatcher(board, store, clock)
+    transition_observers: list[Callable[[list[ev.Transition]], None]] = []
+    persistence = ObservedStore(store, transition_observers) if deployment.asterisk.enabled else store
+    dispatcher = Dispatcher(board, persistence, clock)
     await dispatcher.start(await store.load_open_contacts(), list(known.values()))
     metrics = Metrics(lambda: dispatcher.board, clock)
     dispatcher.subscribe(metrics.observe)
@@ -89,9 +96,15 @@ async def build(
 
     services.reload = reload
     app = build_app(services)
-    install_web(app, services)
     app[CRM] = crm
-    return Server(deployment, store, dispatcher, services, app)
+    install_web(app, services)
+    telephony = build_telephony(lambda: services.deployment, store, dispatcher, clock=clock)
+    if telephony is not None:
+        telephony.desk.enrich = getattr(services, "enrich", None)
+        transition_observers.append(telephony.observe)
+        app[TELEPHONY] = telephony
+        await telephony.start()
+    return Server(deployment, store, dispatcher, services, app, telephony)
 
 
 async def serve(config: Path, db_url: str | None, host: str | None, port: int | None, demo: bool) -> None:

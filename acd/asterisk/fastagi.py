@@ -324,6 +324,7 @@ class FastAgiServer:
         on_outcome: Callable[[SessionOutcome], None] | None = None,
     ) -> None:
         self.routes: dict[str, Handler] = dict(routes or {})
+        self.deadlines: dict[str, float] = {}
         self.host = host
         self.port = port
         self.deadline = deadline
@@ -334,8 +335,14 @@ class FastAgiServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.outcomes: asyncio.Queue[SessionOutcome] = asyncio.Queue()
 
-    def route(self, script: str, handler: Handler) -> None:
+    def route(self, script: str, handler: Handler, deadline: float | None = None) -> None:
+        """Serve ``script`` with ``handler``; ``deadline`` replaces the server's for this route
+        (an IVR that also holds the caller in the queue needs minutes, a lookup seconds)."""
         self.routes[script.strip("/")] = handler
+        if deadline is not None:
+            self.deadlines[script.strip("/")] = deadline
+        else:
+            self.deadlines.pop(script.strip("/"), None)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
@@ -377,15 +384,16 @@ class FastAgiServer:
                 log.warning("FastAGI: no route for %r (%s)", session.script, env.get("agi_network_script"))
                 status = "NOROUTE"
             else:
+                deadline = self.deadlines.get(session.script, self.deadline)
                 try:
-                    async with asyncio.timeout(self.deadline):
+                    async with asyncio.timeout(deadline):
                         await handler(session)
                 except TimeoutError:
                     log.warning(
                         "FastAGI %s on %s ran past %.1fs: handing the call back",
                         session.script,
                         session.channel,
-                        self.deadline,
+                        deadline,
                     )
                     status = "TIMEOUT"
                 except AgiConnectionLost:

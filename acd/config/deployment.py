@@ -103,6 +103,16 @@ class AsteriskSettings:
     ami: AmiSettings = AmiSettings()
     fastagi: FastAgiSettings = FastAgiSettings()
     handler_deadline: float = 2.0  # seconds an AGI handler may take before the dialplan falls back
+    enabled: bool = False  # start the FastAGI server and the AMI client
+    ring_time: float = 20.0  # the most a manager's phone rings for one offer
+    max_wait: float = 600.0  # a caller waiting longer overflows to the dialplan's fallback queue
+    announce_every: float = 30.0  # position announcements while waiting (0: never)
+    callback_key: str | None = "*"  # pressed while waiting: a callback that keeps the place
+    queue_log: str | None = None  # path of the Asterisk-compatible queue_log file
+    outbound_dial: str = "Local/{number}@acd-outbound"  # how callbacks reach a customer
+    callback_attempts: int = 3
+    callback_backoff: float = 120.0  # before the 2nd attempt; doubles
+    reconcile_interval: float = 60.0  # AMI resynchronisation period (0: only after reconnects)
 
 
 @dataclass(frozen=True, slots=True)

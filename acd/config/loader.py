@@ -376,6 +376,16 @@ def _build(
             ami=AmiSettings(ami.host, ami.port, ami.username, ami.secret_env, environ.get(ami.secret_env)),
             fastagi=FastAgiSettings(agi.host, agi.port),
             handler_deadline=spec.asterisk.handler_deadline,
+            enabled=spec.asterisk.enabled,
+            ring_time=spec.asterisk.ring_time,
+            max_wait=spec.asterisk.max_wait,
+            announce_every=spec.asterisk.announce_every,
+            callback_key=spec.asterisk.callback_key,
+            queue_log=spec.asterisk.queue_log,
+            outbound_dial=spec.asterisk.outbound_dial,
+            callback_attempts=spec.asterisk.callback_attempts,
+            callback_backoff=spec.asterisk.callback_backoff,
+            reconcile_interval=spec.asterisk.reconcile_interval,
         ),
         web=WebSettings(
             tuple(web.allowed_origins), RateLimits(web.rate_limits.leads_per_minute, web.rate_limits.api_per_minute)

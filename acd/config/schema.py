@@ -226,9 +226,19 @@ class FastAgiSpec(Spec):
 
 
 class AsteriskSpec(Spec):
+    enabled: StrictBool = False
     ami: AmiSpec = AmiSpec()
     fastagi: FastAgiSpec = FastAgiSpec()
     handler_deadline: PositiveSeconds = 2.0
+    ring_time: PositiveSeconds = 20.0
+    max_wait: PositiveSeconds = 600.0
+    announce_every: Seconds = 30.0
+    callback_key: Key | None = "*"
+    queue_log: str | None = None
+    outbound_dial: Annotated[str, Field(pattern=r"\{number\}")] = "Local/{number}@acd-outbound"
+    callback_attempts: Annotated[StrictInt, Field(ge=1)] = 3
+    callback_backoff: PositiveSeconds = 120.0
+    reconcile_interval: Seconds = 60.0
 
 
 class RateLimitsSpec(Spec):

@@ -41,6 +41,7 @@ COMMANDS = [
     "GET FULL VARIABLE",
     "GET VARIABLE",
     "SET VARIABLE",
+    "SET MUSIC",
     "CHANNEL STATUS",
     "STREAM FILE",
     "WAIT FOR DIGIT",
@@ -98,6 +99,7 @@ class AgiRun:
         self.dtmf = dtmf
         self.agisighup = agisighup
         self.failed = False
+        self.music = False
         self.commands: list[str] = []
         self._press_tasks: set[asyncio.Task[None]] = set()
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
@@ -208,6 +210,10 @@ class AgiRun:
         if command == "VERBOSE":
             return ["200 result=1"]
         if command == "NOOP":
+            return ["200 result=0"]
+        if command == "SET MUSIC":
+            # res_agi handle_setmusic: music on hold starts/stops; always "200 result=0".
+            self.music = bool(args) and args[0].lower() == "on"
             return ["200 result=0"]
         if command == "GET VARIABLE":
             if not args:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from .agi import AgiRun
 from .ami_server import AmiServer, AmiSession
-from .scenario import Caller, Phone
+from .scenario import Caller, Phone, Step
 from .wire import CAUSE_TXT, Channel, Headers, get, get_all, new_uniqueid
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ class CallHandle:
     leg: Leg
     agi_done: asyncio.Future[CallResult]
     task: asyncio.Task[object] | None = None
+    fallback_taken: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def channel(self) -> str:
@@ -149,6 +150,10 @@ class PbxSim:
         self._local_seq = itertools.count(0)
         self._chan_seq = itertools.count(1)
         self._tasks: set[asyncio.Task[object]] = set()
+        self.agi_sessions = 0
+        # The built-in [acd-callback] / [acd-clicktocall]: the customer leg of an originated call.
+        self.dialplan[("acd-callback", "s")] = PbxSim._outbound_leg
+        self.dialplan[("acd-clicktocall", "s")] = PbxSim._outbound_leg
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -363,8 +368,17 @@ class PbxSim:
         return handle
 
     async def _inbound(self, handle: CallHandle) -> None:
+        """The [acd-in] dialplan of asterisk_conf/extensions.conf, step by step:
+
+        Answer, AGI(ivr); then while the ACD answers ``ACD_STATUS=OK``: ``ACD_ACTION=dial`` →
+        ``Dial(${ACD_DIAL},${ACD_RING},mU(acd-answered^contact^manager))`` then AGI(wait);
+        ``hangup`` → Hangup; ``voicemail`` → VoiceMail; no action → parked (Wait) until
+        Redirect/Hangup. Anything else (ACD down, TIMEOUT, ERROR, NOROUTE) → the fallback queue.
+        A hangup runs ``h``: UserEvent(IvrHangup) and AGI(hangup,${ACD_CONTACT}).
+        """
         caller, leg = handle.caller, handle.leg
         ch = leg.channel
+        steps = list(caller.steps)
         try:
             self.newexten(ch, "Answer", "")
             self.set_state(ch, 6)
@@ -375,7 +389,7 @@ class PbxSim:
             target = self.agi_target
             url = f"agi://{target[0]}:{target[1]}/{caller.script}" if target else f"agi://127.0.0.1:0/{caller.script}"
             self.newexten(ch, "AGI", ",".join([url, *caller.args]))
-            status, commands = await self._run_agi(leg, caller, url)
+            status, commands = await self._run_agi(leg, caller, url, steps=steps)
             ch.variables["AGISTATUS"] = status
             hung = leg.hungup.is_set()
             fallback = not hung and ch.variables.get("ACD_STATUS") != "OK"
@@ -384,34 +398,201 @@ class PbxSim:
                 handle.agi_done.set_result(result)
             choice = ch.variables.get("IVR_CHOICE", "")
             if hung:
-                self.user_event(ch, "IvrHangup", [f"AgiStatus: {status}", f"Choice: {choice}"])
-                self._finish(leg)
+                await self._h(leg, caller, status, choice)
                 return
             ch.priority = 4
             self.user_event(ch, "IvrResult", [f"AgiStatus: {status}", f"Choice: {choice}"])
-            if fallback:
-                self.user_event(
-                    ch, "IvrFallback", [f"AgiStatus: {status}", f"AcdStatus: {ch.variables.get('ACD_STATUS', '')}"]
-                )
-                self.newexten(ch, "Queue", "sales,,,,30")
-            else:
-                self.newexten(ch, "Wait", "3600")  # parked until the routing server moves the call
-            await leg.hungup.wait()
-            self.user_event(ch, "IvrHangup", [f"AgiStatus: {status}", f"Choice: {choice}"])
-            self._finish(leg)
+            while True:
+                action = ch.variables.get("ACD_ACTION", "")
+                ok = ch.variables.get("ACD_STATUS") == "OK"
+                if not ok or action not in ("", "dial", "hangup", "voicemail"):
+                    self.user_event(
+                        ch, "IvrFallback", [f"AgiStatus: {status}", f"AcdStatus: {ch.variables.get('ACD_STATUS', '')}"]
+                    )
+                    self.newexten(ch, "Queue", "acd-fallback,,,,300")
+                    handle.fallback_taken.set()
+                    await leg.hungup.wait()
+                    break
+                if action == "":
+                    self.newexten(ch, "Wait", "3600")  # parked until the routing server moves the call
+                    await leg.hungup.wait()
+                    break
+                if action == "hangup":
+                    self.newexten(ch, "Hangup", "")
+                    self.hangup_channel(ch, cause=16)
+                    break
+                if action == "voicemail":
+                    self.newexten(ch, "VoiceMail", "acd@default,u")
+                    self.user_event(ch, "Voicemail", [f"Caller: {ch.cid_num}"])
+                    self.hangup_channel(ch, cause=16)
+                    break
+                # dial
+                ch.variables["ACD_STATUS"] = ""
+                ch.variables["ACD_ACTION"] = ""
+                contact, manager = ch.variables.get("ACD_CONTACT", ""), ch.variables.get("ACD_MANAGER", "")
+                dial, ring = ch.variables.get("ACD_DIAL", ""), float(ch.variables.get("ACD_RING", "20") or 20)
+                self.newexten(ch, "Dial", f"{dial},{int(ring)},mU(acd-answered^{contact}^{manager})")
+                dial_status = await self.dial(leg, dial, ring, gosub=("answered", [contact, manager]))
+                self.set_var(ch, "DIALSTATUS", dial_status)
+                if leg.hungup.is_set():
+                    break
+                self.newexten(ch, "AGI", f"{url.rsplit('/', 1)[0]}/wait,{contact}")
+                status, _ = await self._run_agi(leg, caller, url, steps=steps, script="wait", args=(contact,))
+                ch.variables["AGISTATUS"] = status
+                if leg.hungup.is_set():
+                    break
+            await self._h(leg, caller, status, choice)
         except asyncio.CancelledError:
             if not handle.agi_done.done():
                 handle.agi_done.cancel()
             raise
 
+    async def _h(self, leg: Leg, caller: Caller, status: str, choice: str) -> None:
+        ch = leg.channel
+        await leg.hungup.wait()
+        self.user_event(ch, "IvrHangup", [f"AgiStatus: {status}", f"Choice: {choice}"])
+        contact = ch.variables.get("ACD_CONTACT", "")
+        if contact and self.agi_target is not None and not self.refuse_agi:
+            ch.exten = "h"
+            url = f"agi://{self.agi_target[0]}:{self.agi_target[1]}/hangup"
+            await self._run_agi(leg, caller, url, steps=[], script="hangup", args=(contact,))
+        self._finish(leg)
+
+    async def dial(
+        self, leg: Leg, dial: str, ring: float, *, gosub: tuple[str, list[str]] | None = None, caller_id: str = ""
+    ) -> str:
+        """``Dial(dial, ring)`` from ``leg`` (no ``g``): returns DIALSTATUS. Answered: the two are
+        bridged until one hangs up (the phone's ``talk_for``); the caller's leg then hangs up too.
+        ``gosub`` = (AGI script, args) runs on the callee before the bridge, like ``U()``."""
+        ch = leg.channel
+        phone = self.phones.get(dial)
+        tech, _, resource = dial.partition("/")
+        if phone is None or not phone.registered:
+            return "CHANUNAVAIL"
+        seq = next(self._chan_seq)
+        uid = new_uniqueid()
+        callee = Channel(
+            f"{dial.split('@')[0]}-{seq:08x}",
+            uid,
+            ch.linkedid,
+            0,
+            context="acd-phones",
+            exten=resource,
+            tech=tech,
+            device=dial,
+            cid_num=ch.cid_num,
+            cid_name=ch.cid_name,
+        )
+        far = self._new_leg(callee, phone)
+        self.emit(
+            [
+                ("Event", "DialBegin"),
+                ("Privilege", "call,all"),
+                *ch.block(),
+                *callee.block("Dest"),
+                ("DialString", resource),
+            ]
+        )
+
+        def dial_end(status: str) -> None:
+            self.emit(
+                [
+                    ("Event", "DialEnd"),
+                    ("Privilege", "call,all"),
+                    *ch.block(),
+                    *callee.block("Dest"),
+                    ("DialStatus", status),
+                ]
+            )
+
+        if phone.busy or phone.congestion:
+            status, cause = ("BUSY", 17) if phone.busy else ("CONGESTION", 34)
+            self.set_device_state(dial, "BUSY")
+            dial_end(status)
+            self._finish(far, cause)
+            return status
+        self.set_state(callee, 5)
+        self.set_device_state(dial, "RINGING")
+        outcome = "NOANSWER"
+        waits = {
+            "caller": asyncio.ensure_future(leg.hungup.wait()),
+            "callee": asyncio.ensure_future(far.hungup.wait()),
+        }
+        limit = self.scaled(ring)
+        if phone.answer_after is not None and phone.answer_after <= ring:
+            limit = self.scaled(phone.answer_after)
+            outcome = "ANSWER"
+        done, _ = await asyncio.wait(waits.values(), timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits.values():
+            w.cancel()
+        if waits["caller"] in done:
+            dial_end("CANCEL")
+            self._finish(far, 16)
+            return "CANCEL"
+        if waits["callee"] in done:
+            dial_end("NOANSWER")
+            self._finish(far, 16)
+            return "NOANSWER"
+        if outcome == "NOANSWER":
+            dial_end("NOANSWER")
+            self._finish(far, 19)
+            return "NOANSWER"
+        self.set_state(callee, 6)
+        self.set_device_state(dial, "INUSE")
+        if gosub is not None and self.agi_target is not None and not self.refuse_agi:
+            script, args = gosub
+            url = f"agi://{self.agi_target[0]}:{self.agi_target[1]}/{script}"
+            sub_caller = Caller(number=ch.cid_num, script=script, args=tuple(args), context="acd-answered")
+            callee.variables["ACD_ANSWER"] = ""
+            await self._run_agi(far, sub_caller, url, steps=[])
+            if callee.variables.get("ACD_ANSWER") == "CONTINUE":  # GOSUB_RESULT=CONTINUE: drop the callee
+                dial_end("ANSWER")
+                self.hangup_channel(callee, cause=16)
+                self._finish(far, 16)
+                return "ANSWER"
+        dial_end("ANSWER")
+        self.bridge(ch.name, callee.name)
+        waits2 = [asyncio.ensure_future(leg.hungup.wait()), asyncio.ensure_future(far.hungup.wait())]
+        if phone.talk_for is not None:
+            waits2.append(asyncio.ensure_future(asyncio.sleep(self.scaled(phone.talk_for))))
+        await asyncio.wait(waits2, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits2:
+            w.cancel()
+        if not leg.hungup.is_set() and not far.hungup.is_set():
+            self.hangup_channel(callee, cause=16)  # the manager puts the phone down
+        if far.hungup.is_set():
+            self._finish(far)  # bridged: the caller is hung up too (no `g`)
+        else:
+            self._finish(far)
+        return "ANSWER"
+
+    async def _outbound_leg(self, leg1: Leg) -> None:
+        """[acd-callback] / [acd-clicktocall] s: the manager's originated channel dials the customer
+        (``Dial(${ACD_CUSTOMER_DIAL},${ACD_CUSTOMER_RING},g)``) and reports ``CallbackResult``."""
+        ch = leg1.channel
+        dial = ch.variables.get("ACD_CUSTOMER_DIAL", "")
+        ring = float(ch.variables.get("ACD_CUSTOMER_RING", "30") or 30)
+        self.newexten(ch, "Dial", f"{dial},{int(ring)},g")
+        status = await self.dial(leg1, dial, ring)
+        ch.variables["DIALSTATUS"] = status
+        fields = [
+            f"Contact: {ch.variables.get('ACD_CONTACT', '')}",
+            f"Attempt: {ch.variables.get('ACD_ATTEMPT', '')}",
+            f"DialStatus: {status}",
+        ]
+        self.user_event(ch, "CallbackResult", fields)
+        self.hangup_channel(ch, cause=16)
+
     async def _hangup_at(self, leg: Leg, after: float) -> None:
         await asyncio.sleep(self.scaled(after))
         self.hangup_channel(leg.channel, cause=16)
 
-    def _agi_env(self, ch: Channel, caller: Caller, url: str) -> list[tuple[str, str]]:
+    def _agi_env(
+        self, ch: Channel, caller: Caller, url: str, script: str | None = None, args: tuple[str, ...] | None = None
+    ) -> list[tuple[str, str]]:
         env = [
             ("agi_network", "yes"),
-            ("agi_network_script", caller.script),
+            ("agi_network_script", script or caller.script),
             ("agi_request", url),
             ("agi_channel", ch.name),
             ("agi_language", ch.language),
@@ -433,18 +614,37 @@ class PbxSim:
             ("agi_accountcode", ch.accountcode),
             ("agi_threadid", str(139958091003584 + next(self._chan_seq))),
         ]
-        env += [(f"agi_arg_{i}", arg) for i, arg in enumerate(caller.args, 1)]
+        env += [(f"agi_arg_{i}", arg) for i, arg in enumerate(caller.args if args is None else args, 1)]
         return env
 
-    async def _run_agi(self, leg: Leg, caller: Caller, url: str) -> tuple[str, list[str]]:
+    async def _run_agi(
+        self,
+        leg: Leg,
+        caller: Caller,
+        url: str,
+        *,
+        steps: list[Step] | None = None,
+        script: str | None = None,
+        args: tuple[str, ...] | None = None,
+    ) -> tuple[str, list[str]]:
         if self.agi_target is None or self.refuse_agi:
             return "FAILURE", []  # "Failed to connect to FastAGI server": AGISTATUS=FAILURE
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.agi_target), 5)
         except (OSError, TimeoutError):
             return "FAILURE", []
-        run = AgiRun(self, leg.channel, reader, writer, list(caller.steps), leg.hungup, leg.dtmf, caller.agisighup)
-        status = await run.run(self._agi_env(leg.channel, caller, url))
+        run = AgiRun(
+            self,
+            leg.channel,
+            reader,
+            writer,
+            list(caller.steps) if steps is None else steps,
+            leg.hungup,
+            leg.dtmf,
+            caller.agisighup,
+        )
+        self.agi_sessions += 1
+        status = await run.run(self._agi_env(leg.channel, caller, url, script, args))
         return status, run.commands
 
     # -- AMI actions -------------------------------------------------------------------------
@@ -658,7 +858,8 @@ class PbxSim:
 
     async def _act_hangup(self, action: Headers, head: Headers) -> list[Headers]:
         chan = get(action, "Channel") or ""
-        leg = self.legs.get(chan)
+        # Asterisk finds a channel by name or by uniqueid (ast_channel_get_by_name).
+        leg = self.legs.get(chan) or next((x for x in self.legs.values() if x.channel.uniqueid == chan), None)
         if leg is None or leg.hungup.is_set():
             return self._err(head, "No such channel")
         cause = int(get(action, "Cause") or "16")

@@ -1,0 +1,147 @@
+"""Adapter: the telephony endpoints of the JSON API — callback requests and click-to-call.
+
+Importing this module registers the routes on the API's one `Registry` (so they are in
+/api/openapi.json); the composition root imports it before building the app and stores the
+`Telephony` object under `TELEPHONY` (absent: telephony is off, the endpoints answer 503).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aiohttp import web
+from pydantic import Field
+
+from acd.api.app import SERVICES, _answers, _client_ip, _me, api
+from acd.api.routing import ApiError, parse_body
+from acd.api.schemas import Body
+from acd.asterisk.ami import AmiError
+from acd.storage.telephony import CallbackRow
+from acd.telephony.service import Telephony
+
+TELEPHONY = web.AppKey("telephony", Telephony)
+
+
+class CallbackIn(Body):
+    """A callback request. `after` (ISO 8601 with a zone, or POSIX seconds) schedules it:
+    "call me after 18:00"."""
+
+    phone: str = Field(min_length=3, max_length=40)
+    name: str = Field("", max_length=200)
+    criteria: dict[str, str] = Field(default_factory=dict)
+    language: str | None = Field(None, max_length=8)
+    after: str | float | None = None
+
+
+def _telephony(request: web.Request) -> Telephony:
+    telephony = request.app.get(TELEPHONY)
+    if telephony is None:
+        raise ApiError(503, "telephony_off", "telephony is not enabled (asterisk.enabled in the deployment file)")
+    return telephony
+
+
+def _callback_json(cb: CallbackRow) -> dict[str, object]:
+    return {
+        "id": cb.id,
+        "contact_id": cb.contact_id,
+        "phone": cb.phone,
+        "status": cb.status,
+        "requested_at": cb.requested_at,
+        "not_before": cb.not_before,
+        "next_at": cb.next_at,
+        "attempts": cb.attempts,
+        "max_attempts": cb.max_attempts,
+        "last_result": cb.last_result,
+    }
+
+
+@api.add(
+    "POST", "/api/callbacks", "Request a callback (the website widget)", role=None, body=CallbackIn, tag="telephony"
+)
+async def request_callback(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    telephony = _telephony(request)
+    svc.lead_limit.check(_client_ip(request))
+    body = await parse_body(request, CallbackIn)
+    digits = "".join(ch for ch in body.phone if ch.isdigit())
+    if len(digits) < 3:
+        raise ApiError(400, "invalid", "phone: a number to call back")
+    language = body.language or svc.deployment.languages[0]
+    if language not in svc.deployment.languages:
+        raise ApiError(400, "invalid", f"language: one of {', '.join(svc.deployment.languages)}")
+    not_before: float | None = None
+    if isinstance(body.after, int | float):
+        not_before = float(body.after)
+    elif isinstance(body.after, str) and body.after:
+        try:
+            when = datetime.fromisoformat(body.after)
+        except ValueError:
+            raise ApiError(400, "invalid", "after: ISO 8601 time with a zone, e.g. 2026-11-24T18:00:00+03:00") from None
+        if when.tzinfo is None:
+            raise ApiError(400, "invalid", "after: give the time zone, e.g. +03:00")
+        not_before = when.timestamp()
+    cb = await telephony.callbacks.request(
+        phone=body.phone,
+        name=body.name,
+        criteria=_answers(svc.deployment, body.criteria),
+        language=language,
+        not_before=not_before,
+        source="api",
+    )
+    return web.json_response(_callback_json(cb), status=201)
+
+
+@api.add(
+    "GET", "/api/callbacks/{callback_id}", "A callback request and its attempts", role="supervisor", tag="telephony"
+)
+async def get_callback(request: web.Request) -> web.Response:
+    telephony = _telephony(request)
+    cb = await telephony.tstore.get_callback(request.match_info["callback_id"])
+    if cb is None:
+        raise ApiError(404, "no_such_callback", "no such callback request")
+    attempts = await telephony.tstore.attempts(cb.id)
+    body = _callback_json(cb)
+    body["attempts_log"] = [
+        {
+            "attempt": a.attempt,
+            "manager_id": a.manager_id,
+            "started_at": a.started_at,
+            "ended_at": a.ended_at,
+            "originate_reason": a.originate_reason,
+            "dial_status": a.dial_status,
+            "result": a.result,
+        }
+        for a in attempts
+    ]
+    return web.json_response(body)
+
+
+@api.add(
+    "POST",
+    "/api/contacts/{contact_id}/call",
+    "Click-to-call: ring my phone, then the customer",
+    role="manager",
+    tag="telephony",
+)
+async def click_to_call(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    telephony = _telephony(request)
+    me = _me(request)
+    cid = request.match_info["contact_id"]
+    contact = svc.dispatcher.board.contacts.get(cid) or await svc.store.get_contact(cid)
+    if contact is None or (me.role == "manager" and me.manager_id not in (contact.assigned_to, contact.offered_to)):
+        raise ApiError(404, "no_such_contact", f"no contact {cid}")
+    manager_id = me.manager_id or contact.assigned_to
+    manager = svc.dispatcher.board.managers.get(manager_id or "")
+    if manager is None or not manager.device:
+        raise ApiError(409, "no_device", "the manager has no phone device to ring")
+    if not contact.phone:
+        raise ApiError(409, "no_phone", "the contact has no phone number")
+    try:
+        result = await telephony.click_to_call(contact, manager)
+    except AmiError as err:
+        raise ApiError(503, "pbx_unavailable", f"Asterisk is not reachable: {err}") from None
+    return web.json_response({"answered": result.answered, "reason": result.reason, "channel": result.channel})
+
+
+__all__ = ["TELEPHONY", "CallbackIn"]

@@ -1,0 +1,286 @@
+"""Adapter: Asterisk ⇄ core — the FastAGI server, the AMI client and what they translate.
+
+    AMI DeviceStateChange / ExtensionStatus   → DeviceStateChanged(manager, busy)
+    AMI Hangup (a caller's channel)           → ContactAbandoned (the core finishes an assigned one)
+    AMI UserEvent CallbackResult              → callback attempt outcome
+    FastAGI ivr / wait / answered / hangup    → ContactArrived, OfferAccepted, OfferFailed, ...
+    OfferContact (call)                       → the waiting call's session rings the manager (Dial)
+    OfferContact (callback)                   → AMI Originate of the manager's device
+    WithdrawOffer                             → stop ringing (AMI Hangup of the ringing leg)
+
+After every AMI (re)connect, and every `reconcile_interval`, the mirror is rebuilt from
+Asterisk itself (DeviceStateList, ExtensionStateList, CoreShowChannels): a device state or a
+Hangup lost while the link was down cannot leave a manager "busy" or a call "talking".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from acd.asterisk.ami import AmiClient, AmiError, AmiMessage, OriginateResult
+from acd.asterisk.fastagi import FastAgiServer
+from acd.config import Deployment
+from acd.core import events as ev
+from acd.core.model import Contact, Manager, Presence
+from acd.dispatcher import Dispatcher
+from acd.storage import Store
+from acd.storage.telephony import TelephonyStore
+from acd.telephony.callbacks import Callbacks, CallbackSettings
+from acd.telephony.calls import CallDesk, CallSettings
+from acd.telephony.queue_log import QueueLog
+
+log = logging.getLogger(__name__)
+
+# Device states that keep a manager from being offered a call (the phone unregistered counts).
+BUSY_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "UNAVAILABLE"})
+
+
+def extension_busy(status: str) -> bool | None:
+    """ExtensionStatus `Status` (a bit mask: 1 in use, 2 busy, 4 unavailable, 8 ringing, 16 on hold;
+    0 idle; negative: the hint is gone) → busy, or None when it says nothing."""
+    try:
+        value = int(status)
+    except ValueError:
+        return None
+    return None if value < 0 else value != 0
+
+
+@dataclass(frozen=True, slots=True)
+class AmiTarget:
+    host: str
+    port: int
+    username: str
+    secret: str
+
+
+class Telephony:
+    def __init__(
+        self,
+        *,
+        deployment: Callable[[], Deployment],
+        store: Store,
+        dispatcher: Dispatcher,
+        calls: CallSettings,
+        callbacks: CallbackSettings,
+        queue_log: QueueLog,
+        agi_host: str,
+        agi_port: int,
+        ami: AmiTarget | None,
+        ami_options: dict[str, Any] | None = None,
+        reconcile_interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.deployment = deployment
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.queue_log = queue_log
+        self.reconcile_interval = reconcile_interval
+        self.tstore = TelephonyStore(store)
+        self.ami_target = ami
+        self.ami_options = ami_options or {}
+        self.ami: AmiClient | None = None
+        self.desk = CallDesk(
+            dispatcher=dispatcher,
+            store=store,
+            tstore=self.tstore,
+            deployment=deployment,
+            settings=calls,
+            queue_log=queue_log,
+            clock=clock,
+        )
+        self.callbacks = Callbacks(
+            dispatcher=dispatcher,
+            store=store,
+            tstore=self.tstore,
+            settings=callbacks,
+            queue_log=queue_log,
+            ami=lambda: self.ami,
+            clock=clock,
+        )
+        self.desk.callbacks = self.callbacks
+        self.desk.hangup_channel = self._hangup_soon
+        self.agi = FastAgiServer(host=agi_host, port=agi_port, deadline=calls.handler_deadline, grace=1.0)
+        for name, (handler, deadline) in self.desk.routes().items():
+            self.agi.route(name, handler, deadline)  # type: ignore[arg-type]
+        self.resyncs = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reconciler: asyncio.Task[None] | None = None
+        dispatcher.subscribe(self._on_command)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.desk.recover()
+        await self.callbacks.start()
+        await self.agi.start()
+        log.info("FastAGI listening on %s:%d", self.agi.host, self.agi.port)
+        target = self.ami_target
+        if target is not None:
+            self.ami = AmiClient(
+                target.host, target.port, target.username, target.secret, on_connected=self._resync, **self.ami_options
+            )
+            self.ami.on("DeviceStateChange", self._on_device_state)
+            self.ami.on("ExtensionStatus", self._on_extension_status)
+            self.ami.on("Hangup", self._on_hangup)
+            self.ami.on("DialBegin", self._on_dial_begin)
+            self.ami.on("UserEvent", self._on_user_event)
+            await self.ami.start(wait=False)  # Asterisk may come up later: the client keeps trying
+            if self.reconcile_interval > 0:
+                self._reconciler = asyncio.create_task(self._reconcile_loop(), name="acd-ami-reconcile")
+
+    async def close(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reconciler
+        await self.agi.close()
+        await self.callbacks.close()
+        if self.ami is not None:
+            await self.ami.close()
+        for task in list(self._tasks):
+            task.cancel()
+        self.queue_log.close()
+
+    # ---- the core's commands -----------------------------------------------------------
+
+    def _on_command(self, cmd: ev.Command) -> None:
+        self.desk.on_command(cmd)
+        self.callbacks.on_command(cmd)
+
+    def observe(self, transitions: Iterable[ev.Transition]) -> None:
+        """Presence transitions after their commit: PAUSE / UNPAUSE lines for queue_log."""
+        for tr in transitions:
+            if tr.new is Presence.PAUSED and tr.old is not Presence.PAUSED:
+                self.queue_log.write("PAUSE", "NONE", "NONE", tr.manager_id, tr.reason or "", at=tr.at)
+            elif tr.old is Presence.PAUSED and tr.new is not Presence.PAUSED:
+                self.queue_log.write("UNPAUSE", "NONE", "NONE", tr.manager_id, "", at=tr.at)
+
+    # ---- AMI ---------------------------------------------------------------------------
+
+    def _managers_on(self, device: str) -> list[Manager]:
+        return [m for m in self.dispatcher.board.managers.values() if m.device and m.device == device]
+
+    def _device(self, device: str, busy: bool) -> None:
+        for m in self._managers_on(device):
+            if m.device_busy != busy:
+                self.dispatcher.post(ev.DeviceStateChanged(m.id, busy))
+
+    def _on_device_state(self, msg: AmiMessage) -> None:
+        self._device(msg.get("Device", "") or "", (msg.get("State", "") or "").upper() in BUSY_STATES)
+
+    def _on_extension_status(self, msg: AmiMessage) -> None:
+        busy = extension_busy(msg.get("Status", "") or "")
+        if busy is None:
+            return
+        for device in (msg.get("Hint", "") or "").split("&"):
+            if device and not device.startswith("Custom:"):
+                self._device(device, busy)
+
+    def _on_hangup(self, msg: AmiMessage) -> None:
+        uniqueid, channel = msg.get("Uniqueid", "") or "", msg.get("Channel", "") or ""
+        self.desk.on_hangup(uniqueid, channel)
+        self.callbacks.on_hangup(uniqueid)
+
+    def _on_dial_begin(self, msg: AmiMessage) -> None:
+        if msg.get("Uniqueid"):
+            self.desk.on_dial_begin(msg.get("Uniqueid", "") or "", msg.get("DestChannel", "") or "")
+
+    def _on_user_event(self, msg: AmiMessage) -> None:
+        if msg.get("UserEvent") == "CallbackResult":
+            self.callbacks.on_result(
+                msg.get("Contact", "") or "", msg.get("Attempt", "") or "", msg.get("DialStatus", "") or ""
+            )
+
+    async def _resync(self, client: AmiClient) -> None:
+        """Rebuild the mirror from Asterisk: device states, hints, live channels."""
+        states = await client.send_list({"Action": "DeviceStateList"})
+        for item in states.items:
+            self._device(item.get("Device", "") or "", (item.get("State", "") or "").upper() in BUSY_STATES)
+        hints = await client.send_list({"Action": "ExtensionStateList"})
+        for item in hints.items:
+            busy = extension_busy(item.get("Status", "") or "")
+            for device in (item.get("Hint", "") or "").split("&"):
+                if busy is not None and device and not device.startswith("Custom:"):
+                    self._device(device, busy)
+        channels = await client.send_list({"Action": "CoreShowChannels"})
+        alive = {item.get("Uniqueid", "") or "" for item in channels.items}
+        ended = self.desk.reconcile(alive) + self.callbacks.reconcile(alive)
+        self.resyncs += 1
+        if ended:
+            log.warning("AMI resync: %d call(s) had ended while we were not told", ended)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.reconcile_interval)  # a period, not a wait for progress
+            client = self.ami
+            if client is None or not client.connected:
+                continue
+            try:
+                await self._resync(client)
+            except AmiError as err:
+                log.warning("AMI reconciliation failed: %s", err)
+
+    def _hangup_soon(self, channel: str) -> None:
+        client = self.ami
+        if client is None or not client.connected:
+            return
+
+        async def hang() -> None:
+            with contextlib.suppress(AmiError):
+                await client.send({"Action": "Hangup", "Channel": channel, "Cause": "16"})
+
+        task = asyncio.ensure_future(hang())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- click-to-call -----------------------------------------------------------------
+
+    async def click_to_call(self, contact: Contact, manager: Manager) -> OriginateResult:
+        """Ring the manager's device, then dial the contact's phone from [acd-clicktocall]."""
+        client = self.ami
+        if client is None:
+            raise AmiError("AMI is not configured")
+        s = self.callbacks.settings
+        number = "".join(ch for ch in contact.phone if ch.isdigit() or ch == "+")
+        return await client.originate(
+            [
+                ("Channel", manager.device),
+                ("Context", "acd-clicktocall"),
+                ("Exten", "s"),
+                ("Priority", "1"),
+                ("Timeout", str(int(s.manager_ring * 1000))),
+                ("CallerID", s.caller_id.format(number=number)),
+                ("Variable", f"ACD_CONTACT={contact.id}"),
+                ("Variable", f"ACD_CUSTOMER_DIAL={s.outbound_dial.format(number=number)}"),
+                ("Variable", f"ACD_CUSTOMER_RING={int(s.customer_ring)}"),
+            ]
+        )
+
+
+class ObservedStore:
+    """The dispatcher's persistence, plus a look at each committed batch of transitions."""
+
+    def __init__(self, inner: Any, observers: list[Callable[[list[ev.Transition]], None]]) -> None:
+        self._inner = inner
+        self._observers = observers
+
+    async def apply(self, contacts: Any, managers: Any, decisions: Any, transitions: Any) -> None:
+        await self._inner.apply(contacts, managers, decisions, transitions)
+        batch = list(transitions)
+        for observe in self._observers:
+            try:
+                observe(batch)
+            except Exception:
+                log.exception("transition observer failed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+__all__ = ["BUSY_STATES", "AmiTarget", "ObservedStore", "Telephony", "extension_busy"]

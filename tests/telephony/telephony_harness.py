@@ -1,0 +1,118 @@
+"""Harness for end-to-end telephony tests: the real server (SQLite in memory) with its FastAGI
+server and AMI client, talking to the simulated PBX over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from acd.app import Server, build
+from acd.config import AmiSettings, Deployment, FastAgiSettings, load_deployment
+from acd.core import events as ev
+from acd.core.hours import Calendar
+from acd.core.model import Channel
+from acd.core.policy import ChannelRules
+from acd.pbxsim import PbxSim, Phone
+from acd.storage import open_store
+from acd.telephony import Telephony
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "acd.example.yaml"
+TIME_SCALE = 0.02  # telephone seconds → real seconds
+OFFER_TIMEOUT = 2.0  # real seconds (the server's clock is not scaled)
+
+
+def telephony_deployment(sim: PbxSim, calendar: Calendar | None = None, **asterisk: Any) -> Deployment:
+    d = load_deployment(EXAMPLE, environ={})
+    rules = ChannelRules(offer_timeout=OFFER_TIMEOUT, wrap_up=0.0)
+    policy = replace(
+        d.policy,
+        calendar=calendar or Calendar(tz=d.policy.calendar.tz),
+        channels={**d.policy.channels, Channel.CALL: rules, Channel.CALLBACK: rules},
+        inactivity_pause=0.0,
+    )
+    settings = {
+        "enabled": True,
+        "ami": AmiSettings("127.0.0.1", sim.ami_port, "acd", "ACD_AMI_SECRET", "acdsecret"),
+        "fastagi": FastAgiSettings("127.0.0.1", 0),
+        "ring_time": 1.0,
+        "announce_every": 0.0,
+        "callback_backoff": 0.2,
+        "reconcile_interval": 0.0,
+        **asterisk,
+    }
+    return replace(d, policy=policy, asterisk=replace(d.asterisk, **settings))
+
+
+@dataclass
+class Harness:
+    server: Server
+    sim: PbxSim
+    commands: asyncio.Queue[ev.Command]
+
+    @property
+    def telephony(self) -> Telephony:
+        assert self.server.telephony is not None
+        return self.server.telephony
+
+    @property
+    def board(self):  # type: ignore[no-untyped-def]
+        return self.server.dispatcher.board
+
+    async def settle(self) -> None:
+        """Wait until the dispatcher has handled everything posted so far."""
+        await self.server.dispatcher.submit(ev.HeartbeatReceived(next(iter(self.board.managers))))
+
+    async def command(self, kind: type, where: Callable[[Any], bool] = lambda c: True, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while True:
+                cmd = await self.commands.get()
+                if isinstance(cmd, kind) and where(cmd):
+                    return cmd
+
+    async def ended_call(self, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
+        return await asyncio.wait_for(self.telephony.desk.ended.get(), timeout)
+
+    async def user_event(self, name: str, timeout: float = 5.0) -> dict[str, str]:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while True:
+                headers = await self.sim.user_events.get()
+                if ("UserEvent", name) in headers:
+                    return dict(headers)
+
+    def queue_log(self) -> list[str]:
+        return [line.split("|")[4] for line in self.telephony.queue_log.lines]
+
+
+DEVICES = {
+    "anna": "PJSIP/101",
+    "boris": "PJSIP/102",
+    "vera": "PJSIP/103",
+    "grigory": "PJSIP/104",
+    "daria": "PJSIP/105",
+    "egor": "PJSIP/106",
+}
+
+
+async def start_harness(calendar: Calendar | None = None, **asterisk: Any) -> tuple[Harness, Callable[[], Any]]:
+    sim = PbxSim(time_scale=TIME_SCALE, auth_failure_delay=0.05)
+    sim.default_prompt = 0.3
+    await sim.start()
+    for device in DEVICES.values():
+        sim.add_phone(Phone(device, answer_after=0.5, talk_for=2.0))
+    store = await open_store("sqlite+aiosqlite:///:memory:")
+    server = await build(telephony_deployment(sim, calendar, **asterisk), store, demo=True)
+    assert server.telephony is not None
+    sim.agi_target = ("127.0.0.1", server.telephony.agi.port)
+    commands: asyncio.Queue[ev.Command] = asyncio.Queue()
+    server.dispatcher.subscribe(commands.put_nowait)
+    await server.telephony.ami.wait_connected(5)  # type: ignore[union-attr]
+
+    async def stop() -> None:
+        await server.close()
+        await sim.close()
+
+    return Harness(server, sim, commands), stop
