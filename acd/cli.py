@@ -50,7 +50,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     u.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     u.add_argument("--db")
 
+    # `acd simulate ...` hands its arguments to the simulator's own parser (see acd.sim)
+    sub.add_parser("simulate", help="what-if simulation of routing policies on a scenario", add_help=False)
+
     crm_cli.add_commands(sub, DEFAULT_CONFIG)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        from acd.sim.__main__ import main as simulate
+
+        return simulate(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "user":
         return asyncio.run(create_user(args))
@@ -65,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from acd.config import ConfigError
 
     try:
-        asyncio.run(serve(args.config, args.db, args.host, args.port, args.demo))
+        from acd.runtime import event_loop_runner
+
+        with event_loop_runner() as runner:
+            runner.run(serve(args.config, args.db, args.host, args.port, args.demo))
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)

@@ -1,0 +1,56 @@
+"""Adapter: `acd simulate [SCENARIO]` (also `python -m acd.sim`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "scenarios" / "example.yaml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="acd simulate", description="what-if simulation of routing policies")
+    parser.add_argument("scenario", nargs="?", type=Path, default=EXAMPLE)
+    parser.add_argument("--seed", type=int, help="override the scenario's seed")
+    parser.add_argument("--days", type=int, help="override the scenario's number of days")
+    parser.add_argument("--policies", help="comma-separated, e.g. best-match,leastrecent")
+    args = parser.parse_args(argv)
+    return run(args.scenario, args.seed, args.days, args.policies)
+
+
+def run(path: Path, seed: int | None, days: int | None, policies: str | None) -> int:
+    from acd.config import ConfigError, load_deployment
+    from acd.core.policy import RoutingPolicy
+    from acd.sim.engine import simulate
+    from acd.sim.report import table
+    from acd.sim.scenario import SpecError, load_scenario
+
+    try:
+        scenario = load_scenario(path)
+        updates: dict[str, object] = {}
+        if seed is not None:
+            updates["seed"] = seed
+        if days is not None:
+            updates["days"] = days
+        if policies:
+            updates["policies"] = [p.strip() for p in policies.split(",") if p.strip()]
+        scenario = type(scenario).model_validate({**scenario.model_dump(), **updates})
+        policy = RoutingPolicy()
+        if scenario.config:
+            policy = load_deployment((path.parent / scenario.config).resolve()).policy
+    except SpecError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    print(table(scenario, simulate(scenario, policy)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
