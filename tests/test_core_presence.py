@@ -240,3 +240,26 @@ def test_device_in_use_makes_a_manager_busy_for_routing():
     assert h.offered_to("c1") is None and h.presence("anna") is Presence.BUSY
     h.send(ev.DeviceStateChanged("anna", busy=False))
     assert h.offered_to("c1") == "anna"
+
+
+def test_a_timer_that_fires_early_because_the_clock_went_back_is_started_again():
+    h = harness(channels=RULES)
+    h.join(manager("anna"))
+    h.arrive(contact("c1", Channel.CALL))
+    due = h.board.contacts["c1"].offer_expires_at
+    h.now += 5  # the wall clock was set back: the timer fires, but by the clock it is early
+    out = h.send(ev.TimerFired(("offer", "c1")))
+    assert h.offered_to("c1") == "anna" and h.presence("anna") is Presence.OFFERED
+    assert ev.StartTimer(("offer", "c1"), due) in out
+    h.tick(20)
+    assert h.presence("anna") is Presence.PAUSED
+
+
+def test_a_timer_for_something_already_over_does_nothing():
+    h = harness(channels=RULES)
+    h.join(manager("anna"))
+    h.arrive(contact("c1", Channel.CALL))
+    h.send(ev.OfferAccepted("c1", "anna"))
+    h.now += 100
+    out = h.send(ev.TimerFired(("offer", "c1")))
+    assert h.presence("anna") is Presence.BUSY and not [c for c in out if isinstance(c, ev.LogTransition)]

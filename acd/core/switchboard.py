@@ -320,37 +320,60 @@ class Switchboard:
         self._index(m)
 
     def _timer(self, key: tuple[str, str]) -> None:
+        """A timer came due. If, by the time passed in, it is early (the wall clock was set
+        back after it was started), it is started again for its due time, never dropped."""
+        due = self._due(key)
+        if due is None:
+            return  # what it was for is over: answered, finished, rejoined...
+        if due > self._now + 1e-9:
+            self._cmd(ev.StartTimer(key, due))
+            return
         kind, ident = key
-        now = self._now
         if kind == "offer":
-            c = self.contacts.get(ident)
-            if c and c.status is ContactStatus.OFFERED and c.offer_expires_at is not None and c.offer_expires_at <= now:
-                self._release_offer(ident, c.offered_to or "", Cause.MISS, "missed offer")
+            c = self.contacts[ident]
+            self._release_offer(ident, c.offered_to or "", Cause.MISS, "missed offer")
         elif kind == "escalate":
-            c = self.contacts.get(ident)
-            if c and c.status is ContactStatus.WAITING:
-                timeout = self.policy.steps[c.step].timeout if c.step < len(self.policy.steps) else None
-                if timeout is not None and c.step_since + timeout <= now:
-                    self._advance(c, "timeout")
+            self._advance(self.contacts[ident], "timeout")
         elif kind == "wrapup":
-            m = self.managers.get(ident)
-            if m and m.presence is Presence.WRAP_UP and m.presence_since + self._wrap_up_of(m) <= now + 1e-9:
-                self._move(m, Cause.WRAP_UP_ENDED, None)
+            self._move(self.managers[ident], Cause.WRAP_UP_ENDED, None)
         elif kind == "inactivity":
-            m = self.managers.get(ident)
-            limit = self.policy.inactivity_pause
-            if m and limit > 0 and m.presence in (Presence.AVAILABLE, Presence.BUSY, Presence.WRAP_UP):
-                if m.last_heartbeat + limit <= now and not m.on_voice:
-                    self._move(m, Cause.AUTO_PAUSE, "inactive")
-                    self._cmd(ev.NotifyManager(m.id, "auto_pause", "inactive"))
-                else:
-                    self._cmd(ev.StartTimer(key, m.last_heartbeat + limit))
+            m = self.managers[ident]
+            if m.on_voice:  # on the phone, not away: look again later
+                self._cmd(ev.StartTimer(key, self._now + self.policy.inactivity_pause))
+            else:
+                self._move(m, Cause.AUTO_PAUSE, "inactive")
+                self._cmd(ev.NotifyManager(m.id, "auto_pause", "inactive"))
         elif kind == "pin":
+            c = self.contacts[ident]
+            c.pinned_to, c.pin_expires_at = None, None
+            self._p.touched_contacts[c.id] = c
+            self._dirty(c)
+
+    def _due(self, key: tuple[str, str]) -> float | None:
+        """When the timer `key` should act, or None if there is nothing left to do."""
+        kind, ident = key
+        if kind in ("offer", "escalate", "pin"):
             c = self.contacts.get(ident)
-            if c and c.pinned_to and c.pin_expires_at is not None and c.pin_expires_at <= now:
-                c.pinned_to, c.pin_expires_at = None, None
-                self._p.touched_contacts[c.id] = c
-                self._dirty(c)
+            if c is None:
+                return None
+            if kind == "offer":
+                return c.offer_expires_at if c.status is ContactStatus.OFFERED else None
+            if kind == "pin":
+                return c.pin_expires_at if c.pinned_to else None
+            steps = self.policy.steps
+            timeout = steps[c.step].timeout if c.step < len(steps) else None
+            if c.status is not ContactStatus.WAITING or timeout is None:
+                return None
+            return c.step_since + timeout
+        m = self.managers.get(ident)
+        if m is None:
+            return None
+        if kind == "wrapup":
+            return m.presence_since + self._wrap_up_of(m) if m.presence is Presence.WRAP_UP else None
+        limit = self.policy.inactivity_pause
+        if kind == "inactivity" and limit > 0 and m.presence in (Presence.AVAILABLE, Presence.BUSY, Presence.WRAP_UP):
+            return m.last_heartbeat + limit
+        return None
 
     def _reload(self, policy: RoutingPolicy) -> None:
         """A new policy: waiting contacts stay in the queue (re-sorted if decay changed);
