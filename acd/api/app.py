@@ -24,7 +24,7 @@ from acd.core.intake import derived
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Presence
 from acd.dispatcher import Dispatcher
 from acd.metrics import Metrics
-from acd.storage import Store
+from acd.storage import StorageError, Store
 
 log = logging.getLogger("acd.api")
 api = Registry()
@@ -76,6 +76,11 @@ async def errors_middleware(
     except CoreError as err:
         svc.metrics.requests.labels("409").inc()
         raise ApiError(404 if err.code.startswith("no_such") else 409, err.code, str(err)) from None
+    except StorageError:
+        # nothing was written: the client may safely retry (with the same Idempotency-Key)
+        log.exception("database unavailable on %s %s", request.method, request.path)
+        svc.metrics.requests.labels("503").inc()
+        raise ApiError(503, "unavailable", "the database is unavailable; retry shortly", {"Retry-After": "2"}) from None
     except web.HTTPException as err:
         svc.metrics.requests.labels(str(err.status)).inc()
         if err.status >= 400 and err.content_type != "application/json":
