@@ -274,7 +274,7 @@ class Callbacks:
         if client is None or not client.connected or ring < 0.5:
             await self._originate_failed(flight, cb, "AMI not connected" if ring >= 0.5 else "offer expired")
             return
-        number = "".join(ch for ch in contact.phone if ch.isdigit() or ch == "+")
+        number = "".join(ch for ch in contact.phone if ch.isdigit())  # the dialplan adds any prefix
         action = [
             ("ActionID", action_id),
             ("Channel", manager.device),

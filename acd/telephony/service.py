@@ -109,6 +109,8 @@ class Telephony:
         for name, (handler, deadline) in self.desk.routes().items():
             self.agi.route(name, handler, deadline)  # type: ignore[arg-type]
         self.resyncs = 0
+        self.resynced = asyncio.Event()  # set after each resync (tests, readiness)
+        self._live: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconciler: asyncio.Task[None] | None = None
         dispatcher.subscribe(self._on_command)
@@ -172,7 +174,9 @@ class Telephony:
                 self.dispatcher.post(ev.DeviceStateChanged(m.id, busy))
 
     def _on_device_state(self, msg: AmiMessage) -> None:
-        self._device(msg.get("Device", "") or "", (msg.get("State", "") or "").upper() in BUSY_STATES)
+        device = msg.get("Device", "") or ""
+        self._live.add(device)
+        self._device(device, (msg.get("State", "") or "").upper() in BUSY_STATES)
 
     def _on_extension_status(self, msg: AmiMessage) -> None:
         busy = extension_busy(msg.get("Status", "") or "")
@@ -180,6 +184,7 @@ class Telephony:
             return
         for device in (msg.get("Hint", "") or "").split("&"):
             if device and not device.startswith("Custom:"):
+                self._live.add(device)
                 self._device(device, busy)
 
     def _on_hangup(self, msg: AmiMessage) -> None:
@@ -198,20 +203,27 @@ class Telephony:
             )
 
     async def _resync(self, client: AmiClient) -> None:
-        """Rebuild the mirror from Asterisk: device states, hints, live channels."""
+        """Rebuild the mirror from Asterisk: device states, hints, live channels.
+
+        A device that sent a live event since the snapshot was asked for keeps that newer
+        state: list items may arrive after events that happened later."""
+        self._live = set()
         states = await client.send_list({"Action": "DeviceStateList"})
         for item in states.items:
-            self._device(item.get("Device", "") or "", (item.get("State", "") or "").upper() in BUSY_STATES)
+            device = item.get("Device", "") or ""
+            if device not in self._live:
+                self._device(device, (item.get("State", "") or "").upper() in BUSY_STATES)
         hints = await client.send_list({"Action": "ExtensionStateList"})
         for item in hints.items:
             busy = extension_busy(item.get("Status", "") or "")
             for device in (item.get("Hint", "") or "").split("&"):
-                if busy is not None and device and not device.startswith("Custom:"):
+                if busy is not None and device and not device.startswith("Custom:") and device not in self._live:
                     self._device(device, busy)
         channels = await client.send_list({"Action": "CoreShowChannels"})
         alive = {item.get("Uniqueid", "") or "" for item in channels.items}
         ended = self.desk.reconcile(alive) + self.callbacks.reconcile(alive)
         self.resyncs += 1
+        self.resynced.set()
         if ended:
             log.warning("AMI resync: %d call(s) had ended while we were not told", ended)
 
@@ -247,7 +259,7 @@ class Telephony:
         if client is None:
             raise AmiError("AMI is not configured")
         s = self.callbacks.settings
-        number = "".join(ch for ch in contact.phone if ch.isdigit() or ch == "+")
+        number = "".join(ch for ch in contact.phone if ch.isdigit())  # the dialplan adds any prefix
         return await client.originate(
             [
                 ("Channel", manager.device),

@@ -109,7 +109,7 @@ async def start_harness(calendar: Calendar | None = None, **asterisk: Any) -> tu
     sim.agi_target = ("127.0.0.1", server.telephony.agi.port)
     commands: asyncio.Queue[ev.Command] = asyncio.Queue()
     server.dispatcher.subscribe(commands.put_nowait)
-    await server.telephony.ami.wait_connected(5)  # type: ignore[union-attr]
+    await asyncio.wait_for(server.telephony.resynced.wait(), 5)  # connected, and the mirror is built
 
     async def stop() -> None:
         await server.close()
