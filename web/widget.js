@@ -30,7 +30,7 @@
       when: "Когда позвонить",
       asap: "Как можно скорее",
       at: "В указанное время",
-      time: "Время",
+      time: "Удобное время",
       note: "Комментарий",
       send: "Отправить",
       close: "Закрыть",
@@ -57,7 +57,7 @@
       when: "When to call",
       asap: "As soon as possible",
       at: "At a given time",
-      time: "Time",
+      time: "Preferred time",
       note: "Comment",
       send: "Send",
       close: "Close",
@@ -108,11 +108,11 @@
       else if (k.slice(0, 2) === "on") node.addEventListener(k.slice(2), v);
       else node.setAttribute(k, v === true ? "" : String(v));
     });
-    for (var i = 2; i < arguments.length; i++) {
-      var c = arguments[i];
-      if (c === null || c === undefined || c === false) continue;
+    var children = Array.prototype.slice.call(arguments, 2).flat();
+    children.forEach(function (c) {
+      if (c === null || c === undefined || c === false) return;
       node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
+    });
     return node;
   }
 

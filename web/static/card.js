@@ -19,6 +19,7 @@ export function renderCard(target, card) {
   const earlier = card.earlier || [];
   const target_ = target;
   target_.replaceChildren(
+    ...[
     el(
       "div",
       { class: "card-head" },
@@ -49,5 +50,6 @@ export function renderCard(target, card) {
     card.deals?.length
       ? el("ul", {}, card.deals.map((d) => el("li", {}, `${d.title || d.id} — ${d.stage || ""}`)))
       : el("p", { class: "muted" }, t("card.nodeals")),
+    ].filter(Boolean),
   );
 }

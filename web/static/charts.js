@@ -17,7 +17,7 @@ export function stackedBars(title, rows, series, { width = 560, height = 200, pe
   root.append(svg("title", {}, title));
   const w = (width - pad.l - pad.r) / rows.length;
   const h = height - pad.t - pad.b;
-  for (const frac of [0, 0.5, 1]) {
+  for (const frac of percent || max >= 4 ? [0, 0.5, 1] : [0, 1]) {
     const y = pad.t + h * (1 - frac);
     root.append(svg("line", { x1: pad.l, x2: width - pad.r, y1: y, y2: y, class: "grid-line" }));
     root.append(svg("text", { x: pad.l - 4, y: y + 4, "text-anchor": "end", class: "axis" },

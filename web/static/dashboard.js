@@ -35,6 +35,12 @@ let reassigning = null;
 const today = new Intl.DateTimeFormat("en-CA", { timeZone: state.tz }).format(new Date());
 $("date").value = today;
 
+function reasonText(r) {
+  const key = `reason.${r}`;
+  const text = t(key);
+  return text === key ? r : text;
+}
+
 function managerName(id) {
   return live.managers.find((m) => m.id === id)?.name || id || "—";
 }
@@ -165,7 +171,7 @@ function renderManagers() {
               "td",
               {},
               el("span", { class: "badge", dataset: { state: m.presence } }, t(`pr.${m.presence}`)),
-              m.pause_reason ? el("span", { class: "muted" }, ` ${m.pause_reason}`) : "",
+              m.pause_reason ? el("span", { class: "muted" }, ` ${reasonText(m.pause_reason)}`) : "",
               el("span", { class: "muted small" }, ` ${fmtDur(clock.now() - m.presence_since)}`),
             ),
             el("td", { class: "small" }, load),
@@ -411,7 +417,7 @@ function renderPerf() {
                 ? el(
                     "ul",
                     { class: "compact" },
-                    m.pauses.map((p) => el("li", {}, `${fmtTime(p.since)} ${p.reason || p.cause} · ${fmtDur(p.seconds)}`)),
+                    m.pauses.map((p) => el("li", {}, `${fmtTime(p.since)} ${reasonText(p.reason || p.cause)} · ${fmtDur(p.seconds)}`)),
                   )
                 : "—",
               m.paused_seconds ? el("div", { class: "muted" }, t("dash.paused_total", { d: fmtDur(m.paused_seconds) })) : "",

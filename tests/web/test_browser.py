@@ -1,0 +1,274 @@
+"""The pages in headless Chromium (Debian's /usr/bin/chromium driven by Playwright): a
+manager signs in and works an offer, a missed offer pauses and rejoin works, a supervisor
+reassigns, the website widget on another origin books a callback.
+
+One browser for the module; a fresh server (SQLite) per test. Screenshots go to a temporary
+folder, or to $ACD_SCREENSHOTS (e.g. docs/screenshots) when set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from api_fixtures import Running, example_deployment, start, stop
+from argon2 import PasswordHasher
+from storage_fixtures import Backend
+
+from acd.core.events import PolicyReloaded, PresenceSet, TimerFired
+from acd.core.model import Channel, ContactStatus, Presence
+from acd.storage.store import default_sqlite_url
+from acd.web.auth import ACCOUNTS
+
+CHROMIUM = "/usr/bin/chromium"
+playwright_api = pytest.importorskip("playwright.async_api")
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium)"),
+    pytest.mark.asyncio(loop_scope="module"),
+]
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+EVIL_NAME = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>Ivan'
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = os.environ.get("ACD_SCREENSHOTS")
+    path = Path(target) if target else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def site(tmp_path: Path) -> AsyncIterator[Running]:
+    r = await start(Backend("sqlite", default_sqlite_url(tmp_path / "data")), example_deployment())
+    accounts = r.server.app[ACCOUNTS]
+    accounts.hasher = FAST
+    await accounts.create("anna", "anna-password", "manager", "anna", "Анна Соколова")
+    await accounts.create("olga", "olga-password", "supervisor", None, "Ольга Руководитель")
+    try:
+        yield r
+    finally:
+        await stop(r)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def page(chromium: Any) -> AsyncIterator[Any]:
+    context = await chromium.new_context(viewport={"width": 1360, "height": 900}, locale="ru-RU")
+    p = await context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.errors = errors
+    yield p
+    await context.close()
+    assert not errors, errors
+
+
+async def only(site: Running, *available: str) -> None:
+    for mid in site.server.dispatcher.board.managers:
+        if mid not in available:
+            await site.server.dispatcher.submit(PresenceSet(mid, Presence.PAUSED, "lunch", "test"))
+
+
+async def sign_in(page: Any, site: Running, username: str, password: str, lands_on: str) -> None:
+    await page.goto(site.url("/login"))
+    await page.get_by_label("Имя пользователя").fill(username)
+    await page.get_by_label("Пароль").fill(password)
+    await page.get_by_role("button", name="Войти").click()
+    await page.wait_for_url(f"**{lands_on}")
+
+
+async def lead(site: Running, name: str, **extra: Any) -> dict[str, Any]:
+    body = {"name": name, "phone": "+7 495 123-45-67", "criteria": {"temperature": "hot", "purpose": "purchase"}}
+    status, contact = await site.call("POST", "/api/leads", json={**body, **extra})
+    assert status == 201
+    return contact
+
+
+async def test_a_manager_goes_available_gets_a_lead_with_its_card_accepts_and_finishes_it(
+    site: Running, page: Any, shots: Path
+) -> None:
+    await only(site)
+    await site.server.dispatcher.submit(PresenceSet("anna", Presence.OFFLINE, None, "test"))
+    earlier = await lead(site, EVIL_NAME, note="звонил в прошлом месяце")
+    await site.server.dispatcher.submit(TimerFired(("never", "x")))  # settle
+    await sign_in(page, site, "anna", "anna-password", "/panel")
+    state = page.locator("#state")
+    await playwright_api.expect(state).to_have_text("Не в сети")
+    await page.get_by_role("button", name="На линии").click()
+    await playwright_api.expect(state).to_have_text("Предложено обращение")  # the waiting lead comes at once
+
+    offer = page.locator("#offer")
+    await playwright_api.expect(offer).to_be_visible()
+    card = page.locator("#client-card")
+    await playwright_api.expect(card.locator(".client-name")).to_have_text(EVIL_NAME)
+    await playwright_api.expect(card).to_contain_text("+7 495 123-45-67")
+    await playwright_api.expect(card).to_contain_text("Горячий")  # the form's answer, labelled
+    await playwright_api.expect(card).to_contain_text("звонил в прошлом месяце")
+    assert await page.evaluate("window.__pwned") is None, "a customer's text is never run as HTML"
+    assert await card.locator("img, script").count() == 0
+    await playwright_api.expect(page.locator("#countdown")).to_contain_text("мин")
+    await page.screenshot(path=str(shots / "panel-offer.png"))
+
+    await page.get_by_role("button", name="Принять").click()
+    await playwright_api.expect(offer).to_be_hidden()
+    row = page.locator(f'#mine tr[data-contact="{earlier["id"]}"]')
+    await playwright_api.expect(row).to_be_visible()
+    assert site.server.dispatcher.board.contacts[earlier["id"]].assigned_to == "anna"
+
+    # a second lead from the same phone: the card shows the earlier contact
+    second = await lead(site, "Иван Петров")
+    await playwright_api.expect(offer).to_be_visible()
+    await playwright_api.expect(card).to_contain_text("Прошлые обращения")
+    await playwright_api.expect(card.locator(".history li")).to_have_count(1)
+    await page.keyboard.press("a")
+    await playwright_api.expect(page.locator(f'#mine tr[data-contact="{second["id"]}"]')).to_be_visible()
+    await page.screenshot(path=str(shots / "panel.png"))
+
+    await row.get_by_role("button", name="Сделка").click()
+    await playwright_api.expect(row).to_be_hidden()
+    done = await site.server.store.get_contact(earlier["id"])
+    assert done is not None and done.status is ContactStatus.FINISHED and done.outcome and done.outcome.value == "won"
+
+    await page.locator("#lang").click()
+    await playwright_api.expect(page.get_by_role("heading", name="My contacts")).to_be_visible()
+    await page.locator("#lang").click()
+
+
+async def test_a_missed_offer_shows_the_pause_banner_and_one_click_rejoins(site: Running, page: Any) -> None:
+    board = site.server.dispatcher.board
+    web_rules = replace(board.policy.rules(Channel.WEB), offer_timeout=1.5)
+    await site.server.dispatcher.submit(
+        PolicyReloaded(replace(board.policy, channels={**board.policy.channels, Channel.WEB: web_rules}))
+    )
+    await only(site, "anna")
+    await sign_in(page, site, "anna", "anna-password", "/panel")
+    await playwright_api.expect(page.locator("#conn")).to_have_class("conn ok")
+    await lead(site, "Мария")
+    await playwright_api.expect(page.locator("#offer")).to_be_visible()  # and nobody answers it
+
+    banner = page.locator("#pause-banner")
+    await playwright_api.expect(banner).to_be_visible()
+    await playwright_api.expect(banner).to_contain_text("пропустили обращение")
+    await playwright_api.expect(page.locator("#offer")).to_be_hidden()
+    assert site.server.dispatcher.board.managers["anna"].presence is Presence.PAUSED
+
+    await page.get_by_role("button", name="Вернуться в очередь").click()
+    await playwright_api.expect(banner).to_be_hidden()
+    assert site.server.dispatcher.board.managers["anna"].presence is not Presence.PAUSED
+    await playwright_api.expect(page.locator("#state")).not_to_have_text("Пауза")
+
+
+async def test_the_supervisor_sees_the_queue_and_the_decision_and_reassigns(
+    site: Running, page: Any, shots: Path
+) -> None:
+    await only(site, "anna")
+    taken = await lead(site, "Пётр Сидоров", email="petr@example.ru")
+    await site.settle()
+    anna = await site.manager_token("anna")
+    await site.call("POST", f"/api/contacts/{taken['id']}/accept", anna)
+    await site.call("POST", f"/api/contacts/{taken['id']}/finish", anna, json={"outcome": "won"})
+    await only(site)
+    waiting = await lead(site, "Ожидающий Клиент", channel="callback", note="Обратный звонок: 15:00")
+    await lead(site, "Ещё Один", criteria={"temperature": "cold"})
+
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    row = page.locator(f'#queue tr[data-contact="{waiting["id"]}"]')
+    await playwright_api.expect(row).to_contain_text("Ожидающий Клиент")
+    await playwright_api.expect(page.locator("#managers")).to_contain_text("Анна Соколова")
+    await playwright_api.expect(page.locator("#decisions details").first).to_be_visible()
+    await playwright_api.expect(page.locator("#charts svg")).to_have_count(5)
+    await page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+
+    await row.get_by_role("button", name="Почему?").click()
+    await row.get_by_role("button", name="Передать").click()
+    dialog = page.locator("#reassign-dialog")
+    await playwright_api.expect(dialog).to_be_visible()
+    await page.locator("#reassign-to").select_option("boris")
+    await page.locator("#reassign-ok").click()
+    await playwright_api.expect(dialog).to_be_hidden()
+    await playwright_api.expect(row).to_contain_text("Борис")  # pinned to (or offered to) Boris
+    c = site.server.dispatcher.board.contacts[waiting["id"]]
+    assert c.override and "boris" in (c.pinned_to, c.offered_to)
+    await playwright_api.expect(page.locator("#decisions")).to_contain_text("ручное решение")
+
+    manager_row = page.locator('#managers tr[data-manager="vera"]')
+    await manager_row.get_by_role("button", name="На линию").click()
+    await playwright_api.expect(manager_row.locator(".badge")).not_to_have_text("Пауза")
+
+    async with site.session.get(
+        site.url("/api/export/contacts.csv"), headers={"Authorization": f"Bearer {site.supervisor}"}
+    ) as resp:
+        text = await resp.text()
+    assert resp.status == 200 and "Пётр Сидоров" in text and "won" in text
+
+
+async def test_the_widget_on_another_origin_books_a_callback_once(site: Running, page: Any, shots: Path) -> None:
+    html = (
+        "<!doctype html><html lang=ru><body><h1>Ромашка Софт</h1><div data-acd-form></div>"
+        f'<script src="{site.url("/widget.js")}" data-lang="ru"></script></body></html>'
+    )
+
+    async def shop(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", shop)
+    host = TestServer(app, host="127.0.0.1", port=0)
+    await host.start_server()
+    origin = f"http://127.0.0.1:{host.port}"
+    deployment = site.server.services.deployment
+    site.server.services.deployment = replace(deployment, web=replace(deployment.web, allowed_origins=(origin,)))
+    try:
+        await only(site)
+        await page.goto(origin + "/")
+        await page.get_by_role("button", name="Перезвоните мне").click()
+        dialog = page.get_by_role("dialog")
+        await dialog.get_by_label("Ваше имя").fill("Сайт Посетитель")
+        await dialog.get_by_label("Телефон").fill("+7 900 111-22-33")
+        await dialog.get_by_label("Удобное время", exact=True).fill("15:30")
+        await dialog.get_by_label("Готовность к покупке").select_option("hot")
+        # a double submit (an impatient double click) sends the request twice: one lead
+        await page.evaluate(
+            "() => { const f = document.querySelector('[data-acd-widget]').shadowRoot.querySelector('form');"
+            " f.requestSubmit(); f.requestSubmit(); }"
+        )
+        await playwright_api.expect(dialog).to_contain_text("Спасибо! Мы перезвоним вам в 15:30.")
+        await page.screenshot(path=str(shots / "widget.png"))
+
+        rows = [c for c in await site.server.store.list_contacts() if c.phone == "+7 900 111-22-33"]
+        assert len(rows) == 1, "one request, however often it was sent"
+        assert rows[0].channel.value == "callback" and "15:30" in rows[0].payload.get("note", "")
+        assert rows[0].criteria["temperature"] == "hot"
+
+        # the inline lead form on the same page
+        form = page.locator("[data-acd-form]")
+        await form.get_by_label("E-mail").fill("visitor@example.ru")
+        await form.get_by_role("button", name="Отправить").click()
+        await playwright_api.expect(form).to_contain_text("Заявка принята")
+
+        # the same page on an origin that is not allowed gets no widget
+        site.server.services.deployment = deployment
+        await page.goto(origin + "/")
+        await page.wait_for_load_state("networkidle")
+        assert await page.get_by_role("button", name="Перезвоните мне").count() == 0
+    finally:
+        site.server.services.deployment = deployment
+        await host.close()
