@@ -1,0 +1,120 @@
+"""The website's side (the public form, CORS, the honeypot, rate limits), the pages' own
+headers, and the supervisor's report and CSV exports, through a real server."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from api_fixtures import Running, example_deployment, start, stop
+from storage_fixtures import Backend
+
+SHOP = "https://romashka-soft.ru"  # in web.allowed_origins of the example configuration
+LEAD = {"name": "Иван", "phone": "+7 495 123-45-67", "criteria": {"temperature": "hot"}}
+
+
+async def test_the_public_form_lists_the_configured_questions_for_allowed_origins(running: Running) -> None:
+    status, form = await running.call("GET", "/api/public/form", headers={"Origin": SHOP})
+    assert status == 200 and form["languages"] == ["ru", "en"] and form["honeypot"] == "website"
+    names = [c["name"] for c in form["criteria"]]
+    assert names == [c.name for c in running.server.deployment.criteria]
+    assert form["criteria"][0]["options"][0]["label"]["ru"]
+    async with running.session.get(running.url("/api/public/form"), headers={"Origin": SHOP}) as resp:
+        assert resp.headers["Access-Control-Allow-Origin"] == SHOP and "Origin" in resp.headers["Vary"]
+
+
+async def test_a_preflight_from_an_allowed_origin_passes_and_others_are_refused(running: Running) -> None:
+    ask = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,idempotency-key"}
+    async with running.session.options(running.url("/api/leads"), headers={"Origin": SHOP, **ask}) as resp:
+        assert resp.status == 204
+        assert resp.headers["Access-Control-Allow-Origin"] == SHOP
+        assert "Idempotency-Key" in resp.headers["Access-Control-Allow-Headers"]
+    async with running.session.options(
+        running.url("/api/leads"), headers={"Origin": "https://evil.example", **ask}
+    ) as r:
+        assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
+    status, body = await running.call("POST", "/api/leads", json=LEAD, headers={"Origin": "https://evil.example"})
+    assert status == 403 and body["error"]["code"] == "origin_not_allowed"
+    status, body = await running.call("POST", "/api/leads", json=LEAD, headers={"Origin": SHOP})
+    assert status == 201
+
+
+async def test_a_filled_honeypot_gets_a_convincing_answer_and_makes_no_lead(running: Running) -> None:
+    before = len(await running.server.store.list_contacts())
+    status, body = await running.call("POST", "/api/leads", json={**LEAD, "website": "http://spam"})
+    assert status == 201 and body["status"] == "waiting" and body["id"]
+    assert len(await running.server.store.list_contacts()) == before
+
+
+async def test_the_public_intake_answers_429_with_cors_headers_past_the_limit(backend: Backend) -> None:
+    r = await start(backend, example_deployment(leads_per_minute=3))
+    try:
+        statuses = []
+        for _ in range(5):
+            async with r.session.post(r.url("/api/leads"), json=LEAD, headers={"Origin": SHOP}) as resp:
+                statuses.append(resp.status)
+                last = resp
+        assert statuses[:3] == [201, 201, 201] and statuses[3:] == [429, 429]
+        assert last.headers["Access-Control-Allow-Origin"] == SHOP, "the widget can read why"
+        assert int(last.headers["Retry-After"]) >= 1
+        for _ in range(2):
+            status, _ = await r.call("POST", "/api/leads", json={**LEAD, "website": "x"})
+            assert status == 429, "bots count against the limit too"
+    finally:
+        await stop(r)
+
+
+async def test_pages_are_served_with_a_strict_content_security_policy(running: Running) -> None:
+    for path in ("/login", "/panel", "/dashboard", "/admin", "/static/panel.js"):
+        async with running.session.get(running.url(path)) as resp:
+            assert resp.status == 200, path
+            assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+            assert resp.headers["X-Frame-Options"] == "DENY"
+    async with running.session.get(running.url("/widget.js")) as resp:
+        assert resp.status == 200 and "javascript" in resp.headers["Content-Type"]
+        assert "Content-Security-Policy" not in resp.headers  # it runs inside the customer's site
+    async with running.session.get(running.url("/"), allow_redirects=False) as resp:
+        assert resp.status == 302 and resp.headers["Location"] == "/login"
+
+
+async def test_the_day_report_counts_answers_waits_and_outcomes_per_manager(running: Running) -> None:
+    board = running.server.dispatcher.board
+    anna = await running.manager_token("anna")
+    _, first = await running.call("POST", "/api/leads", json=LEAD)
+    await running.settle()
+    owner = board.contacts[first["id"]].offered_to
+    token = await running.manager_token(owner) if owner != "anna" else anna
+    await running.call("POST", f"/api/contacts/{first['id']}/accept", token)
+    await running.call("POST", f"/api/contacts/{first['id']}/finish", token, json={"outcome": "won"})
+
+    status, report = await running.call("GET", "/api/reports/day", running.supervisor)
+    assert status == 200 and report["total"] == 1 and report["answered"] == 1 and report["abandoned"] == 0
+    assert report["service_level"] == 1.0 and report["average_wait"] is not None
+    me = next(m for m in report["managers"] if m["id"] == owner)
+    assert me["offered"] == 1 and me["answered"] == 1 and me["won"] == 1 and me["conversion"] == 1.0
+    assert sum(sum(v for k, v in h.items() if k != "hour") for h in report["by_hour"]) == 1
+    assert len(report["week"]) == 7 and report["week"][-1]["contacts"] == 1
+    status, _ = await running.call("GET", "/api/reports/day?date=yesterday", running.supervisor)
+    assert status == 400
+
+
+async def test_the_csv_exports_keep_customer_text_inert(running: Running) -> None:
+    await running.call("POST", "/api/leads", json={**LEAD, "name": '=HYPERLINK("http://x")'})
+    await running.settle()
+    async with running.session.get(
+        running.url("/api/export/contacts.csv"), headers={"Authorization": f"Bearer {running.supervisor}"}
+    ) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/csv")
+        assert "attachment" in resp.headers["Content-Disposition"]
+        rows = list(csv.DictReader(io.StringIO((await resp.read()).decode("utf-8-sig"))))
+    assert rows[0]["name"] == '\'=HYPERLINK("http://x")' and rows[0]["channel"] == "web"
+    status, text = await running.call("GET", "/api/export/decisions.csv", running.supervisor)
+    assert status == 200 and text.lstrip("\ufeff").startswith("at,contact_id,manager_id")
+    status, _ = await running.call("GET", "/api/export/contacts.csv", await running.manager_token("anna"))
+    assert status == 403
+
+
+async def test_a_callback_from_the_widget_is_a_lead_on_the_callback_channel(running: Running) -> None:
+    body = {**LEAD, "channel": "callback", "note": "Обратный звонок: 15:30"}
+    status, lead = await running.call("POST", "/api/leads", json=body, headers={"Origin": SHOP})
+    assert status == 201 and lead["channel"] == "callback" and lead["note"] == "Обратный звонок: 15:30"
