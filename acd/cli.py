@@ -11,6 +11,7 @@ from pathlib import Path
 
 from acd import logs
 from acd.crm import cli as crm_cli
+from acd.telephony import cli as telephony_cli
 
 DEFAULT_CONFIG = Path("config/acd.example.yaml")
 
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("simulate", help="what-if simulation of routing policies on a scenario", add_help=False)
 
     crm_cli.add_commands(sub, DEFAULT_CONFIG)
+    telephony_cli.add_commands(sub, DEFAULT_CONFIG)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["simulate"]:
         from acd.sim.__main__ import main as simulate
@@ -66,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check_config(args.path)
     if args.command in crm_cli.COMMANDS:
         return crm_cli.run(args)
+    if args.command in telephony_cli.COMMANDS:
+        return telephony_cli.run(args)
     if args.command == "token":
         return asyncio.run(create_token(args))
     logs.setup(json_lines=args.log_json)
