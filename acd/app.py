@@ -17,6 +17,7 @@ from aiohttp import web
 
 from acd.api.app import Services, build_app
 from acd.api.crm import CRM
+from acd.api.messaging import start_messaging
 from acd.config import ConfigError, Deployment, load_deployment
 from acd.core import events as ev
 from acd.core.model import Presence
@@ -104,6 +105,7 @@ async def build(
         transition_observers.append(telephony.observe)
         app[TELEPHONY] = telephony
         await telephony.start()
+    await start_messaging(app)  # e-mail intake and notifications, when configured
     return Server(deployment, store, dispatcher, services, app, telephony)
 
 

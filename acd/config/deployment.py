@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from acd.config.flows import IvrFlow
+from acd.config.messaging import EmailSettings, NotificationSettings, TwilioSettings
 from acd.core.hours import Schedule
 from acd.core.model import Channel, Manager
 from acd.core.policy import RoutingPolicy
@@ -167,6 +168,9 @@ class Deployment:
     asterisk: AsteriskSettings = AsteriskSettings()
     web: WebSettings = WebSettings()
     crm: CrmSettings = CrmSettings()
+    email: EmailSettings = field(default_factory=EmailSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    twilio: TwilioSettings | None = None
 
     @property
     def default_language(self) -> str:

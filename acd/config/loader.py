@@ -9,6 +9,7 @@ Only a file that passes all three is built; building itself cannot fail.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -19,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from acd.config import messaging
 from acd.config.deployment import (
     AmiSettings,
     AsteriskSettings,
@@ -66,6 +68,7 @@ def load_deployment(path: str | Path, environ: Mapping[str, str] | None = None) 
         problems.from_validation(e)
         raise ConfigError(problems.items) from None
     _cross_check(spec, problems)
+    _cross_check_messaging(spec, None, problems)
     if problems:
         raise ConfigError(problems.items)
 
@@ -74,7 +77,15 @@ def load_deployment(path: str | Path, environ: Mapping[str, str] | None = None) 
     flows, flow_problems = _load_flows(path, spec.flows_dir, criteria, languages, problems)
     if flow_problems:
         raise ConfigError(flow_problems)
-    return _build(path, spec, criteria, flows, environ)
+    _cross_check_messaging(spec, tuple(flows), problems)
+    if problems:
+        raise ConfigError(problems.items)
+    return dataclasses.replace(
+        _build(path, spec, criteria, flows, environ),
+        email=messaging.build_email(spec.email, environ),
+        notifications=messaging.build_notifications(spec.notifications),
+        twilio=messaging.build_twilio(spec.twilio, environ),
+    )
 
 
 def check(path: str | Path, environ: Mapping[str, str] | None = None) -> list[str]:
@@ -226,6 +237,18 @@ def _cross_check(spec: DeploymentSpec, problems: Problems) -> None:
     for i, step in enumerate(steps[:-1]):
         if step.timeout is None:
             problems.add(("policy", "steps", i, "timeout"), "only the last step may wait without a timeout")
+
+
+def _cross_check_messaging(spec: DeploymentSpec, flows: tuple[str, ...] | None, problems: Problems) -> None:
+    """The e-mail, notification and Twilio sections (`acd.config.messaging`); with `flows`
+    given, only that each Twilio number leads to an IVR flow that exists."""
+    if flows is None:
+        criteria = {c.name: [o.value for o in c.options] for c in spec.criteria}
+        messaging.cross_check(spec.email, spec.notifications, spec.twilio, criteria, spec.site.languages, problems)
+        return
+    for number, flow in (spec.twilio.numbers if spec.twilio else {}).items():
+        if flow not in flows:
+            problems.add(("twilio", "numbers", number), f"no IVR flow named {flow!r} ({', '.join(flows) or 'none'})")
 
 
 # ---- building --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
+from acd.config.messaging import EmailSpec, NotificationsSpec, TwilioSpec
 from acd.core.hours import WEEKDAYS
 from acd.core.model import Channel
 from acd.core.policy import Pool, SkipWhen, Strategy
@@ -365,3 +366,6 @@ class DeploymentSpec(Spec):
     channels: dict[Channel, ChannelSpec] = {}
     auto_pause: AutoPauseSpec = AutoPauseSpec()
     policy: PolicySpec
+    email: EmailSpec = EmailSpec()
+    notifications: NotificationsSpec = NotificationsSpec()
+    twilio: TwilioSpec | None = None

@@ -1,0 +1,215 @@
+"""Adapter: an incoming e-mail becomes a contact on the e-mail channel (or joins its thread).
+
+Both ways in (the SMTP listener and the IMAP poller) hand raw bytes to `EmailIntake.receive`,
+which decides, in this order:
+
+1. malformed (see `acd.messaging.mail`): quarantined, logged with the reason, `Refused`;
+2. a Message-ID seen before: the same contact comes back, nothing new is queued;
+3. a reply (In-Reply-To / References name a message of ours) whose contact is still open:
+   the message joins that contact's thread and its owner is told;
+4. a reply whose contact is closed: a new contact with the thread's owner first in
+   `preferred` (the policy's first step, so the owner gets it if they are there at all),
+   keeping the earlier answers;
+5. otherwise a first-time enquiry: criteria from keywords (`email.keywords`) over defaults.
+
+The CRM's `enrich` recognises the sender before the contact is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from acd.config import Deployment
+from acd.core import events as ev
+from acd.core.intake import derived
+from acd.core.model import Channel, Contact
+from acd.dispatcher import Dispatcher
+from acd.messaging.mail import Mail, Refused, infer_criteria, read_mail, too_large
+from acd.storage import Store
+from acd.storage.messaging import MessagingStore
+
+log = logging.getLogger("acd.email")
+_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
+_LATIN = re.compile(r"[a-z]", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """What became of a message: `created` is False for a duplicate or a thread append."""
+
+    contact_id: str
+    created: bool
+    kind: str  # new | reply | appended | duplicate
+    owner: str | None = None
+
+
+class EmailIntake:
+    def __init__(
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        deployment: Callable[[], Deployment],
+        clock: Callable[[], float],
+        enrich: Callable[[Contact], Awaitable[Contact]] | None = None,
+    ) -> None:
+        self.store = store
+        self.messages = MessagingStore(store)
+        self.dispatcher = dispatcher
+        self.deployment = deployment
+        self.clock = clock
+        self.enrich = enrich
+        # Called after a contact is stored or a reply appended: (kind, contact, mail). The
+        # notifier acknowledges customers and tells owners; it must not raise.
+        self.listeners: list[Callable[[str, Contact, Mail], Awaitable[None]]] = []
+
+    async def receive(self, raw: bytes, source: str) -> Received | Refused:
+        settings = self.deployment().email
+        mail = read_mail(raw, settings.max_size)
+        if isinstance(mail, Refused):
+            await self._quarantine(mail, raw, source, settings.max_size)
+            return mail
+        known = await self.messages.thread_contact([mail.message_id])
+        if known is not None:
+            log.info("duplicate e-mail %s from %s: contact %s already has it", mail.message_id, mail.sender, known)
+            return Received(known, False, "duplicate")
+        thread = await self._thread_of(mail)
+        if thread is not None and thread.status.is_open:
+            return await self._append(mail, thread)
+        return await self._create(mail, thread, source)
+
+    async def refuse_too_large(self, head: bytes, size: int, source: str) -> Refused:
+        """A message known to be over `email.max_size` before it was fetched: quarantine its headers."""
+        refused = too_large(head, size, self.deployment().email.max_size)
+        await self._quarantine(refused, head, source, len(head))  # keep the headers
+        return refused
+
+    # ---- the three outcomes -----------------------------------------------------------
+
+    async def _append(self, mail: Mail, thread: Contact) -> Received:
+        await self.messages.record_message(
+            mail.message_id, thread.id, "in", False, mail.sender, mail.subject, self.clock()
+        )
+        owner = thread.assigned_to or thread.offered_to
+        log.info(
+            "e-mail reply %s joins open contact %s (%s)",
+            mail.message_id,
+            thread.id,
+            f"owner {owner}" if owner else "still waiting",
+            extra={"contact_id": thread.id, "manager_id": owner, "event": "email_reply"},
+        )
+        await self._tell("appended", thread, mail)
+        return Received(thread.id, False, "appended", owner)
+
+    async def _create(self, mail: Mail, thread: Contact | None, source: str) -> Received:
+        d = self.deployment()
+        policy = self.dispatcher.board.policy
+        criteria = {c.name: c.default for c in d.criteria if c.default is not None}
+        if thread is not None:
+            criteria.update(thread.criteria)
+        criteria.update(infer_criteria(f"{mail.subject}\n{mail.text}", d.email.keywords))
+        skills, bonus, team = derived(criteria, policy)
+        now = self.clock()
+        contact = Contact(
+            id=uuid.uuid4().hex,
+            channel=Channel.EMAIL,
+            arrived_at=now,
+            step_since=now,
+            criteria=criteria,
+            customer_name=mail.sender_name,
+            email=mail.sender,
+            priority=bonus,
+            required_skills=skills,
+            team=team,
+            language=_language(mail, d.languages),
+            payload={
+                "subject": mail.subject,
+                "text": mail.text,
+                "message_id": mail.message_id,
+                "source": source,
+                **({"attachments": list(mail.attachments)} if mail.attachments else {}),
+                **({"thread_of": thread.id} if thread is not None else {}),
+            },
+        )
+        if self.enrich is not None:
+            contact = await self.enrich(contact)
+        owner = thread.assigned_to if thread is not None else None
+        if owner is not None:
+            contact = replace(contact, preferred=(owner, *(p for p in contact.preferred if p != owner)))
+        stored, created = await self.store.create_contact(contact, f"email:{mail.message_id}")
+        await self.messages.record_message(
+            mail.message_id, stored.id, "in", thread is None, mail.sender, mail.subject, now
+        )
+        kind = "reply" if thread is not None else "new"
+        if not created:
+            log.info("duplicate e-mail %s: contact %s", mail.message_id, stored.id)
+            return Received(stored.id, False, "duplicate")
+        self.dispatcher.post(ev.ContactArrived(stored))
+        log.info(
+            "e-mail %s from %s became contact %s (%s%s)",
+            mail.message_id,
+            mail.sender,
+            stored.id,
+            kind,
+            f", thread owner {owner} first" if owner else "",
+            extra={"contact_id": stored.id, "event": "email_in"},
+        )
+        await self._tell(kind, stored, mail)
+        return Received(stored.id, True, kind, owner)
+
+    async def _quarantine(self, refused: Refused, raw: bytes, source: str, max_size: int) -> None:
+        log.warning(
+            "e-mail refused and quarantined (%s): %s; from=%r subject=%r message-id=%s size=%d",
+            source,
+            refused.reason,
+            refused.sender,
+            refused.subject[:100],
+            refused.message_id,
+            refused.size,
+            extra={"event": "email_quarantined"},
+        )
+        try:
+            await self.messages.quarantine(
+                self.clock(),
+                source,
+                refused.reason,
+                refused.message_id,
+                refused.sender,
+                refused.subject,
+                refused.size,
+                raw if len(raw) <= max_size else None,
+            )
+        except Exception:
+            log.exception("could not store the quarantined message")
+
+    # ---- helpers --------------------------------------------------------------------
+
+    async def _thread_of(self, mail: Mail) -> Contact | None:
+        cid = await self.messages.thread_contact(list(mail.in_reply_to))
+        if cid is None:
+            return None
+        return self.dispatcher.board.contacts.get(cid) or await self.store.get_contact(cid)
+
+    async def _tell(self, kind: str, contact: Contact, mail: Mail) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(kind, contact, mail)
+            except Exception:
+                log.exception("e-mail listener failed on %s", contact.id)
+
+
+def _language(mail: Mail, languages: tuple[str, ...]) -> str:
+    """The Content-Language when it is a site language, else Russian for Cyrillic text (when
+    the site speaks it), else English when offered, else the site default."""
+    if mail.language in languages:
+        return mail.language
+    sample = f"{mail.subject} {mail.text[:2000]}"
+    cyr, lat = len(_CYRILLIC.findall(sample)), len(_LATIN.findall(sample))
+    if cyr > lat and "ru" in languages:
+        return "ru"
+    if lat > cyr and "en" in languages:
+        return "en"
+    return languages[0]

@@ -1,0 +1,102 @@
+"""Test fixtures for e-mail: a real SMTP sink on 127.0.0.1 (aiosmtpd, port 0) that records
+what it was sent, and a deployment with e-mail and notifications switched on."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from dataclasses import dataclass, field, replace
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from api_fixtures import example_deployment
+
+from acd.config import Deployment
+from acd.config.messaging import EmailSettings, NotificationSettings, OutboundSettings, SmtpListenerSettings
+
+KEYWORDS = {
+    "purpose": {"renewal": ("лиценз", "продл", "renew", "licence"), "training": ("обучен", "training", "курс")},
+    "temperature": {"hot": ("срочно", "urgent", "сегодня")},
+}
+
+
+@dataclass
+class Sink:
+    """An SMTP server that accepts everything (or answers `fail_next` with a 451 first)."""
+
+    server: asyncio.Server | None = None
+    port: int = 0
+    received: asyncio.Queue[EmailMessage] = field(default_factory=asyncio.Queue)
+    fail_next: int = 0
+    refused: int = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            self.refused += 1
+            return "451 4.3.0 try again later"
+        msg = BytesParser(policy=policy.default).parsebytes(envelope.original_content or b"")
+        assert isinstance(msg, EmailMessage)
+        self.received.put_nowait(msg)
+        return "250 OK"
+
+    async def next(self) -> EmailMessage:
+        async with asyncio.timeout(5):
+            return await self.received.get()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: SMTP(self, loop=loop), "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def mail_deployment(
+    sink_port: int, *, smtp_listener: bool = True, max_size: int = 200_000, **notify: object
+) -> Deployment:
+    d = example_deployment()
+    return replace(
+        d,
+        email=EmailSettings(
+            enabled=True,
+            smtp_listener=SmtpListenerSettings("127.0.0.1", 0) if smtp_listener else None,
+            outbound=OutboundSettings("Ромашка <sales@romashka.test>", "127.0.0.1", sink_port, timeout=5),
+            max_size=max_size,
+            keywords=KEYWORDS,
+        ),
+        notifications=replace(
+            NotificationSettings(), **{"enabled": True, "quiet_hours": None, "backoff": 0.05, **notify}
+        ),
+    )
+
+
+def enquiry(
+    message_id: str,
+    sender: str = "ivan@client.test",
+    subject: str = "Вопрос",
+    text: str = "Добрый день",
+    name: str = "Иван Петров",
+    in_reply_to: str | None = None,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = f"{name} <{sender}>"
+    msg["To"] = "sales@romashka.test"
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    msg.set_content(text)
+    return msg.as_bytes()
+
+
+def smtp_send(port: int, raw: bytes, sender: str = "ivan@client.test") -> dict[str, tuple[int, bytes]]:
+    """Deliver like a mail server would (blocking: run it with asyncio.to_thread)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+        return smtp.sendmail(sender, ["sales@romashka.test"], raw)
