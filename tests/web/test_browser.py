@@ -272,3 +272,24 @@ async def test_the_widget_on_another_origin_books_a_callback_once(site: Running,
     finally:
         site.server.services.deployment = deployment
         await host.close()
+
+
+async def test_the_admin_sees_managers_and_the_configuration_and_creates_an_account(
+    site: Running, page: Any, shots: Path
+) -> None:
+    await site.server.app[ACCOUNTS].create("root", "root-password", "admin")
+    await sign_in(page, site, "root", "root-password", "/dashboard")
+    await page.get_by_role("link", name="Администрирование").click()
+    await page.wait_for_url("**/admin")
+    await playwright_api.expect(page.locator("#managers")).to_contain_text("Вера Кузнецова")
+    await playwright_api.expect(page.locator("#config")).to_contain_text("Готовность к покупке")
+    form = page.locator("#account-form")
+    await form.get_by_label("Имя пользователя").fill("vera")
+    await form.get_by_label("Пароль", exact=True).fill("vera-password")
+    await form.locator("select[name=role]").select_option("manager")
+    await form.locator("select[name=manager_id]").select_option("vera")
+    await form.get_by_role("button", name="Создать").click()
+    await playwright_api.expect(page.locator("#accounts")).to_contain_text("vera")
+    account = await site.server.app[ACCOUNTS].check_password("vera", "vera-password")
+    assert account is not None and account.manager_id == "vera"
+    await page.screenshot(path=str(shots / "admin.png"), full_page=True)
