@@ -485,7 +485,9 @@ def _postgres_engine(url: URL, schema: str | None) -> AsyncEngine:
     connect_args: dict[str, Any] = {"timeout": 10}
     if schema is not None:
         connect_args["server_settings"] = {"search_path": schema}
-    return create_async_engine(url, pool_size=10, max_overflow=20, connect_args=connect_args)
+    # pre-ping: after a database restart or a cut link, pooled connections are dead; test
+    # each before use so one outage does not fail the first request of every connection
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=connect_args)
 
 
 async def _migrate_to_head(engine: AsyncEngine, schema: str | None) -> None:
