@@ -14,8 +14,10 @@ from aiohttp import web
 
 from acd.api.app import SERVICES, _limit, _query_float, api
 from acd.api.routing import ApiError
+from acd.api.twilio import TWILIO, TwilioVoice
 from acd.core.model import Channel
 from acd.messaging.service import Messaging
+from acd.messaging.twilio_voice import TwilioCalls
 from acd.storage.messaging import MessagingStore
 
 MESSAGING = web.AppKey("messaging", Messaging)
@@ -136,18 +138,26 @@ async def list_notifications(request: web.Request) -> web.Response:
 
 
 async def start_messaging(app: web.Application) -> Messaging | None:
-    """Build and start e-mail and notifications when the deployment asks for them, and stop
+    """Build and start e-mail, notifications and Twilio voice when the deployment asks for them, and stop
     them when the application shuts down (before the dispatcher stops)."""
     svc = app[SERVICES]
     d = svc.deployment
-    if not (d.email.enabled or d.notifications.enabled):
+    voice = d.twilio is not None and d.twilio.enabled
+    if not (d.email.enabled or d.notifications.enabled or voice):
         return None
     messaging = Messaging(svc.store, svc.dispatcher, lambda: svc.deployment, svc.clock, lambda: svc.enrich)
     await messaging.start()
     app[MESSAGING] = messaging
+    twilio: TwilioVoice | None = None
+    if voice and d.twilio is not None:
+        twilio = TwilioVoice(svc, TwilioCalls(d.twilio))
+        messaging.hooks.append(twilio.on_command)
+        app[TWILIO] = twilio
 
     async def stop(_: web.Application) -> None:
         await messaging.stop()
+        if twilio is not None:
+            await twilio.close()
 
     app.on_cleanup.append(stop)
     return messaging

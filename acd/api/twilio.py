@@ -1,0 +1,283 @@
+"""Adapter: Twilio voice webhooks (TwiML answers) and the offers they carry out.
+
+Every webhook checks X-Twilio-Signature with the twilio library's `RequestValidator` over
+`twilio.public_url` + the request's path and query (the URL Twilio called, which behind a
+proxy is not the one we bind) and the POSTed form; unsigned or forged requests get 403.
+See `acd.messaging.twilio_voice` for a call's life.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import VoiceResponse
+
+from acd.api.app import SERVICES, Services, api
+from acd.api.routing import ApiError
+from acd.core import events as ev
+from acd.core.errors import CoreError
+from acd.core.intake import derived
+from acd.core.model import Channel, Contact, ContactStatus
+from acd.messaging.twilio_voice import (
+    TwilioCalls,
+    dial_twiml,
+    enqueue_twiml,
+    ivr_twiml,
+    pack,
+    path,
+    unpack,
+    wait_twiml,
+)
+from acd.storage.messaging import MessagingStore
+from acd.telephony.ivr import Done, IvrRun
+
+log = logging.getLogger("acd.twilio")
+CALL_SID = "twilio_call_sid"
+
+
+class TwilioVoice:
+    """The REST side of voice: carries out the core's offers and withdrawals on live calls."""
+
+    def __init__(self, svc: Services, calls: TwilioCalls) -> None:
+        self.svc = svc
+        self.calls = calls
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def on_command(self, cmd: ev.Command) -> None:
+        match cmd:
+            case ev.OfferContact(contact=c, manager=m) if c.payload.get(CALL_SID):
+                self._spawn(self._offer(c, m.id))
+            case ev.WithdrawOffer(contact_id=cid, manager_id=mid):
+                c = self.svc.dispatcher.board.contacts.get(cid)
+                if c is not None and c.payload.get(CALL_SID):
+                    self._spawn(self._redirect(str(c.payload[CALL_SID]), path("/queue", contact=cid), mid))
+
+    async def _offer(self, c: Contact, manager_id: str) -> None:
+        settings = self.svc.deployment.twilio
+        if settings is None or manager_id not in settings.managers:
+            log.warning("manager %s has no Twilio number (twilio.managers): offer of %s fails", manager_id, c.id)
+            self.svc.dispatcher.post(ev.OfferFailed(c.id, manager_id, "no Twilio number"))
+            return
+        await self._redirect(str(c.payload[CALL_SID]), path("/connect", contact=c.id, manager=manager_id), manager_id)
+
+    async def _redirect(self, call_sid: str, route: str, manager_id: str) -> None:
+        try:
+            await self.calls.redirect(call_sid, route)
+        except Exception as err:
+            log.warning("Twilio REST redirect of %s to %s failed: %s", call_sid, route, err)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settle(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.settle()
+        await self.calls.close()
+
+
+TWILIO = web.AppKey("twilio_voice", TwilioVoice)
+
+
+async def _signed(request: web.Request) -> dict[str, str]:
+    """The webhook's form, once its signature checks out; 403 otherwise."""
+    svc = request.app[SERVICES]
+    settings = svc.deployment.twilio
+    if settings is None or not settings.enabled or not settings.auth_token:
+        raise ApiError(404, "not_found", "Twilio is not configured on this server")
+    form = {k: str(v) for k, v in (await request.post()).items()}
+    url = settings.public_url + request.path_qs
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not RequestValidator(settings.auth_token).validate(url, form, signature):
+        log.warning("Twilio webhook %s refused: %s signature", request.path, "forged" if signature else "no")
+        raise ApiError(403, "bad_signature", "X-Twilio-Signature does not match this request")
+    return form
+
+
+def _twiml(resp: VoiceResponse) -> web.Response:
+    return web.Response(text=str(resp), content_type="application/xml")
+
+
+def _twilio_route(route: str, summary: str) -> Callable[[Any], Any]:
+    return api.add("POST", path(route), summary, role=None, tag="twilio")
+
+
+@_twilio_route("", "Twilio: an incoming call (starts the IVR flow of the dialled number)")
+async def twilio_incoming(request: web.Request) -> web.Response:
+    form = await _signed(request)
+    svc = request.app[SERVICES]
+    settings = svc.deployment.twilio
+    assert settings is not None
+    flow_name = settings.numbers.get(form.get("To", ""), "main")
+    flow = svc.deployment.flows.get(flow_name) or next(iter(svc.deployment.flows.values()))
+    run = IvrRun(flow, dialled=form.get("To", "").lstrip("+"))
+    await MessagingStore(svc.store).save_call(
+        form.get("CallSid", ""), None, form.get("From", ""), form.get("To", ""), "ivr", svc.clock()
+    )
+    return await _step(request, run, flow, None, form)
+
+
+@_twilio_route("/ivr", "Twilio: the next IVR step (the caller's key in Digits)")
+async def twilio_ivr(request: web.Request) -> web.Response:
+    form = await _signed(request)
+    svc = request.app[SERVICES]
+    try:
+        state = unpack(request.query["s"])
+        flow = svc.deployment.flows[state["flow"]]
+        run = IvrRun.resume(flow, state)
+    except (KeyError, ValueError) as err:
+        raise ApiError(400, "invalid", f"bad IVR state: {err}") from None
+    return await _step(request, run, flow, form.get("Digits") or None, form)
+
+
+async def _step(request: web.Request, run: IvrRun, flow: Any, key: str | None, form: dict[str, str]) -> web.Response:
+    svc = request.app[SERVICES]
+    settings = svc.deployment.twilio
+    assert settings is not None
+    action = run.step(key)
+    resp = ivr_twiml(run, action, flow, settings)
+    if resp is not None:
+        return _twiml(resp)
+    assert isinstance(action, Done)
+    contact = await _queue_call(svc, action, form)
+    return _twiml(enqueue_twiml(settings, contact.id))
+
+
+async def _queue_call(svc: Services, done: Done, form: dict[str, str]) -> Contact:
+    call_sid = form.get("CallSid", "")
+    skills, bonus, team = derived(done.answers, svc.dispatcher.board.policy)
+    now = svc.clock()
+    contact = Contact(
+        id=uuid.uuid4().hex,
+        channel=Channel.CALL,
+        arrived_at=now,
+        step_since=now,
+        criteria=dict(done.answers),
+        phone=form.get("From", ""),
+        priority=bonus,
+        required_skills=skills,
+        team=team,
+        language=done.language,
+        payload={CALL_SID: call_sid, "dialled": form.get("To", ""), "ivr": dict(done.how)},
+    )
+    if svc.enrich is not None:
+        contact = await svc.enrich(contact)
+    stored, created = await svc.store.create_contact(contact, f"twilio:{call_sid}")
+    await MessagingStore(svc.store).save_call(
+        call_sid, stored.id, form.get("From", ""), form.get("To", ""), "queued", now
+    )
+    if created:
+        svc.dispatcher.post(ev.ContactArrived(stored))
+        log.info("Twilio call %s queued as contact %s", call_sid, stored.id, extra={"contact_id": stored.id})
+    return stored
+
+
+@_twilio_route("/wait", "Twilio: hold music while the caller waits in the queue")
+async def twilio_wait(request: web.Request) -> web.Response:
+    await _signed(request)
+    svc = request.app[SERVICES]
+    assert svc.deployment.twilio is not None
+    return _twiml(wait_twiml(svc.deployment.twilio, svc.deployment.default_language))
+
+
+@_twilio_route("/queue", "Twilio: back to the queue (an offer withdrawn or unanswered)")
+async def twilio_queue(request: web.Request) -> web.Response:
+    await _signed(request)
+    svc = request.app[SERVICES]
+    assert svc.deployment.twilio is not None
+    return _twiml(enqueue_twiml(svc.deployment.twilio, request.query.get("contact", "")))
+
+
+@_twilio_route("/dequeued", "Twilio: the caller left the queue (Enqueue action)")
+async def twilio_dequeued(request: web.Request) -> web.Response:
+    form = await _signed(request)
+    svc = request.app[SERVICES]
+    if form.get("QueueResult") in ("hangup", "error", "system-error"):
+        _close(svc, request.query.get("contact", ""), hung_up=True)
+    return _twiml(VoiceResponse())
+
+
+@_twilio_route("/connect", "Twilio: dial the manager the core chose")
+async def twilio_connect(request: web.Request) -> web.Response:
+    await _signed(request)
+    svc = request.app[SERVICES]
+    settings = svc.deployment.twilio
+    assert settings is not None
+    cid, mid = request.query.get("contact", ""), request.query.get("manager", "")
+    c = svc.dispatcher.board.contacts.get(cid)
+    if c is None or c.status is not ContactStatus.OFFERED or c.offered_to != mid or mid not in settings.managers:
+        return _twiml(enqueue_twiml(settings, cid))  # the offer moved on meanwhile
+    timeout = (c.offer_expires_at or svc.clock()) - svc.clock()
+    return _twiml(dial_twiml(settings, cid, mid, settings.managers[mid], timeout))
+
+
+@_twilio_route("/answered", "Twilio: the manager answered (their leg, before bridging)")
+async def twilio_answered(request: web.Request) -> web.Response:
+    await _signed(request)
+    svc = request.app[SERVICES]
+    cid, mid = request.query.get("contact", ""), request.query.get("manager", "")
+    try:
+        await svc.dispatcher.submit(ev.OfferAccepted(cid, mid))
+    except CoreError as err:
+        log.info("manager %s answered %s too late (%s): dropping their leg", mid, cid, err.code)
+        resp = VoiceResponse()
+        resp.hangup()
+        return _twiml(resp)
+    return _twiml(VoiceResponse())
+
+
+@_twilio_route("/dial-done", "Twilio: the Dial to a manager ended (DialCallStatus)")
+async def twilio_dial_done(request: web.Request) -> web.Response:
+    form = await _signed(request)
+    svc = request.app[SERVICES]
+    settings = svc.deployment.twilio
+    assert settings is not None
+    cid, mid = request.query.get("contact", ""), request.query.get("manager", "")
+    status = form.get("DialCallStatus", "")
+    c = svc.dispatcher.board.contacts.get(cid)
+    if status == "completed" or (c is not None and c.status is ContactStatus.ASSIGNED):
+        if c is not None:
+            await svc.dispatcher.submit(ev.WorkFinished(cid, c.assigned_to))
+        resp = VoiceResponse()
+        resp.hangup()
+        return _twiml(resp)
+    if status in ("busy", "failed") and c is not None and c.offered_to == mid:
+        svc.dispatcher.post(ev.OfferFailed(cid, mid, f"Twilio dial {status}"))
+    # no-answer / canceled: the core's offer timer declares the miss and pauses the manager
+    return _twiml(enqueue_twiml(settings, cid))
+
+
+@_twilio_route("/status", "Twilio: the caller's call status callback")
+async def twilio_status(request: web.Request) -> web.Response:
+    form = await _signed(request)
+    svc = request.app[SERVICES]
+    sid, status = form.get("CallSid", ""), form.get("CallStatus", "")
+    store = MessagingStore(svc.store)
+    call = await store.get_call(sid)
+    await store.save_call(sid, None, form.get("From", ""), form.get("To", ""), status, svc.clock())
+    if call is not None and call["contact_id"] and status in ("completed", "busy", "failed", "no-answer", "canceled"):
+        _close(svc, call["contact_id"], hung_up=True)
+    return _twiml(VoiceResponse())
+
+
+def _close(svc: Services, contact_id: str, hung_up: bool) -> None:
+    c = svc.dispatcher.board.contacts.get(contact_id)
+    if c is None:
+        return
+    if c.status is ContactStatus.ASSIGNED:
+        svc.dispatcher.post(ev.WorkFinished(c.id, c.assigned_to))
+    else:
+        svc.dispatcher.post(ev.ContactAbandoned(c.id, "caller hung up" if hung_up else "call ended"))
+
+
+__all__ = ["TWILIO", "TwilioVoice", "pack"]
