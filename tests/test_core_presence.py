@@ -263,3 +263,13 @@ def test_a_timer_for_something_already_over_does_nothing():
     h.now += 100
     out = h.send(ev.TimerFired(("offer", "c1")))
     assert h.presence("anna") is Presence.BUSY and not [c for c in out if isinstance(c, ev.LogTransition)]
+
+
+def test_a_contact_that_arrives_pinned_goes_back_to_normal_routing_when_the_pin_expires():
+    h = harness()
+    h.send(ev.ManagerSaved(manager("vera")))
+    h.join(manager("anna"))
+    h.arrive(contact("c1", pinned_to="vera", pin_expires_at=h.now + 60))
+    assert h.offered_to("c1") is None
+    h.tick(61)
+    assert h.offered_to("c1") == "anna"

@@ -181,6 +181,8 @@ class Switchboard:
         self.contacts[c.id] = c
         self._enqueue(c)
         self._start_step_timer(c)
+        if c.pinned_to and c.pin_expires_at is not None:
+            self._cmd(ev.StartTimer(("pin", c.id), c.pin_expires_at))
 
     def _abandon(self, cid: str, reason: str) -> None:
         c = self.contacts.get(cid)
