@@ -198,3 +198,16 @@ async def test_a_config_reload_keeps_every_waiting_contact(running: Running) -> 
     assert [c["id"] for c in snap["waiting"]] == ids
     status, _ = await running.call("POST", "/api/config/reload", running.supervisor)
     assert status == 403
+
+
+async def test_the_shadow_policy_agreement_is_reported_to_the_supervisor(running: Running) -> None:
+    for _ in range(4):
+        await running.call("POST", "/api/leads", json=LEAD)
+    await running.settle()
+    status, report = await running.call("GET", "/api/shadow", running.supervisor)
+    assert status == 200
+    assert report["shadow"]["strategy"] == "leastrecent"
+    assert report["compared"] == report["decisions"] >= 3  # the sales team holds three offers at once
+    assert report["agreed"] + sum(d["count"] for d in report["differences"]) == report["compared"]
+    _, log = await running.call("GET", "/api/decisions", running.supervisor)
+    assert all(d["shadow"]["strategy"] == "leastrecent" for d in log["decisions"] if d["kind"] == "offer")

@@ -291,3 +291,19 @@ def test_a_small_exploration_share_goes_to_a_manager_without_rated_deals():
     assert 0.1 < share < 0.3
     explored = [c for c in h.log if isinstance(c, ev.LogDecision) and c.decision.manager_id == "newcomer"]
     assert all("exploration" in d.decision.candidates[0].components for d in explored)
+
+
+def test_a_shadow_policy_decides_beside_the_live_one_without_acting():
+    from acd.core.policy import ShadowPolicy
+
+    h = harness(strategy=Strategy.LINEAR, shadow=ShadowPolicy("cand-1", Strategy.RRMEMORY))
+    h.join(manager("a", order=1), manager("b", order=2))
+    picks = []
+    for i in range(4):
+        h.arrive(contact(f"c{i}"))
+        d = h.last_offer().decision
+        picks.append((d.manager_id, d.shadow.manager_id if d.shadow else None))
+        h.send(ev.ContactAbandoned(f"c{i}"))
+    assert [live for live, _ in picks] == ["a", "a", "a", "a"]  # the live policy alone acts
+    assert [shadow for _, shadow in picks] == ["a", "b", "a", "b"]
+    assert "shadow rrmemory vcand-1 would pick b" in h.offers()[1].decision.summary

@@ -385,6 +385,51 @@ async def decisions(request: web.Request) -> web.Response:
 
 
 @api.add(
+    "GET", "/api/shadow", "How often the shadow policy agrees with the live one", role="supervisor", query=("limit",)
+)
+async def shadow(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    rows = [
+        d for d in await svc.store.list_decisions(None, None, None, _limit(request, 500, 10000)) if d.kind == "offer"
+    ]
+    compared = [d for d in rows if d.shadow is not None]
+    differ: dict[tuple[str | None, str | None], int] = {}
+    recent: list[dict[str, Any]] = []
+    for d in compared:
+        assert d.shadow is not None
+        if d.shadow.manager_id != d.manager_id:
+            pair = (d.manager_id, d.shadow.manager_id)
+            differ[pair] = differ.get(pair, 0) + 1
+            if len(recent) < 20:
+                recent.append(
+                    {
+                        "decision_id": d.id,
+                        "contact_id": d.contact_id,
+                        "live": d.manager_id,
+                        "shadow": d.shadow.manager_id,
+                    }
+                )
+    agreed = len(compared) - sum(differ.values())
+    live = svc.dispatcher.board.policy
+    return web.json_response(
+        {
+            "live": {"version": live.version, "strategy": live.strategy.value},
+            "shadow": None
+            if live.shadow is None
+            else {"version": live.shadow.version, "strategy": live.shadow.strategy.value},
+            "decisions": len(rows),
+            "compared": len(compared),
+            "agreed": agreed,
+            "agreement": agreed / len(compared) if compared else None,
+            "differences": [
+                {"live": a, "shadow": b, "count": n} for (a, b), n in sorted(differ.items(), key=lambda kv: -kv[1])
+            ],
+            "recent_differences": recent,
+        }
+    )
+
+
+@api.add(
     "GET",
     "/api/transitions",
     "Presence transitions, newest first",

@@ -84,6 +84,9 @@ def decision_json(d: Decision) -> dict[str, Any]:
         ],
         "filtered": d.filtered,
         "filtered_counts": d.filtered_counts,
+        "shadow": None
+        if d.shadow is None
+        else {"version": d.shadow.version, "strategy": d.shadow.strategy, "manager_id": d.shadow.manager_id},
     }
 
 

@@ -41,7 +41,7 @@ from acd.config.flows import IvrFlow, build_flow
 from acd.config.schema import DeploymentSpec, HoursSpec, parse_hours_line
 from acd.core.hours import Calendar, Schedule
 from acd.core.model import Channel, Manager
-from acd.core.policy import DEFAULT_STEPS, ChannelRules, EscalationStep, RoutingPolicy, Weights
+from acd.core.policy import DEFAULT_STEPS, ChannelRules, EscalationStep, RoutingPolicy, ShadowPolicy, Weights
 
 DB_URL_ENV = "ACD_DB_URL"  # overrides server.db_url: a PostgreSQL URL carries a password
 
@@ -378,6 +378,13 @@ def _build(
         min_rated_deals=p.min_rated_deals,
         seed=p.seed,
         calendar=calendar,
+        shadow=ShadowPolicy(
+            p.shadow.version,
+            p.shadow.strategy,
+            Weights(p.shadow.weights.value, p.shadow.weights.fit, p.shadow.weights.load, p.shadow.weights.exploration),
+        )
+        if p.shadow
+        else None,
     )
 
     ami, agi, web = spec.asterisk.ami, spec.asterisk.fastagi, spec.web

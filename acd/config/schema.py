@@ -338,6 +338,14 @@ class WeightsSpec(Spec):
     exploration: Annotated[float, Field(ge=0, le=1)] = 0.05
 
 
+class ShadowSpec(Spec):
+    """A candidate policy scored beside the live one on every offer, without acting."""
+
+    version: Annotated[str, BeforeValidator(_version)]
+    strategy: Strategy = Strategy.BEST_MATCH
+    weights: WeightsSpec = WeightsSpec()
+
+
 class PolicySpec(Spec):
     version: Annotated[str, BeforeValidator(_version)]
     strategy: Strategy = Strategy.BEST_MATCH
@@ -347,6 +355,7 @@ class PolicySpec(Spec):
     voice_is_exclusive: StrictBool = True
     min_rated_deals: Count = 10
     seed: StrictInt = 0
+    shadow: ShadowSpec | None = None
 
 
 class DeploymentSpec(Spec):

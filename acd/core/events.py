@@ -135,6 +135,15 @@ class Candidate:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowChoice:
+    """Whom the shadow policy would have picked among the same candidates."""
+
+    version: str
+    strategy: str
+    manager_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """Why a contact went where it went: the explanation a supervisor reads."""
 
@@ -151,6 +160,7 @@ class Decision:
     filtered: dict[str, list[str]] = field(default_factory=dict)
     filtered_counts: dict[str, int] = field(default_factory=dict)
     summary: str = ""
+    shadow: ShadowChoice | None = None
 
 
 @dataclass(frozen=True, slots=True)

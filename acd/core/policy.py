@@ -76,6 +76,16 @@ class ChannelRules:
 
 
 @dataclass(frozen=True, slots=True)
+class ShadowPolicy:
+    """A candidate policy that decides beside the live one on every offer, without acting,
+    so a supervisor can see where and how often the two differ before switching."""
+
+    version: str
+    strategy: Strategy = Strategy.BEST_MATCH
+    weights: Weights = Weights()
+
+
+@dataclass(frozen=True, slots=True)
 class RoutingPolicy:
     """Everything the router needs to decide, with the version every decision records."""
 
@@ -101,6 +111,7 @@ class RoutingPolicy:
     min_rated_deals: int = 10  # below this a manager counts as "new" for exploration
     seed: int = 0
     calendar: Calendar = field(default_factory=Calendar)
+    shadow: ShadowPolicy | None = None
 
     def rules(self, channel: Channel) -> ChannelRules:
         return self.channels.get(channel, ChannelRules())

@@ -62,6 +62,9 @@ class Switchboard:
         self._available: dict[str, Manager] = {}
         self._memory = RouterMemory()
         self._rng = random.Random(policy.seed)
+        # the shadow policy keeps its own memory and random stream, so it never disturbs the live one
+        self._shadow_memory = RouterMemory()
+        self._shadow_rng = random.Random(policy.seed + 1)
         self._decisions = 0
         self._pass: _Pass | None = None
 
@@ -638,7 +641,11 @@ class Switchboard:
             + (f" = {parts}" if parts else "")
             + f"; {len(candidates)} candidate(s), {sum(counts.values())} filtered"
         )
-        self._log(c, winner, "offer", ranked[:10], filtered, counts, summary)
+        shadow = self._shadow_choice(c, candidates, today)
+        if shadow is not None:
+            verdict = "agrees" if shadow.manager_id == winner.id else f"would pick {shadow.manager_id}"
+            summary += f"; shadow {shadow.strategy} v{shadow.version} {verdict}"
+        self._log(c, winner, "offer", ranked[:10], filtered, counts, summary, shadow)
         rules = self.policy.rules(c.channel)
         c.status, c.offered_to, c.offer_expires_at = ContactStatus.OFFERED, winner.id, self._now + rules.offer_timeout
         self._dequeue(c)
@@ -649,6 +656,17 @@ class Switchboard:
         self._move(winner, Cause.OFFER, None)
         self._cmd(ev.StartTimer(("offer", c.id), c.offer_expires_at))
         self._cmd(ev.OfferContact(replace(c), replace(winner), c.offer_expires_at, self._last_decision))
+
+    def _shadow_choice(self, c: Contact, candidates: list[Manager], today: dict[str, int]) -> ev.ShadowChoice | None:
+        shadow = self.policy.shadow
+        if shadow is None:
+            return None
+        policy = replace(self.policy, version=shadow.version, strategy=shadow.strategy, weights=shadow.weights)
+        ranked = rank(c, candidates, policy, self.ratings, self._shadow_memory, self._shadow_rng, today)
+        pick = ranked[0].manager_id if ranked else None
+        if pick is not None:
+            self._shadow_memory.rr_last_order = self.managers[pick].order
+        return ev.ShadowChoice(shadow.version, shadow.strategy.value, pick)
 
     def _explain_filters(self, c: Contact, pool: Pool, chosen: set[str]) -> tuple[dict[str, list[str]], dict[str, int]]:
         filtered: dict[str, list[str]] = {}
@@ -672,6 +690,7 @@ class Switchboard:
         filtered: dict[str, list[str]],
         counts: dict[str, int],
         summary: str,
+        shadow: ev.ShadowChoice | None = None,
     ) -> None:
         self._decisions += 1
         steps = self.policy.steps
@@ -689,6 +708,7 @@ class Switchboard:
             filtered=filtered,
             filtered_counts=counts,
             summary=summary,
+            shadow=shadow,
         )
         self._last_decision = d
         self._cmd(ev.LogDecision(d))

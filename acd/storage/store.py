@@ -37,7 +37,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from acd.core.events import Candidate, Decision, Transition
+from acd.core.events import Candidate, Decision, ShadowChoice, Transition
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence
 from acd.storage import tables as t
 
@@ -659,6 +659,9 @@ def _decision_row(d: Decision) -> dict[str, Any]:
         "filtered": {reason: list(ids) for reason, ids in d.filtered.items()},
         "filtered_counts": dict(d.filtered_counts),
         "summary": d.summary,
+        "shadow": None
+        if d.shadow is None
+        else {"version": d.shadow.version, "strategy": d.shadow.strategy, "manager_id": d.shadow.manager_id},
     }
 
 
@@ -680,6 +683,7 @@ def _decision_from_row(row: sa.RowMapping) -> Decision:
         filtered=row["filtered"],
         filtered_counts=row["filtered_counts"],
         summary=row["summary"],
+        shadow=None if row["shadow"] is None else ShadowChoice(**row["shadow"]),
     )
 
 

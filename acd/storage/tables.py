@@ -144,6 +144,7 @@ decisions = sa.Table(
     sa.Column("filtered", JSONText(), nullable=False),
     sa.Column("filtered_counts", JSONText(), nullable=False),
     sa.Column("summary", sa.Text(), nullable=False),
+    sa.Column("shadow", JSONText(), nullable=True),  # migration 0006: the shadow policy's pick
     sa.Index(None, "contact_id", "at"),
     sa.Index(None, "manager_id", "at"),
     sa.Index(None, "at"),
