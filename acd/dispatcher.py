@@ -21,6 +21,7 @@ from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.model import Contact, Manager
 from acd.core.switchboard import Switchboard
+from acd.storage.store import Conflict, StorageError
 
 log = logging.getLogger("acd.dispatcher")
 
@@ -89,7 +90,7 @@ class Dispatcher:
         """Rebuild the core from the store, persist what recovery changed, start the loop."""
         batch = _Batch()
         batch.add(self.board.restore(contacts, managers, self.clock()))
-        await self._commit(batch)
+        await self._commit(batch)  # at start-up a failure is fatal: better not to serve at all
         self._effects(batch.effects)
         self._task = asyncio.create_task(self._run(), name="acd-dispatcher")
 
@@ -136,7 +137,13 @@ class Dispatcher:
             while len(items) < MAX_BATCH and not self._queue.empty():
                 items.append(self._queue.get_nowait())
             stop = None in items
-            await self._process([i for i in items if i is not None])
+            try:
+                await self._process([i for i in items if i is not None])
+            except Exception:  # the loop is the only writer: it must outlive any one bad batch
+                log.critical("dispatcher batch failed", exc_info=True)
+                for item in items:
+                    if item is not None and item.reply is not None and not item.reply.done():
+                        item.reply.set_exception(RuntimeError("internal error while routing"))
             if stop:
                 return
 
@@ -156,8 +163,10 @@ class Dispatcher:
             batch.add(out)
             outcomes.append((item, out))
             self.processed += 1
-        await self._commit_until_done(batch)
+        failure = await self._commit_until_done(batch)
         for item, outcome in outcomes:
+            if failure is not None and not isinstance(outcome, BaseException):
+                outcome = failure
             if item.reply is None or item.reply.done():
                 continue
             if isinstance(outcome, BaseException):
@@ -166,18 +175,26 @@ class Dispatcher:
                 item.reply.set_result(outcome)
         self._effects(batch.effects)
 
-    async def _commit_until_done(self, batch: _Batch) -> None:
+    async def _commit_until_done(self, batch: _Batch) -> BaseException | None:
         """The core has moved on, so the store must follow: retry with back-off while the
-        database is away. Events queue up meanwhile and nobody is acknowledged."""
+        database is away (events queue up meanwhile and nobody is acknowledged). A write the
+        store refuses for any other reason is a bug, not an outage: retrying would stop all
+        routing behind one bad batch, so it is logged and given up, and returned."""
         delay = 0.05
         while True:
             try:
                 await self._commit(batch)
-                return
-            except Exception:
-                log.exception("commit failed; retrying in %.2f s", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                return None
+            except StorageError as err:
+                if isinstance(err, Conflict):
+                    log.critical("commit refused, batch dropped: %s", err)
+                    return err
+                log.warning("database unavailable (%s); retrying in %.2f s", err, delay)
+            except Exception as err:
+                log.critical("commit failed on bad data, batch dropped", exc_info=True)
+                return err
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def _commit(self, batch: _Batch) -> None:
         if batch.contacts or batch.managers or batch.decisions or batch.transitions:

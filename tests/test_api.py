@@ -211,3 +211,13 @@ async def test_the_shadow_policy_agreement_is_reported_to_the_supervisor(running
     assert report["agreed"] + sum(d["count"] for d in report["differences"]) == report["compared"]
     _, log = await running.call("GET", "/api/decisions", running.supervisor)
     assert all(d["shadow"]["strategy"] == "leastrecent" for d in log["decisions"] if d["kind"] == "offer")
+
+
+async def test_a_patch_that_nulls_a_required_field_is_refused_and_routing_goes_on(running: Running) -> None:
+    status, body = await running.call("PATCH", "/api/managers/anna", running.admin, json={"skills": None})
+    assert status == 400 and "skills" in body["error"]["message"]
+    status, lead = await running.call("POST", "/api/leads", json=LEAD)
+    assert status == 201
+    await running.settle()
+    _, seen = await running.call("GET", f"/api/contacts/{lead['id']}", running.supervisor)
+    assert seen["status"] == "offered"

@@ -518,6 +518,9 @@ async def update_manager(request: web.Request) -> web.Response:
     current = _manager_or_404(request)
     body = await parse_body(request, s.ManagerPatch)
     changes = body.model_dump(exclude_unset=True)
+    cleared = sorted(k for k, v in changes.items() if v is None and k not in ("team", "daily_cap"))
+    if cleared:
+        raise ApiError(400, "invalid", f"{cleared[0]}: may not be null (leave it out to keep it)")
     if "languages" in changes:
         changes["languages"] = frozenset(changes["languages"] or ())
     if "capacity" in changes:

@@ -114,7 +114,7 @@ class Registry:
             },
         }
         return {
-            "openapi": "3.0.3",
+            "openapi": "3.1.0",
             "info": {"title": title, "version": version},
             "paths": paths,
             "components": {
