@@ -51,7 +51,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         headers["Access-Control-Allow-Origin"] = origin
     if request.method == "OPTIONS":
         if not ok or not origin:
-            raise web.HTTPForbidden(text="origin not allowed", headers=headers)
+            raise ApiError(403, "origin_not_allowed", f"{origin or 'no origin'} is not in web.allowed_origins", headers)
         headers |= {
             "Access-Control-Allow-Methods": "GET, POST",
             "Access-Control-Allow-Headers": "Content-Type, Idempotency-Key",
