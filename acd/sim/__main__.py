@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "scenarios" / "example.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "acd.example.yaml"
+ALL = ("best-match", "leastrecent", "fewestcalls", "random", "rrmemory", "linear")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -16,8 +18,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="override the scenario's seed")
     parser.add_argument("--days", type=int, help="override the scenario's number of days")
     parser.add_argument("--policies", help="comma-separated, e.g. best-match,leastrecent")
+    parser.add_argument("--backtest", type=Path, metavar="CSV", help="replay past contacts instead of a scenario")
+    parser.add_argument("--config", type=Path, default=CONFIG, help="the deployment (managers, rules) for --backtest")
     args = parser.parse_args(argv)
+    if args.backtest:
+        return backtest(args.backtest, args.config, args.policies)
     return run(args.scenario, args.seed, args.days, args.policies)
+
+
+def backtest(csv_path: Path, config: Path, policies: str | None) -> int:
+    from acd.config import ConfigError, load_deployment
+    from acd.sim import backtest as bt
+
+    try:
+        deployment = load_deployment(config)
+        text = csv_path.read_text(encoding="utf-8")
+    except ConfigError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"{csv_path}: {err}", file=sys.stderr)
+        return 1
+    managers = list(deployment.managers)
+    parsed = bt.parse(text, [c.name for c in deployment.criteria], [m.id for m in managers], deployment.tz)
+    for line, reason in parsed.rejected:
+        print(f"{csv_path}: line {line}: {reason}", file=sys.stderr)
+    if not parsed.contacts:
+        print(f"{csv_path}: no contact to replay", file=sys.stderr)
+        return 1
+    names = [p.strip() for p in (policies or ",".join(ALL)).split(",") if p.strip()]
+    results = [bt.replay(parsed.contacts, managers, deployment.policy, name) for name in names]
+    print(bt.report(parsed.contacts, results, managers))
+    return 0
 
 
 def run(path: Path, seed: int | None, days: int | None, policies: str | None) -> int:
