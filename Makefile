@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/acd.example.yaml
 
-.PHONY: setup run test lint bench check-config clean
+.PHONY: setup run test lint bench reliability check-config clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The reliability suite at full strength: more SIGKILLs, more hypothesis examples.
+reliability: $(STAMP)
+	ACD_RELIABILITY_KILLS=10 HYPOTHESIS_PROFILE=reliability $(BIN)/python -m pytest -q -s \
+		tests/test_restart.py tests/reliability tests/test_core_properties.py tests/test_dispatcher.py tests/asterisk
 
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +13,8 @@ from acd.core.model import Channel, ContactStatus, Presence
 from acd.core.policy import ChannelRules, EscalationStep, Pool
 from tests.core_helpers import contact, harness, manager
 
+# `make reliability` runs many more random sequences than the everyday suite
+SCALE = 20 if os.environ.get("HYPOTHESIS_PROFILE") == "reliability" else 1
 MANAGERS = ["m0", "m1", "m2", "m3"]
 CHANNELS = [Channel.CALL, Channel.WEB, Channel.EMAIL]
 SKILLS = [frozenset(), frozenset({"sales"}), frozenset({"training"})]
@@ -54,7 +58,7 @@ def check_invariants(h) -> None:  # type: ignore[no-untyped-def]
                 assert board._reject(c, m, pool) is not None, f"{c.id} could go to {m.id}"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(op, min_size=1, max_size=60))
 def test_core_invariants_hold_over_any_sequence_of_events(ops) -> None:  # type: ignore[no-untyped-def]
     steps = (EscalationStep(Pool.TEAM, 10), EscalationStep(Pool.SKILL, 10), EscalationStep(Pool.ANY))
@@ -114,7 +118,7 @@ def test_core_invariants_hold_over_any_sequence_of_events(ops) -> None:  # type:
     assert not paused_at_offer
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60 * SCALE, deadline=None)
 @given(st.lists(st.sampled_from(CHANNELS), min_size=1, max_size=25))
 def test_every_contact_is_eventually_offered_while_an_eligible_manager_is_available(channels) -> None:  # type: ignore[no-untyped-def]
     h = harness(inactivity_pause=0)
