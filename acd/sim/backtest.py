@@ -15,7 +15,6 @@ learnt as the month goes by, from the real outcomes known by then — never from
 from __future__ import annotations
 
 import csv
-import heapq
 import io
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from acd.core.switchboard import Switchboard
 from acd.crm.csvio import parse_amount, parse_when
 from acd.crm.provider import DealRatings
 from acd.crm.ratings import Opportunity, RatingParams
+from acd.sim.clock import Accept, Agenda, Finish, SetPresence, TimerDue
 
 PRESENCE_MARGIN = 15 * 60.0  # seconds a manager is taken to be present around their first/last contact
 
@@ -116,15 +116,7 @@ def replay(
     ratings = DealRatings(RatingParams(segment_keys=policy.segment_keys))
     board = Switchboard(policy, ratings)
     result = Replay(strategy)
-    heap: list[tuple[float, int, str, object]] = []
-    timers: dict[tuple[str, str], float] = {}
-    n = 0
-
-    def push(at: float, kind: str, data: object) -> None:
-        nonlocal n
-        n += 1
-        heapq.heappush(heap, (at, n, kind, data))
-
+    agenda = Agenda()
     by_id = {c.id: c for c in past}
 
     def send(event: ev.Event, now: float) -> None:
@@ -132,57 +124,48 @@ def replay(
             out = board.handle(event, now)
         except CoreError:
             return
+        agenda.keep_timers(out)
         for cmd in out:
-            match cmd:
-                case ev.StartTimer(key, at):
-                    timers[key] = at
-                    push(at, "timer", (key, at))
-                case ev.CancelTimer(key):
-                    timers.pop(key, None)
-                case ev.OfferContact(contact=c, manager=m):
-                    push(now, "accept", (c.id, m.id))  # managers take what they are offered
+            if isinstance(cmd, ev.OfferContact):
+                agenda.add(now, Accept(cmd.contact.id, cmd.manager.id))  # managers take what they are offered
 
     start = past[0].at if past else 0.0
     for m in managers:
         board.handle(ev.ManagerSaved(replace(m, load={}, presence=Presence.OFFLINE)), start)
     for mid, spans in shifts(past).items():
         for a, b in spans:
-            push(a, "presence", (mid, Presence.AVAILABLE))
-            push(b, "presence", (mid, Presence.OFFLINE))
+            agenda.add(a, SetPresence(mid, Presence.AVAILABLE))
+            agenda.add(b, SetPresence(mid, Presence.OFFLINE))
     for i, c in enumerate(past):
-        push(c.at, "arrive", c)
+        agenda.add(c.at, c)
         if c.manager:  # the real outcome becomes known when the real work ended
             segment = tuple(c.criteria.get(k, "") for k in policy.segment_keys)
-            opp = Opportunity(f"bt-{i}", c.manager, None, segment, c.won, c.amount if c.won else 0.0, c.at + c.handle)
-            push(c.at + c.handle, "learn", opp)
-    while heap:
-        at, _, kind, data = heapq.heappop(heap)
-        if kind == "arrive":
-            assert isinstance(data, PastContact)
-            contact = Contact(id=data.id, channel=data.channel, arrived_at=at, seq=n, criteria=dict(data.criteria))
-            send(ev.ContactArrived(qualify(contact, policy)), at)
-        elif kind == "presence":
-            mid, state = data  # type: ignore[misc]
-            if mid in board.managers:
-                send(ev.PresenceSet(mid, state, "shift"), at)
-        elif kind == "timer":
-            key, due = data  # type: ignore[misc]
-            if timers.get(key) == due:
-                del timers[key]
-                send(ev.TimerFired(key), at)
-        elif kind == "accept":
-            cid, mid = data  # type: ignore[misc]
-            current = board.contacts.get(cid)
-            if current is not None and current.status is ContactStatus.OFFERED and current.offered_to == mid:
-                send(ev.OfferAccepted(cid, mid), at)
-                result.assigned[cid] = mid
-                push(at + by_id[cid].handle, "finish", (cid, mid))
-        elif kind == "finish":
-            cid, mid = data  # type: ignore[misc]
-            send(ev.WorkFinished(cid, mid), at)
-        elif kind == "learn":
-            assert isinstance(data, Opportunity)
-            ratings.update([data], at)
+            agenda.add(
+                c.at + c.handle,
+                Opportunity(f"bt-{i}", c.manager, None, segment, c.won, c.amount if c.won else 0.0, c.at + c.handle),
+            )
+    while agenda.next_at() is not None:
+        at, item = agenda.pop()
+        match item:
+            case PastContact() as p:
+                contact = Contact(id=p.id, channel=p.channel, arrived_at=at, seq=p.line, criteria=dict(p.criteria))
+                send(ev.ContactArrived(qualify(contact, policy)), at)
+            case SetPresence(mid, state):
+                if mid in board.managers:
+                    send(ev.PresenceSet(mid, state, "shift"), at)
+            case TimerDue() as due:
+                if agenda.fire(due):
+                    send(ev.TimerFired(due.key), at)
+            case Accept(cid, mid):
+                current = board.contacts.get(cid)
+                if current is not None and current.status is ContactStatus.OFFERED and current.offered_to == mid:
+                    send(ev.OfferAccepted(cid, mid), at)
+                    result.assigned[cid] = mid
+                    agenda.add(at + by_id[cid].handle, Finish(cid, mid))
+            case Finish(cid, mid):
+                send(ev.WorkFinished(cid, mid), at)
+            case Opportunity() as opp:
+                ratings.update([opp], at)
     result.unassigned = sum(1 for c in past if c.id not in result.assigned)
     return result
 

@@ -8,7 +8,6 @@ the report come from routing, not from luck.
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
 from collections import defaultdict
@@ -24,6 +23,7 @@ from acd.core.policy import RoutingPolicy, Strategy
 from acd.core.switchboard import Switchboard
 from acd.crm.provider import DealRatings
 from acd.crm.ratings import Opportunity, RatingParams
+from acd.sim.clock import Accept, Agenda, Finish, SetPresence, TimerDue
 from acd.sim.scenario import ManagerSpec, Scenario, hours
 
 EPOCH = 1_767_571_200.0  # Monday 2026-01-05 00:00 UTC: day 0 of every simulation
@@ -117,6 +117,16 @@ def history(s: Scenario, keys: tuple[str, ...]) -> list[Opportunity]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Rejoin:
+    manager_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Abandon:
+    contact_id: str
+
+
 @dataclass
 class Result:
     strategy: str
@@ -174,7 +184,7 @@ def fairness(result: Result, s: Scenario) -> float:
 class Run:
     """One policy over the whole scenario."""
 
-    def __init__(self, s: Scenario, base: RoutingPolicy, strategy: str, stream: list[Arrival]) -> None:
+    def __init__(self, s: Scenario, base: RoutingPolicy, strategy: Strategy, stream: list[Arrival]) -> None:
         self.s = s
         self.policy = replace(
             base, strategy=Strategy(strategy), inactivity_pause=0, seed=s.seed, calendar=Calendar(tz="UTC")
@@ -185,19 +195,13 @@ class Run:
         self.board = Switchboard(self.policy, ratings)
         self.stream = stream
         self.specs = {m.id: m for m in s.managers}
-        self.result = Result(strategy)
-        self.heap: list[tuple[float, int, str, object]] = []
-        self.timers: dict[tuple[str, str], float] = {}
+        self.result = Result(Strategy(strategy).value)
+        self.agenda = Agenda()
         self.arrivals: dict[str, Arrival] = {}
         self.offers: dict[str, int] = defaultdict(int)
         self.offered_at: dict[str, float] = {}
         self.presence_at: dict[str, tuple[Presence, float]] = {}
-        self.n = 0
         self.now = EPOCH
-
-    def push(self, at: float, kind: str, data: object) -> None:
-        self.n += 1
-        heapq.heappush(self.heap, (at, self.n, kind, data))
 
     def run(self) -> Result:
         for m in self.s.managers:
@@ -207,14 +211,13 @@ class Run:
             base = EPOCH + day * DAY
             for m in self.s.managers:
                 for hour, state in _shift_events(m):
-                    self.push(base + hour * 3600, "presence", (m.id, state))
+                    self.agenda.add(base + hour * 3600, SetPresence(m.id, state))
         for a in self.stream:
-            self.push(a.at, "arrive", a)
+            self.agenda.add(a.at, a)
         end = EPOCH + self.s.days * DAY
-        while self.heap and self.heap[0][0] < end:
-            at, _, kind, data = heapq.heappop(self.heap)
-            self.now = at
-            self.step(kind, data)
+        while (at := self.agenda.next_at()) is not None and at < end:
+            self.now, item = self.agenda.pop()
+            self.step(item)
         self.now = end
         self.result.unanswered_at_end = sum(
             1 for c in self.board.contacts.values() if c.status is not ContactStatus.ASSIGNED
@@ -223,53 +226,50 @@ class Run:
             self._account(mid, state, since, end)
         return self.result
 
-    def step(self, kind: str, data: object) -> None:
-        match kind:
-            case "arrive":
-                a = data
-                assert isinstance(a, Arrival)
+    def step(self, item: object) -> None:
+        match item:
+            case Arrival() as a:
                 self.arrivals[a.contact.id] = a
                 if a.contact.channel.is_voice:
                     self.result.calls += 1
                     if math.isfinite(a.patience):
-                        self.push(a.at + a.patience, "abandon", a.contact.id)
+                        self.agenda.add(a.at + a.patience, Abandon(a.contact.id))
                 self.send(ev.ContactArrived(qualify(replace(a.contact), self.policy)))
-            case "presence":
-                mid, state = data  # type: ignore[misc]
+            case SetPresence(mid, state):
                 self.send(ev.PresenceSet(mid, state, "break" if state is Presence.PAUSED else None))
-            case "rejoin":
-                m = self.board.managers[str(data)]
+            case Rejoin(mid):
+                m = self.board.managers[mid]
                 if m.presence is Presence.PAUSED and m.pause_reason == "missed offer":
                     self.send(ev.PresenceSet(m.id, Presence.AVAILABLE, "rejoin"))
-            case "timer":
-                key, at = data  # type: ignore[misc]
-                if self.timers.get(key) == at:
-                    del self.timers[key]
-                    self.send(ev.TimerFired(key))
-            case "accept":
-                cid, mid = data  # type: ignore[misc]
-                c = self.board.contacts.get(cid)
-                if c is not None and c.status is ContactStatus.OFFERED and c.offered_to == mid:
-                    self.send(ev.OfferAccepted(cid, mid))
-                    a = self.arrivals[cid]
-                    wait = self.offered_at[cid] - a.at  # queue time; ringing is not waiting in line
-                    if c.channel.is_voice:
-                        self.result.calls_answered += 1
-                        self.result.call_wait_total += wait
-                        self.result.calls_within_sl += wait <= self.s.service_level_seconds
-                    else:
-                        self.result.other_answered += 1
-                        self.result.other_wait_total += wait
-                    self.result.taken[mid] += 1
-                    self.push(self.now + a.handle, "finish", (cid, mid))
-            case "finish":
-                cid, mid = data  # type: ignore[misc]
+            case TimerDue() as due:
+                if self.agenda.fire(due):
+                    self.send(ev.TimerFired(due.key))
+            case Accept(cid, mid):
+                self.accept(cid, mid)
+            case Finish(cid, mid):
                 self.finish(cid, mid)
-            case "abandon":
-                c = self.board.contacts.get(str(data))
+            case Abandon(cid):
+                c = self.board.contacts.get(cid)
                 if c is not None and c.status is not ContactStatus.ASSIGNED:
                     self.result.calls_abandoned += 1
                     self.send(ev.ContactAbandoned(c.id))
+
+    def accept(self, cid: str, mid: str) -> None:
+        c = self.board.contacts.get(cid)
+        if c is None or c.status is not ContactStatus.OFFERED or c.offered_to != mid:
+            return  # the offer was withdrawn meanwhile (caller gone, timed out)
+        self.send(ev.OfferAccepted(cid, mid))
+        a = self.arrivals[cid]
+        wait = self.offered_at[cid] - a.at  # queue time; ringing is not waiting in line
+        if c.channel.is_voice:
+            self.result.calls_answered += 1
+            self.result.call_wait_total += wait
+            self.result.calls_within_sl += wait <= self.s.service_level_seconds
+        else:
+            self.result.other_answered += 1
+            self.result.other_wait_total += wait
+        self.result.taken[mid] += 1
+        self.agenda.add(self.now + a.handle, Finish(cid, mid))
 
     def finish(self, cid: str, mid: str) -> None:
         a = self.arrivals[cid]
@@ -291,19 +291,15 @@ class Run:
             out = self.board.handle(event, self.now)
         except CoreError:
             return  # e.g. a break that starts while the manager is already offline
+        self.agenda.keep_timers(out)
         for cmd in out:
             match cmd:
-                case ev.StartTimer(key, at):
-                    self.timers[key] = at
-                    self.push(at, "timer", (key, at))
-                case ev.CancelTimer(key):
-                    self.timers.pop(key, None)
                 case ev.OfferContact(contact=c, manager=m):
                     self.offer(c.id, m.id)
                 case ev.WithdrawOffer(reason="missed offer"):
                     self.result.missed_offers += 1
                 case ev.NotifyManager(manager_id=mid, kind="auto_pause"):
-                    self.push(self.now + self.specs[mid].rejoin_minutes * 60, "rejoin", mid)
+                    self.agenda.add(self.now + self.specs[mid].rejoin_minutes * 60, Rejoin(mid))
                 case ev.LogTransition(t):
                     state, since = self.presence_at[t.manager_id]
                     self._account(t.manager_id, state, since, t.at)
@@ -316,7 +312,7 @@ class Run:
         self.offered_at[cid] = self.now
         if a.miss_draws[n % MAX_OFFERS] < self.specs[mid].miss_rate:
             return  # the manager is away from the desk: the offer times out
-        self.push(self.now + a.response, "accept", (cid, mid))
+        self.agenda.add(self.now + a.response, Accept(cid, mid))
 
     def _account(self, mid: str, state: Presence, since: float, until: float) -> None:
         if state.is_staffed:

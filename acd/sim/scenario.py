@@ -7,12 +7,12 @@ conversion and deal size. The router sees only the deal history the scenario gen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from acd.core.model import Channel
+from acd.core.policy import Strategy
 
 
 class SpecError(ValueError):
@@ -103,9 +103,7 @@ class Scenario(_Spec):
     days: int = Field(3, ge=1, le=60)
     service_level_seconds: float = Field(20, gt=0)
     config: str | None = None  # the deployment whose criteria and rules the router uses
-    policies: list[Literal["best-match", "leastrecent", "fewestcalls", "random", "rrmemory", "linear"]] = Field(
-        default_factory=lambda: ["best-match", "leastrecent", "fewestcalls", "random", "rrmemory", "linear"]
-    )
+    policies: list[Strategy] = Field(default_factory=lambda: list(Strategy))
     channels: dict[Channel, ChannelLoad]
     mix: dict[str, dict[str, float]]  # criterion -> value -> share
     base_conversion: dict[str, float]  # temperature -> win rate of an average manager
