@@ -54,9 +54,9 @@ class TwilioVoice:
             case ev.OfferContact(contact=c, manager=m) if c.payload.get(CALL_SID):
                 self._spawn(self._offer(c, m.id))
             case ev.WithdrawOffer(contact_id=cid, manager_id=mid):
-                c = self.svc.dispatcher.board.contacts.get(cid)
-                if c is not None and c.payload.get(CALL_SID):
-                    self._spawn(self._redirect(str(c.payload[CALL_SID]), path("/queue", contact=cid), mid))
+                held = self.svc.dispatcher.board.contacts.get(cid)
+                if held is not None and held.payload.get(CALL_SID):
+                    self._spawn(self._redirect(str(held.payload[CALL_SID]), path("/queue", contact=cid), mid))
 
     async def _offer(self, c: Contact, manager_id: str) -> None:
         settings = self.svc.deployment.twilio

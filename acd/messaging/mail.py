@@ -78,7 +78,8 @@ def read_mail(raw: bytes, max_size: int) -> Mail | Refused:
     try:
         msg = BytesParser(policy=policy.default).parsebytes(raw)
         assert isinstance(msg, EmailMessage)
-        message_id = (message_ids(str(msg.get("Message-ID", ""))) or [None])[0]
+        found = message_ids(str(msg.get("Message-ID", "")))
+        message_id = found[0] if found else None
         subject = str(msg.get("Subject", "") or "").strip()
         from_header = msg.get("From")
         defects = [d for part in msg.walk() for d in part.defects if isinstance(d, _FATAL_DEFECTS)]
