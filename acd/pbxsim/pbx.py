@@ -552,18 +552,18 @@ class PbxSim:
                 return "ANSWER"
         dial_end("ANSWER")
         self.bridge(ch.name, callee.name)
-        waits2 = [asyncio.ensure_future(leg.hungup.wait()), asyncio.ensure_future(far.hungup.wait())]
+        waits2: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(leg.hungup.wait()),
+            asyncio.ensure_future(far.hungup.wait()),
+        ]
         if phone.talk_for is not None:
             waits2.append(asyncio.ensure_future(asyncio.sleep(self.scaled(phone.talk_for))))
         await asyncio.wait(waits2, return_when=asyncio.FIRST_COMPLETED)
-        for w in waits2:
-            w.cancel()
+        for pending in waits2:
+            pending.cancel()
         if not leg.hungup.is_set() and not far.hungup.is_set():
             self.hangup_channel(callee, cause=16)  # the manager puts the phone down
-        if far.hungup.is_set():
-            self._finish(far)  # bridged: the caller is hung up too (no `g`)
-        else:
-            self._finish(far)
+        self._finish(far)  # bridged: the caller is hung up too (no `g`)
         return "ANSWER"
 
     async def _outbound_leg(self, leg1: Leg) -> None:

@@ -28,8 +28,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from acd.asterisk.ami import AmiClient, AmiError, AmiLinkLost, AmiNotConnected, OriginateReason
 from acd.core import events as ev
@@ -385,8 +386,8 @@ class Callbacks:
                 self._wake.set()
         await self.tstore.save_callback(cb)
 
-    def _tasks_add(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _tasks_add(self, coro: Coroutine[Any, Any, None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
 
         def done(t: asyncio.Task[None]) -> None:

@@ -123,26 +123,29 @@ class IvrRun:
             assert choose is not None
             if key is not None and key in choose.keys:
                 self.language = choose.keys[key]
-                return self._next_phase()
+                self._next_phase()
+                return None
             if self.attempt <= choose.retries:
                 return self._ask_language(invalid=key is not None)
-            return self._next_phase()
+            self._next_phase()
+            return None
         q = self._question()
         if key is not None and key in q.keys:
             self.answers[q.criterion] = q.keys[key]
             self.how[q.criterion] = "caller"
-            return self._next_phase()
+            self._next_phase()
+            return None
         if self.attempt <= q.retries:
             return self._ask_question(q, invalid=key is not None)
         if q.default is not None:
             self.answers[q.criterion] = q.default
             self.how[q.criterion] = "default"
-        return self._next_phase()
+        self._next_phase()
+        return None
 
     def _next_phase(self) -> None:
         self.attempt = 0
         self.phase = self._after(self.phase)
-        return None
 
     def _after(self, phase: str) -> str:
         if phase == _LANG:
