@@ -433,7 +433,7 @@ async def add_vacation(request: web.Request) -> web.Response:
 @_crm_errors
 async def delete_vacation(request: web.Request) -> web.Response:
     raw = request.match_info["vacation_id"]
-    if not raw.isdigit() or not await _crm(request).repo.delete_vacation(int(raw)):
+    if not raw.isdigit() or not await _crm(request).delete_vacation(int(raw)):
         raise ApiError(404, "no_such_vacation", f"no vacation {raw}")
     return web.json_response({"id": int(raw), "deleted": True})
 

@@ -100,6 +100,9 @@ class ImportReport:
         }
 
 
+VACATION_CACHE_SECONDS = 30.0  # another server process's change shows within this
+
+
 class CrmService:
     def __init__(
         self,
@@ -114,6 +117,7 @@ class CrmService:
         self._managers = managers
         self.ratings = ratings
         self.clock = clock
+        self._vacations: tuple[float, list[Vacation]] | None = None
 
     @property
     def deployment(self) -> Deployment:
@@ -185,7 +189,7 @@ class CrmService:
                 payload["crm"] = "new customer"
                 return replace(contact, customer_id=customer.id, payload=payload)
         await self._learn(customer, contact, phone, email)
-        vacations = await self.repo.list_vacations(ending_after=now)
+        vacations = await self.current_vacations(now)
         routed = route_repeat(customer, await self.repo.deals_of(customer.id), self._stages(), vacations, now)
         payload["crm"] = routed.reason
         if routed.deal_id:
@@ -418,6 +422,18 @@ class CrmService:
     def day_start(self, day: date) -> float:
         return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(self.deployment.tz)).timestamp()
 
+    async def current_vacations(self, now: float) -> list[Vacation]:
+        """Vacations not over yet. Read on every repeat contact, changed a few times a month:
+        kept for a short while (and dropped when this process changes them), so intake does
+        not pay a database round trip for them."""
+        if self._vacations is None or now - self._vacations[0] > VACATION_CACHE_SECONDS or now < self._vacations[0]:
+            self._vacations = (now, await self.repo.list_vacations(ending_after=now))
+        return [v for v in self._vacations[1] if v.ends_at > now]
+
+    async def delete_vacation(self, n: int) -> bool:
+        self._vacations = None
+        return await self.repo.delete_vacation(n)
+
     async def add_vacation(
         self, manager_id: str, first: date, last: date, substitute: str | None, note: str = ""
     ) -> Vacation:
@@ -429,6 +445,7 @@ class CrmService:
         if last < first:
             raise CrmError("invalid", "last: before first")
         v = Vacation(0, manager_id, self.day_start(first), self.day_start(last + timedelta(days=1)), substitute, note)
+        self._vacations = None
         return await self.repo.add_vacation(v)
 
     async def rotate(self, leaving: str, to: Sequence[str], by: str, open_deals: bool = True) -> dict[str, Any]:

@@ -116,16 +116,22 @@ class CrmStore:
     # ---- customers ----------------------------------------------------------------
 
     async def find_customer(self, phones: Iterable[str] = (), emails: Iterable[str] = ()) -> Customer | None:
-        """The customer holding any of these (normalised) phones or e-mails; phones first."""
+        """The customer holding any of these (normalised) phones or e-mails; phones first.
+        One connection for the whole look-up: it runs on every new contact."""
         keys = [("phone", p) for p in phones if p] + [("email", e) for e in emails if e]
-        for kind, value in keys:
-            row = await self._store._row(
-                sa.select(customer_keys.c.customer_id).where(
-                    customer_keys.c.kind == kind, customer_keys.c.value == value
-                )
-            )
-            if row is not None:
-                return await self.get_customer(row["customer_id"])
+        if not keys:
+            return None
+        k = customer_keys.c
+        async with self._store._read() as conn:
+            for kind, value in keys:
+                found = (await conn.execute(sa.select(k.customer_id).where(k.kind == kind, k.value == value))).first()
+                if found is None:
+                    continue
+                row = (await conn.execute(sa.select(customers).where(customers.c.id == found[0]))).mappings().first()
+                if row is None:
+                    return None
+                held = (await conn.execute(sa.select(customer_keys).where(k.customer_id == found[0]))).all()
+                return _customer(row, held)
         return None
 
     async def get_customer(self, customer_id: str) -> Customer | None:

@@ -464,7 +464,9 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         engine = create_async_engine(url, poolclass=StaticPool)
     else:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url)
+        # readers run beside the one writer (WAL): enough connections that a burst of
+        # look-ups (CRM recognition on every lead) does not queue for the pool
+        engine = create_async_engine(url, pool_size=10, max_overflow=20)
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
