@@ -14,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from acd.api import schemas as s
+from acd.api.intake import Intake
 from acd.api.routing import ROUTES, ApiError, Registry, parse_body
 from acd.api.security import Identity, RateLimiter, TokenCache
 from acd.api.views import contact_json, decision_json, manager_json, transition_json
@@ -41,6 +42,7 @@ class Services:
     # The CRM's intake step: attach a new contact to its customer and fill `preferred` and
     # `team` for a repeat customer (acd.crm.service.CrmService.enrich). None: no CRM.
     enrich: Callable[[Contact], Awaitable[Contact]] | None = None
+    intake: Intake = field(init=False)
     tokens: TokenCache = field(init=False)
     lead_limit: RateLimiter = field(init=False)
     api_limit: RateLimiter = field(init=False)
@@ -50,6 +52,7 @@ class Services:
         limits = self.deployment.web.rate_limits
         self.lead_limit = RateLimiter(limits.leads_per_minute)
         self.api_limit = RateLimiter(limits.api_per_minute)
+        self.intake = Intake(self.store)
 
 
 SERVICES = web.AppKey("services", Services)
@@ -210,9 +213,7 @@ async def create_lead(request: web.Request) -> web.Response:
         language=language,
         payload={"note": body.note} if body.note else {},
     )
-    if svc.enrich is not None:
-        contact = await svc.enrich(contact)
-    stored, created = await svc.store.create_contact(contact, key)
+    stored, created = await svc.intake.submit(contact, key)
     response = web.json_response(contact_json(stored), status=201 if created else 200)
     if created:
         # the core takes this object over; the answer above was rendered before it could change

@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 
 STATUS_VARIABLE = "ACD_STATUS"
 
-_REPLY = re.compile(r"^(?P<code>\d{3})(?: result=(?P<result>\S*))?(?: \((?P<data>.*)\))?(?P<extra>(?: \w+=\S*)*)$")
+# ASCII only: a stray Unicode digit on the wire (say "²") is garbage, not a status code
+_REPLY = re.compile(
+    r"^(?P<code>\d{3})(?: result=(?P<result>\S*))?(?: \((?P<data>.*)\))?(?P<extra>(?: \w+=\S*)*)$", re.ASCII
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ def parse_reply(lines: list[str]) -> AgiReply:
     first = lines[0]
     match = _REPLY.match(first)
     if match is None:
-        code = int(first[:3]) if first[:3].isdigit() else 0
+        code = int(first[:3]) if first[:3].isascii() and first[:3].isdigit() else 0
         return AgiReply(code, lines=tuple(lines))
     extra: dict[str, str] = {}
     for part in (match["extra"] or "").split():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -40,6 +40,10 @@ class CrmError(Exception):
 class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     async def find_customer(self, phones: Sequence[str] = (), emails: Sequence[str] = ()) -> Customer | None: ...
     async def get_customer(self, customer_id: str) -> Customer | None: ...
+    async def customers_by_keys(
+        self, phones: Iterable[str] = (), emails: Iterable[str] = ()
+    ) -> dict[tuple[str, str], Customer]: ...
+    async def deals_of_many(self, customer_ids: Iterable[str]) -> dict[str, list[Deal]]: ...
     async def save_customer(self, customer: Customer, *, new: bool, event: CrmEvent | None = None) -> None: ...
     async def list_customers(
         self, query: str | None = None, account_manager: str | None = None, limit: int = 100, offset: int = 0
@@ -164,17 +168,8 @@ class CrmService:
         if not (phone or email):
             return contact
         customer = await self.repo.find_customer([phone] if phone else [], [email] if email else [])
-        payload: dict[str, object] = dict(contact.payload)
         if customer is None:
-            customer = Customer(
-                id=uuid.uuid4().hex,
-                name=contact.customer_name,
-                kind="person",
-                phones=(phone,) if phone else (),
-                emails=(email,) if email else (),
-                criteria=dict(contact.criteria),
-                created_at=now,
-            )
+            customer = self._stranger(contact, phone, email, now)
             try:
                 await self.repo.save_customer(
                     customer, new=True, event=CrmEvent(now, customer.id, "created", by=f"contact:{contact.id}")
@@ -186,15 +181,84 @@ class CrmService:
                     raise
                 customer = found
             else:
-                payload["crm"] = "new customer"
-                return replace(contact, customer_id=customer.id, payload=payload)
+                return self._as_new(contact, customer)
         await self._learn(customer, contact, phone, email)
-        vacations = await self.current_vacations(now)
-        routed = route_repeat(customer, await self.repo.deals_of(customer.id), self._stages(), vacations, now)
-        payload["crm"] = routed.reason
+        deals = await self.repo.deals_of(customer.id)
+        return self._as_repeat(contact, customer, deals, await self.current_vacations(now), now)
+
+    async def enrich_many(self, contacts: Sequence[Contact]) -> list[Contact]:
+        """`enrich` for a whole intake batch: one look-up for every phone and e-mail in it, one
+        transaction for the strangers, one query for the repeat customers' deals, so a burst
+        of web leads costs a few round trips, not a few per lead. Strangers sharing a phone
+        or e-mail inside the batch become one customer. Like `enrich`, it never costs a
+        lead: on a failure the batch is enriched one contact at a time."""
+        try:
+            return await self._enrich_many(contacts)
+        except Exception:
+            log.exception("CRM batch enrichment failed; enriching %d contact(s) one by one", len(contacts))
+            return [await self.enrich(c) for c in contacts]
+
+    async def _enrich_many(self, contacts: Sequence[Contact]) -> list[Contact]:
+        now = self.clock()
+        ids: list[tuple[str | None, str | None]] = []
+        for c in contacts:
+            phone = normalize_phone(c.phone, self.region) if c.phone else None
+            email = normalize_email(c.email) if c.email else None
+            ids.append((phone, email))
+        found = await self.repo.customers_by_keys([p for p, _ in ids if p], [e for _, e in ids if e])
+        created: dict[tuple[str, str], Customer] = {}
+        fresh: list[Customer] = []
+        owners: list[Customer | None] = []
+        for c, (phone, email) in zip(contacts, ids, strict=True):
+            keys = [k for k in (("phone", phone), ("email", email)) if k[1]]
+            customer = next((found[k] for k in keys if k in found), None)  # type: ignore[index]
+            if customer is None and keys:
+                customer = next((created[k] for k in keys if k in created), None)  # type: ignore[index]
+                if customer is None:
+                    customer = self._stranger(c, phone, email, now)
+                    fresh.append(customer)
+                for k in keys:
+                    created.setdefault(k, customer)  # type: ignore[arg-type]
+            owners.append(customer)
+        if fresh:
+            history = [CrmEvent(now, cu.id, "created", by="intake") for cu in fresh]
+            await self.repo.save_customers_and_deals(fresh, [], history)
+        fresh_ids = {cu.id for cu in fresh}
+        repeat = {cu.id for cu in owners if cu is not None and cu.id not in fresh_ids}
+        deals = await self.repo.deals_of_many(repeat) if repeat else {}
+        vacations = await self.current_vacations(now) if repeat else []
+        out: list[Contact] = []
+        for c, (phone, email), customer in zip(contacts, ids, owners, strict=True):
+            if customer is None:
+                out.append(c)
+            elif customer.id in fresh_ids:
+                out.append(self._as_new(c, customer))
+            else:
+                await self._learn(customer, c, phone, email)
+                out.append(self._as_repeat(c, customer, deals.get(customer.id, []), vacations, now))
+        return out
+
+    def _stranger(self, contact: Contact, phone: str | None, email: str | None, now: float) -> Customer:
+        return Customer(
+            id=uuid.uuid4().hex,
+            name=contact.customer_name,
+            kind="person",
+            phones=(phone,) if phone else (),
+            emails=(email,) if email else (),
+            criteria=dict(contact.criteria),
+            created_at=now,
+        )
+
+    def _as_new(self, contact: Contact, customer: Customer) -> Contact:
+        return replace(contact, customer_id=customer.id, payload={**contact.payload, "crm": "new customer"})
+
+    def _as_repeat(
+        self, contact: Contact, customer: Customer, deals: list[Deal], vacations: list[Vacation], now: float
+    ) -> Contact:
+        routed = route_repeat(customer, deals, self._stages(), vacations, now)
+        payload: dict[str, object] = {**contact.payload, "crm": routed.reason, "routed_by": "repeat"}
         if routed.deal_id:
             payload["deal_id"] = routed.deal_id
-        payload["routed_by"] = "repeat"
         preferred = tuple(dict.fromkeys((*routed.preferred, *contact.preferred)))
         return replace(
             contact,

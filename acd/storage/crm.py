@@ -134,6 +134,42 @@ class CrmStore:
                 return _customer(row, held)
         return None
 
+    async def customers_by_keys(
+        self, phones: Iterable[str] = (), emails: Iterable[str] = ()
+    ) -> dict[tuple[str, str], Customer]:
+        """Every customer holding one of these phones or e-mails, by ("phone"|"email", value):
+        the look-up of a whole intake batch in one connection and three queries."""
+        k = customer_keys.c
+        wanted = [("phone", p) for p in set(phones) if p] + [("email", e) for e in set(emails) if e]
+        if not wanted:
+            return {}
+        by_kind = sa.or_(
+            sa.and_(k.kind == "phone", k.value.in_([v for kind, v in wanted if kind == "phone"])),
+            sa.and_(k.kind == "email", k.value.in_([v for kind, v in wanted if kind == "email"])),
+        )
+        async with self._store._read() as conn:
+            hits = (await conn.execute(sa.select(k.kind, k.value, k.customer_id).where(by_kind))).all()
+            ids = sorted({h.customer_id for h in hits})
+            if not ids:
+                return {}
+            rows = (await conn.execute(sa.select(customers).where(customers.c.id.in_(ids)))).mappings().all()
+            held = (await conn.execute(sa.select(customer_keys).where(k.customer_id.in_(ids)))).all()
+        keys_of: dict[str, list[Any]] = {}
+        for key in held:
+            keys_of.setdefault(key.customer_id, []).append(key)
+        loaded = {r["id"]: _customer(r, keys_of.get(r["id"], [])) for r in rows}
+        return {(h.kind, h.value): loaded[h.customer_id] for h in hits if h.customer_id in loaded}
+
+    async def deals_of_many(self, customer_ids: Iterable[str]) -> dict[str, list[Deal]]:
+        ids = sorted(set(customer_ids))
+        out: dict[str, list[Deal]] = {i: [] for i in ids}
+        if not ids:
+            return out
+        query = sa.select(deals).where(deals.c.customer_id.in_(ids)).order_by(deals.c.opened_at.desc())
+        for r in await self._store._rows(query):
+            out[r["customer_id"]].append(_deal(r))
+        return out
+
     async def get_customer(self, customer_id: str) -> Customer | None:
         async with self._store._read() as conn:
             row = (await conn.execute(sa.select(customers).where(customers.c.id == customer_id))).mappings().first()
