@@ -144,7 +144,7 @@ class CrmStore:
         if not wanted:
             return {}
         async with self._store._read() as conn:
-            hits: list[sa.Row[Any]] = []
+            hits: list[Any] = []
             for kind in ("phone", "email"):  # one indexed (kind, value) look-up each: an OR would scan
                 values = [value for held_kind, value in wanted if held_kind == kind]
                 if values:
