@@ -24,9 +24,12 @@ check-config: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy acd
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy acd
 	$(BIN)/python -m pytest -q
 
 # The reliability suite at full strength: more SIGKILLs, more hypothesis examples.
