@@ -6,10 +6,16 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from acd import logs
+
+if TYPE_CHECKING:
+    from acd.config import ConfigError, Deployment
+    from acd.storage import Store
 from acd.crm import cli as crm_cli
 from acd.telephony import cli as telephony_cli
 
@@ -101,39 +107,55 @@ def check_config(path: Path) -> int:
     return 0
 
 
-async def create_token(args: argparse.Namespace) -> int:
+@asynccontextmanager
+async def deployment_and_store(config: Path, db: str | None) -> AsyncIterator[tuple[Deployment, Store]]:
+    """The deployment file and the database it names, for the commands that work on both.
+    A broken file raises `ConfigError`; `problems` prints it."""
     from acd.app import database_url
-    from acd.config import ConfigError, load_deployment
+    from acd.config import load_deployment
     from acd.storage import open_store
+
+    deployment = load_deployment(config)
+    store = await open_store(database_url(deployment, db))
+    try:
+        yield deployment, store
+    finally:
+        await store.close()
+
+
+def problems(err: ConfigError) -> int:
+    for problem in err.problems:
+        print(problem, file=sys.stderr)
+    return 1
+
+
+async def known_manager(store: Store, deployment: Deployment, manager_id: str) -> bool:
+    if manager_id in {m.id for m in deployment.managers} | {m.id for m in await store.load_managers()}:
+        return True
+    print(f"no manager {manager_id}", file=sys.stderr)
+    return False
+
+
+async def create_token(args: argparse.Namespace) -> int:
+    from acd.config import ConfigError
 
     if args.role == "manager" and not args.manager:
         print("a manager token needs --manager ID", file=sys.stderr)
         return 2
     try:
-        deployment = load_deployment(args.config)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    store = await open_store(database_url(deployment, args.db))
-    try:
-        if args.manager:
-            known = {m.id for m in await store.load_managers()} | {m.id for m in deployment.managers}
-            if args.manager not in known:
-                print(f"no manager {args.manager}", file=sys.stderr)
+        async with deployment_and_store(args.config, args.db) as (deployment, store):
+            if args.manager and not await known_manager(store, deployment, args.manager):
                 return 1
-        print(await store.create_token(args.role, args.manager, args.label))
-    finally:
-        await store.close()
+            print(await store.create_token(args.role, args.manager, args.label))
+    except ConfigError as err:
+        return problems(err)
     return 0
 
 
 async def create_user(args: argparse.Namespace) -> int:
     import getpass
 
-    from acd.app import database_url
-    from acd.config import ConfigError, load_deployment
-    from acd.storage import open_store
+    from acd.config import ConfigError
     from acd.storage.accounts import Accounts, Conflict
 
     if args.role == "manager" and not args.manager:
@@ -150,25 +172,16 @@ async def create_user(args: argparse.Namespace) -> int:
         print("the password needs at least 8 characters", file=sys.stderr)
         return 2
     try:
-        deployment = load_deployment(args.config)
-    except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    store = await open_store(database_url(deployment, args.db))
-    try:
-        if args.manager:
-            known = {m.id for m in await store.load_managers()} | {m.id for m in deployment.managers}
-            if args.manager not in known:
-                print(f"no manager {args.manager}", file=sys.stderr)
+        async with deployment_and_store(args.config, args.db) as (deployment, store):
+            if args.manager and not await known_manager(store, deployment, args.manager):
                 return 1
-        try:
-            await Accounts(store).create(args.username, password, args.role, args.manager, args.name)
-        except Conflict:
-            print(f"account {args.username} exists", file=sys.stderr)
-            return 1
-    finally:
-        await store.close()
+            try:
+                await Accounts(store).create(args.username, password, args.role, args.manager, args.name)
+            except Conflict:
+                print(f"account {args.username} exists", file=sys.stderr)
+                return 1
+    except ConfigError as err:
+        return problems(err)
     print(f"created {args.role} {args.username}")
     return 0
 

@@ -12,7 +12,11 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from acd.config import Deployment
+    from acd.storage import Store
 
 COMMANDS = ("ratings", "crm")
 
@@ -44,57 +48,55 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from acd.app import database_url
-    from acd.config import ConfigError, load_deployment
-    from acd.crm.provider import DealRatings
-    from acd.crm.service import CrmService, rating_params
-    from acd.storage import open_store
-    from acd.storage.crm import CrmStore
+    from acd.cli import deployment_and_store, problems
+    from acd.config import ConfigError
 
     try:
-        deployment = load_deployment(args.config)
+        async with deployment_and_store(args.config, args.db) as (deployment, store):
+            return await _command(args, deployment, store)
     except ConfigError as err:
-        for problem in err.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    store = await open_store(database_url(deployment, args.db))
-    try:
-        managers = {m.id: m for m in deployment.managers}
-        managers.update({m.id: m for m in await store.load_managers()})
-        crm = CrmService(
-            CrmStore(store), lambda: deployment, lambda: managers, DealRatings(rating_params(deployment), time.time())
+        return problems(err)
+
+
+async def _command(args: argparse.Namespace, deployment: Deployment, store: Store) -> int:
+    from acd.crm.provider import DealRatings
+    from acd.crm.service import CrmService, rating_params
+    from acd.storage.crm import CrmStore
+
+    managers = {m.id: m for m in deployment.managers}
+    managers.update({m.id: m for m in await store.load_managers()})
+    crm = CrmService(
+        CrmStore(store), lambda: deployment, lambda: managers, DealRatings(rating_params(deployment), time.time())
+    )
+    if args.command == "ratings":
+        stats = await crm.recompute()
+        print(
+            f"{stats['opportunities']} opportunities, {stats['managers']} managers, {stats['seconds']} s",
+            file=sys.stderr,
         )
-        if args.command == "ratings":
-            stats = await crm.recompute()
-            print(
-                f"{stats['opportunities']} opportunities, {stats['managers']} managers, {stats['seconds']} s",
-                file=sys.stderr,
+        segment = {
+            k: v
+            for k, v in (
+                ("purpose", args.purpose),
+                ("price_tier", args.price_tier),
+                ("temperature", args.temperature),
             )
-            segment = {
-                k: v
-                for k, v in (
-                    ("purpose", args.purpose),
-                    ("price_tier", args.price_tier),
-                    ("temperature", args.temperature),
-                )
-                if v
-            }
-            print(f"{'manager':<16} {'deals':>6} {'wins':>5} {'win rate':>9} {'90% interval':>15} {'value':>14}")
-            for row in crm.leaderboard(segment):
-                lo, hi = row["interval"]
-                print(
-                    f"{row['manager_id']:<16} {row['deals']:>6} {row['wins']:>5} {row['win_rate']:>9.3f} "
-                    f"{f'[{lo:.2f}, {hi:.2f}]':>15} {row['expected_value']:>14,.0f}"
-                )
-            return 0
-        if args.crm_command == "export":
-            sys.stdout.write(await (crm.export_customers() if args.what == "customers" else crm.export_deals()))
-            return 0
-        text = args.file.read_text(encoding="utf-8-sig")
-        report = await (crm.import_customers(text) if args.what == "customers" else crm.import_deals(text))
-        for r in report.rejected:
-            print(f"{args.file}:{r.line}: {r.reason}", file=sys.stderr)
-        print(f"imported {report.imported}, new customers {report.customers_created}, rejected {len(report.rejected)}")
+            if v
+        }
+        print(f"{'manager':<16} {'deals':>6} {'wins':>5} {'win rate':>9} {'90% interval':>15} {'value':>14}")
+        for row in crm.leaderboard(segment):
+            lo, hi = row["interval"]
+            print(
+                f"{row['manager_id']:<16} {row['deals']:>6} {row['wins']:>5} {row['win_rate']:>9.3f} "
+                f"{f'[{lo:.2f}, {hi:.2f}]':>15} {row['expected_value']:>14,.0f}"
+            )
         return 0
-    finally:
-        await store.close()
+    if args.crm_command == "export":
+        sys.stdout.write(await (crm.export_customers() if args.what == "customers" else crm.export_deals()))
+        return 0
+    text = args.file.read_text(encoding="utf-8-sig")
+    report = await (crm.import_customers(text) if args.what == "customers" else crm.import_deals(text))
+    for r in report.rejected:
+        print(f"{args.file}:{r.line}: {r.reason}", file=sys.stderr)
+    print(f"imported {report.imported}, new customers {report.customers_created}, rejected {len(report.rejected)}")
+    return 0
