@@ -19,6 +19,7 @@ from acd.core.model import Channel
 from acd.messaging.service import Messaging
 from acd.messaging.twilio_voice import TwilioCalls
 from acd.storage.messaging import MessagingStore
+from acd.telephony.api import TELEPHONY
 
 MESSAGING = web.AppKey("messaging", Messaging)
 
@@ -148,6 +149,15 @@ async def start_messaging(app: web.Application) -> Messaging | None:
     messaging = Messaging(svc.store, svc.dispatcher, lambda: svc.deployment, svc.clock, lambda: svc.enrich)
     await messaging.start()
     app[MESSAGING] = messaging
+    telephony = app.get(TELEPHONY)
+    if telephony is not None and d.notifications.enabled:
+
+        async def tried_to_call(contact_id: str, attempt: int) -> None:
+            contact = await svc.store.get_contact(contact_id)
+            if contact is not None:
+                await messaging.notifier.callback_failed(contact, attempt)
+
+        telephony.callbacks.customer_missed = tried_to_call
     twilio: TwilioVoice | None = None
     if voice and d.twilio is not None:
         twilio = TwilioVoice(svc, TwilioCalls(d.twilio))

@@ -28,7 +28,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -88,6 +88,9 @@ class Callbacks:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Told when the customer leg of an attempt failed (busy, no answer...): (contact id,
+        #: attempt number). The composition root points it at the "we tried to call you back" notice.
+        self.customer_missed: Callable[[str, int], Awaitable[object]] | None = None
         #: Every finished attempt, for tests and metrics.
         self.results: asyncio.Queue[Attempt] = asyncio.Queue()
 
@@ -375,6 +378,11 @@ class Callbacks:
             cb.status = "done"
         else:
             cb.attempts += 1
+            if status is not None and self.customer_missed is not None:
+                try:
+                    await self.customer_missed(cb.contact_id, cb.attempts)
+                except Exception:  # a notice must never stop the retries
+                    log.exception("callback %s: could not tell the customer about the missed call", cb.id)
             if cb.attempts >= cb.max_attempts:
                 cb.status = "failed"
                 if cb.contact_id in self.dispatcher.board.contacts:

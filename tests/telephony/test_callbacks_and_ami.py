@@ -16,6 +16,12 @@ CUSTOMER = "Local/79165550000@acd-outbound"  # asterisk.outbound_dial with the c
 
 async def test_a_callback_with_a_busy_customer_is_retried_and_completed(h: Harness) -> None:
     customer = h.sim.add_phone(Phone(CUSTOMER, busy=True))
+    missed: list[tuple[str, int]] = []
+
+    async def tried_to_call(contact_id: str, attempt: int) -> None:  # the "we tried to call you" notice
+        missed.append((contact_id, attempt))
+
+    h.telephony.callbacks.customer_missed = tried_to_call
     asked_at = h.server.services.clock() - 30  # requested earlier: keeps that place in the queue
     cb = await h.telephony.callbacks.request(phone="+7 916 555-00-00", requested_at=asked_at)
 
@@ -23,11 +29,13 @@ async def test_a_callback_with_a_busy_customer_is_retried_and_completed(h: Harne
     assert offer.contact.arrived_at == asked_at
     first = await asyncio.wait_for(h.telephony.callbacks.results.get(), 5)
     assert first.dial_status == "BUSY" and first.manager_id == offer.manager.id
+    assert missed == [(cb.contact_id, 1)]
     customer.busy = False
     customer.talk_for = 1.0
     await h.command(ev.OfferContact, lambda c: c.contact.id == cb.contact_id)
     second = await asyncio.wait_for(h.telephony.callbacks.results.get(), 5)
     assert second.dial_status == "ANSWER"
+    assert missed == [(cb.contact_id, 1)]  # an answered attempt tells nobody it failed
 
     row = await h.telephony.tstore.get_callback(cb.id)
     assert row is not None and row.status == "done" and row.attempts == 1
