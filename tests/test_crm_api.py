@@ -192,3 +192,14 @@ async def test_the_ratings_provider_is_the_one_the_switchboard_uses(running: Run
     assert running.server.dispatcher.board.ratings is crm.ratings
     _, doc = await running.call("GET", "/api/openapi.json")
     assert "/api/crm/deals/{deal_id}/close" in doc["paths"]
+
+
+async def test_the_client_card_shows_the_customers_deals_and_their_stages(running: Running) -> None:
+    cid, _ = await customer_with_deal(running, "delivery", owner="anna", stage_owner="egor")
+    lead_body = await lead(running, "+79161234567")
+    await running.settle()
+    status, card = await running.call("GET", f"/api/contacts/{lead_body['id']}/card", running.supervisor)
+    assert status == 200
+    assert card["customer"]["id"] == cid
+    assert [(d["stage"], d["status"]) for d in card["deals"]] == [("delivery", "open")]
+    assert card["deals"][0]["stage_label"]["ru"]

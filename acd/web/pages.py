@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from acd.api.app import IDENTITY, SERVICES, api
+from acd.api.crm import CRM
 from acd.api.routing import ApiError
 from acd.api.views import contact_json
 from acd.core.model import Contact
@@ -190,8 +191,29 @@ async def card(request: web.Request) -> web.Response:
             }
             for e in earlier
         ],
-        "deals": [],  # filled in when the CRM part is connected
+        "deals": [],
     }
+    crm = request.app.get(CRM)
+    if crm is not None and c.customer_id:
+        deals = await crm.repo.deals_of(c.customer_id)
+        customer = await crm.repo.get_customer(c.customer_id)
+        stages = {st.name: dict(st.label) for st in svc.deployment.funnel_stages}
+        body["customer"] = (
+            None if customer is None else {"id": customer.id, "name": customer.name, "note": customer.note}
+        )
+        body["deals"] = [
+            {
+                "id": d.id,
+                "title": d.title,
+                "stage": d.stage,
+                "stage_label": stages.get(d.stage, {}),
+                "status": d.status.value,
+                "amount": d.amount,
+                "owner": d.owner,
+                "stage_owner": d.stage_owner,
+            }
+            for d in deals
+        ]
     return web.json_response(body)
 
 

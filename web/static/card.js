@@ -1,5 +1,5 @@
 // The client card (screen pop): built from the API's /card answer, text only.
-import { el, fmtTime, label, t } from "./common.js";
+import { el, fmtTime, label, lang, t } from "./common.js";
 
 export function renderCard(target, card) {
   const c = card.contact;
@@ -48,7 +48,13 @@ export function renderCard(target, card) {
       : el("p", { class: "muted" }, t("card.first")),
     el("h4", {}, t("card.deals")),
     card.deals?.length
-      ? el("ul", {}, card.deals.map((d) => el("li", {}, `${d.title || d.id} — ${d.stage || ""}`)))
+      ? el(
+          "ul",
+          {},
+          card.deals.map((d) =>
+            el("li", {}, `${d.title || d.id} — ${(d.stage_label && d.stage_label[lang()]) || d.stage || ""} · ${d.status}`),
+          ),
+        )
       : el("p", { class: "muted" }, t("card.nodeals")),
     ].filter(Boolean),
   );

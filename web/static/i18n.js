@@ -89,7 +89,7 @@ export const MESSAGES = {
     "card.earlier": "Прошлые обращения",
     "card.first": "Первое обращение.",
     "card.deals": "Сделки",
-    "card.nodeals": "Нет данных о сделках (CRM не подключена).",
+    "card.nodeals": "Сделок нет.",
 
     "col.channel": "Канал",
     "col.client": "Клиент",
@@ -287,7 +287,7 @@ export const MESSAGES = {
     "card.earlier": "Earlier contacts",
     "card.first": "First contact.",
     "card.deals": "Deals",
-    "card.nodeals": "No deal data (the CRM is not connected).",
+    "card.nodeals": "No deals.",
 
     "col.channel": "Channel",
     "col.client": "Client",
