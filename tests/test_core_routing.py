@@ -307,3 +307,24 @@ def test_a_shadow_policy_decides_beside_the_live_one_without_acting():
     assert [live for live, _ in picks] == ["a", "a", "a", "a"]  # the live policy alone acts
     assert [shadow for _, shadow in picks] == ["a", "b", "a", "b"]
     assert "shadow rrmemory vcand-1 would pick b" in h.offers()[1].decision.summary
+
+
+def test_the_explanation_shows_the_winners_rating_interval_when_it_comes_from_deals():
+    from acd.core.policy import RoutingPolicy
+    from acd.core.ratings import Rating
+    from acd.core.switchboard import Switchboard
+    from tests.core_helpers import Harness
+
+    class Interval:
+        def rating(self, manager, segment, skills):  # type: ignore[no-untyped-def]
+            return Rating(score=0.4, expected_value=400, deals=25, source="deals", low=0.3, high=0.5)
+
+    h = Harness(Switchboard(RoutingPolicy(), Interval()))
+    h.join(manager("a"))
+    h.arrive(contact("c1"))
+    d = h.last_offer().decision
+    assert d.candidates[0].components["rating_low"] == 0.3
+    assert "rating 0.40 [0.30, 0.50] from 25 deal(s)" in d.summary
+    assert d.candidates[0].score == round(
+        sum(v for k, v in d.candidates[0].components.items() if k in ("value", "fit", "load")), 6
+    )

@@ -16,12 +16,15 @@ from acd.core.model import Manager
 class Rating:
     """`score` is 0..1 (comparable across managers); `expected_value` is the value one
     contact of the segment is expected to bring with this manager (win rate x average won
-    amount when computed from deals); `deals` is how many closed deals stand behind it."""
+    amount when computed from deals); `deals` is how many closed deals stand behind it;
+    `low`..`high` is the interval around `score` (a win rate) when it comes from deals."""
 
     score: float
     expected_value: float
     deals: int = 0
     source: str = "proficiency"
+    low: float | None = None  # the score's credible interval, when it comes from deals
+    high: float | None = None
 
 
 class RatingProvider(Protocol):

@@ -17,6 +17,9 @@ from acd.core.model import Contact, Manager
 from acd.core.policy import RoutingPolicy, Strategy
 from acd.core.ratings import RatingProvider
 
+# explanation figures that are not part of the score
+SHOWN_ONLY = frozenset({"rating", "deals", "rating_low", "rating_high", "position"})
+
 
 @dataclass(slots=True)
 class RouterMemory:
@@ -136,7 +139,9 @@ def _best_match(
             components["exploration"] = 10.0
         components["rating"] = r.score  # shown, not summed
         components["deals"] = float(r.deals)
-        score = sum(val for key, val in components.items() if key not in ("rating", "deals"))
+        if r.low is not None and r.high is not None:
+            components["rating_low"], components["rating_high"] = r.low, r.high
+        score = sum(val for key, val in components.items() if key not in SHOWN_ONLY)
         scored.append((score, _tiebreak(m), Candidate(m.id, round(score, 6), components)))
     scored.sort(key=lambda item: (-item[0], item[1]))
     return [c for _, _, c in scored]

@@ -23,7 +23,7 @@ from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Pr
 from acd.core.policy import Pool, RoutingPolicy, SkipWhen
 from acd.core.presence import ACTIVE, Cause, PresenceError, next_presence
 from acd.core.ratings import ProficiencyRatings, RatingProvider
-from acd.core.router import RouterMemory, contact_value, rank
+from acd.core.router import SHOWN_ONLY, RouterMemory, contact_value, rank
 
 FILTER_SAMPLE = 20  # manager ids kept per filter reason in a decision's explanation
 
@@ -631,14 +631,18 @@ class Switchboard:
         filtered, counts = self._explain_filters(c, pool, {m.id for m in candidates})
         value = contact_value(c, self.policy)
         top = ranked[0]
-        parts = ", ".join(
-            f"{k} {v:+.2f}" for k, v in top.components.items() if k not in ("rating", "deals", "position")
-        )
+        parts = ", ".join(f"{k} {v:+.2f}" for k, v in top.components.items() if k not in SHOWN_ONLY)
         summary = (
             f"{winner.name or winner.id} for {c.channel.value} contact {c.id} "
             f"({self.policy.strategy.value} v{self.policy.version}, step {c.step + 1} '{pool.value}', "
             f"contact value {value:.2f}): score {top.score:.3f}"
             + (f" = {parts}" if parts else "")
+            + (
+                f"; rating {top.components['rating']:.2f} [{top.components['rating_low']:.2f}, "
+                f"{top.components['rating_high']:.2f}] from {int(top.components['deals'])} deal(s)"
+                if "rating_low" in top.components
+                else ""
+            )
             + f"; {len(candidates)} candidate(s), {sum(counts.values())} filtered"
         )
         shadow = self._shadow_choice(c, candidates, today)

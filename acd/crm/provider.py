@@ -48,4 +48,11 @@ class DealRatings:
             f"deals: win rate {e.win_rate:.2f} [{e.low:.2f}, {e.high:.2f}] "
             f"from {e.deals} at {'×'.join(v for v in e.level if v != '*') or 'all segments'}"
         )
-        return Rating(score=e.win_rate, expected_value=e.expected_value, deals=e.total_deals, source=source)
+        return Rating(
+            score=e.win_rate,
+            expected_value=e.expected_value,
+            deals=e.total_deals,
+            source=source,
+            low=e.low,
+            high=e.high,
+        )
