@@ -6,10 +6,11 @@ config → store → switchboard (restored) → dispatcher → HTTP API (+ adapt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -99,6 +100,7 @@ async def build(
     services.reload = reload
     app = build_app(services)
     app[CRM] = crm
+    app.cleanup_ctx.append(_recompute_ratings_periodically(crm))
     install_web(app, services)
     telephony = build_telephony(lambda: services.deployment, store, dispatcher, clock=clock)
     if telephony is not None:
@@ -108,6 +110,31 @@ async def build(
         await telephony.start()
     await start_messaging(app)  # e-mail intake and notifications, when configured
     return Server(deployment, store, dispatcher, services, app, telephony)
+
+
+RATINGS_RECOMPUTE_EVERY = 3600.0  # seconds: untouched leads turn into losses as they age
+
+
+def _recompute_ratings_periodically(crm: CrmService) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Ratings are updated as deals close; a lead nobody touched only becomes a loss by
+    growing old, which no event announces, so the whole table is recomputed every hour."""
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        async def every() -> None:
+            while True:
+                await asyncio.sleep(RATINGS_RECOMPUTE_EVERY)
+                try:
+                    await crm.recompute()
+                except Exception:
+                    log.exception("periodic ratings recomputation failed; the next one retries")
+
+        task = asyncio.create_task(every(), name="acd-ratings-recompute")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
 
 
 async def serve(config: Path, db_url: str | None, host: str | None, port: int | None, demo: bool) -> None:

@@ -4,6 +4,7 @@ ratings from closed deals, import with rejected rows, export."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -203,3 +204,32 @@ async def test_the_client_card_shows_the_customers_deals_and_their_stages(runnin
     assert card["customer"]["id"] == cid
     assert [(d["stage"], d["status"]) for d in card["deals"]] == [("delivery", "open")]
     assert card["deals"][0]["stage_label"]["ru"]
+
+
+async def test_ratings_are_recomputed_periodically_so_untouched_leads_age_into_losses(
+    backend,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    from api_fixtures import example_deployment, start, stop
+
+    import acd.app
+
+    monkeypatch.setattr(acd.app, "RATINGS_RECOMPUTE_EVERY", 0.05)
+    r = await start(backend, example_deployment())
+    try:
+        crm = r.server.app[acd.app.CRM]
+        calls = 0
+        done = asyncio.Event()
+        real = crm.recompute
+
+        async def counted():  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls >= 2:
+                done.set()
+            return await real()
+
+        crm.recompute = counted  # type: ignore[method-assign]
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        await stop(r)
