@@ -22,6 +22,7 @@ from acd.api.routing import ApiError, parse_body
 from acd.api.schemas import Body
 from acd.api.security import Identity, RateLimiter
 from acd.storage.accounts import Account, Accounts, Conflict, Session
+from acd.telephony.api import TELEPHONY
 
 log = logging.getLogger("acd.web")
 
@@ -192,6 +193,7 @@ async def session_info(request: web.Request) -> web.Response:
         "site": d.site_name,
         "tz": d.tz,
         "languages": list(d.languages),
+        "telephony": request.app.get(TELEPHONY) is not None,  # click-to-call works
     }
     if isinstance(me, WebIdentity):
         account = await request.app[ACCOUNTS].get(me.username)

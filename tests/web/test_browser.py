@@ -9,6 +9,7 @@ folder, or to $ACD_SCREENSHOTS (e.g. docs/screenshots) when set.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,8 @@ from storage_fixtures import Backend
 from acd.core.events import PolicyReloaded, PresenceSet, TimerFired
 from acd.core.model import Channel, ContactStatus, Presence
 from acd.storage.store import default_sqlite_url
+from acd.storage.telephony import CallbackRow
+from acd.telephony.api import TELEPHONY
 from acd.web.auth import ACCOUNTS
 
 CHROMIUM = "/usr/bin/chromium"
@@ -79,6 +82,42 @@ async def page(chromium: Any) -> AsyncIterator[Any]:
     yield p
     await context.close()
     assert not errors, errors
+
+
+class StubTelephony:
+    """Stands in for the Asterisk side: records click-to-call and callback requests."""
+
+    def __init__(self, clock: Any) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.callbacks = self
+        self.clock = clock
+
+    async def click_to_call(self, contact: Any, manager: Any) -> Any:
+        self.calls.append((contact.id, manager.id))
+        return type("Result", (), {"answered": True, "reason": "", "channel": f"{manager.device}-0001"})()
+
+    async def request(self, **kw: Any) -> CallbackRow:
+        self.requests.append(kw)
+        now = self.clock()
+        when = kw.get("not_before") or now
+        return CallbackRow(
+            id="cb1", contact_id="c1", phone=kw["phone"], requested_at=now, not_before=when, next_at=when
+        )
+
+
+def telephony(site: Running, on: bool) -> StubTelephony | None:
+    """Connect (or disconnect) the stand-in telephony on the running server."""
+    app = site.server.app
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # changing a started app's state
+        if not on:
+            if TELEPHONY in app:
+                del app[TELEPHONY]
+            return None
+        stub = StubTelephony(site.server.services.clock)
+        app[TELEPHONY] = stub  # type: ignore[assignment]
+        return stub
 
 
 async def only(site: Running, *available: str) -> None:
@@ -293,3 +332,25 @@ async def test_the_admin_sees_managers_and_the_configuration_and_creates_an_acco
     account = await site.server.app[ACCOUNTS].check_password("vera", "vera-password")
     assert account is not None and account.manager_id == "vera"
     await page.screenshot(path=str(shots / "admin.png"), full_page=True)
+
+
+async def test_click_to_call_from_my_contacts_and_a_clear_message_when_telephony_is_off(
+    site: Running, page: Any
+) -> None:
+    stub = telephony(site, True)
+    assert stub is not None
+    await only(site, "anna")
+    c = await lead(site, "Звонок Клиенту")
+    await site.settle()
+    await site.call("POST", f"/api/contacts/{c['id']}/accept", await site.manager_token("anna"))
+    await sign_in(page, site, "anna", "anna-password", "/panel")
+    row = page.locator(f'#mine tr[data-contact="{c["id"]}"]')
+    await row.get_by_role("button", name="Позвонить: Звонок Клиенту").click()
+    await playwright_api.expect(page.locator("#toasts")).to_contain_text("Соединяем с клиентом")
+    assert stub.calls == [(c["id"], "anna")]
+
+    telephony(site, False)  # the PBX side was switched off since the page loaded: 503 telephony_off
+    await row.get_by_role("button", name="Позвонить: Звонок Клиенту").click()
+    await playwright_api.expect(page.locator("#toasts")).to_contain_text("Телефония не подключена")
+    await playwright_api.expect(row.get_by_role("button", name="Позвонить: Звонок Клиенту")).to_have_count(0)
+    await playwright_api.expect(row.locator("a.call")).to_have_text("+7 495 123-45-67")  # still a tel: link

@@ -213,6 +213,18 @@ async function refreshMine() {
           el(
             "td",
             { class: "actions" },
+            session.telephony && c.phone
+              ? el(
+                  "button",
+                  {
+                    type: "button",
+                    class: "dial",
+                    "aria-label": t("panel.call.label", { name: c.name || c.phone }),
+                    onclick: (e) => callContact(c, e.currentTarget),
+                  },
+                  t("panel.call"),
+                )
+              : null,
             ["done", "won", "lost"].map((o) =>
               el("button", { type: "button", class: `finish ${o}`, onclick: () => finish(c.id, o) }, t(`out.${o}`)),
             ),
@@ -222,6 +234,26 @@ async function refreshMine() {
     ),
   );
   box.append(table);
+}
+
+/** Click-to-call: the PBX rings my phone, then the customer's. */
+async function callContact(c, button) {
+  button.disabled = true;
+  toast(t("panel.calling", { phone: c.phone }));
+  try {
+    const r = await api("POST", `/api/contacts/${encodeURIComponent(c.id)}/call`);
+    toast(r.answered ? t("panel.call.ok") : t("panel.call.noanswer"), r.answered ? "info" : "bad");
+  } catch (err) {
+    if (err.code === "telephony_off") {
+      session.telephony = false;
+      toast(t("panel.call.off", { phone: c.phone }), "bad");
+      refreshMine();
+    } else if (err.code === "no_device") toast(t("panel.call.nodevice"), "bad");
+    else if (err.code === "pbx_unavailable") toast(t("panel.call.pbx"), "bad");
+    else showError(err);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function finish(id, outcome) {
