@@ -39,6 +39,26 @@ async def test_a_preflight_from_an_allowed_origin_passes_and_others_are_refused(
     assert status == 201
 
 
+async def test_callback_requests_take_cors_like_leads_and_say_telephony_is_off(running: Running) -> None:
+    status, form = await running.call("GET", "/api/public/form", headers={"Origin": SHOP})
+    assert status == 200 and form["callbacks"] is False, "no telephony: the widget books a callback lead"
+    ask = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    async with running.session.options(running.url("/api/callbacks"), headers={"Origin": SHOP, **ask}) as resp:
+        assert resp.status == 204 and resp.headers["Access-Control-Allow-Origin"] == SHOP
+    async with running.session.options(
+        running.url("/api/callbacks"), headers={"Origin": "https://evil.example", **ask}
+    ) as r:
+        assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
+    cb = {"phone": "+7 900 000-00-00", "name": "Кто-то"}
+    status, body = await running.call("POST", "/api/callbacks", json=cb, headers={"Origin": "https://evil.example"})
+    assert status == 403 and body["error"]["code"] == "origin_not_allowed"
+    async with running.session.post(running.url("/api/callbacks"), json=cb, headers={"Origin": SHOP}) as resp:
+        assert resp.status == 503 and resp.headers["Access-Control-Allow-Origin"] == SHOP
+        assert (await resp.json())["error"]["code"] == "telephony_off"
+    status, body = await running.call("POST", "/api/callbacks", json={**cb, "website": "http://spam"})
+    assert status == 201 and body["status"] == "pending", "a bot is not told anything either way"
+
+
 async def test_a_filled_honeypot_gets_a_convincing_answer_and_makes_no_lead(running: Running) -> None:
     before = len(await running.server.store.list_contacts())
     status, body = await running.call("POST", "/api/leads", json={**LEAD, "website": "http://spam"})

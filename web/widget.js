@@ -7,8 +7,11 @@
  * data-button     "false" to leave out the floating callback button
  * data-position   right (default) | left
  *
- * The questions come from the server's configuration (GET /api/public/form); a request
- * posts to /api/leads, which accepts only the origins listed in web.allowed_origins.
+ * The questions come from the server's configuration (GET /api/public/form). A callback
+ * request posts to /api/callbacks when the server's telephony is on (the PBX calls the
+ * visitor back at the chosen time, in the site's time zone), else it becomes a lead on the
+ * "callback" channel (/api/leads); the form posts a lead. Both accept only the origins listed
+ * in web.allowed_origins.
  * Everything renders inside a shadow root, so the site's CSS and ours stay apart.
  */
 (function () {
@@ -39,6 +42,9 @@
       thanks_form: "Спасибо! Заявка принята, менеджер свяжется с вами в ближайшее время.",
       soon: "в ближайшее время.",
       at_time: "в {time}.",
+      at_date: "{date} в {time}.",
+      who_manager: "Вам позвонит {name}.",
+      who_team: "Вам позвонят из подразделения «{team}».",
       need_phone: "Укажите телефон.",
       need_contact: "Укажите телефон или e-mail.",
       too_many: "Слишком много заявок с вашего адреса. Попробуйте через минуту.",
@@ -66,6 +72,9 @@
       thanks_form: "Thank you! We have your request; a manager will contact you shortly.",
       soon: "shortly.",
       at_time: "at {time}.",
+      at_date: "on {date} at {time}.",
+      who_manager: "{name} will call you.",
+      who_team: "Someone from {team} will call you.",
       need_phone: "Please give your phone number.",
       need_contact: "Please give a phone number or an e-mail.",
       too_many: "Too many requests from your address. Please try again in a minute.",
@@ -132,6 +141,52 @@
     return root;
   }
 
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  /** The parts of a moment's wall-clock time in the site's time zone. */
+  function partsIn(tz, d) {
+    var o = {};
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone: tz, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit",
+    }).formatToParts(d).forEach(function (p) { if (p.type !== "literal") o[p.type] = +p.value; });
+    return o;
+  }
+
+  /** "HH:MM" in the site's time zone → the next such moment as ISO 8601 with the zone's offset. */
+  function nextAt(hhmm, tz) {
+    var now = new Date();
+    var p;
+    try { p = partsIn(tz, now); } catch (e) { p = partsIn(undefined, now); }
+    var offset = Math.round((Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - now.getTime()) / 60000);
+    var hm = hhmm.split(":").map(Number);
+    var at = Date.UTC(p.year, p.month - 1, p.day, hm[0], hm[1]);
+    if (hm[0] * 60 + hm[1] <= p.hour * 60 + p.minute) at += 86400000; // passed today: tomorrow
+    var a = Math.abs(offset);
+    return new Date(at).toISOString().slice(0, 16) + ":00" + (offset < 0 ? "-" : "+") + pad((a / 60) | 0) + ":" + pad(a % 60);
+  }
+
+  /** When the server says the call will come, in the site's time zone. */
+  function whenText(lang, ts, tz) {
+    if (!ts || ts * 1000 - Date.now() < 120000) return t(lang, "soon");
+    var d = new Date(ts * 1000);
+    var zone = tz;
+    try { new Intl.DateTimeFormat(lang, { timeZone: zone }); } catch (e) { zone = undefined; }
+    var time = new Intl.DateTimeFormat(lang, { timeZone: zone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(d);
+    var day = function (x) { return new Intl.DateTimeFormat("en-GB", { timeZone: zone, dateStyle: "short" }).format(x); };
+    if (day(d) === day(new Date())) return t(lang, "at_time", { time: time });
+    var date = new Intl.DateTimeFormat(lang, { timeZone: zone, day: "numeric", month: "long" }).format(d);
+    return t(lang, "at_date", { date: date, time: time });
+  }
+
+  /** Who will call, only as the server says it (a manager's name or a team's label). */
+  function whoText(lang, who) {
+    if (!who) return "";
+    if (who.manager) return " " + t(lang, "who_manager", { name: String(who.manager) });
+    if (who.team) return " " + t(lang, "who_team", { team: pick(who.team, lang) });
+    return "";
+  }
+
   var seq = 0;
   function uid() {
     return (crypto.randomUUID && crypto.randomUUID()) || String(Date.now()) + Math.random().toString(16).slice(2);
@@ -183,8 +238,10 @@
     );
     time.addEventListener("input", function () { whenAt.checked = true; });
 
+    var busy = false; // a double submit sends one request
     form.addEventListener("submit", function (e) {
       e.preventDefault();
+      if (busy) return;
       err.hidden = true;
       var p = phone.value.trim();
       var m = email.value.trim();
@@ -200,10 +257,18 @@
       var text = note.value.trim();
       if (kind === "callback") text = t(lang, "note_callback", { when: when || t(lang, "asap") });
       if (text) body.note = text;
+      var url = base + "/api/leads";
+      if (kind === "callback" && config.callbacks) {
+        // the PBX calls back: phone, name, answers, and the time in the site's time zone
+        url = base + "/api/callbacks";
+        body = { name: body.name, phone: p, language: lang, criteria: body.criteria };
+        if (when) body.after = nextAt(when, config.tz);
+      }
       if (hp.value) body[config.honeypot || "website"] = hp.value;
+      busy = true;
       send.disabled = true;
       send.textContent = t(lang, "sending");
-      fetch(base + "/api/leads", {
+      fetch(url, {
         method: "POST",
         mode: "cors",
         credentials: "omit",
@@ -213,10 +278,13 @@
         .then(function (resp) {
           if (resp.status === 429) throw new Error(t(lang, "too_many"));
           if (!resp.ok) throw new Error(t(lang, "failed"));
-          var done =
-            kind === "callback"
-              ? t(lang, "thanks_callback") + " " + (when ? t(lang, "at_time", { time: when }) : t(lang, "soon"))
-              : t(lang, "thanks_form");
+          return resp.json().catch(function () { return {}; });
+        })
+        .then(function (answer) {
+          var done;
+          if (kind !== "callback") done = t(lang, "thanks_form");
+          else if (config.callbacks) done = t(lang, "thanks_callback") + " " + whenText(lang, answer.not_before, config.tz) + whoText(lang, answer.who);
+          else done = t(lang, "thanks_callback") + " " + (when ? t(lang, "at_time", { time: when }) : t(lang, "soon"));
           form.replaceChildren(
             onClose ? el("button", { type: "button", class: "x", "aria-label": t(lang, "close"), text: "×", onclick: onClose }) : "",
             el("p", { class: "ok", role: "status", tabindex: "-1", text: done })
@@ -224,6 +292,7 @@
           form.querySelector(".ok").focus();
         })
         .catch(function (e2) {
+          busy = false;
           send.disabled = false;
           send.textContent = t(lang, "send");
           fail(e2 instanceof TypeError ? t(lang, "offline") : e2.message);

@@ -7,15 +7,18 @@ Importing this module registers the routes on the API's one `Registry` (so they 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from aiohttp import web
 from pydantic import Field
 
-from acd.api.app import SERVICES, _answers, _client_ip, _me, api
+from acd.api.app import SERVICES, Services, _answers, _client_ip, _me, api
+from acd.api.crm import CRM
 from acd.api.routing import ApiError, parse_body
 from acd.api.schemas import Body
 from acd.asterisk.ami import AmiError
+from acd.core.intake import derived
 from acd.storage.telephony import CallbackRow
 from acd.telephony.service import Telephony
 
@@ -88,7 +91,28 @@ async def request_callback(request: web.Request) -> web.Response:
         not_before=not_before,
         source="api",
     )
-    return web.json_response(_callback_json(cb), status=201)
+    body_out = _callback_json(cb)
+    body_out["who"] = await _who_calls(request, svc, body.phone, cb.criteria)
+    return web.json_response(body_out, status=201)
+
+
+async def _who_calls(
+    request: web.Request, svc: Services, phone: str, criteria: Mapping[str, str]
+) -> dict[str, object] | None:
+    """Who will call back, as far as the server can tell now: the manager a known customer is
+    pinned to (routing offers it to them first), else the team the answers call for; None
+    when nobody in particular (any free manager)."""
+    crm = request.app.get(CRM)
+    board = svc.dispatcher.board
+    if crm is not None:
+        customer = await crm.recognise(phone)
+        manager = board.managers.get(customer.pinned_to or "") if customer else None
+        if manager is not None:
+            return {"manager": manager.name}
+    team = derived(criteria, board.policy)[2]
+    if team and team in svc.deployment.teams:
+        return {"team": dict(svc.deployment.teams[team].label)}
+    return None
 
 
 @api.add(

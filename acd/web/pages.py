@@ -20,12 +20,13 @@ from acd.api.routing import ApiError
 from acd.api.views import contact_json
 from acd.core.model import Contact
 from acd.storage.accounts import Accounts
+from acd.telephony.api import TELEPHONY
 from acd.web.auth import ACCOUNTS
 
 WEB_ROOT = Path(__file__).resolve().parents[2] / "web"
 PAGES = {"/login": "login.html", "/panel": "panel.html", "/dashboard": "dashboard.html", "/admin": "admin.html"}
 # Routes a website on another origin may call (browsers ask first with OPTIONS).
-CORS_PATHS = frozenset({"/api/leads", "/api/public/form"})
+CORS_PATHS = frozenset({"/api/leads", "/api/callbacks", "/api/public/form"})
 HONEYPOT = "website"  # the widget's hidden field; people leave it empty, form-filling bots do not
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -62,10 +63,11 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not ok:
         raise ApiError(403, "origin_not_allowed", f"{origin} is not in web.allowed_origins")
     try:
-        if request.method == "POST" and request.path == "/api/leads" and await _is_bot(request):
+        if request.method == "POST" and request.path != "/api/public/form" and await _is_bot(request):
             request.app[SERVICES].lead_limit.check(request.remote or "unknown")
             response: web.StreamResponse = web.json_response(
-                {"id": secrets.token_hex(16), "status": "waiting"}, status=201
+                {"id": secrets.token_hex(16), "status": "waiting" if request.path == "/api/leads" else "pending"},
+                status=201,
             )
         else:
             response = await handler(request)
@@ -135,6 +137,9 @@ async def public_form(request: web.Request) -> web.Response:
             "tz": d.tz,
             "languages": list(d.languages),
             "channels": ["web", "callback"],
+            # callback requests go to /api/callbacks (the PBX calls back) when telephony is on,
+            # else they are leads on the "callback" channel that a manager calls back by hand
+            "callbacks": request.app.get(TELEPHONY) is not None,
             "honeypot": HONEYPOT,
             "criteria": [
                 {

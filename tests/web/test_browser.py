@@ -9,11 +9,14 @@ folder, or to $ACD_SCREENSHOTS (e.g. docs/screenshots) when set.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
@@ -284,7 +287,8 @@ async def test_the_widget_on_another_origin_books_a_callback_once(site: Running,
         await dialog.get_by_label("Телефон").fill("+7 900 111-22-33")
         await dialog.get_by_label("Удобное время", exact=True).fill("15:30")
         await dialog.get_by_label("Готовность к покупке").select_option("hot")
-        # a double submit (an impatient double click) sends the request twice: one lead
+        # a double submit (an impatient double click): one lead (the widget sends once, and its
+        # Idempotency-Key would make a repeat the same lead)
         await page.evaluate(
             "() => { const f = document.querySelector('[data-acd-widget]').shadowRoot.querySelector('form');"
             " f.requestSubmit(); f.requestSubmit(); }"
@@ -354,3 +358,65 @@ async def test_click_to_call_from_my_contacts_and_a_clear_message_when_telephony
     await playwright_api.expect(page.locator("#toasts")).to_contain_text("Телефония не подключена")
     await playwright_api.expect(row.get_by_role("button", name="Позвонить: Звонок Клиенту")).to_have_count(0)
     await playwright_api.expect(row.locator("a.call")).to_have_text("+7 495 123-45-67")  # still a tel: link
+
+
+async def test_the_widget_books_a_callback_through_the_telephony_and_says_when_and_who(
+    site: Running, page: Any
+) -> None:
+    stub = telephony(site, True)
+    assert stub is not None
+    status, customer = await site.call(
+        "POST", "/api/crm/customers", site.supervisor, json={"name": "ООО Лютик", "phones": ["+7 900 222-33-44"]}
+    )
+    assert status == 201
+    status, _ = await site.call(
+        "POST", f"/api/crm/customers/{customer['id']}/pin", site.supervisor, json={"manager_id": "anna"}
+    )
+    assert status == 200
+    html = (
+        "<!doctype html><html lang=ru><body><h1>Ромашка Софт</h1>"
+        f'<script src="{site.url("/widget.js")}" data-lang="ru"></script></body></html>'
+    )
+
+    async def shop(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", shop)
+    host = TestServer(app, host="127.0.0.1", port=0)
+    await host.start_server()
+    origin = f"http://127.0.0.1:{host.port}"
+    deployment = site.server.services.deployment
+    site.server.services.deployment = replace(deployment, web=replace(deployment.web, allowed_origins=(origin,)))
+    before = len(await site.server.store.list_contacts())
+    try:
+        await page.goto(origin + "/")
+        await page.get_by_role("button", name="Перезвоните мне").click()
+        dialog = page.get_by_role("dialog")
+        await dialog.get_by_label("Ваше имя").fill("Лютик")
+        await dialog.get_by_label("Телефон").fill("+7 900 222-33-44")
+        await dialog.get_by_label("Удобное время", exact=True).fill("15:30")
+        await dialog.get_by_role("button", name="Отправить").click()
+        await playwright_api.expect(dialog).to_contain_text("Спасибо! Мы перезвоним вам")
+        await playwright_api.expect(dialog).to_contain_text("15:30.")
+        await playwright_api.expect(dialog).to_contain_text("Вам позвонит Анна Соколова.")  # the pinned manager
+        [asked] = stub.requests
+        assert asked["phone"] == "+7 900 222-33-44" and asked["name"] == "Лютик"
+        tz = ZoneInfo(deployment.tz)
+        when = datetime.fromtimestamp(asked["not_before"], tz)
+        assert (when.hour, when.minute) == (15, 30), "the time the visitor chose, in the site's time zone"
+        assert 0 < asked["not_before"] - time.time() <= 86400
+        assert len(await site.server.store.list_contacts()) == before, "a callback request, not a lead"
+
+        # a stranger: no name is promised
+        await page.goto(origin + "/")
+        await page.get_by_role("button", name="Перезвоните мне").click()
+        dialog = page.get_by_role("dialog")
+        await dialog.get_by_label("Телефон").fill("+7 900 999-88-77")
+        await dialog.get_by_role("button", name="Отправить").click()
+        await playwright_api.expect(dialog).to_contain_text("Спасибо! Мы перезвоним вам в ближайшее время.")
+        await playwright_api.expect(dialog).not_to_contain_text("позвонит")
+        assert len(stub.requests) == 2 and stub.requests[1].get("not_before") is None
+    finally:
+        site.server.services.deployment = deployment
+        await host.close()
