@@ -420,3 +420,22 @@ async def test_the_widget_books_a_callback_through_the_telephony_and_says_when_a
     finally:
         site.server.services.deployment = deployment
         await host.close()
+
+
+async def test_the_supervisor_pins_the_client_of_a_waiting_contact_to_a_manager(site: Running, page: Any) -> None:
+    await only(site)
+    waiting = await lead(site, "Клиент Для Закрепления", phone="+7 900 555-66-77")
+    await site.settle()
+    customer_id = site.server.dispatcher.board.contacts[waiting["id"]].customer_id
+    assert customer_id, "the CRM knows (or has just made) the customer behind the phone"
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    row = page.locator(f'#queue tr[data-contact="{waiting["id"]}"]')
+    await row.get_by_role("button", name="Закрепить клиента").click()
+    dialog = page.locator("#pin-dialog")
+    await playwright_api.expect(dialog).to_be_visible()
+    await page.locator("#pin-to").select_option("vera")
+    await page.locator("#pin-ok").click()
+    await playwright_api.expect(dialog).to_be_hidden()
+    await playwright_api.expect(page.locator("#toasts")).to_contain_text("Клиент закреплён")
+    status, card = await site.call("GET", f"/api/crm/customers/{customer_id}", site.supervisor)
+    assert status == 200 and card["customer"]["pinned_to"] == "vera"

@@ -118,6 +118,10 @@ function renderQueue() {
                   t("dash.reassign.short"),
                 ),
                 " ",
+                c.customer_id
+                  ? el("button", { type: "button", class: "pin-client", onclick: () => openPin(c) }, t("dash.pinclient.short"))
+                  : null,
+                " ",
                 el("button", { type: "button", class: "link", onclick: () => showWhy(c.id) }, t("dash.why")),
               ),
             ),
@@ -242,6 +246,33 @@ $("reassign-dialog").addEventListener("close", async () => {
     });
     toast(t("dash.reassigned", { name: managerName($("reassign-to").value) }));
     await Promise.all([refreshLive(), refreshDecisions()]);
+  } catch (err) {
+    showError(err);
+  }
+});
+
+// ---- pin a client (the customer, not just this contact) -----------------------------------
+
+let pinning = null;
+
+function openPin(c) {
+  pinning = c;
+  $("pin-who").textContent = c.name || c.phone || c.email || t("card.noname");
+  const select = clear($("pin-to"));
+  for (const m of live.managers.filter((x) => x.active)) select.append(el("option", { value: m.id }, m.name || m.id));
+  select.append(el("option", { value: "" }, t("dash.pinclient.none")));
+  $("pin-dialog").showModal();
+  select.focus();
+}
+
+$("pin-dialog").addEventListener("close", async () => {
+  const c = pinning;
+  pinning = null;
+  if (!c || $("pin-dialog").returnValue !== "ok") return;
+  const to = $("pin-to").value || null;
+  try {
+    await api("POST", `/api/crm/customers/${encodeURIComponent(c.customer_id)}/pin`, { manager_id: to });
+    toast(to ? t("dash.pinclient.done", { name: managerName(to) }) : t("dash.pinclient.undone"));
   } catch (err) {
     showError(err);
   }
