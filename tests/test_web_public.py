@@ -114,6 +114,10 @@ async def test_the_day_report_counts_answers_waits_and_outcomes_per_manager(runn
     assert me["offered"] == 1 and me["answered"] == 1 and me["won"] == 1 and me["conversion"] == 1.0
     assert sum(sum(v for k, v in h.items() if k != "hour") for h in report["by_hour"]) == 1
     assert len(report["week"]) == 7 and report["week"][-1]["contacts"] == 1
+    today = report["week"][-1]
+    assert today["service_level"] == 1.0 and today["conversion"] == {owner: 1.0}
+    assert all(d["service_level"] is None and d["conversion"] == {} for d in report["week"][:-1])
+    assert [m["id"] for m in report["week_managers"]] == [owner] and report["week_managers"][0]["name"]
     status, _ = await running.call("GET", "/api/reports/day?date=yesterday", running.supervisor)
     assert status == 400
 

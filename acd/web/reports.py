@@ -205,16 +205,51 @@ async def report_day(request: web.Request) -> web.Response:
     contacts, decisions, transitions, start, end = await _day_data(request)
     names = {m.id: m.name for m in svc.dispatcher.board.managers.values()}
     report = day_report(contacts, decisions, transitions, svc.deployment.tz, start, end, names, svc.clock())
-    week: list[dict[str, Any]] = []
-    zone = ZoneInfo(svc.deployment.tz)
-    week_start = start - 6 * 86400
-    recent = await svc.store.list_contacts(None, None, week_start, MOST)
-    counts: Counter[str] = Counter(datetime.fromtimestamp(c.arrived_at, zone).date().isoformat() for c in recent)
-    for i in range(7):
-        d = datetime.fromtimestamp(start, zone).date() - timedelta(days=6 - i)
-        week.append({"date": d.isoformat(), "contacts": counts.get(d.isoformat(), 0)})
-    report["week"] = week
+    report["week"], report["week_managers"] = await _week(request, start, names)
     return web.json_response(report)
+
+
+async def _week(
+    request: web.Request, day_start: float, names: dict[str, str]
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The seven days up to the chosen one: contacts, service level and each manager's
+    conversion per day (each day counted as the day report counts it)."""
+    svc = request.app[SERVICES]
+    zone = ZoneInfo(svc.deployment.tz)
+    last = datetime.fromtimestamp(day_start, zone).date()
+    first = last - timedelta(days=6)
+    since = datetime(first.year, first.month, first.day, tzinfo=zone).timestamp()
+    contacts = await svc.store.list_contacts(None, None, since, MOST)
+    decisions = await svc.store.list_decisions(None, None, since, MOST)
+    transitions = await svc.store.list_transitions(None, since - 86400, MOST)
+    week: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i in range(7):
+        d = first + timedelta(days=i)
+        lo = datetime(d.year, d.month, d.day, tzinfo=zone).timestamp()
+        hi = (datetime(d.year, d.month, d.day, tzinfo=zone) + timedelta(days=1)).timestamp()
+        r = day_report(
+            contacts,
+            [x for x in decisions if lo <= x.at < hi],
+            [x for x in transitions if x.at < hi],
+            svc.deployment.tz,
+            lo,
+            hi,
+            names,
+            min(svc.clock(), hi),
+        )
+        conversion = {m["id"]: m["conversion"] for m in r["managers"] if m["conversion"] is not None}
+        seen.update(conversion)
+        week.append(
+            {
+                "date": d.isoformat(),
+                "contacts": r["total"],
+                "service_level": r["service_level"],
+                "conversion": conversion,
+            }
+        )
+    managers = [{"id": mid, "name": names.get(mid, mid)} for mid in sorted(seen)]
+    return week, managers
 
 
 def _csv(rows: list[list[Any]], name: str) -> web.Response:

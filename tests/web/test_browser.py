@@ -236,7 +236,12 @@ async def test_the_supervisor_sees_the_queue_and_the_decision_and_reassigns(
     await playwright_api.expect(row).to_contain_text("Ожидающий Клиент")
     await playwright_api.expect(page.locator("#managers")).to_contain_text("Анна Соколова")
     await playwright_api.expect(page.locator("#decisions details").first).to_be_visible()
-    await playwright_api.expect(page.locator("#charts svg")).to_have_count(5)
+    await playwright_api.expect(page.locator("#charts svg")).to_have_count(7)
+    week = page.locator("#charts figure").filter(has_text="Конверсия менеджеров за 7 дней")
+    await playwright_api.expect(week.locator("circle")).to_have_count(1)  # Anna won today's only closed deal
+    await playwright_api.expect(week.locator(".legend")).to_contain_text("Анна Соколова")
+    sl_week = page.locator("#charts figure").filter(has_text="Уровень сервиса за 7 дней")
+    await playwright_api.expect(sl_week.locator("circle title")).to_contain_text(["100%"])
     await page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
 
     await row.get_by_role("button", name="Почему?").click()

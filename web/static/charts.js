@@ -41,6 +41,44 @@ export function stackedBars(title, rows, series, { width = 560, height = 200, pe
   return root;
 }
 
+/** Lines over shared `labels`: `series` [{name, color, values: [n | null]}]; a null leaves a gap. */
+export function lines(title, labels, series, { width = 560, height = 200, percent = false } = {}) {
+  const pad = { l: 34, r: 8, t: 8, b: 22 };
+  const all = series.flatMap((s) => s.values.filter((v) => v != null));
+  const max = percent ? 1 : Math.max(1, ...all);
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart" });
+  root.append(svg("title", {}, title));
+  const w = (width - pad.l - pad.r) / Math.max(1, labels.length);
+  const h = height - pad.t - pad.b;
+  for (const frac of [0, 0.5, 1]) {
+    const y = pad.t + h * (1 - frac);
+    root.append(svg("line", { x1: pad.l, x2: width - pad.r, y1: y, y2: y, class: "grid-line" }));
+    root.append(svg("text", { x: pad.l - 4, y: y + 4, "text-anchor": "end", class: "axis" },
+      percent ? `${Math.round(frac * 100)}%` : String(Math.round(max * frac))));
+  }
+  labels.forEach((label, i) => {
+    root.append(svg("text", { x: pad.l + i * w + w / 2, y: height - 6, "text-anchor": "middle", class: "axis" }, label));
+  });
+  for (const s of series) {
+    let run = [];
+    const flush = () => {
+      if (run.length > 1) root.append(svg("polyline", { points: run.join(" "), fill: "none", stroke: s.color, "stroke-width": 2 }));
+      run = [];
+    };
+    s.values.forEach((v, i) => {
+      if (v == null) return flush();
+      const x = pad.l + i * w + w / 2;
+      const y = pad.t + h * (1 - v / max);
+      run.push(`${x},${y}`);
+      const dot = svg("circle", { cx: x, cy: y, r: 3.5, fill: s.color });
+      dot.append(svg("title", {}, `${labels[i]}: ${s.name} ${percent ? Math.round(v * 100) + "%" : v}`));
+      root.append(dot);
+    });
+    flush();
+  }
+  return root;
+}
+
 export function legend(series) {
   const box = document.createElement("div");
   box.className = "legend";

@@ -1,6 +1,6 @@
 // The supervisor dashboard: the live queue by channel, every manager's state and load, the
 // day's numbers and charts, the decision log with its "why", reassign, pause/unpause, export.
-import { legend, stackedBars } from "./charts.js";
+import { legend, lines, stackedBars } from "./charts.js";
 import {
   Live,
   api,
@@ -23,6 +23,7 @@ import {
 const $ = (id) => document.getElementById(id);
 const CHANNELS = ["call", "callback", "web", "email"];
 const COLORS = { call: "#2563eb", callback: "#9333ea", web: "#059669", email: "#d97706" };
+const PEOPLE = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4d7c0f"];
 const REPORT_EVERY_MS = 30_000;
 
 const session = await requireSession("supervisor");
@@ -398,6 +399,21 @@ function renderCharts() {
       ]),
     ),
     fig("chart.conversion", stackedBars(t("chart.conversion"), conv, [{ key: "c", name: t("col.conversion"), color: "#16a34a" }], { percent: true })),
+  );
+  const days = report.week.map((r) => r.date.slice(5));
+  const slWeek = [{ name: t("kpi.sl"), color: "#0891b2", values: report.week.map((r) => r.service_level) }];
+  const people = (report.week_managers || []).map((m, i) => ({
+    name: m.name || m.id,
+    color: PEOPLE[i % PEOPLE.length],
+    values: report.week.map((r) => r.conversion?.[m.id] ?? null),
+  }));
+  box.append(
+    fig("chart.week_sl", lines(t("chart.week_sl"), days, slWeek, { percent: true })),
+    fig(
+      "chart.week_conversion",
+      lines(t("chart.week_conversion"), days, people, { percent: true }),
+      people.length ? legend(people) : el("p", { class: "empty" }, t("chart.week_conversion.empty")),
+    ),
   );
 }
 

@@ -171,6 +171,9 @@ export const MESSAGES = {
     "chart.week": "Обращения за неделю",
     "chart.load": "Принятые и пропущенные по менеджерам",
     "chart.conversion": "Конверсия по менеджерам",
+    "chart.week_sl": "Уровень сервиса за 7 дней",
+    "chart.week_conversion": "Конверсия менеджеров за 7 дней",
+    "chart.week_conversion.empty": "За неделю нет закрытых сделок.",
     "chart.answered": "принято",
     "chart.missed": "пропущено",
 
@@ -384,6 +387,9 @@ export const MESSAGES = {
     "chart.week": "Contacts this week",
     "chart.load": "Answered and missed per manager",
     "chart.conversion": "Conversion per manager",
+    "chart.week_sl": "Service level, last 7 days",
+    "chart.week_conversion": "Each manager's conversion, last 7 days",
+    "chart.week_conversion.empty": "No closed deals this week.",
     "chart.answered": "answered",
     "chart.missed": "missed",
 
