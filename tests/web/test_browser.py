@@ -444,3 +444,26 @@ async def test_the_supervisor_pins_the_client_of_a_waiting_contact_to_a_manager(
     await playwright_api.expect(page.locator("#toasts")).to_contain_text("Клиент закреплён")
     status, card = await site.call("GET", f"/api/crm/customers/{customer_id}", site.supervisor)
     assert status == 200 and card["customer"]["pinned_to"] == "vera"
+
+
+async def test_dashboard_updates_keep_the_keyboard_focus_where_it_was(site: Running, page: Any) -> None:
+    await only(site)
+    first = await lead(site, "Первый В Очереди")
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    row = page.locator(f'#queue tr[data-contact="{first["id"]}"]')
+    button = row.get_by_role("button", name="Передать")
+    await button.focus()
+    await playwright_api.expect(button).to_be_focused()
+    second = await lead(site, "Второй В Очереди", criteria={"temperature": "cold"})  # the queue is rebuilt
+    await playwright_api.expect(page.locator(f'#queue tr[data-contact="{second["id"]}"]')).to_be_visible()
+    await playwright_api.expect(button).to_be_focused()  # the same row's button, not <body>
+
+    # a manager's pause button by keyboard: the rebuilt row's button keeps the focus
+    vera = page.locator('#managers tr[data-manager="vera"]').get_by_role("button")
+    await vera.focus()
+    await page.keyboard.press("Enter")
+    await playwright_api.expect(vera).to_have_text("Пауза")
+    await playwright_api.expect(vera).to_be_focused()
+    await page.keyboard.press("Enter")  # and the keyboard can undo it at once
+    await playwright_api.expect(vera).to_have_text("На линию")
+    await playwright_api.expect(vera).to_be_focused()

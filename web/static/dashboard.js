@@ -46,6 +46,36 @@ function managerName(id) {
   return live.managers.find((m) => m.id === id)?.name || id || "—";
 }
 
+// ---- keyboard focus across rebuilds ----------------------------------------------------
+// The live tables are rebuilt on every change; remember which row's control had the focus
+// (rows are keyed by contact or manager id) and give it back, so the keyboard stays put.
+
+function focusKey(box) {
+  const a = document.activeElement;
+  if (!a || a === box || !box.contains(a)) return a === box ? { box: true } : null;
+  const row = a.closest("tr[data-contact], tr[data-manager]");
+  if (!row) return { box: true };
+  const sel = row.dataset.contact
+    ? `tr[data-contact="${CSS.escape(row.dataset.contact)}"]`
+    : `tr[data-manager="${CSS.escape(row.dataset.manager)}"]`;
+  const controls = [...row.querySelectorAll("button, a[href]")];
+  return { sel, cls: a.className, i: controls.indexOf(a) };
+}
+
+function restoreFocus(box, key) {
+  if (!key) return;
+  const row = key.sel ? box.querySelector(key.sel) : null;
+  const controls = row ? [...row.querySelectorAll("button, a[href]")] : [];
+  const target = controls.find((c) => c.className === key.cls) || controls[key.i] || controls[0];
+  (target || box).focus({ preventScroll: true }); // the row left: the section keeps the focus
+}
+
+function keepingFocus(box, draw) {
+  const key = focusKey(box);
+  draw();
+  restoreFocus(box, key);
+}
+
 // ---- numbers at the top --------------------------------------------------------------
 
 function renderKpis() {
@@ -71,6 +101,10 @@ function renderKpis() {
 // ---- the live queue ------------------------------------------------------------------
 
 function renderQueue() {
+  keepingFocus($("queue"), drawQueue);
+}
+
+function drawQueue() {
   const now = clock.now();
   const box = clear($("queue"));
   const all = [...live.offered, ...live.waiting];
@@ -136,6 +170,10 @@ function renderQueue() {
 // ---- managers ------------------------------------------------------------------------
 
 function renderManagers() {
+  keepingFocus($("managers"), drawManagers);
+}
+
+function drawManagers() {
   const box = clear($("managers"));
   const perf = new Map((report?.managers || []).map((m) => [m.id, m]));
   const rows = live.managers.filter((m) => m.active);
