@@ -196,7 +196,8 @@ async def test_a_manager_goes_available_gets_a_lead_with_its_card_accepts_and_fi
 
 async def test_a_missed_offer_shows_the_pause_banner_and_one_click_rejoins(site: Running, page: Any) -> None:
     board = site.server.dispatcher.board
-    web_rules = replace(board.policy.rules(Channel.WEB), offer_timeout=1.5)
+    # long enough for a loaded CI machine to render the offer before it expires
+    web_rules = replace(board.policy.rules(Channel.WEB), offer_timeout=4.0)
     await site.server.dispatcher.submit(
         PolicyReloaded(replace(board.policy, channels={**board.policy.channels, Channel.WEB: web_rules}))
     )
@@ -207,7 +208,7 @@ async def test_a_missed_offer_shows_the_pause_banner_and_one_click_rejoins(site:
     await playwright_api.expect(page.locator("#offer")).to_be_visible()  # and nobody answers it
 
     banner = page.locator("#pause-banner")
-    await playwright_api.expect(banner).to_be_visible()
+    await playwright_api.expect(banner).to_be_visible(timeout=15_000)
     await playwright_api.expect(banner).to_contain_text("пропустили обращение")
     await playwright_api.expect(page.locator("#offer")).to_be_hidden()
     assert site.server.dispatcher.board.managers["anna"].presence is Presence.PAUSED
