@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from acd.storage import Store, default_sqlite_url, open_store
 
@@ -50,6 +50,18 @@ class Backend:
             await engine.dispose()
 
 
+async def drop_schema(admin: AsyncEngine, schema: str) -> None:
+    """Drop a test's schema. A connection the test left open in a transaction would hold
+    locks that make DROP wait forever, so the schema's own connections go first."""
+    async with admin.begin() as conn:
+        await conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": f"acd:{schema}"},
+        )
+        await conn.execute(sa.text("SET LOCAL lock_timeout = '20s'"))
+        await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     if request.param == "sqlite":
@@ -69,8 +81,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     try:
         yield Backend("postgres", url, schema)
     finally:
-        async with admin.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await drop_schema(admin, schema)
         await admin.dispose()
 
 

@@ -19,7 +19,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -188,7 +188,26 @@ class Store:
                 if not pending.done():
                     pending.set_result(result)
 
-    async def _insert_batch(self, batch: list[tuple[Contact, dict[str, Any]]]) -> list[tuple[Contact, bool]]:
+    async def create_contacts(
+        self,
+        items: Sequence[tuple[Contact, str | None]],
+        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> list[tuple[Contact, bool]]:
+        """`create_contact` for a batch the caller has already gathered, in one transaction
+        that first runs `also` (another feature's rows that belong with these contacts, such
+        as the customers they create). All or nothing: any failure writes none of it."""
+        batch = []
+        for contact, key in items:
+            row = _contact_row(contact)
+            row["idempotency_key"] = key
+            batch.append((contact, row))
+        return await self._insert_batch(batch, also)
+
+    async def _insert_batch(
+        self,
+        batch: list[tuple[Contact, dict[str, Any]]],
+        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> list[tuple[Contact, bool]]:
         first_by_key: dict[str, int] = {}
         fresh: list[int] = []
         for i, (_, row) in enumerate(batch):
@@ -204,6 +223,8 @@ class Store:
             .returning(t.contacts.c.id, t.contacts.c.seq)
         )
         async with self._write() as conn:
+            if also is not None:
+                await also(conn)
             returned = await conn.execute(statement, [batch[i][1] for i in fresh])
             seqs = {row.id: int(row.seq) for row in returned}
             lost = [batch[i][1]["idempotency_key"] for i in fresh if batch[i][1]["id"] not in seqs]
@@ -486,7 +507,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _postgres_engine(url: URL, schema: str | None) -> AsyncEngine:
     connect_args: dict[str, Any] = {"timeout": 10}
     if schema is not None:
-        connect_args["server_settings"] = {"search_path": schema}
+        # the name lets an operator (or a test's clean-up) see which connections use the schema
+        connect_args["server_settings"] = {"search_path": schema, "application_name": f"acd:{schema}"}
     # pre-ping: after a database restart or a cut link, pooled connections are dead; test
     # each before use so one outage does not fail the first request of every connection
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args=connect_args)

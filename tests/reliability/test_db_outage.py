@@ -9,7 +9,6 @@ import os
 import secrets
 
 import pytest
-import sqlalchemy as sa
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from sqlalchemy.engine import make_url
@@ -20,6 +19,7 @@ from acd.core.events import HeartbeatReceived
 from acd.storage import open_store
 from tests.api_fixtures import example_deployment
 from tests.reliability.tcp_proxy import CuttableProxy
+from tests.storage_fixtures import drop_schema
 
 PG = os.environ.get("ACD_TEST_PG_URL")
 LEAD = {"name": "Outage", "phone": "+7 900 111-22-33", "criteria": {"temperature": "hot"}}
@@ -90,6 +90,5 @@ async def test_a_database_outage_loses_no_acknowledged_lead() -> None:
         await server.close()
         await proxy.close()
         admin = create_async_engine(PG)
-        async with admin.begin() as conn:
-            await conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        await drop_schema(admin, schema)
         await admin.dispose()
