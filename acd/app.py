@@ -88,7 +88,7 @@ async def build(
     crm = CrmService(CrmStore(store), lambda: services.deployment, lambda: dispatcher.board.managers, ratings, clock)
     await crm.recompute()
     services.enrich = crm.enrich
-    services.intake.enrich_many = crm.enrich_many
+    services.intake.crm = crm
 
     async def reload() -> Deployment:
         fresh = load_deployment(deployment.path)

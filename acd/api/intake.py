@@ -1,20 +1,28 @@
 """Adapter: the web-lead intake line. Leads that arrive while the previous batch is being
-stored wait for the next one and go in together: one CRM look-up for the batch and one
-transaction for its contacts. Each caller still gets its answer only after its contact
-is committed."""
+stored wait for the next one and go in together: one CRM look-up for the batch, and one
+transaction for its contacts and the customers they create. Each caller still gets its
+answer only after its contact is committed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from acd.core.model import Contact
 from acd.storage import Store
 
 log = logging.getLogger("acd.intake")
-EnrichMany = Callable[[Sequence[Contact]], Awaitable[list[Contact]]]
+
+
+class Recogniser(Protocol):
+    """The CRM's side of intake (acd.crm.service.CrmService)."""
+
+    async def prepare_many(self, contacts: Sequence[Contact]) -> tuple[list[Contact], list[Any]]: ...
+    async def write_new_customers(self, conn: Any, fresh: Sequence[Any]) -> None: ...
+    async def enrich_many(self, contacts: Sequence[Contact]) -> list[Contact]: ...
 
 
 @dataclass(slots=True)
@@ -25,9 +33,9 @@ class _Pending:
 
 
 class Intake:
-    def __init__(self, store: Store, enrich_many: EnrichMany | None = None) -> None:
+    def __init__(self, store: Store, crm: Recogniser | None = None) -> None:
         self.store = store
-        self.enrich_many = enrich_many
+        self.crm = crm
         self._waiting: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -44,13 +52,7 @@ class Intake:
         while self._waiting:
             batch, self._waiting = self._waiting, []
             try:
-                contacts = [p.contact for p in batch]
-                if self.enrich_many is not None:
-                    contacts = await self.enrich_many(contacts)
-                results = await asyncio.gather(
-                    *(self.store.create_contact(c, p.key) for c, p in zip(contacts, batch, strict=True)),
-                    return_exceptions=True,
-                )
+                results: Sequence[tuple[Contact, bool] | BaseException] = await self._store(batch)
             except Exception as err:  # handed to every caller: none of them was acknowledged
                 log.exception("intake batch of %d failed", len(batch))
                 results = [err] * len(batch)
@@ -61,3 +63,26 @@ class Intake:
                     p.answer.set_exception(result)
                 else:
                     p.answer.set_result(result)
+
+    async def _store(self, batch: list[_Pending]) -> Sequence[tuple[Contact, bool] | BaseException]:
+        contacts = [p.contact for p in batch]
+        if self.crm is None:
+            return await self.store.create_contacts([(c, p.key) for c, p in zip(contacts, batch, strict=True)])
+        crm = self.crm
+        try:
+            contacts, fresh = await crm.prepare_many(contacts)
+
+            async def customers(conn: Any) -> None:
+                await crm.write_new_customers(conn, fresh)
+
+            items = [(c, p.key) for c, p in zip(contacts, batch, strict=True)]
+            return await self.store.create_contacts(items, customers if fresh else None)
+        except Exception:
+            # Most likely a customer created meanwhile by another process, or a reused id:
+            # take the careful road, one contact at a time, so one bad row fails alone.
+            log.warning("intake batch of %d failed as a whole; storing one by one", len(batch), exc_info=True)
+        enriched = await crm.enrich_many([p.contact for p in batch])
+        return await asyncio.gather(
+            *(self.store.create_contact(c, p.key) for c, p in zip(enriched, batch, strict=True)),
+            return_exceptions=True,
+        )

@@ -44,6 +44,13 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
         self, phones: Iterable[str] = (), emails: Iterable[str] = ()
     ) -> dict[tuple[str, str], Customer]: ...
     async def deals_of_many(self, customer_ids: Iterable[str]) -> dict[str, list[Deal]]: ...
+    async def write_customers_and_deals(
+        self,
+        conn: Any,
+        new_customers: Sequence[Customer],
+        changed: Sequence[Deal] = (),
+        history: Sequence[CrmEvent] = (),
+    ) -> None: ...
     async def save_customer(self, customer: Customer, *, new: bool, event: CrmEvent | None = None) -> None: ...
     async def list_customers(
         self, query: str | None = None, account_manager: str | None = None, limit: int = 100, offset: int = 0
@@ -193,12 +200,19 @@ class CrmService:
         or e-mail inside the batch become one customer. Like `enrich`, it never costs a
         lead: on a failure the batch is enriched one contact at a time."""
         try:
-            return await self._enrich_many(contacts)
+            enriched, fresh = await self.prepare_many(contacts)
+            if fresh:
+                history = [CrmEvent(cu.created_at, cu.id, "created", by="intake") for cu in fresh]
+                await self.repo.save_customers_and_deals(fresh, [], history)
+            return enriched
         except Exception:
             log.exception("CRM batch enrichment failed; enriching %d contact(s) one by one", len(contacts))
             return [await self.enrich(c) for c in contacts]
 
-    async def _enrich_many(self, contacts: Sequence[Contact]) -> list[Contact]:
+    async def prepare_many(self, contacts: Sequence[Contact]) -> tuple[list[Contact], list[Customer]]:
+        """What `enrich_many` does short of writing the new customers: the enriched contacts
+        and the customers to create (see `new_customer_rows`), for a caller that commits
+        them in one transaction with the contacts."""
         now = self.clock()
         ids: list[tuple[str | None, str | None]] = []
         for c in contacts:
@@ -210,19 +224,16 @@ class CrmService:
         fresh: list[Customer] = []
         owners: list[Customer | None] = []
         for c, (phone, email) in zip(contacts, ids, strict=True):
-            keys = [k for k in (("phone", phone), ("email", email)) if k[1]]
-            customer = next((found[k] for k in keys if k in found), None)  # type: ignore[index]
+            keys = [(kind, value) for kind, value in (("phone", phone), ("email", email)) if value]
+            customer = next((found[k] for k in keys if k in found), None)
             if customer is None and keys:
-                customer = next((created[k] for k in keys if k in created), None)  # type: ignore[index]
+                customer = next((created[k] for k in keys if k in created), None)
                 if customer is None:
                     customer = self._stranger(c, phone, email, now)
                     fresh.append(customer)
                 for k in keys:
-                    created.setdefault(k, customer)  # type: ignore[arg-type]
+                    created.setdefault(k, customer)
             owners.append(customer)
-        if fresh:
-            history = [CrmEvent(now, cu.id, "created", by="intake") for cu in fresh]
-            await self.repo.save_customers_and_deals(fresh, [], history)
         fresh_ids = {cu.id for cu in fresh}
         repeat = {cu.id for cu in owners if cu is not None and cu.id not in fresh_ids}
         deals = await self.repo.deals_of_many(repeat) if repeat else {}
@@ -236,7 +247,12 @@ class CrmService:
             else:
                 await self._learn(customer, c, phone, email)
                 out.append(self._as_repeat(c, customer, deals.get(customer.id, []), vacations, now))
-        return out
+        return out, fresh
+
+    async def write_new_customers(self, conn: Any, fresh: Sequence[Customer]) -> None:
+        """Insert customers from `prepare_many` inside the caller's transaction."""
+        history = [CrmEvent(cu.created_at, cu.id, "created", by="intake") for cu in fresh]
+        await self.repo.write_customers_and_deals(conn, fresh, (), history)
 
     def _stranger(self, contact: Contact, phone: str | None, email: str | None, now: float) -> Customer:
         return Customer(

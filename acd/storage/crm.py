@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acd.core.model import Contact
 from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
@@ -276,31 +277,42 @@ class CrmStore:
     ) -> None:
         """An import batch: customers (new), deals (upserted) and history, all or nothing."""
         async with self._store._write() as conn:
-            if new_customers:
-                await conn.execute(
-                    customers.insert(),
-                    [
-                        {
-                            "id": c.id,
-                            "name": c.name,
-                            "kind": c.kind,
-                            "account_manager": c.account_manager,
-                            "pinned_to": c.pinned_to,
-                            "criteria": dict(c.criteria),
-                            "note": c.note,
-                            "created_at": c.created_at,
-                        }
-                        for c in new_customers
-                    ],
-                )
-                keys = [{"kind": "phone", "value": p, "customer_id": c.id} for c in new_customers for p in c.phones]
-                keys += [{"kind": "email", "value": e, "customer_id": c.id} for c in new_customers for e in c.emails]
-                if keys:
-                    await conn.execute(customer_keys.insert(), keys)
-            if changed:
-                await conn.execute(self._upsert_deal, [_deal_row(d) for d in changed])
-            if history:
-                await conn.execute(events.insert(), [_event_row(e) for e in history])
+            await self.write_customers_and_deals(conn, new_customers, changed, history)
+
+    async def write_customers_and_deals(
+        self,
+        conn: AsyncConnection,
+        new_customers: Sequence[Customer],
+        changed: Sequence[Deal] = (),
+        history: Sequence[CrmEvent] = (),
+    ) -> None:
+        """The same, inside a transaction someone else holds (the intake's, so that a new
+        customer commits together with the contact that made them)."""
+        if new_customers:
+            await conn.execute(
+                customers.insert(),
+                [
+                    {
+                        "id": c.id,
+                        "name": c.name,
+                        "kind": c.kind,
+                        "account_manager": c.account_manager,
+                        "pinned_to": c.pinned_to,
+                        "criteria": dict(c.criteria),
+                        "note": c.note,
+                        "created_at": c.created_at,
+                    }
+                    for c in new_customers
+                ],
+            )
+            keys = [{"kind": "phone", "value": p, "customer_id": c.id} for c in new_customers for p in c.phones]
+            keys += [{"kind": "email", "value": e, "customer_id": c.id} for c in new_customers for e in c.emails]
+            if keys:
+                await conn.execute(customer_keys.insert(), keys)
+        if changed:
+            await conn.execute(self._upsert_deal, [_deal_row(d) for d in changed])
+        if history:
+            await conn.execute(events.insert(), [_event_row(e) for e in history])
 
     async def get_deal(self, deal_id: str) -> Deal | None:
         row = await self._store._row(sa.select(deals).where(deals.c.id == deal_id))
