@@ -1,6 +1,7 @@
 """Composition root: the one place that builds everything and runs one event loop.
 
-config → store → switchboard (restored) → dispatcher → HTTP API (+ adapters later)
+config → store → switchboard (restored) → dispatcher → HTTP API, web panels, CRM,
+telephony (FastAGI + AMI), e-mail / notifications / Twilio — each only when configured.
 """
 
 from __future__ import annotations
