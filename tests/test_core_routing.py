@@ -328,3 +328,16 @@ def test_the_explanation_shows_the_winners_rating_interval_when_it_comes_from_de
     assert d.candidates[0].score == round(
         sum(v for k, v in d.candidates[0].components.items() if k in ("value", "fit", "load")), 6
     )
+
+
+def test_a_contact_can_bring_its_own_wait_for_the_preferred_ring():
+    h = harness(steps=STEPS)
+    h.join(manager("owner", team="sales"))
+    h.arrive(contact("hold", Channel.CALL))
+    h.send(ev.OfferAccepted("hold", "owner"))  # the owner is on a call: worth waiting for
+    h.join(manager("mate", team="sales"))
+    h.arrive(contact("c1", preferred=("owner",), team="sales", first_wait=60))
+    h.tick(59)
+    assert h.offered_to("c1") is None  # the stage says a minute, not the policy's 20 s
+    h.tick(1)
+    assert h.offered_to("c1") == "mate"

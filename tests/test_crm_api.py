@@ -233,3 +233,14 @@ async def test_ratings_are_recomputed_periodically_so_untouched_leads_age_into_l
         await asyncio.wait_for(done.wait(), 5)
     finally:
         await stop(r)
+
+
+async def test_a_repeat_customer_waits_for_their_person_as_long_as_the_stage_says(running: Running) -> None:
+    await customer_with_deal(running, "approval", owner="boris")
+    seen = await lead(running, "+79161234567")
+    approval = next(s for s in running.server.deployment.funnel_stages if s.name == "approval")
+    assert seen["preferred"] == ["boris"]
+    contact = running.server.dispatcher.board.contacts.get(seen["id"]) or await running.server.store.get_contact(
+        seen["id"]
+    )
+    assert contact is not None and contact.first_wait == approval.wait

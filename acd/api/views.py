@@ -24,6 +24,7 @@ def contact_json(c: Contact, now: float | None = None) -> dict[str, Any]:
         "language": c.language,
         "required_skills": sorted(c.required_skills),
         "team": c.team,
+        "first_wait": c.first_wait,
         "preferred": list(c.preferred),
         "offered_to": c.offered_to,
         "offer_expires_at": c.offer_expires_at,

@@ -63,7 +63,8 @@ class Contact:
 
     `seq` is the intake order, the last tie-break of the queue order. `preferred` lists
     managers the contact should reach first (a pin, the deal's owner, substitutes) and
-    `team` the team that serves it (e.g. the owner team of the deal's funnel stage).
+    `team` the team that serves it (e.g. the owner team of the deal's funnel stage);
+    `first_wait`, when set, is how long it waits for them (the funnel stage's `wait`).
     """
 
     id: str
@@ -80,6 +81,7 @@ class Contact:
     required_skills: frozenset[str] = frozenset()
     preferred: tuple[str, ...] = ()
     team: str | None = None
+    first_wait: float | None = None  # seconds in the first escalation step instead of the policy's
     status: ContactStatus = ContactStatus.WAITING
     offered_to: str | None = None
     offer_expires_at: float | None = None

@@ -365,8 +365,7 @@ class Switchboard:
                 return c.offer_expires_at if c.status is ContactStatus.OFFERED else None
             if kind == "pin":
                 return c.pin_expires_at if c.pinned_to else None
-            steps = self.policy.steps
-            timeout = steps[c.step].timeout if c.step < len(steps) else None
+            timeout = self._step_timeout(c)
             if c.status is not ContactStatus.WAITING or timeout is None:
                 return None
             return c.step_since + timeout
@@ -618,9 +617,18 @@ class Switchboard:
         self._dirty(c)
         self._start_step_timer(c)
 
-    def _start_step_timer(self, c: Contact) -> None:
+    def _step_timeout(self, c: Contact) -> float | None:
+        """Seconds the contact stays at its current step: the policy's, except that a
+        contact may bring its own wait for the first step (a funnel stage's `wait`)."""
         steps = self.policy.steps
-        timeout = steps[c.step].timeout if c.step < len(steps) else None
+        if c.step >= len(steps) - 1:
+            return None
+        if c.step == 0 and c.first_wait is not None:
+            return c.first_wait
+        return steps[c.step].timeout
+
+    def _start_step_timer(self, c: Contact) -> None:
+        timeout = self._step_timeout(c)
         if timeout is not None:
             self._cmd(ev.StartTimer(("escalate", c.id), c.step_since + timeout))
 

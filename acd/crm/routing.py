@@ -26,6 +26,7 @@ class StageRule:
     name: str
     team: str
     route_to: str = "owner"
+    wait: float | None = None  # seconds to wait for the stage's person before the team
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class RepeatRouting:
     deal_id: str | None
     reason: str
     override: bool = False
+    wait: float | None = None  # how long the contact waits for `preferred` (the stage's `wait`)
 
 
 def away(manager_id: str, vacations: Iterable[Vacation], now: float) -> Vacation | None:
@@ -118,9 +120,11 @@ def route_repeat(
         reasons.extend(notes)
         if who is not None and who not in preferred:
             preferred.append(who)
+    rule = stages.get(deal.stage) if deal is not None else None
     return RepeatRouting(
         preferred=tuple(preferred),
         team=team,
+        wait=rule.wait if rule is not None and preferred else None,
         deal_id=deal.id if deal else None,
         reason="; ".join(reasons) or "known customer, nobody assigned",
         override=bool(customer.pinned_to) and bool(preferred) and preferred[0] == customer.pinned_to,

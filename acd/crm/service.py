@@ -139,7 +139,7 @@ class CrmService:
         return self.deployment.crm.default_region
 
     def _stages(self) -> dict[str, StageRule]:
-        return {s.name: StageRule(s.name, s.team, s.route_to) for s in self.deployment.funnel_stages}
+        return {s.name: StageRule(s.name, s.team, s.route_to, s.wait) for s in self.deployment.funnel_stages}
 
     def _check_manager(self, manager_id: str | None, field_name: str) -> None:
         if manager_id is not None and manager_id not in self._managers():
@@ -282,6 +282,7 @@ class CrmService:
             customer_name=contact.customer_name or customer.name,
             preferred=preferred,
             team=routed.team or contact.team,
+            first_wait=routed.wait if routed.wait is not None else contact.first_wait,
             override=contact.override or routed.override,
             payload=payload,
         )

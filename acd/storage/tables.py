@@ -91,6 +91,7 @@ contacts = sa.Table(
     sa.Column("outcome", sa.String(), nullable=True),
     sa.Column("finished_at", sa.Double(), nullable=True),
     sa.Column("payload", JSONText(), nullable=False),
+    sa.Column("first_wait", sa.Double(), nullable=True),  # migration 0007: a funnel stage's wait
     sa.Index(None, "status", "seq"),
     sa.Index(None, "assigned_to"),
     sa.Index(None, "arrived_at"),
