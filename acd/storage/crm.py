@@ -213,18 +213,8 @@ class CrmStore:
     async def save_customer(self, customer: Customer, *, new: bool, event: CrmEvent | None = None) -> None:
         """Insert (`new`) or update a customer with exactly its phones and e-mails. A phone
         or e-mail already held by another customer raises `Conflict`; nothing is written."""
-        row = {
-            "id": customer.id,
-            "name": customer.name,
-            "kind": customer.kind,
-            "account_manager": customer.account_manager,
-            "pinned_to": customer.pinned_to,
-            "criteria": dict(customer.criteria),
-            "note": customer.note,
-            "created_at": customer.created_at,
-        }
-        keys = [{"kind": "phone", "value": p, "customer_id": customer.id} for p in customer.phones]
-        keys += [{"kind": "email", "value": e, "customer_id": customer.id} for e in customer.emails]
+        row = _customer_row(customer)
+        keys = _key_rows([customer])
         async with self._store._write() as conn:
             if new:
                 await conn.execute(customers.insert(), row)
@@ -289,24 +279,8 @@ class CrmStore:
         """The same, inside a transaction someone else holds (the intake's, so that a new
         customer commits together with the contact that made them)."""
         if new_customers:
-            await conn.execute(
-                customers.insert(),
-                [
-                    {
-                        "id": c.id,
-                        "name": c.name,
-                        "kind": c.kind,
-                        "account_manager": c.account_manager,
-                        "pinned_to": c.pinned_to,
-                        "criteria": dict(c.criteria),
-                        "note": c.note,
-                        "created_at": c.created_at,
-                    }
-                    for c in new_customers
-                ],
-            )
-            keys = [{"kind": "phone", "value": p, "customer_id": c.id} for c in new_customers for p in c.phones]
-            keys += [{"kind": "email", "value": e, "customer_id": c.id} for c in new_customers for e in c.emails]
+            await conn.execute(customers.insert(), [_customer_row(c) for c in new_customers])
+            keys = _key_rows(new_customers)
             if keys:
                 await conn.execute(customer_keys.insert(), keys)
         if changed:
@@ -399,6 +373,29 @@ class CrmStore:
         async with self._store._write() as conn:
             result = await conn.execute(vacations.delete().where(vacations.c.n == n))
         return bool(result.rowcount == 1)
+
+
+def _customer_row(c: Customer) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.name,
+        "kind": c.kind,
+        "account_manager": c.account_manager,
+        "pinned_to": c.pinned_to,
+        "criteria": dict(c.criteria),
+        "note": c.note,
+        "created_at": c.created_at,
+    }
+
+
+def _key_rows(held: Iterable[Customer]) -> list[dict[str, str]]:
+    """The phone and e-mail rows that make customers findable."""
+    return [
+        {"kind": kind, "value": value, "customer_id": c.id}
+        for c in held
+        for kind, values in (("phone", c.phones), ("email", c.emails))
+        for value in values
+    ]
 
 
 def _customer(row: sa.RowMapping, keys: Iterable[Any]) -> Customer:

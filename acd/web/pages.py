@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from acd.api.app import IDENTITY, SERVICES, api
-from acd.api.crm import CRM
+from acd.api.crm import CRM, deal_json
 from acd.api.routing import ApiError
 from acd.api.views import contact_json
 from acd.core.model import Contact
@@ -206,19 +206,7 @@ async def card(request: web.Request) -> web.Response:
         body["customer"] = (
             None if customer is None else {"id": customer.id, "name": customer.name, "note": customer.note}
         )
-        body["deals"] = [
-            {
-                "id": d.id,
-                "title": d.title,
-                "stage": d.stage,
-                "stage_label": stages.get(d.stage, {}),
-                "status": d.status.value,
-                "amount": d.amount,
-                "owner": d.owner,
-                "stage_owner": d.stage_owner,
-            }
-            for d in deals
-        ]
+        body["deals"] = [{**deal_json(d), "stage_label": stages.get(d.stage, {})} for d in deals]
     return web.json_response(body)
 
 
