@@ -1,25 +1,27 @@
-"""Adapter: callback requests ⇄ core — stored, scheduled, routed like any contact, dialled by AMI.
+"""Adapter: callback requests ⇄ core — stored, scheduled, routed like any contact, then rung
+by a back end (Asterisk AMI Originate, or Twilio's REST API).
 
 A request (API, the website widget, a caller pressing a key in the queue, an out-of-hours
 caller) is a row in `callbacks` first. When it is due — its scheduled time has come, the
 team's hours are open, a retry's back-off is over — its contact enters the routing queue with
 the request's **original** enqueue time, so it keeps its place and never passes callers who
-waited longer. When the core offers it to a manager:
+waited longer. When the core offers it to a manager, the *dialer*
+(`acd.telephony.callback_dialers`) does the one step that differs between back ends:
 
-1. AMI Originate rings the manager's device (`Channel: <Manager.device>`, async, `Timeout` a
-   little shorter than the offer), with `Context: acd-callback` — sent once, never re-sent;
-2. the manager answers (OriginateResponse Reason 4) → OfferAccepted; the originated channel runs
-   `[acd-callback]`, which dials the customer and reports `UserEvent(CallbackResult, DialStatus)`;
-   busy / congestion / no such device → OfferFailed (skip, no penalty); no answer → the core's
-   offer timeout ("missed offer": the manager is paused, the callback goes to the next one);
-3. the customer answered (DialStatus ANSWER, sent when the conversation ends) → done; busy / no
-   answer → the attempt is recorded and the request waits `backoff × 2^(n-1)` before its next
-   turn, up to `max_attempts`.
+1. ring the manager (AMI Originate of their device into `[acd-callback]`, or Twilio
+   `calls.create` to their number or client) — sent once, never re-sent;
+2. the manager answers → OfferAccepted, and the customer is dialled; busy / unreachable →
+   OfferFailed (skip, no penalty); no answer → the core's offer timeout ("missed offer": the
+   manager is paused, the callback goes to the next one);
+3. the customer answered (reported when the conversation ends) → done; busy / no answer → the
+   attempt is recorded, the customer is told (`customer_missed`), and the request waits
+   `backoff × 2^(n-1)` before its next turn, up to `max_attempts`; then it is given up.
 
-Every attempt and its AMI outcome is a row in `callback_attempts`. One contact is offered to
-one manager at a time (the core's rule) and an attempt in flight is never started twice, so a
-customer is never dialled twice at once. After a restart the open requests are re-armed; an
-attempt that was in flight counts as failed with an unknown outcome and is retried.
+Everything else — scheduling, hours, attempts, retries, give-up, restart — is here, once.
+Every attempt and its outcome at the peer is a row in `callback_attempts`. One contact is
+offered to one manager at a time (the core's rule) and an attempt in flight is never started
+twice, so a customer is never dialled twice at once. After a restart the open requests are
+re-armed; an attempt that was in flight counts as failed with an unknown outcome and is retried.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from acd.asterisk.ami import AmiClient, AmiError, AmiLinkLost, AmiNotConnected, OriginateReason
+from acd.asterisk.ami import AmiClient
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.intake import qualify
@@ -40,28 +42,10 @@ from acd.core.model import Channel, Contact, ContactStatus, Manager
 from acd.dispatcher import Dispatcher
 from acd.storage import Store
 from acd.storage.telephony import Attempt, CallbackRow, TelephonyStore
+from acd.telephony.callback_dialers import AmiDialer, CallbackDialer, CallbackSettings, Flight
 from acd.telephony.queue_log import QueueLog
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class CallbackSettings:
-    max_attempts: int = 3  # customer dialling attempts before giving up
-    backoff: float = 120.0  # seconds before the 2nd attempt; doubles after each failure
-    manager_ring: float = 20.0
-    ring_margin: float = 0.5
-    customer_ring: float = 30.0
-    outbound_dial: str = "Local/{number}@acd-outbound"  # how the dialplan reaches a customer
-    caller_id: str = '"Callback" <{number}>'  # shown on the manager's phone
-
-
-@dataclass(slots=True)
-class _InFlight:
-    attempt: Attempt
-    contact_id: str
-    channel_id: str
-    connected: bool = False
 
 
 class Callbacks:
@@ -73,18 +57,20 @@ class Callbacks:
         tstore: TelephonyStore,
         settings: CallbackSettings,
         queue_log: QueueLog,
-        ami: Callable[[], AmiClient | None],
+        ami: Callable[[], AmiClient | None] | None = None,
+        dialer: CallbackDialer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`dialer` rings; without one, AMI Originate through the client `ami` returns."""
         self.dispatcher = dispatcher
         self.store = store
         self.tstore = tstore
         self.settings = settings
         self.queue_log = queue_log
-        self.ami = ami
         self.clock = clock
+        self.dialer: CallbackDialer = dialer or AmiDialer(ami or (lambda: None), lambda: self.settings, clock)
         self._pending: dict[str, CallbackRow] = {}  # not yet due, by callback id
-        self._inflight: dict[str, _InFlight] = {}  # by contact id
+        self._inflight: dict[str, Flight] = {}  # by contact id
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -230,16 +216,17 @@ class Callbacks:
                     log.warning("callback %s offered while an attempt is in flight: not dialled twice", contact.id)
                     return
                 self._tasks_add(self._dial(contact, manager, expires_at))
-            case ev.WithdrawOffer(cid, _mid, reason) if cid in self._inflight and reason != "missed offer":
+            case ev.WithdrawOffer(cid, _mid, reason) if cid in self._inflight:
                 flight = self._inflight[cid]
-                client = self.ami()
-                if client is not None and client.connected and not flight.connected:
-                    self._tasks_add(_hangup(client, flight.channel_id))  # Asterisk finds a channel by uniqueid too
+                if not flight.connected and self.dialer.withdraw(flight, reason):
+                    # Over at once (synchronously, so an offer to the next manager in the same
+                    # batch of commands is dialled rather than taken for a second dial).
+                    self._release(flight)
+                    self._tasks_add(self._withdrawn(flight, reason))
             case _:
                 pass
 
     async def _dial(self, contact: Contact, manager: Manager, expires_at: float) -> None:
-        s = self.settings
         cb = await self.tstore.callback_for_contact(contact.id)
         if cb is None:  # a callback lead from the public intake: adopt it
             now = self.clock()
@@ -253,111 +240,134 @@ class Callbacks:
                 source="lead",
                 requested_at=contact.arrived_at,
                 not_before=contact.arrived_at,
-                max_attempts=s.max_attempts,
+                max_attempts=self.settings.max_attempts,
                 status="queued",
                 updated_at=now,
             )
             await self.tstore.save_callback(cb)
-        if not manager.device or not contact.phone:
+        if not self.dialer.reaches(manager) or not contact.phone:
             self.dispatcher.post(ev.OfferFailed(contact.id, manager.id, "no device" if contact.phone else "no phone"))
             return
-        action_id = f"acd-cb-{uuid.uuid4().hex[:12]}"
-        channel_id = f"{action_id}-m"
-        attempt = Attempt(cb.id, cb.attempts + 1, manager.id, self.clock(), action_id)
-        flight = _InFlight(attempt, contact.id, channel_id)
+        attempt_id = f"acd-cb-{uuid.uuid4().hex[:12]}"
+        attempt = Attempt(cb.id, cb.attempts + 1, manager.id, self.clock(), attempt_id)
+        flight = Flight(attempt, contact, manager, expires_at, leg=f"{attempt_id}-m")
         self._inflight[contact.id] = flight
         await self.tstore.add_attempt(attempt)
-        client = self.ami()
-        ring = min(s.manager_ring, expires_at - self.clock() - s.ring_margin)
-        if client is not None and not client.connected and ring > 1.5:
-            try:
-                await client.wait_connected(ring - 1.0)
-            except (AmiError, TimeoutError):
-                pass
-            ring = min(s.manager_ring, expires_at - self.clock() - s.ring_margin)
-        if client is None or not client.connected or ring < 0.5:
-            await self._originate_failed(flight, cb, "AMI not connected" if ring >= 0.5 else "offer expired")
-            return
-        number = "".join(ch for ch in contact.phone if ch.isdigit())  # the dialplan adds any prefix
-        action = [
-            ("ActionID", action_id),
-            ("Channel", manager.device),
-            ("Context", "acd-callback"),
-            ("Exten", "s"),
-            ("Priority", "1"),
-            ("Timeout", str(int(ring * 1000))),
-            ("CallerID", s.caller_id.format(number=number)),
-            ("ChannelId", channel_id),
-            ("Variable", f"ACD_CONTACT={contact.id}"),
-            ("Variable", f"ACD_ATTEMPT={action_id}"),
-            ("Variable", f"ACD_CUSTOMER_DIAL={s.outbound_dial.format(number=number)}"),
-            ("Variable", f"ACD_CUSTOMER_RING={int(s.customer_ring)}"),
-        ]
-        cb.status, cb.updated_at = "dialling", self.clock()
-        await self.tstore.save_callback(cb)
         try:
-            result = await client.originate(action)
-        except AmiNotConnected:
-            await self._originate_failed(flight, cb, "AMI not connected")
-            return
-        except (AmiLinkLost, AmiError, TimeoutError) as err:
-            # Sent once and never again: the phone may be ringing, so let the offer run out.
-            log.warning("callback %s: Originate outcome unknown (%s); not re-sent", contact.id, err)
-            attempt.originate_reason = "unknown"
-            await self.tstore.finish_attempt(attempt)
-            return
-        attempt.originate_reason = result.reason or ("error" if not result.response.ok else None)
-        if result.answered:
-            try:
-                await self.dispatcher.submit(ev.OfferAccepted(contact.id, manager.id))
-            except CoreError:
-                self._inflight.pop(contact.id, None)
-                attempt.result, attempt.ended_at = "offer ended before the manager answered", self.clock()
-                await self.tstore.finish_attempt(attempt)
-                self._tasks_add(_hangup(client, result.channel or channel_id))
-                return
-            flight.connected = True
-            await self.tstore.finish_attempt(attempt)
-            return
-        self._inflight.pop(contact.id, None)
-        attempt.ended_at = self.clock()
-        if result.reason == OriginateReason.NO_ANSWER:
-            attempt.result = "manager did not answer"
-        else:
-            attempt.result = f"manager unreachable (reason {result.reason})"
-            self.dispatcher.post(ev.OfferFailed(contact.id, manager.id, "device busy or unreachable"))
-        await self.tstore.finish_attempt(attempt)
-        cb.status, cb.updated_at = "queued", self.clock()
-        await self.tstore.save_callback(cb)
+            await self.dialer.ring(flight, self)
+        except Exception as err:  # a dialer's bug must not leave the contact offered and forgotten
+            log.exception("callback %s: the dialer failed", contact.id)
+            if self._inflight.get(contact.id) is flight and not flight.connected:
+                await self.outcome_unknown(flight, f"dialer failed: {type(err).__name__}")
 
-    async def _originate_failed(self, flight: _InFlight, cb: CallbackRow, why: str) -> None:
-        self._inflight.pop(flight.contact_id, None)
+    # ---- what the dialer reports (Outcomes) --------------------------------------------
+
+    def _release(self, flight: Flight) -> None:
+        if self._inflight.get(flight.contact_id) is flight:
+            del self._inflight[flight.contact_id]
+
+    def _flight(self, contact_id: str, attempt_id: str) -> Flight | None:
+        flight = self._inflight.get(contact_id)
+        if flight is None or (attempt_id and flight.attempt_id != attempt_id):
+            return None
+        return flight
+
+    async def _requeued(self, callback_id: str) -> None:
+        """The attempt ended without reaching the customer's leg: the request is queued again."""
+        cb = await self.tstore.get_callback(callback_id)
+        if cb is not None and cb.status == "dialling":
+            cb.status, cb.updated_at = "queued", self.clock()
+            await self.tstore.save_callback(cb)
+
+    async def dialling(self, flight: Flight) -> None:
+        cb = await self.tstore.get_callback(flight.attempt.callback_id)
+        if cb is not None:
+            cb.status, cb.updated_at = "dialling", self.clock()
+            await self.tstore.save_callback(cb)
+
+    async def not_sent(self, flight: Flight, why: str) -> None:
+        self._release(flight)
         flight.attempt.result, flight.attempt.ended_at = why, self.clock()
         await self.tstore.finish_attempt(flight.attempt)
-        self.dispatcher.post(ev.OfferFailed(flight.contact_id, flight.attempt.manager_id or "", why))
+        await self._requeued(flight.attempt.callback_id)
+        self.dispatcher.post(ev.OfferFailed(flight.contact_id, flight.manager.id, why))
 
-    # ---- AMI events --------------------------------------------------------------------
+    async def outcome_unknown(self, flight: Flight, why: str) -> None:
+        # Sent once and never again: the phone may be ringing, so the offer runs out on its own.
+        log.warning("callback %s: %s; not re-sent", flight.contact_id, why)
+        flight.attempt.originate_reason = "unknown"
+        await self.tstore.finish_attempt(flight.attempt)
+
+    async def manager_answered(self, contact_id: str, attempt_id: str, leg: str, leg_status: str | None) -> bool:
+        """The manager picked up: the offer is accepted and the customer is dialled next.
+        False when this attempt is no longer the contact's (withdrawn, expired): drop the leg."""
+        flight = self._flight(contact_id, attempt_id)
+        if flight is None:
+            return False
+        attempt = flight.attempt
+        attempt.originate_reason = leg_status
+        try:
+            await self.dispatcher.submit(ev.OfferAccepted(contact_id, flight.manager.id))
+        except CoreError:
+            self._release(flight)
+            attempt.result, attempt.ended_at = "offer ended before the manager answered", self.clock()
+            await self.tstore.finish_attempt(attempt)
+            await self._requeued(attempt.callback_id)
+            return False
+        flight.connected = True
+        flight.leg = leg or flight.leg
+        await self.tstore.finish_attempt(attempt)
+        return True
+
+    async def manager_not_reached(
+        self, contact_id: str, attempt_id: str, leg_status: str | None, *, no_answer: bool
+    ) -> None:
+        """No answer: the core's offer timer declares the miss (the manager is paused). Busy or
+        unreachable: the offer fails at once, with no penalty."""
+        flight = self._flight(contact_id, attempt_id)
+        if flight is None or flight.connected:
+            return
+        self._release(flight)
+        attempt = flight.attempt
+        attempt.originate_reason, attempt.ended_at = leg_status, self.clock()
+        if no_answer:
+            attempt.result = "manager did not answer"
+        else:
+            attempt.result = f"manager unreachable (reason {leg_status})"
+            self.dispatcher.post(ev.OfferFailed(contact_id, flight.manager.id, "device busy or unreachable"))
+        await self.tstore.finish_attempt(attempt)
+        await self._requeued(attempt.callback_id)
+
+    async def _withdrawn(self, flight: Flight, reason: str) -> None:
+        flight.attempt.result, flight.attempt.ended_at = f"offer withdrawn ({reason})", self.clock()
+        await self.tstore.finish_attempt(flight.attempt)
+        await self._requeued(flight.attempt.callback_id)
+
+    # ---- the customer's leg ------------------------------------------------------------
 
     def on_result(self, contact_id: str, action_id: str, dial_status: str) -> None:
-        """`UserEvent(CallbackResult)` from [acd-callback]: the customer leg's DIALSTATUS."""
-        flight = self._inflight.get(contact_id)
-        if flight is None or (action_id and flight.attempt.action_id != action_id):
+        """The customer leg's outcome, as Asterisk's DIALSTATUS (ANSWER, BUSY, NOANSWER, CANCEL,
+        CHANUNAVAIL...): `UserEvent(CallbackResult)` from [acd-callback], or Twilio's
+        DialCallStatus translated by its webhook. ANSWER is reported when the conversation ends."""
+        flight = self._flight(contact_id, action_id)
+        if flight is None:
             return
         self._finish(flight, dial_status.upper() or "CANCEL")
 
-    def on_hangup(self, uniqueid: str) -> None:
+    def on_hangup(self, leg: str) -> None:
+        """The manager's leg ended (AMI Hangup, Twilio's status callback) with no result yet."""
         for flight in list(self._inflight.values()):
-            if flight.connected and flight.channel_id == uniqueid:
+            if flight.connected and flight.leg == leg:
                 self._finish(flight, "CANCEL")
 
     def reconcile(self, alive: set[str]) -> int:
-        gone = [f for f in self._inflight.values() if f.connected and f.channel_id not in alive]
+        gone = [f for f in self._inflight.values() if f.connected and f.leg not in alive]
         for flight in gone:
             self._finish(flight, "UNKNOWN")
         return len(gone)
 
-    def _finish(self, flight: _InFlight, status: str) -> None:
-        self._inflight.pop(flight.contact_id, None)
+    def _finish(self, flight: Flight, status: str) -> None:
+        self._release(flight)
         attempt = flight.attempt
         attempt.dial_status, attempt.ended_at = status, self.clock()
         self.dispatcher.post(ev.WorkFinished(flight.contact_id, attempt.manager_id))
@@ -406,11 +416,4 @@ class Callbacks:
         task.add_done_callback(done)
 
 
-async def _hangup(client: AmiClient, channel: str) -> None:
-    try:
-        await client.send({"Action": "Hangup", "Channel": channel, "Cause": "16"})
-    except AmiError as err:
-        log.info("Hangup %s: %s", channel, err)
-
-
-__all__ = ["CallbackSettings", "Callbacks"]
+__all__ = ["CallbackDialer", "CallbackSettings", "Callbacks"]
