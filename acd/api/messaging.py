@@ -19,7 +19,7 @@ from acd.core.model import Channel
 from acd.messaging.service import Messaging
 from acd.messaging.twilio_voice import TwilioCalls
 from acd.storage.messaging import MessagingStore
-from acd.telephony.api import TELEPHONY
+from acd.telephony.api import CALLBACKS, TELEPHONY
 
 MESSAGING = web.AppKey("messaging", Messaging)
 
@@ -150,19 +150,16 @@ async def start_messaging(app: web.Application) -> Messaging | None:
     await messaging.start()
     app[MESSAGING] = messaging
     telephony = app.get(TELEPHONY)
-    if telephony is not None and d.notifications.enabled:
-
-        async def tried_to_call(contact_id: str, attempt: int) -> None:
-            contact = await svc.store.get_contact(contact_id)
-            if contact is not None:
-                await messaging.notifier.callback_failed(contact, attempt)
-
-        telephony.callbacks.customer_missed = tried_to_call
     twilio: TwilioVoice | None = None
     if voice and d.twilio is not None:
         twilio = TwilioVoice(svc, TwilioCalls(d.twilio))
         messaging.hooks.append(twilio.on_command)
         app[TWILIO] = twilio
+        if telephony is None and d.twilio.callbacks:  # no Asterisk: callbacks ring through Twilio
+            app[CALLBACKS] = await twilio.start_callbacks()
+    callbacks = app.get(CALLBACKS) or (telephony.callbacks if telephony is not None else None)
+    if callbacks is not None and d.notifications.enabled:
+        messaging.notifier.follow_callbacks(callbacks, svc.store.get_contact)
 
     async def stop(_: web.Application) -> None:
         await messaging.stop()

@@ -3,7 +3,8 @@
 Every webhook checks X-Twilio-Signature with the twilio library's `RequestValidator` over
 `twilio.public_url` + the request's path and query (the URL Twilio called, which behind a
 proxy is not the one we bind) and the POSTed form; unsigned or forged requests get 403.
-See `acd.messaging.twilio_voice` for a call's life.
+See `acd.messaging.twilio_voice` for a call's life and `acd.messaging.twilio_callbacks` for a
+callback's (when Asterisk is off, callbacks ring through Twilio's REST API).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.intake import derived
 from acd.core.model import Channel, Contact, ContactStatus
+from acd.messaging.twilio_callbacks import DIAL_STATUS, TwilioDialer, customer_dial_twiml
 from acd.messaging.twilio_voice import (
     TwilioCalls,
     dial_twiml,
@@ -35,7 +37,10 @@ from acd.messaging.twilio_voice import (
     wait_twiml,
 )
 from acd.storage.messaging import MessagingStore
+from acd.storage.telephony import TelephonyStore
+from acd.telephony.callbacks import Callbacks, CallbackSettings
 from acd.telephony.ivr import Done, IvrRun
+from acd.telephony.queue_log import QueueLog
 
 log = logging.getLogger("acd.twilio")
 CALL_SID = "twilio_call_sid"
@@ -47,24 +52,57 @@ class TwilioVoice:
     def __init__(self, svc: Services, calls: TwilioCalls) -> None:
         self.svc = svc
         self.calls = calls
+        self.callbacks: Callbacks | None = None  # when callbacks ring through Twilio (no Asterisk)
+        self._dialer: TwilioDialer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._last: dict[str, asyncio.Task[Any]] = {}  # the latest REST change of each live call
+
+    async def start_callbacks(self) -> Callbacks:
+        """Callbacks rung through the REST API: the shared scheduling and retries, this dialer."""
+        svc = self.svc
+
+        def settings() -> Any:
+            assert svc.deployment.twilio is not None
+            return svc.deployment.twilio
+
+        t = settings()
+        self._dialer = TwilioDialer(settings, svc.clock)
+        self.callbacks = Callbacks(
+            dispatcher=svc.dispatcher,
+            store=svc.store,
+            tstore=TelephonyStore(svc.store),
+            settings=CallbackSettings(
+                max_attempts=t.callback_attempts,
+                backoff=t.callback_backoff,
+                manager_ring=t.ring_time,
+                customer_ring=t.customer_ring,
+            ),
+            queue_log=QueueLog(None, svc.clock),
+            dialer=self._dialer,
+            clock=svc.clock,
+        )
+        svc.dispatcher.subscribe(self.callbacks.on_command)
+        await self.callbacks.start()
+        return self.callbacks
 
     def on_command(self, cmd: ev.Command) -> None:
         match cmd:
             case ev.OfferContact(contact=c, manager=m) if c.payload.get(CALL_SID):
-                self._spawn(self._offer(c, m.id))
+                self._offer(c, m.id)
             case ev.WithdrawOffer(contact_id=cid, manager_id=mid):
                 held = self.svc.dispatcher.board.contacts.get(cid)
                 if held is not None and held.payload.get(CALL_SID):
-                    self._spawn(self._redirect(str(held.payload[CALL_SID]), path("/queue", contact=cid), mid))
+                    sid = str(held.payload[CALL_SID])
+                    self._in_order(sid, self._redirect(sid, path("/queue", contact=cid), mid))
 
-    async def _offer(self, c: Contact, manager_id: str) -> None:
+    def _offer(self, c: Contact, manager_id: str) -> None:
         settings = self.svc.deployment.twilio
         if settings is None or manager_id not in settings.managers:
             log.warning("manager %s has no Twilio number (twilio.managers): offer of %s fails", manager_id, c.id)
             self.svc.dispatcher.post(ev.OfferFailed(c.id, manager_id, "no Twilio number"))
             return
-        await self._redirect(str(c.payload[CALL_SID]), path("/connect", contact=c.id, manager=manager_id), manager_id)
+        sid = str(c.payload[CALL_SID])
+        self._in_order(sid, self._redirect(sid, path("/connect", contact=c.id, manager=manager_id), manager_id))
 
     async def _redirect(self, call_sid: str, route: str, manager_id: str) -> None:
         try:
@@ -72,10 +110,31 @@ class TwilioVoice:
         except Exception as err:
             log.warning("Twilio REST redirect of %s to %s failed: %s", call_sid, route, err)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _in_order(self, call_sid: str, coro: Coroutine[Any, Any, None]) -> None:
+        """Carry out REST changes of one call in the order the core decided them: a withdrawal
+        (back to the queue) and the next offer (to /connect) come in one batch, and if the
+        first landed last the caller would sit in the queue while a manager's offer ran out."""
+        before = self._last.get(call_sid)
+
+        async def after() -> None:
+            if before is not None:
+                await asyncio.gather(before, return_exceptions=True)
+            await coro
+
+        task = self._spawn(after())
+        self._last[call_sid] = task
+
+        def forget(t: asyncio.Task[Any]) -> None:
+            if self._last.get(call_sid) is t:
+                del self._last[call_sid]
+
+        task.add_done_callback(forget)
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def settle(self) -> None:
         while self._tasks:
@@ -83,6 +142,10 @@ class TwilioVoice:
 
     async def close(self) -> None:
         await self.settle()
+        if self.callbacks is not None:
+            await self.callbacks.close()
+        if self._dialer is not None:
+            await self._dialer.close()
         await self.calls.close()
 
 
@@ -267,6 +330,67 @@ async def twilio_status(request: web.Request) -> web.Response:
     await store.save_call(sid, None, form.get("From", ""), form.get("To", ""), status, svc.clock())
     if call is not None and call["contact_id"] and status in ("completed", "busy", "failed", "no-answer", "canceled"):
         _close(svc, call["contact_id"], hung_up=True)
+    return _twiml(VoiceResponse())
+
+
+# ---- callbacks rung through the REST API (acd.messaging.twilio_callbacks) ----------------------
+
+
+def _callbacks(request: web.Request) -> Callbacks:
+    voice = request.app.get(TWILIO)
+    if voice is None or voice.callbacks is None:
+        raise ApiError(404, "not_found", "callbacks do not ring through Twilio on this server")
+    return voice.callbacks
+
+
+@_twilio_route("/callback/answer", "Twilio: a callback's manager answered; dial the customer")
+async def twilio_callback_answer(request: web.Request) -> web.Response:
+    form = await _signed(request)
+    svc = request.app[SERVICES]
+    callbacks = _callbacks(request)
+    settings = svc.deployment.twilio
+    assert settings is not None
+    cid, attempt = request.query.get("contact", ""), request.query.get("attempt", "")
+    flight = callbacks.in_flight(cid, attempt)
+    if flight is None or not await callbacks.manager_answered(cid, attempt, form.get("CallSid", ""), "in-progress"):
+        log.info("callback %s answered after its offer moved on: hanging up the manager's leg", cid)
+        resp = VoiceResponse()
+        resp.hangup()
+        return _twiml(resp)
+    lang = flight.contact.language or svc.deployment.default_language
+    return _twiml(customer_dial_twiml(settings, flight, lang))
+
+
+@_twilio_route("/callback/dial-done", "Twilio: a callback's customer leg ended (DialCallStatus)")
+async def twilio_callback_dial_done(request: web.Request) -> web.Response:
+    form = await _signed(request)
+    callbacks = _callbacks(request)
+    status = form.get("DialCallStatus", "")
+    callbacks.on_result(
+        request.query.get("contact", ""), request.query.get("attempt", ""), DIAL_STATUS.get(status, status.upper())
+    )
+    resp = VoiceResponse()
+    resp.hangup()
+    return _twiml(resp)
+
+
+@_twilio_route("/callback/status", "Twilio: a callback's manager leg ended (status callback)")
+async def twilio_callback_status(request: web.Request) -> web.Response:
+    form = await _signed(request)
+    callbacks = _callbacks(request)
+    cid, attempt = request.query.get("contact", ""), request.query.get("attempt", "")
+    status = form.get("CallStatus", "")
+    flight = callbacks.in_flight(cid, attempt)
+    if flight is None:
+        return _twiml(VoiceResponse())  # over already (withdrawn, reported)
+    if flight.connected:
+        if status in ("completed", "failed", "canceled", "busy", "no-answer"):
+            callbacks.on_hangup(flight.leg)  # ended before the customer's leg said how it went
+    elif status in ("busy", "failed"):
+        await callbacks.manager_not_reached(cid, attempt, status, no_answer=False)
+    elif status in ("no-answer", "canceled", "completed"):
+        # rang out: the core's offer timer declares the missed offer and pauses the manager
+        await callbacks.manager_not_reached(cid, attempt, status, no_answer=True)
     return _twiml(VoiceResponse())
 
 

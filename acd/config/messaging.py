@@ -26,7 +26,7 @@ _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:
 
 # What a template may mention: `{customer}`, `{manager}`...
 TEMPLATE_FIELDS = frozenset({"customer", "manager", "subject", "contact_id", "site", "phone", "email", "minutes"})
-TEMPLATE_NAMES = ("received", "assigned", "callback_failed", "offered", "reply")
+TEMPLATE_NAMES = ("received", "assigned", "callback_requested", "callback_failed", "offered", "reply")
 SEND_CHANNELS = ("email", "sms")
 
 
@@ -156,12 +156,17 @@ class NotificationsSpec(Spec):
     quiet_hours: Annotated[str, AfterValidator(_quiet)] | None = "21:00-09:00"
     retry: RetrySpec = RetrySpec()
     # what customers are told, and how: template name -> channels in order of preference
-    customer: dict[Literal["received", "assigned", "callback_failed"], list[Literal["email", "sms"]]] = {
+    customer: dict[
+        Literal["received", "assigned", "callback_requested", "callback_failed"], list[Literal["email", "sms"]]
+    ] = {
         "received": ["email"],
         "assigned": ["email"],
+        "callback_requested": ["sms", "email"],
         "callback_failed": ["sms", "email"],
     }
-    templates: dict[Literal["received", "assigned", "callback_failed", "offered", "reply"], TemplateSpec] = {}
+    templates: dict[
+        Literal["received", "assigned", "callback_requested", "callback_failed", "offered", "reply"], TemplateSpec
+    ] = {}
 
 
 class TwilioSpec(Spec):
@@ -178,6 +183,13 @@ class TwilioSpec(Spec):
     voice: dict[str, str] = {"ru": "Polly.Tatyana", "en": "Polly.Joanna"}
     # manager id -> "+7..." / "client:name" / "sip:..." (how <Dial> reaches them)
     managers: dict[str, Annotated[str, Field(pattern=r"^(\+[1-9]\d{5,14}|client:\S+|sip:\S+)$")]] = {}
+    # Callbacks through the REST API (calls.create) when Asterisk is off: the manager first, then
+    # the customer; the same attempts and spacing rules as asterisk.callback_*.
+    callbacks: StrictBool = True
+    ring_time: Seconds = 20.0  # the most a manager's phone rings (never past channels.callback.offer_timeout)
+    customer_ring: Seconds = 30.0
+    callback_attempts: Annotated[StrictInt, Field(ge=1)] = 3
+    callback_backoff: Seconds = 120.0  # before the 2nd attempt; doubles
 
 
 def _str_phone_keys(value: Any) -> Any:
@@ -245,7 +257,12 @@ class NotificationSettings:
     backoff: float = 30.0
     max_backoff: float = 3600.0
     customer: Mapping[str, tuple[str, ...]] = field(
-        default_factory=lambda: {"received": ("email",), "assigned": ("email",), "callback_failed": ("sms", "email")}
+        default_factory=lambda: {
+            "received": ("email",),
+            "assigned": ("email",),
+            "callback_requested": ("sms", "email"),
+            "callback_failed": ("sms", "email"),
+        }
     )
     templates: Mapping[str, MessageTemplate] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
 
@@ -264,6 +281,11 @@ class TwilioSettings:
     hold_music: str | None = None
     voice: Mapping[str, str] = field(default_factory=dict)
     managers: Mapping[str, str] = field(default_factory=dict)
+    callbacks: bool = True  # ring callbacks through the REST API when Asterisk is off
+    ring_time: float = 20.0
+    customer_ring: float = 30.0
+    callback_attempts: int = 3
+    callback_backoff: float = 120.0
 
 
 # Built-in texts, so a deployment that turns notifications on has something sensible to send.
@@ -280,6 +302,13 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = {
         {
             "ru": "Здравствуйте, {customer}!\n\nВашим обращением занимается {manager}, он свяжется с вами.\n\n{site}",
             "en": "Hello {customer},\n\n{manager} is taking care of your request and will contact you.\n\n{site}",
+        },
+    ),
+    "callback_requested": MessageTemplate(
+        {"ru": "Мы перезвоним вам", "en": "We will call you back"},
+        {
+            "ru": "{site}: мы получили вашу просьбу перезвонить и позвоним на номер {phone}.",
+            "en": "{site}: we have your callback request and will call you on {phone}.",
         },
     ),
     "callback_failed": MessageTemplate(
@@ -420,4 +449,9 @@ def build_twilio(spec: TwilioSpec | None, environ: Mapping[str, str]) -> TwilioS
         hold_music=spec.hold_music,
         voice=dict(spec.voice),
         managers=dict(spec.managers),
+        callbacks=spec.callbacks,
+        ring_time=spec.ring_time,
+        customer_ring=spec.customer_ring,
+        callback_attempts=spec.callback_attempts,
+        callback_backoff=spec.callback_backoff,
     )

@@ -19,7 +19,7 @@ import smtplib
 import ssl
 import string
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid, parseaddr
@@ -38,6 +38,13 @@ SEND_TIMEOUT = 30.0
 
 class SendError(Exception):
     """The peer refused or could not be reached; the attempt is retried later."""
+
+
+class CallbackHooks(Protocol):
+    """What `Notifier.follow_callbacks` hooks into (`acd.telephony.callbacks.Callbacks`)."""
+
+    requested: Callable[[Contact, str], Awaitable[object]] | None
+    customer_missed: Callable[[str, int], Awaitable[object]] | None
 
 
 class Sender(Protocol):
@@ -249,9 +256,29 @@ class Notifier:
                 )
         return False
 
+    async def callback_requested(self, contact: Contact, callback_id: str) -> bool:
+        """ "We got your request, we will call you": once per callback request."""
+        return await self.tell_customer("callback_requested", contact, {"phone": contact.phone}, callback_id)
+
     async def callback_failed(self, contact: Contact, attempt: int) -> bool:
         """ "We tried to call you back": for the telephony adapters, once per failed attempt."""
         return await self.tell_customer("callback_failed", contact, {"phone": contact.phone}, f"{contact.id}:{attempt}")
+
+    def follow_callbacks(self, callbacks: CallbackHooks, contact: Callable[[str], Awaitable[Contact | None]]) -> None:
+        """Tell customers how their callback goes, whichever back end rings (Asterisk or Twilio):
+        the request is acknowledged, and each attempt that did not reach them is reported.
+        `contact` finds a contact by id (the store)."""
+
+        async def requested(c: Contact, callback_id: str) -> None:
+            await self.callback_requested(c, callback_id)
+
+        async def missed(contact_id: str, attempt: int) -> None:
+            found = await contact(contact_id)
+            if found is not None:
+                await self.callback_failed(found, attempt)
+
+        callbacks.requested = requested
+        callbacks.customer_missed = missed
 
     # ---- sending ----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 Importing this module registers the routes on the API's one `Registry` (so they are in
 /api/openapi.json); the composition root imports it before building the app and stores the
 `Telephony` object under `TELEPHONY` (absent: telephony is off, the endpoints answer 503).
+Callbacks rung through Twilio (no Asterisk) are under `CALLBACKS` instead.
 """
 
 from __future__ import annotations
@@ -20,9 +21,16 @@ from acd.api.schemas import Body
 from acd.asterisk.ami import AmiError
 from acd.core.intake import derived
 from acd.storage.telephony import CallbackRow
+from acd.telephony.callbacks import Callbacks
 from acd.telephony.service import Telephony
 
 TELEPHONY = web.AppKey("telephony", Telephony)
+CALLBACKS = web.AppKey("callbacks", Callbacks)  # only when they do not ring through Asterisk
+
+
+def _callbacks(request: web.Request) -> Callbacks:
+    callbacks = request.app.get(CALLBACKS)
+    return callbacks if callbacks is not None else _telephony(request).callbacks
 
 
 class CallbackIn(Body):
@@ -63,7 +71,7 @@ def _callback_json(cb: CallbackRow) -> dict[str, object]:
 )
 async def request_callback(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    telephony = _telephony(request)
+    callbacks = _callbacks(request)
     svc.lead_limit.check(_client_ip(request))
     body = await parse_body(request, CallbackIn)
     digits = "".join(ch for ch in body.phone if ch.isdigit())
@@ -83,7 +91,7 @@ async def request_callback(request: web.Request) -> web.Response:
         if when.tzinfo is None:
             raise ApiError(400, "invalid", "after: give the time zone, e.g. +03:00")
         not_before = when.timestamp()
-    cb = await telephony.callbacks.request(
+    cb = await callbacks.request(
         phone=body.phone,
         name=body.name,
         criteria=_answers(svc.deployment, body.criteria),
@@ -119,11 +127,11 @@ async def _who_calls(
     "GET", "/api/callbacks/{callback_id}", "A callback request and its attempts", role="supervisor", tag="telephony"
 )
 async def get_callback(request: web.Request) -> web.Response:
-    telephony = _telephony(request)
-    cb = await telephony.tstore.get_callback(request.match_info["callback_id"])
+    tstore = _callbacks(request).tstore
+    cb = await tstore.get_callback(request.match_info["callback_id"])
     if cb is None:
         raise ApiError(404, "no_such_callback", "no such callback request")
-    attempts = await telephony.tstore.attempts(cb.id)
+    attempts = await tstore.attempts(cb.id)
     body = _callback_json(cb)
     body["attempts_log"] = [
         {
@@ -168,4 +176,4 @@ async def click_to_call(request: web.Request) -> web.Response:
     return web.json_response({"answered": result.answered, "reason": result.reason, "channel": result.channel})
 
 
-__all__ = ["TELEPHONY", "CallbackIn"]
+__all__ = ["CALLBACKS", "TELEPHONY", "CallbackIn"]

@@ -74,6 +74,9 @@ class Callbacks:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Told when a request is stored: (the contact it will be, callback id) — the composition
+        #: root points it at the "we got your request" notice.
+        self.requested: Callable[[Contact, str], Awaitable[object]] | None = None
         #: Told when the customer leg of an attempt failed (busy, no answer...): (contact id,
         #: attempt number). The composition root points it at the "we tried to call you back" notice.
         self.customer_missed: Callable[[str, int], Awaitable[object]] | None = None
@@ -141,7 +144,24 @@ class Callbacks:
         await self.tstore.save_callback(cb)
         self._pending[cb.id] = cb
         self._wake.set()
+        if self.requested is not None:
+            try:
+                await self.requested(self._contact(cb), cb.id)
+            except Exception:  # an acknowledgement must never lose the request
+                log.exception("callback %s: could not acknowledge the request to the customer", cb.id)
         return cb
+
+    def _contact(self, cb: CallbackRow) -> Contact:
+        return Contact(
+            id=cb.contact_id,
+            channel=Channel.CALLBACK,
+            arrived_at=cb.requested_at,
+            criteria=dict(cb.criteria),
+            customer_name=cb.customer_name,
+            phone=cb.phone,
+            language=cb.language,
+            payload={"callback_id": cb.id, "attempt": cb.attempts + 1},
+        )
 
     async def _schedule(self) -> None:
         """Wake at the earliest due request (or a new one), put what is due into the queue."""
@@ -167,19 +187,7 @@ class Callbacks:
 
     async def _due(self, cb: CallbackRow, now: float) -> None:
         policy = self.dispatcher.board.policy
-        contact = qualify(
-            Contact(
-                id=cb.contact_id,
-                channel=Channel.CALLBACK,
-                arrived_at=cb.requested_at,
-                criteria=dict(cb.criteria),
-                customer_name=cb.customer_name,
-                phone=cb.phone,
-                language=cb.language,
-                payload={"callback_id": cb.id, "attempt": cb.attempts + 1},
-            ),
-            policy,
-        )
+        contact = qualify(self._contact(cb), policy)
         opens = policy.calendar.schedule(contact.team).next_open(now)
         if opens is None or opens > now:
             cb.next_at = opens if opens is not None else now + 86400
@@ -266,7 +274,8 @@ class Callbacks:
         if self._inflight.get(flight.contact_id) is flight:
             del self._inflight[flight.contact_id]
 
-    def _flight(self, contact_id: str, attempt_id: str) -> Flight | None:
+    def in_flight(self, contact_id: str, attempt_id: str) -> Flight | None:
+        """The contact's attempt in progress, if `attempt_id` is still it (else None: over)."""
         flight = self._inflight.get(contact_id)
         if flight is None or (attempt_id and flight.attempt_id != attempt_id):
             return None
@@ -301,7 +310,7 @@ class Callbacks:
     async def manager_answered(self, contact_id: str, attempt_id: str, leg: str, leg_status: str | None) -> bool:
         """The manager picked up: the offer is accepted and the customer is dialled next.
         False when this attempt is no longer the contact's (withdrawn, expired): drop the leg."""
-        flight = self._flight(contact_id, attempt_id)
+        flight = self.in_flight(contact_id, attempt_id)
         if flight is None:
             return False
         attempt = flight.attempt
@@ -324,7 +333,7 @@ class Callbacks:
     ) -> None:
         """No answer: the core's offer timer declares the miss (the manager is paused). Busy or
         unreachable: the offer fails at once, with no penalty."""
-        flight = self._flight(contact_id, attempt_id)
+        flight = self.in_flight(contact_id, attempt_id)
         if flight is None or flight.connected:
             return
         self._release(flight)
@@ -349,7 +358,7 @@ class Callbacks:
         """The customer leg's outcome, as Asterisk's DIALSTATUS (ANSWER, BUSY, NOANSWER, CANCEL,
         CHANUNAVAIL...): `UserEvent(CallbackResult)` from [acd-callback], or Twilio's
         DialCallStatus translated by its webhook. ANSWER is reported when the conversation ends."""
-        flight = self._flight(contact_id, action_id)
+        flight = self.in_flight(contact_id, action_id)
         if flight is None:
             return
         self._finish(flight, dial_status.upper() or "CANCEL")

@@ -1,0 +1,153 @@
+"""Adapter: callbacks through Twilio's REST API — the dialer for offices without Asterisk.
+
+The shared bookkeeping (`acd.telephony.callbacks.Callbacks`) decides when and to whom; this
+dialer rings, and its webhooks (signed, in `acd.api.twilio`) report back:
+
+    core: OfferContact (callback)      REST calls.create(to=the manager's number or client,
+                                       url=/callback/answer, status_callback=/callback/status,
+                                       timeout = ring time, shorter than the offer) — sent once
+    POST /twilio/voice/callback/answer      the manager picked up: OfferAccepted, then
+                                       <Dial action=/callback/dial-done> the customer
+                                       (<Hangup/> when the offer had moved on meanwhile)
+    POST /twilio/voice/callback/dial-done   the customer's leg ended: DialCallStatus →
+                                       the attempt's result (completed = talked; busy /
+                                       no-answer / failed = retried per the callback settings)
+    POST /twilio/voice/callback/status      the manager's leg ended: no-answer → the core's
+                                       missed offer (pause); busy / failed → offer failed (skip);
+                                       completed before a result → the attempt is over
+    core: WithdrawOffer                REST: the ringing leg is cancelled (status=canceled)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twilio.twiml.voice_response import Dial, VoiceResponse
+
+from acd.config.messaging import TwilioSettings
+from acd.core.model import Manager
+from acd.messaging.twilio_voice import LANGUAGES, path
+from acd.telephony.callback_dialers import Flight, Outcomes
+
+log = logging.getLogger("acd.twilio")
+RING_MARGIN = 2.0  # seconds: Twilio stops the manager's phone before the core's offer runs out
+MIN_RING = 5  # Twilio rings at least this long whatever `timeout` says
+
+# Twilio's DialCallStatus → Asterisk's DIALSTATUS, the words the callback bookkeeping speaks.
+DIAL_STATUS = {
+    "completed": "ANSWER",
+    "answered": "ANSWER",
+    "busy": "BUSY",
+    "no-answer": "NOANSWER",
+    "failed": "CHANUNAVAIL",
+    "canceled": "CANCEL",
+}
+
+
+def e164(phone: str) -> str:
+    """A customer's number as Twilio wants it: `+7 (916) 555-00-00` → `+79165550000`. A number
+    written without its country code is taken as given (digits after a `+`)."""
+    return "+" + "".join(ch for ch in phone if ch.isdigit())
+
+
+class TwilioDialer:
+    """Rings a callback's manager with `calls.create` (the twilio library's async client;
+    `api_base` points it at a local stand-in in tests)."""
+
+    def __init__(self, settings: Callable[[], TwilioSettings], clock: Callable[[], float] = time.time) -> None:
+        from twilio.http.async_http_client import AsyncTwilioHttpClient
+        from twilio.rest import Client
+
+        self.settings = settings
+        self.clock = clock
+        s = settings()
+        self.client = Client(s.account_sid, s.auth_token or "", http_client=AsyncTwilioHttpClient(timeout=15))
+        self.client.api.base_url = s.api_base
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def reaches(self, manager: Manager) -> bool:
+        return manager.id in self.settings().managers
+
+    async def ring(self, flight: Flight, outcomes: Outcomes) -> None:
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        s = self.settings()
+        ring = min(s.ring_time, flight.expires_at - self.clock() - RING_MARGIN)
+        if ring < 1.0:
+            await outcomes.not_sent(flight, "offer expired")
+            return
+        caller_id = s.caller_id or s.sms_from or next(iter(s.numbers), None)
+        if caller_id is None:
+            await outcomes.not_sent(flight, "no Twilio number to call from (twilio.caller_id)")
+            return
+        query = {"contact": flight.contact_id, "attempt": flight.attempt_id}
+        await outcomes.dialling(flight)
+        try:
+            call = await self.client.calls.create_async(
+                to=s.managers[flight.manager.id],
+                from_=caller_id,
+                url=s.public_url + path("/callback/answer", **query),
+                method="POST",
+                status_callback=s.public_url + path("/callback/status", **query),
+                status_callback_method="POST",
+                timeout=max(MIN_RING, int(ring)),
+            )
+        except TwilioRestException as err:
+            if err.status < 500:  # refused: no call was created
+                await outcomes.not_sent(flight, f"Twilio refused the call: {err.status} {err.msg}")
+            else:
+                await outcomes.outcome_unknown(flight, f"Twilio answered {err.status}")
+            return
+        except (TwilioException, OSError, TimeoutError) as err:
+            # Twilio may have created the call: never sent twice; the offer runs out if it did not ring.
+            await outcomes.outcome_unknown(flight, f"calls.create outcome unknown ({type(err).__name__}: {err})")
+            return
+        flight.leg = str(call.sid)
+        log.info("callback %s: Twilio call %s rings manager %s", flight.contact_id, call.sid, flight.manager.id)
+
+    def withdraw(self, flight: Flight, reason: str) -> bool:
+        if flight.leg.startswith("CA"):  # created: stop the manager's phone ringing
+            self._spawn(self._cancel(flight.leg))
+        return True
+
+    async def _cancel(self, sid: str) -> None:
+        try:
+            await self.client.calls(sid).update_async(status="canceled")
+        except Exception as err:  # it may have ended already: nothing to undo then
+            log.info("Twilio cancel of %s: %s", sid, err)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        close = getattr(self.client.http_client, "close", None)
+        if close is not None:
+            await close()
+
+
+def customer_dial_twiml(settings: TwilioSettings, flight: Flight, lang: str) -> VoiceResponse:
+    """What the manager's answered leg does: a word about whom they call, then Dial the customer."""
+    resp = VoiceResponse()
+    who = flight.contact.customer_name or flight.contact.phone
+    text = f"Обратный звонок: {who}." if lang == "ru" else f"Callback to {who}."
+    resp.say(text, language=LANGUAGES.get(lang, lang), voice=settings.voice.get(lang))
+    dial = Dial(
+        timeout=max(MIN_RING, round(settings.customer_ring)),
+        action=path("/callback/dial-done", contact=flight.contact_id, attempt=flight.attempt_id),
+        method="POST",
+        caller_id=settings.caller_id,
+    )
+    dial.number(e164(flight.contact.phone))
+    resp.append(dial)
+    return resp
+
+
+__all__ = ["DIAL_STATUS", "TwilioDialer", "customer_dial_twiml", "e164"]
