@@ -11,7 +11,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -106,6 +106,7 @@ async def build(
     telephony = build_telephony(lambda: services.deployment, store, dispatcher, clock=clock)
     if telephony is not None:
         telephony.desk.enrich = getattr(services, "enrich", None)
+        telephony.desk.known = _known_by_crm(crm)
         transition_observers.append(telephony.observe)
         app[TELEPHONY] = telephony
         await telephony.start()
@@ -114,6 +115,17 @@ async def build(
 
 
 RATINGS_RECOMPUTE_EVERY = 3600.0  # seconds: untouched leads turn into losses as they age
+
+
+def _known_by_crm(crm: CrmService) -> Callable[[str], Awaitable[dict[str, str]]]:
+    """What a repeat caller already answered: the CRM recognises the caller ID in any usual
+    format (+7 / 8 prefix, spaces) and keeps the customer's latest answers."""
+
+    async def known(caller_id: str) -> dict[str, str]:
+        customer = await crm.recognise(caller_id)
+        return dict(customer.criteria) if customer is not None else {}
+
+    return known
 
 
 def _recompute_ratings_periodically(crm: CrmService) -> Callable[[web.Application], AsyncIterator[None]]:

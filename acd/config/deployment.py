@@ -114,6 +114,10 @@ class AsteriskSettings:
     callback_attempts: int = 3
     callback_backoff: float = 120.0  # before the 2nd attempt; doubles
     reconcile_interval: float = 60.0  # AMI resynchronisation period (0: only after reconnects)
+    overflow: str = "fallback"  # after max_wait: fallback (app_queue) | voicemail | callback (offered by a key)
+    announce_wait: bool = True  # "your expected wait is about N minutes" on entering and with each announcement
+    average_handle: float = 180.0  # handle time assumed until calls have been measured
+    voicemail_max: float = 120.0  # the longest voicemail message
 
 
 @dataclass(frozen=True, slots=True)

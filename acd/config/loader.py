@@ -416,6 +416,10 @@ def _build(
             callback_attempts=spec.asterisk.callback_attempts,
             callback_backoff=spec.asterisk.callback_backoff,
             reconcile_interval=spec.asterisk.reconcile_interval,
+            overflow=spec.asterisk.overflow,
+            announce_wait=spec.asterisk.announce_wait,
+            average_handle=spec.asterisk.average_handle,
+            voicemail_max=spec.asterisk.voicemail_max,
         ),
         web=WebSettings(
             tuple(web.allowed_origins), RateLimits(web.rate_limits.leads_per_minute, web.rate_limits.api_per_minute)

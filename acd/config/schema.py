@@ -240,6 +240,10 @@ class AsteriskSpec(Spec):
     callback_attempts: Annotated[StrictInt, Field(ge=1)] = 3
     callback_backoff: PositiveSeconds = 120.0
     reconcile_interval: Seconds = 60.0
+    overflow: Literal["fallback", "voicemail", "callback"] = "fallback"
+    announce_wait: StrictBool = True
+    average_handle: PositiveSeconds = 180.0
+    voicemail_max: PositiveSeconds = 120.0
 
 
 class RateLimitsSpec(Spec):

@@ -54,9 +54,19 @@ COMMANDS = [
     "HANGUP",
     "DATABASE GET",
     "DATABASE PUT",
+    "RECORD FILE",
 ]
-INPUT_COMMANDS = {"WAIT FOR DIGIT", "GET DATA", "GET OPTION"}
-MEDIA_COMMANDS = {"STREAM FILE", "WAIT FOR DIGIT", "GET DATA", "GET OPTION", "SAY DIGITS", "SAY NUMBER", "EXEC"}
+INPUT_COMMANDS = {"WAIT FOR DIGIT", "GET DATA", "GET OPTION", "RECORD FILE"}
+MEDIA_COMMANDS = {
+    "STREAM FILE",
+    "WAIT FOR DIGIT",
+    "GET DATA",
+    "GET OPTION",
+    "SAY DIGITS",
+    "SAY NUMBER",
+    "EXEC",
+    "RECORD FILE",
+}
 
 
 def usage(command: str) -> list[str]:
@@ -283,7 +293,29 @@ class AgiRun:
             if not args:
                 return usage(command)
             return await self._exec(args[0], " ".join(args[1:]), step)
+        if command == "RECORD FILE":
+            return await self._record(args)
         return ["510 Invalid or unknown command"]
+
+    async def _record(self, args: list[str]) -> list[str]:
+        """``RECORD FILE <file> <format> <escape> <timeout ms> [offset] [BEEP] [s=silence]``.
+
+        Not in the transcripts; the replies are res_agi.c's handle_recordfile: ``200 result=<key>
+        (dtmf) endpos=N`` for an escape key, ``200 result=-1 (hangup) endpos=N``, and ``200
+        result=0 (timeout) endpos=N`` when the time limit passes. The caller "speaks" until
+        their next step (a key press or hanging up); with no step they talk past the limit."""
+        if len(args) < 4:
+            return usage("RECORD FILE")
+        name, fmt, escape, timeout = args[0], args[1], args[2], int(args[3])
+        start = time.monotonic()
+        out = await self._wait_key(None if timeout < 0 else timeout / 1000, escape, None)
+        samples = int(self._since(start) * 8000)
+        self.sim.recordings[f"{name}.{fmt}"] = samples / 8000
+        if out.hangup:
+            return [f"200 result=-1 (hangup) endpos={samples}"]
+        if out.digit:
+            return [f"200 result={ord(out.digit)} (dtmf) endpos={samples}"]
+        return [f"200 result=0 (timeout) endpos={samples}"]
 
     def _key_reply(self, out: _Outcome, duration: float, *, endpos: bool) -> str:
         samples = int(min(out.elapsed, duration) * 8000)
@@ -341,6 +373,8 @@ class AgiRun:
         )
         if command == "EXEC" and args and args[0].lower() == "read":
             takes_input = True
+        if isinstance(step, Press) and step.on is not None and not command.startswith(step.on):
+            return None
         if (isinstance(step, HangUp) and command in MEDIA_COMMANDS) or (
             isinstance(step, Press | Silence) and takes_input
         ):

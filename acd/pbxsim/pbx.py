@@ -151,6 +151,9 @@ class PbxSim:
         self._chan_seq = itertools.count(1)
         self._tasks: set[asyncio.Task[object]] = set()
         self.agi_sessions = 0
+        #: Files written by AGI RECORD FILE: ``name.format`` → telephone seconds recorded.
+        self.recordings: dict[str, float] = {}
+        self._emitted = asyncio.Event()
         # The built-in [acd-callback] / [acd-clicktocall]: the customer leg of an originated call.
         self.dialplan[("acd-callback", "s")] = PbxSim._outbound_leg
         self.dialplan[("acd-clicktocall", "s")] = PbxSim._outbound_leg
@@ -210,6 +213,17 @@ class PbxSim:
     def emit(self, headers: Headers) -> None:
         self.events.append(headers)
         self.ami.broadcast(headers)
+        self._emitted.set()
+
+    async def wait_event(self, where: Callable[[dict[str, str]], bool], start: int = 0) -> dict[str, str]:
+        """The first event at or after index ``start`` of ``events`` that ``where`` accepts (tests)."""
+        while True:
+            self._emitted.clear()
+            for headers in self.events[start:]:
+                if where(dict(headers)):
+                    return dict(headers)
+            start = len(self.events)
+            await self._emitted.wait()
 
     def lookup(self, ch: Channel, name: str) -> str | None:
         if name == "CHANNEL(state)":

@@ -11,11 +11,15 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class Press:
-    """At the next command that takes input, press ``keys`` ``after`` s into it, ``gap`` s apart."""
+    """At the next command that takes input, press ``keys`` ``after`` s into it, ``gap`` s apart.
+
+    ``on`` limits it to commands starting with that text (``"GET DATA"``, ``"RECORD FILE"``: speak
+    for ``after`` s, then press ``#``), so a caller on hold can keep a key for a later question."""
 
     keys: str
     after: float = 0.2
     gap: float = 0.15
+    on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,10 @@ def build_telephony(
         max_wait=a.max_wait,
         announce_every=a.announce_every,
         callback_key=a.callback_key or "",
+        overflow=a.overflow,
+        announce_wait=a.announce_wait,
+        average_handle=a.average_handle,
+        voicemail_max=a.voicemail_max,
     )
     callbacks = CallbackSettings(
         max_attempts=a.callback_attempts,

@@ -31,7 +31,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -41,7 +41,7 @@ from acd.config.flows import IvrFlow
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.intake import qualify
-from acd.core.model import Channel, Contact, ContactStatus
+from acd.core.model import Channel, Contact, ContactStatus, Presence
 from acd.dispatcher import Dispatcher
 from acd.storage import Store
 from acd.storage.telephony import TelephonyStore
@@ -71,6 +71,43 @@ class CallSettings:
     callback_key: str = "*"  # pressed while waiting: be called back, keeping the place ("" = off)
     music_class: str = "default"
     prompt_seconds: float = 10.0  # the longest prompt, for the IVR's deadline
+    overflow: str = "fallback"  # after max_wait: fallback | voicemail | callback (offered by key 1)
+    announce_wait: bool = True  # the expected wait, on entering the queue and with each announcement
+    average_handle: float = 180.0  # seconds a call takes, until calls have been measured
+    voicemail_max: float = 120.0  # the longest message
+
+
+def expected_wait(position: int, staffed: int, handle: float) -> float | None:
+    """Pure: seconds until the caller at `position` (1 = next) is answered, or None when no
+    manager is staffed (there is no honest figure then).
+
+    The rule of app_queue's announce-holdtime, on our own numbers: the callers up to and
+    including this one, shared among the staffed managers, each taking the recent average
+    handle time. Rough on purpose: it is said in whole minutes.
+
+    >>> expected_wait(3, 2, 120.0)   # three calls of two minutes between two managers
+    180.0
+    """
+    if position <= 0 or staffed <= 0:
+        return None
+    return position * handle / staffed
+
+
+def wait_minutes(seconds: float) -> int:
+    """Whole minutes as app_queue says them: rounded to the nearest (0 = "less than a minute")."""
+    return int((seconds + 30) // 60)
+
+
+def minutes_word(n: int, lang: str) -> str:
+    """The stem of the word after the number: `minutes-1` (минута / minute), `minutes-2`
+    (минуты), `minutes-5` (минут / minutes) — Russian has three forms."""
+    if lang == "ru":
+        if n % 10 == 1 and n % 100 != 11:
+            return "minutes-1"
+        if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+            return "minutes-2"
+        return "minutes-5"
+    return "minutes-1" if n == 1 else "minutes-5"
 
 
 @dataclass(slots=True)
@@ -98,6 +135,7 @@ class Call:
     agent_hung_up: bool = False
     answered_at: float | None = None
     position: int = 0
+    announced_wait: float | None = None  # the last expected wait told to the caller (seconds)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -132,7 +170,12 @@ class CallDesk:
         self.callbacks: Callbacks | None = None
         self.hangup_channel: Callable[[str], None] | None = None  # set when AMI is there
         self.ended: asyncio.Queue[Call] = asyncio.Queue()  # every ended call (tests, metrics)
+        self.voicemails: asyncio.Queue[Contact] = asyncio.Queue()  # every message kept (tests, metrics)
         self.enrich: Callable[[Contact], Awaitable[Contact]] | None = None
+        # What a repeat caller already told us, by caller ID in any format: the CRM's recognition
+        # when it is wired (app.py), else the latest contacts from the same caller ID string.
+        self.known: Callable[[str], Awaitable[Mapping[str, str]]] | None = None
+        self.handle_time = settings.average_handle  # recent average talk time (app_queue's 3:1 blend)
 
     # ---- routes ----------------------------------------------------------------------
 
@@ -140,7 +183,7 @@ class CallDesk:
         s = self.settings
         flows = list(self.deployment().flows.values())
         longest = max((IvrRun(f).max_duration(s.prompt_seconds) for f in flows), default=0.0)
-        holding = s.max_wait + 3 * s.prompt_seconds + 60.0
+        holding = s.max_wait + s.voicemail_max + 4 * s.prompt_seconds + 60.0
         return {
             "ivr": (self.ivr, longest + holding),
             "wait": (self.wait, holding),
@@ -162,7 +205,7 @@ class CallDesk:
         caller = session.caller_id if session.caller_id not in ("", "unknown") else ""
         dialled = session.args[0] if session.args else session.dnid
         async with asyncio.timeout(s.handler_deadline):
-            known = await self.tstore.known_criteria(caller) if caller else {}
+            known = dict(await (self.known or self.tstore.known_criteria)(caller)) if caller else {}
         flow = _flow(dep, session.query.get("flow"))
         policy = self.dispatcher.board.policy
         if not policy.calendar.is_open(policy.default_team, self.clock()):
@@ -204,6 +247,8 @@ class CallDesk:
         if created:
             self.dispatcher.post(ev.ContactArrived(replace(stored)))
         self.queue_log.write("ENTERQUEUE", call.uniqueid, call.queue, "NONE", "", caller, self._position(call))
+        if s.announce_wait and not self._someone_free():
+            await self._announce_wait(session, call)
         await self._hold(session, call)
 
     async def wait(self, session: AgiSession) -> None:
@@ -316,10 +361,45 @@ class CallDesk:
             reply = await self._cmd(session, f'SAY NUMBER {pos} "{escape}"')
             if reply.digit:
                 return reply.digit
+        if self.settings.announce_wait:
+            key = await self._announce_wait(session, call, escape)
+            if key:
+                return key
         if escape:
             reply = await self._cmd(session, f'STREAM FILE {common_sound("callback-offer", lang)} "{escape}"')
             return reply.digit
         return None
+
+    def _someone_free(self) -> bool:
+        return any(m.presence is Presence.AVAILABLE and m.device for m in self.dispatcher.board.managers.values())
+
+    def estimate(self, call: Call) -> float | None:
+        """The caller's expected wait in seconds (see `expected_wait`)."""
+        staffed = sum(1 for m in self.dispatcher.board.managers.values() if m.presence.is_staffed and m.device)
+        return expected_wait(self._position(call), staffed, self.handle_time)
+
+    async def _announce_wait(self, session: AgiSession, call: Call, escape: str = "") -> str | None:
+        """ "Your expected wait is about N minutes" / "less than a minute"; nothing when nobody
+        is staffed. Returns a key pressed meanwhile."""
+        seconds = self.estimate(call)
+        if seconds is None:
+            return None
+        lang = call.language
+        await self._cmd(session, "SET MUSIC OFF")
+        call.announced_wait = seconds
+        reply = await self._cmd(session, f'STREAM FILE {common_sound("expected-wait", lang)} "{escape}"')
+        if reply.digit:
+            return reply.digit
+        minutes = wait_minutes(seconds)
+        if minutes == 0:
+            reply = await self._cmd(session, f'STREAM FILE {common_sound("less-than-minute", lang)} "{escape}"')
+            return reply.digit
+        reply = await self._cmd(session, f'SAY NUMBER {minutes} "{escape}"')
+        if reply.digit:
+            return reply.digit
+        reply = await self._cmd(session, f'STREAM FILE {common_sound(minutes_word(minutes, lang), lang)} "{escape}"')
+        await self._cmd(session, f"SET MUSIC ON {self.settings.music_class}")
+        return reply.digit
 
     async def _book_callback(self, session: AgiSession, call: Call) -> bool:
         """The caller asked to be called back: the callback keeps the call's place in the queue."""
@@ -344,13 +424,84 @@ class CallDesk:
         return True
 
     async def _overflow(self, session: AgiSession, call: Call) -> None:
+        """Waited past `max_wait`: per `overflow`, a callback offered by key 1 (keeping the
+        place), a voicemail that becomes a callback contact, or — and whenever those cannot
+        be had (no caller ID, no callbacks, key not pressed) — the dialplan's fallback queue."""
+        s = self.settings
         waited = int(self.clock() - call.queued_at)
         pos = self._position(call)
         self.queue_log.write("EXITWITHTIMEOUT", call.uniqueid, call.queue, "NONE", pos, pos, waited)
-        self.end(call, "waited too long: sent to the fallback queue", log_abandon=False)
         await self._cmd(session, "SET MUSIC OFF")
+        if s.overflow == "callback" and call.caller and self.callbacks is not None:
+            digits, _ = await session.get_data(common_sound("overflow-callback", call.language), 5000, 1)
+            if session.hung_up:
+                self.end(call, "caller hung up", log_abandon=False)
+                raise CallerGone
+            if digits[:1] == "1" and await self._book_callback(session, call):
+                return
+        elif s.overflow == "voicemail" and call.caller:
+            contact = self.dispatcher.board.contacts.get(call.contact_id)
+            criteria = dict(contact.criteria) if contact is not None else {}
+            self.end(call, "waited too long: left for voicemail", log_abandon=False)
+            await self._voicemail(session, call.language, call.caller, criteria, call.queued_at, call.contact_id)
+            return
+        self.end(call, "waited too long: sent to the fallback queue", log_abandon=False)
         await self._cmd(session, f'STREAM FILE {common_sound("overflow", call.language)} ""')
         await session.set_variable("ACD_ACTION", "fallback")
+
+    async def _voicemail(
+        self,
+        session: AgiSession,
+        lang: str,
+        caller: str,
+        criteria: Mapping[str, str],
+        arrived_at: float,
+        from_contact: str | None = None,
+    ) -> Contact | None:
+        """Record a message in this session (AGI RECORD FILE, `#` or silence ends it) and keep it
+        as a callback contact carrying the recording's name: routed like any contact, with
+        the caller's original place; the manager it is offered to is rung, then the caller."""
+        s = self.settings
+        await self._cmd(session, f'STREAM FILE {common_sound("voicemail", lang)} ""')
+        name = f"acd/voicemail/{session.uniqueid}"
+        reply = await session.command(f"RECORD FILE {name} wav # {int(s.voicemail_max * 1000)} BEEP s=5")
+        try:
+            seconds = int(reply.extra.get("endpos", "0")) / 8000
+        except ValueError:
+            seconds = 0.0
+        if not reply.ok or seconds < 1.0:
+            if not session.hung_up:
+                await session.set_variable("ACD_ACTION", "hangup")
+            return None  # nothing said: nothing to call back about
+        payload: dict[str, object] = {
+            "voicemail": {"recording": f"{name}.wav", "seconds": round(seconds, 1)},
+            "uniqueid": session.uniqueid,
+            "dnid": session.dnid,
+        }
+        if from_contact:
+            payload["from_contact"] = from_contact
+        contact = Contact(
+            id=uuid.uuid4().hex,
+            channel=Channel.CALLBACK,
+            arrived_at=arrived_at,
+            criteria=dict(criteria),
+            phone=caller,
+            customer_name=session.env.get("agi_calleridname", ""),
+            language=lang,
+            payload=payload,
+        )
+        async with asyncio.timeout(s.handler_deadline):
+            if self.enrich is not None:
+                contact = await self.enrich(contact)
+            contact = qualify(contact, self.dispatcher.board.policy)
+            stored, created = await self.store.create_contact(contact, f"voicemail:{session.uniqueid}")
+        if created:
+            self.dispatcher.post(ev.ContactArrived(replace(stored)))
+        self.voicemails.put_nowait(stored)
+        if not session.hung_up:
+            await self._cmd(session, f'STREAM FILE {common_sound("voicemail-saved", lang)} ""')
+            await session.set_variable("ACD_ACTION", "hangup")
+        return stored
 
     async def _closed(
         self,
@@ -366,15 +517,18 @@ class CallDesk:
         digits, _ = await session.get_data(common_sound("closed", lang), 5000, 1)
         if session.hung_up:
             raise CallerGone
+        criteria = {c.name: c.default for c in dep.criteria if c.default is not None}
+        criteria.update(known)
         if digits[:1] == "1" and caller and self.callbacks is not None:
-            criteria = {c.name: c.default for c in dep.criteria if c.default is not None}
-            criteria.update(known)
             async with asyncio.timeout(self.settings.handler_deadline):
                 await self.callbacks.request(phone=caller, criteria=criteria, language=lang, source="closed")
             await self._cmd(session, f'STREAM FILE {common_sound("callback-booked", lang)} ""')
             await session.set_variable("ACD_ACTION", "hangup")
             return
-        await session.set_variable("ACD_ACTION", "voicemail")
+        if caller:
+            await self._voicemail(session, lang, caller, criteria, self.clock())
+            return
+        await session.set_variable("ACD_ACTION", "voicemail")  # no number to call back: the PBX's mailbox
 
     # ---- the core's commands -------------------------------------------------------------
 
@@ -441,6 +595,7 @@ class CallDesk:
         if was == "talking" and call.answered_at is not None:
             hold = int(call.answered_at - call.queued_at)
             talk = int(now - call.answered_at)
+            self.handle_time = (3 * self.handle_time + (now - call.answered_at)) / 4
             event = "COMPLETEAGENT" if call.agent_hung_up else "COMPLETECALLER"
             self.queue_log.write(event, call.uniqueid, call.queue, call.manager_id or "NONE", hold, talk, 1)
         elif log_abandon:

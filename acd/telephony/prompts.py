@@ -41,6 +41,26 @@ COMMON: Mapping[str, Mapping[str, str]] = {
         "ru": "Все менеджеры заняты. Соединяю с первым освободившимся.",
         "en": "All our managers are busy. Connecting you to the first one available.",
     },
+    "overflow-callback": {
+        "ru": "Все менеджеры заняты. Чтобы мы перезвонили вам, нажмите 1. Чтобы подождать ещё, оставайтесь на линии.",
+        "en": "All our managers are busy. To be called back, press 1. To keep waiting, stay on the line.",
+    },
+    "expected-wait": {
+        "ru": "Примерное время ожидания —",
+        "en": "Your expected wait is about",
+    },
+    "less-than-minute": {"ru": "меньше минуты.", "en": "less than a minute."},
+    "minutes-1": {"ru": "минута.", "en": "minute."},
+    "minutes-2": {"ru": "минуты.", "en": "minutes."},
+    "minutes-5": {"ru": "минут.", "en": "minutes."},
+    "voicemail": {
+        "ru": "Пожалуйста, оставьте сообщение после сигнала и нажмите решётку. Мы вам перезвоним.",
+        "en": "Please leave a message after the tone, then press hash. We will call you back.",
+    },
+    "voicemail-saved": {
+        "ru": "Спасибо, ваше сообщение сохранено. До свидания.",
+        "en": "Thank you, your message is saved. Goodbye.",
+    },
 }
 VOICES = {"ru": "ru", "en": "en-gb"}  # espeak-ng voice per site language
 

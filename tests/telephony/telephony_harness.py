@@ -25,9 +25,11 @@ TIME_SCALE = 0.02  # telephone seconds → real seconds
 OFFER_TIMEOUT = 2.0  # real seconds (the server's clock is not scaled)
 
 
-def telephony_deployment(sim: PbxSim, calendar: Calendar | None = None, **asterisk: Any) -> Deployment:
+def telephony_deployment(
+    sim: PbxSim, calendar: Calendar | None = None, offer_timeout: float = OFFER_TIMEOUT, **asterisk: Any
+) -> Deployment:
     d = load_deployment(EXAMPLE, environ={})
-    rules = ChannelRules(offer_timeout=OFFER_TIMEOUT, wrap_up=0.0)
+    rules = ChannelRules(offer_timeout=offer_timeout, wrap_up=0.0)
     policy = replace(
         d.policy,
         calendar=calendar or Calendar(tz=d.policy.calendar.tz),
@@ -42,6 +44,7 @@ def telephony_deployment(sim: PbxSim, calendar: Calendar | None = None, **asteri
         "announce_every": 0.0,
         "callback_backoff": 0.2,
         "reconcile_interval": 0.0,
+        "announce_wait": False,
         **asterisk,
     }
     return replace(d, policy=policy, asterisk=replace(d.asterisk, **settings))
@@ -97,14 +100,20 @@ DEVICES = {
 }
 
 
-async def start_harness(calendar: Calendar | None = None, **asterisk: Any) -> tuple[Harness, Callable[[], Any]]:
-    sim = PbxSim(time_scale=TIME_SCALE, auth_failure_delay=0.05)
+async def start_harness(
+    calendar: Calendar | None = None,
+    *,
+    time_scale: float = TIME_SCALE,
+    offer_timeout: float = OFFER_TIMEOUT,
+    **asterisk: Any,
+) -> tuple[Harness, Callable[[], Any]]:
+    sim = PbxSim(time_scale=time_scale, auth_failure_delay=0.05)
     sim.default_prompt = 0.3
     await sim.start()
     for device in DEVICES.values():
         sim.add_phone(Phone(device, answer_after=0.5, talk_for=2.0))
     store = await open_store("sqlite+aiosqlite:///:memory:")
-    server = await build(telephony_deployment(sim, calendar, **asterisk), store, demo=True)
+    server = await build(telephony_deployment(sim, calendar, offer_timeout, **asterisk), store, demo=True)
     assert server.telephony is not None
     sim.agi_target = ("127.0.0.1", server.telephony.agi.port)
     commands: asyncio.Queue[ev.Command] = asyncio.Queue()

@@ -127,7 +127,7 @@ async def test_an_acd_too_slow_to_answer_hands_the_call_back_to_the_fallback(h: 
         await asyncio.Event().wait()  # the database does not answer
         return {}
 
-    h.telephony.desk.tstore.known_criteria = stuck  # type: ignore[method-assign]
+    h.telephony.desk.known = stuck
     call = h.sim.call(Caller(dialled=MOSCOW))
     result = await asyncio.wait_for(call.agi_done, 10)
     assert result.variables["ACD_STATUS"] == "TIMEOUT" and result.fallback
