@@ -24,6 +24,7 @@ from acd.config import ConfigError, Deployment, load_deployment
 from acd.core import events as ev
 from acd.core.model import Presence
 from acd.core.switchboard import Switchboard
+from acd.crm.external import ExternalSync, FinishedFeed, build_adapter
 from acd.crm.provider import DealRatings
 from acd.crm.service import CrmService, rating_params
 from acd.dispatcher import Dispatcher
@@ -81,13 +82,15 @@ async def build(
     board = Switchboard(deployment.policy, ratings)
     transition_observers: list[Callable[[list[ev.Transition]], None]] = []
     persistence = ObservedStore(store, transition_observers) if deployment.asterisk.enabled else store
-    dispatcher = Dispatcher(board, persistence, clock)
+    external = _external_crm(deployment, store, lambda: services.deployment, clock)
+    dispatcher = Dispatcher(board, FinishedFeed(persistence, external) if external else persistence, clock)
     await dispatcher.start(await store.load_open_contacts(), list(known.values()))
     metrics = Metrics(lambda: dispatcher.board, clock)
     dispatcher.subscribe(metrics.observe)
     services = Services(deployment=deployment, store=store, dispatcher=dispatcher, metrics=metrics, clock=clock)
     crm = CrmService(CrmStore(store), lambda: services.deployment, lambda: dispatcher.board.managers, ratings, clock)
     await crm.recompute()
+    crm.external = external
     services.enrich = crm.enrich
     services.intake.crm = crm
 
@@ -102,6 +105,8 @@ async def build(
     app = build_app(services)
     app[CRM] = crm
     app.cleanup_ctx.append(_recompute_ratings_periodically(crm))
+    if external is not None:
+        app.cleanup_ctx.append(external.running)  # the push outbox's worker
     install_web(app, services)
     telephony = build_telephony(lambda: services.deployment, store, dispatcher, clock=clock)
     if telephony is not None:
@@ -112,6 +117,22 @@ async def build(
         await telephony.start()
     await start_messaging(app)  # e-mail intake and notifications, when configured
     return Server(deployment, store, dispatcher, services, app, telephony)
+
+
+def _external_crm(
+    deployment: Deployment, store: Store, current: Callable[[], Deployment], clock: Callable[[], float]
+) -> ExternalSync | None:
+    """The office's own CRM (`crm.external`), when configured: look-ups while routing and
+    the outbox of finished contacts. Its mappings follow configuration reloads."""
+    if deployment.crm_external is None:
+        return None
+    return ExternalSync(
+        build_adapter(deployment.crm_external),
+        store,
+        lambda: current().crm_external,
+        lambda: current().crm.default_region,
+        clock,
+    )
 
 
 RATINGS_RECOMPUTE_EVERY = 3600.0  # seconds: untouched leads turn into losses as they age

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from acd.config.crm_external import ExternalCrmSettings
 from acd.config.flows import IvrFlow
 from acd.config.messaging import EmailSettings, NotificationSettings, TwilioSettings
 from acd.core.hours import Schedule
@@ -175,6 +176,7 @@ class Deployment:
     email: EmailSettings = field(default_factory=EmailSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     twilio: TwilioSettings | None = None
+    crm_external: ExternalCrmSettings | None = None
 
     @property
     def default_language(self) -> str:

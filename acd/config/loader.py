@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from acd.config import messaging
+from acd.config import crm_external, messaging
 from acd.config.deployment import (
     AmiSettings,
     AsteriskSettings,
@@ -69,6 +69,8 @@ def load_deployment(path: str | Path, environ: Mapping[str, str] | None = None) 
         raise ConfigError(problems.items) from None
     _cross_check(spec, problems)
     _cross_check_messaging(spec, None, problems)
+    managers, stages = [m.id for m in spec.managers], [s.name for s in spec.funnel_stages]
+    crm_external.cross_check(spec.crm.external, managers, stages, environ, problems)
     if problems:
         raise ConfigError(problems.items)
 
@@ -85,6 +87,7 @@ def load_deployment(path: str | Path, environ: Mapping[str, str] | None = None) 
         email=messaging.build_email(spec.email, environ),
         notifications=messaging.build_notifications(spec.notifications),
         twilio=messaging.build_twilio(spec.twilio, environ),
+        crm_external=crm_external.build(spec.crm.external, environ),
     )
 
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
+from acd.config.crm_external import ExternalCrmSpec
 from acd.config.messaging import EmailSpec, NotificationsSpec, TwilioSpec
 from acd.core.hours import WEEKDAYS
 from acd.core.model import Channel
@@ -316,6 +317,7 @@ class CrmSpec(Spec):
     prior_strength: Annotated[float, Field(gt=0)] = 10.0
     min_level_deals: NonNegFloat = 8.0
     segment_order: list[Name] = []
+    external: ExternalCrmSpec | None = None  # the office's own CRM (acd.config.crm_external)
 
 
 class ChannelSpec(Spec):

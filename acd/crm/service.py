@@ -8,6 +8,7 @@ clock it was given.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -85,6 +86,20 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     async def delete_vacation(self, n: int) -> bool: ...
 
 
+class ExternalRouting(Protocol):  # acd.crm.external.ExternalSync: the office's own CRM, if configured
+    async def route(
+        self,
+        contact: Contact,
+        phone: str | None,
+        email: str | None,
+        *,
+        known: bool,
+        stages: Mapping[str, StageRule],
+        vacations: Sequence[Vacation],
+        now: float,
+    ) -> Contact: ...
+
+
 def rating_params(deployment: Deployment) -> RatingParams:
     crm = deployment.crm
     return RatingParams(
@@ -129,6 +144,7 @@ class CrmService:
         self.ratings = ratings
         self.clock = clock
         self._vacations: tuple[float, list[Vacation]] | None = None
+        self.external: ExternalRouting | None = None
 
     @property
     def deployment(self) -> Deployment:
@@ -188,10 +204,27 @@ class CrmService:
                     raise
                 customer = found
             else:
-                return self._as_new(contact, customer)
+                return await self._external(self._as_new(contact, customer), phone, email, known=False, now=now)
         await self._learn(customer, contact, phone, email)
         deals = await self.repo.deals_of(customer.id)
-        return self._as_repeat(contact, customer, deals, await self.current_vacations(now), now)
+        repeat = self._as_repeat(contact, customer, deals, await self.current_vacations(now), now)
+        return await self._external(repeat, phone, email, known=True, now=now)
+
+    async def _external(
+        self, contact: Contact, phone: str | None, email: str | None, *, known: bool, now: float
+    ) -> Contact:
+        """What the office's own CRM adds (`crm.external`): bounded by its timeout, and on
+        any failure the contact goes on as our CRM routed it."""
+        if self.external is None:
+            return contact
+        try:
+            vacations = await self.current_vacations(now)
+            return await self.external.route(
+                contact, phone, email, known=known, stages=self._stages(), vacations=vacations, now=now
+            )
+        except Exception:
+            log.exception("external CRM routing failed for contact %s; routing without it", contact.id)
+            return contact
 
     async def enrich_many(self, contacts: Sequence[Contact]) -> list[Contact]:
         """`enrich` for a whole intake batch: one look-up for every phone and e-mail in it, one
@@ -247,6 +280,10 @@ class CrmService:
             else:
                 await self._learn(customer, c, phone, email)
                 out.append(self._as_repeat(c, customer, deals.get(customer.id, []), vacations, now))
+        if self.external is not None:  # the look-ups of a batch run side by side
+            known = [cu is not None and cu.id not in fresh_ids for cu in owners]
+            routed = [self._external(c, p, e, known=k, now=now) for c, (p, e), k in zip(out, ids, known, strict=True)]
+            out = list(await asyncio.gather(*routed))
         return out, fresh
 
     async def write_new_customers(self, conn: Any, fresh: Sequence[Customer]) -> None:

@@ -191,3 +191,24 @@ tokens = sa.Table(
     sa.Column("created_at", sa.Double(), nullable=False),
     sa.Column("revoked_at", sa.Double(), nullable=True),
 )
+
+crm_sync = sa.Table(
+    "crm_sync",
+    metadata,
+    # The outbox to an external CRM (`acd.crm.external`): one row per finished contact. `key`
+    # is the Idempotency-Key the peer sees on every attempt; `body` is the snapshot taken
+    # when the contact finished, so every retry sends the same thing.
+    sa.Column("key", sa.String(), primary_key=True),
+    sa.Column("contact_id", sa.String(), nullable=False, unique=True),
+    sa.Column("body", JSONText(), nullable=False),
+    # pending | sending | sent | failed (gave up after the last attempt, or refused)
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("next_at", sa.Double(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("external_id", sa.String(), nullable=True),  # what the CRM made of it (activity, lead id)
+    sa.Column("created_at", sa.Double(), nullable=False),
+    sa.Column("sent_at", sa.Double(), nullable=True),
+    sa.Index(None, "status", "next_at"),
+    sa.Index(None, "created_at"),
+)

@@ -1,0 +1,271 @@
+"""Adapter: Bitrix24 through an inbound webhook (REST, `https://<portal>/rest/<user>/<token>/`).
+
+Every call is `POST <webhook><method>.json` with a JSON body; Bitrix24 answers
+`{"result": ..., "time": {...}}`, or `{"error": "CODE", "error_description": "..."}` (the code
+may be empty, the description then says what). Too many requests: HTTP 503 with
+`QUERY_LIMIT_EXCEEDED` (a leaky bucket, about 2 requests a second on most plans), retried
+here after 0.5 s, 1 s, 2 s... (apidocs.bitrix24.com, "Limits").
+
+Look-up (each step only when the previous found nothing):
+1. `crm.duplicate.findbycomm` {entity_type: CONTACT, then COMPANY; type: PHONE or EMAIL;
+   values}: Bitrix24 compares phones by their digits as typed, so the number goes in the
+   forms people type it (+7916..., 7916..., 8916...); the answer is `{"CONTACT": [ids]}`, or
+   `[]` when nothing matched;
+2. `crm.deal.list` {filter: {CONTACT_ID | COMPANY_ID, CLOSED: N}, select: ID, STAGE_ID,
+   ASSIGNED_BY_ID, OPPORTUNITY}, the most recently changed first: the open deal;
+3. without an open deal, `crm.contact.get` / `crm.company.get`: the customer's responsible.
+
+Push: a contact whose customer Bitrix24 knows (found at routing, or now by
+`crm.duplicate.findbycomm`) becomes an activity (`crm.activity.add`: a call or an e-mail,
+incoming, completed, on the deal or else the customer) or, with `write_back: comment` and for
+web forms, a timeline comment (`crm.timeline.comment.add`); a stranger's contact becomes a
+lead (`crm.lead.add`). Activities and leads carry our idempotency key in ORIGIN_ID: a retry
+first asks (`crm.activity.list` / `crm.lead.list` filtered by ORIGIN_ID) whether the last
+attempt got through after all, so a dropped answer does not make a second one. (Timeline
+comments have no such field; a retry after a dropped answer may repeat one.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import phonenumbers
+
+from acd.config.crm_external import ExternalCrmSettings
+from acd.crm.external.base import ExternalMatch, Refused, Unavailable
+
+log = logging.getLogger("acd.crm.external")
+
+CALL_TIMEOUT = 10.0
+RATE_LIMIT_RETRIES = 5
+RATE_LIMIT_FIRST_WAIT = 0.5
+ORIGINATOR = "acd"
+OWNER_TYPE = {"LEAD": 1, "DEAL": 2, "CONTACT": 3, "COMPANY": 4}  # crm.enum.ownertype
+ACTIVITY_CALL, ACTIVITY_EMAIL = 2, 4  # crm.enum.activitytype
+INCOMING = 1  # crm.enum.activitydirection
+SOURCE = {"call": "CALL", "callback": "CALLBACK", "web": "WEB", "email": "EMAIL"}  # crm.status.list SOURCE
+
+
+def phone_forms(e164: str) -> list[str]:
+    """How one number may be typed into Bitrix24: +79161234567, 79161234567, 89161234567."""
+    forms = [e164, e164.lstrip("+")]
+    try:
+        national = phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.NATIONAL)
+    except phonenumbers.NumberParseException:
+        return forms
+    digits = "".join(ch for ch in national if ch.isdigit())
+    return list(dict.fromkeys([*forms, digits]))
+
+
+class Bitrix24Crm:
+    name = "bitrix24"
+
+    def __init__(
+        self,
+        settings: ExternalCrmSettings,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not settings.url:
+            raise ValueError("the Bitrix24 webhook URL is not configured")
+        self.settings = settings
+        self.base = settings.url
+        self._sleep = sleep
+        self._session: aiohttp.ClientSession | None = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def call(self, method: str, params: Mapping[str, Any]) -> Any:
+        """One REST method's `result`; QUERY_LIMIT_EXCEEDED waits and tries again."""
+        wait = RATE_LIMIT_FIRST_WAIT
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            status, data = await self._post(method, params)
+            error = data.get("error") if isinstance(data, dict) else None
+            if error == "QUERY_LIMIT_EXCEEDED":
+                if attempt == RATE_LIMIT_RETRIES:
+                    break
+                log.info("Bitrix24 %s: QUERY_LIMIT_EXCEEDED; retrying in %.1f s", method, wait)
+                await self._sleep(wait)
+                wait *= 2
+                continue
+            if error is not None or status >= 400:
+                described = data.get("error_description", "") if isinstance(data, dict) else ""
+                what = f"Bitrix24 {method}: HTTP {status} {error or ''} {described}".rstrip()
+                raise Unavailable(what) if status >= 500 or status == 429 else Refused(what)
+            if not isinstance(data, dict) or "result" not in data:
+                raise Unavailable(f"Bitrix24 {method}: an answer without result")
+            return data["result"]
+        raise Unavailable(f"Bitrix24 {method}: QUERY_LIMIT_EXCEEDED after {RATE_LIMIT_RETRIES} retries")
+
+    async def _post(self, method: str, params: Mapping[str, Any]) -> tuple[int, Any]:
+        try:
+            async with self._http().post(
+                f"{self.base}{method}.json", json=dict(params), timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise Unavailable(f"Bitrix24 {method}: {type(err).__name__}: {err}") from err
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            if status >= 500:
+                return status, None
+            raise Unavailable(f"Bitrix24 {method}: HTTP {status}, not JSON") from None
+
+    # ---- look-up ------------------------------------------------------------------------
+
+    async def find(self, phone: str | None, email: str | None) -> tuple[str, int] | None:
+        """("CONTACT" | "COMPANY", id) of the oldest customer with this phone or e-mail."""
+        for kind, values in (("PHONE", phone_forms(phone) if phone else []), ("EMAIL", [email] if email else [])):
+            if not values:
+                continue
+            for entity in ("CONTACT", "COMPANY"):
+                found = await self.call(
+                    "crm.duplicate.findbycomm", {"entity_type": entity, "type": kind, "values": values}
+                )
+                ids = found.get(entity) if isinstance(found, dict) else None  # [] when nothing matched
+                if ids:
+                    return entity, min(int(i) for i in ids)
+        return None
+
+    async def lookup(self, phone: str | None, email: str | None) -> ExternalMatch | None:
+        found = await self.find(phone, email)
+        if found is None:
+            return None
+        entity, n = found
+        deals = await self.call(
+            "crm.deal.list",
+            {
+                "filter": {f"{entity}_ID": n, "CLOSED": "N"},
+                "select": ["ID", "TITLE", "STAGE_ID", "ASSIGNED_BY_ID", "OPPORTUNITY"],
+                "order": {"DATE_MODIFY": "DESC"},
+            },
+        )
+        ref = f"{entity}:{n}"
+        if isinstance(deals, list) and deals:
+            d = deals[0]
+            return ExternalMatch(
+                system=self.name,
+                customer=ref,
+                deal=str(d["ID"]),
+                stage=_text(d.get("STAGE_ID")),
+                responsible=_text(d.get("ASSIGNED_BY_ID")),
+                amount=_amount(d.get("OPPORTUNITY")),
+            )
+        row = await self.call(f"crm.{entity.lower()}.get", {"id": n})
+        row = row if isinstance(row, dict) else {}
+        name = row.get("TITLE") or " ".join(str(row[k]) for k in ("NAME", "LAST_NAME") if row.get(k))
+        return ExternalMatch(self.name, ref, name=str(name or ""), responsible=_text(row.get("ASSIGNED_BY_ID")))
+
+    # ---- push ---------------------------------------------------------------------------
+
+    async def push(self, key: str, body: Mapping[str, Any]) -> str | None:
+        customer = body.get("customer") or {}
+        ext = body.get("external") or {}
+        ref, deal = ext.get("customer"), ext.get("deal")
+        if not ref:
+            found = await self.find(customer.get("phone"), customer.get("email"))
+            ref = f"{found[0]}:{found[1]}" if found else None
+        if ref is None:
+            return await self._once("lead", key, lambda: self._lead(key, body))
+        entity, _, n = str(ref).partition(":")
+        if self.settings.write_back == "comment" or body.get("channel") == "web":
+            target, target_id = ("deal", deal) if deal else (entity.lower(), n)
+            fields = {"ENTITY_ID": int(target_id), "ENTITY_TYPE": target, "COMMENT": describe(body)}
+            return _text(await self.call("crm.timeline.comment.add", {"fields": fields}))
+        return await self._once("activity", key, lambda: self._activity(key, body, entity, int(n), deal))
+
+    async def _once(self, what: str, key: str, add: Callable[[], Awaitable[Any]]) -> str | None:
+        """Add unless an earlier attempt already did (found by ORIGIN_ID)."""
+        earlier = await self.call(f"crm.{what}.list", {"filter": {"ORIGIN_ID": key}, "select": ["ID"]})
+        if isinstance(earlier, list) and earlier:
+            return _text(earlier[0].get("ID"))
+        return _text(await add())
+
+    async def _activity(self, key: str, body: Mapping[str, Any], entity: str, n: int, deal: Any) -> Any:
+        customer = body.get("customer") or {}
+        email_channel = body.get("channel") == "email"
+        value = (customer.get("email") if email_channel else customer.get("phone")) or ""
+        at = _iso(body.get("finished_at"))
+        fields: dict[str, Any] = {
+            "OWNER_TYPE_ID": OWNER_TYPE["DEAL"] if deal else OWNER_TYPE[entity],
+            "OWNER_ID": int(deal) if deal else n,
+            "TYPE_ID": ACTIVITY_EMAIL if email_channel else ACTIVITY_CALL,
+            "SUBJECT": subject(body),
+            "DESCRIPTION": describe(body),
+            "DESCRIPTION_TYPE": 1,  # plain text (crm.enum.contenttype)
+            "DIRECTION": INCOMING,
+            "COMPLETED": "Y",
+            "START_TIME": _iso(body.get("arrived_at")),
+            "END_TIME": at,
+            # Required by crm.activity.add: who the activity was with.
+            "COMMUNICATIONS": [{"VALUE": value, "ENTITY_ID": n, "ENTITY_TYPE_ID": OWNER_TYPE[entity]}],
+            "ORIGINATOR_ID": ORIGINATOR,
+            "ORIGIN_ID": key,
+        }
+        if user := (body.get("manager") or {}).get("external_id"):
+            fields["RESPONSIBLE_ID"] = int(user)
+        return await self.call("crm.activity.add", {"fields": fields})
+
+    async def _lead(self, key: str, body: Mapping[str, Any]) -> Any:
+        customer = body.get("customer") or {}
+        fields: dict[str, Any] = {
+            "TITLE": subject(body),
+            "NAME": customer.get("name") or "",
+            "SOURCE_ID": SOURCE.get(str(body.get("channel")), "OTHER"),
+            "COMMENTS": describe(body),
+            "ORIGINATOR_ID": ORIGINATOR,
+            "ORIGIN_ID": key,
+        }
+        if customer.get("phone"):
+            fields["PHONE"] = [{"VALUE": customer["phone"], "VALUE_TYPE": "WORK"}]
+        if customer.get("email"):
+            fields["EMAIL"] = [{"VALUE": customer["email"], "VALUE_TYPE": "WORK"}]
+        if user := (body.get("manager") or {}).get("external_id"):
+            fields["ASSIGNED_BY_ID"] = int(user)
+        return await self.call("crm.lead.add", {"fields": fields, "params": {"REGISTER_SONET_EVENT": "Y"}})
+
+
+def subject(body: Mapping[str, Any]) -> str:
+    customer = body.get("customer") or {}
+    who = customer.get("name") or customer.get("phone") or customer.get("email") or "?"
+    return f"ACD {body.get('channel')}: {who}"
+
+
+def describe(body: Mapping[str, Any]) -> str:
+    manager = (body.get("manager") or {}).get("id") or "-"
+    criteria = ", ".join(f"{k}={v}" for k, v in sorted((body.get("criteria") or {}).items()))
+    return f"{body.get('channel')}, outcome {body.get('outcome')}, manager {manager}" + (
+        f"; {criteria}" if criteria else ""
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _amount(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _iso(at: Any) -> str | None:
+    return datetime.fromtimestamp(float(at), UTC).isoformat() if isinstance(at, int | float) else None
+
+
+__all__ = ["Bitrix24Crm", "phone_forms"]

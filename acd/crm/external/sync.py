@@ -1,0 +1,239 @@
+"""Adapter: an external CRM beside ours — look-ups while routing, finished contacts pushed back.
+
+Look-ups are cached (`crm.external.cache`) and bounded by `crm.external.timeout`: a slow or
+failing CRM costs a contact at most that long, and it is routed without (logged).
+
+Pushes go through the durable outbox `crm_sync` (`acd.storage.crm_sync`), with the approach
+of the notifier (`acd.messaging.notify`): one row per finished contact, written right after
+the dispatcher commits the contact (`FinishedFeed`), sent by one worker, retried with the
+same back-off. Unlike a notification, a push is retried after a stop mid-send: every attempt
+carries the same idempotency key, so the CRM can tell a retry from a new contact, and a row
+the CRM acknowledged is `sent` and never sent again. At start the worker also writes the rows
+a crash between a contact's commit and its outbox row left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+from acd.config.crm_external import ExternalCrmSettings
+from acd.core.model import Contact, ContactStatus
+from acd.crm.external.base import (
+    ExternalCrm,
+    ExternalMatch,
+    Refused,
+    finished_body,
+    idempotency_key,
+    route_external,
+)
+from acd.crm.model import Vacation
+from acd.crm.routing import StageRule
+from acd.messaging.notify import backoff
+from acd.storage import Store
+from acd.storage.crm_sync import SyncItem, SyncStore
+
+log = logging.getLogger("acd.crm.external")
+
+CACHE_SIZE = 10_000
+CATCH_UP_MARGIN = 60.0  # seconds before the newest outbox row that the start-up sweep re-checks
+
+
+def build_adapter(settings: ExternalCrmSettings) -> ExternalCrm:
+    if settings.kind == "bitrix24":
+        from acd.crm.external.bitrix24 import Bitrix24Crm
+
+        return Bitrix24Crm(settings)
+    from acd.crm.external.http import HttpCrm
+
+    return HttpCrm(settings)
+
+
+class ExternalSync:
+    def __init__(
+        self,
+        adapter: ExternalCrm,
+        store: Store,
+        settings: Callable[[], ExternalCrmSettings | None],
+        region: Callable[[], str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.adapter = adapter
+        self.outbox = SyncStore(store)
+        self._settings = settings
+        self._region = region
+        self.clock = clock
+        self._cache: dict[tuple[str | None, str | None], tuple[float, ExternalMatch | None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sending = asyncio.Lock()
+        self.sent = 0
+
+    @property
+    def settings(self) -> ExternalCrmSettings | None:
+        return self._settings()
+
+    # ---- look-ups -----------------------------------------------------------------------
+
+    async def find(self, phone: str | None, email: str | None) -> ExternalMatch | None:
+        """The external CRM's answer, from the cache when fresh; None on a timeout or an
+        error (logged), so routing never waits longer than `timeout`."""
+        s = self.settings
+        if s is None or s.lookup == "off" or not (phone or email):
+            return None
+        now = self.clock()
+        hit = self._cache.get((phone, email))
+        if hit is not None and now - hit[0] < s.cache:
+            return hit[1]
+        try:
+            match = await asyncio.wait_for(self.adapter.lookup(phone, email), s.timeout)
+        except TimeoutError:
+            log.warning("%s look-up took over %.1f s; routing without it", self.adapter.name, s.timeout)
+            return None
+        except Exception as err:
+            log.warning("%s look-up failed (%s); routing without it", self.adapter.name, err)
+            return None
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[(phone, email)] = (now, match)
+        return match
+
+    async def route(
+        self,
+        contact: Contact,
+        phone: str | None,
+        email: str | None,
+        *,
+        known: bool,
+        stages: Mapping[str, StageRule],
+        vacations: Sequence[Vacation],
+        now: float,
+    ) -> Contact:
+        """`contact` routed by the external CRM too: for a customer our CRM does not `known`
+        (`lookup: unknown`) or for everyone (`lookup: always`)."""
+        s = self.settings
+        if s is None or s.lookup == "off" or (known and s.lookup == "unknown"):
+            return contact
+        match = await self.find(phone, email)
+        if match is None:
+            return contact
+        return route_external(contact, match, s, stages, vacations, now)
+
+    # ---- the outbox ---------------------------------------------------------------------
+
+    async def finished(self, contacts: Sequence[Contact]) -> int:
+        """Queue the finished ones among `contacts` (each once, however often asked)."""
+        s = self.settings
+        if s is None or not s.push:
+            return 0
+        now = self.clock()
+        items = [
+            SyncItem(idempotency_key(c.id), c.id, finished_body(c, s, self._region()), now)
+            for c in contacts
+            if c.status is ContactStatus.FINISHED
+        ]
+        added = await self.outbox.add(items)
+        if added:
+            self._wake.set()
+        return added
+
+    async def start(self) -> None:
+        resumed = await self.outbox.requeue_sending()
+        if resumed:
+            log.warning("%d CRM push(es) interrupted by a stop are sent again (same idempotency keys)", resumed)
+        newest = await self.outbox.newest()
+        if newest is not None:
+            missed = await self.outbox.finished_without_row(newest - CATCH_UP_MARGIN)
+            if missed and await self.finished(missed):
+                log.warning("%d finished contact(s) missing from the CRM outbox were added", len(missed))
+        self._task = asyncio.create_task(self._run(), name="acd-crm-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.adapter.close()
+
+    async def running(self, _: Any = None) -> AsyncIterator[None]:
+        """For `app.cleanup_ctx`: the worker runs while the application does."""
+        await self.start()
+        yield
+        await self.stop()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.send_due()
+                next_at = await self.outbox.next_due()
+            except Exception:
+                log.exception("CRM push round failed")
+                next_at = self.clock() + 5
+            wait = None if next_at is None else max(0.0, next_at - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def send_due(self) -> int:
+        """Send everything due now; return how many the CRM acknowledged."""
+        async with self._sending:
+            done = 0
+            for item in await self.outbox.due(self.clock()):
+                done += await self._attempt(item)
+            return done
+
+    async def _attempt(self, item: SyncItem) -> int:
+        s = self.settings
+        attempts, first, most = (s.attempts, s.backoff, s.max_backoff) if s else (1, 0.0, 0.0)
+        now = self.clock()
+        item.attempts += 1
+        item.status = "sending"
+        await self.outbox.update(item)
+        try:
+            item.external_id = await self.adapter.push(item.key, item.body)
+        except Exception as err:  # one push's failure is that push's, not the worker's
+            item.last_error = f"{type(err).__name__}: {err}"
+            if isinstance(err, Refused) or item.attempts >= attempts:
+                item.status, item.next_at = "failed", None
+                log.error("CRM push of contact %s given up: %s", item.contact_id, item.last_error)
+            else:
+                item.status = "pending"
+                item.next_at = now + backoff(item.attempts, first, most)
+                log.warning("CRM push of contact %s failed (attempt %d): %s", item.contact_id, item.attempts, err)
+            await self.outbox.update(item)
+            return 0
+        item.status, item.sent_at, item.next_at, item.last_error = "sent", self.clock(), None, None
+        await self.outbox.update(item)
+        self.sent += 1
+        log.info("contact %s pushed to %s", item.contact_id, self.adapter.name)
+        return 1
+
+
+class FinishedFeed:
+    """The dispatcher's persistence, plus an outbox row for each contact a commit finished.
+
+    The core's `WorkFinished` leaves no command the dispatcher's listeners see (a finished
+    contact is a `SaveContact`), so the commit itself is watched, like telephony's
+    `ObservedStore`. A failure here never fails the commit: the start-up sweep adds the row.
+    """
+
+    def __init__(self, inner: Any, sync: ExternalSync) -> None:
+        self._inner = inner
+        self._sync = sync
+
+    async def apply(self, contacts: Any, managers: Any, decisions: Any, transitions: Any) -> None:
+        await self._inner.apply(contacts, managers, decisions, transitions)
+        finished = [c for c in contacts if c.status is ContactStatus.FINISHED]
+        if finished:
+            try:
+                await self._sync.finished(finished)
+            except Exception:
+                log.exception("could not queue %d finished contact(s) for the CRM", len(finished))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
