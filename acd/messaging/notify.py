@@ -86,6 +86,13 @@ def render(text: str, fields: Mapping[str, Any]) -> str:
     return string.Formatter().vformat(text, (), _Blank(fields))
 
 
+def sms_number(phone: str) -> str:
+    """A number as written by a customer, in the E.164 form Twilio takes: `+7 (916) 555-00-00`
+    → `+79165550000`. One without a leading `+` is left as it is (its country is unknown)."""
+    phone = phone.strip()
+    return "+" + "".join(ch for ch in phone if ch.isdigit()) if phone.startswith("+") else phone
+
+
 def backoff(attempts: int, first: float, most: float) -> float:
     """Seconds before the next try after `attempts` failures: first, 2×first, 4×first... ≤ most."""
     return float(min(most, first * 2 ** max(0, attempts - 1)))
@@ -155,7 +162,9 @@ class TwilioSmsSender:
         if not self.settings.sms_from:
             raise SendError("twilio.sms_from is not set")
         try:
-            message = await self.client.messages.create_async(to=n.recipient, from_=self.settings.sms_from, body=n.body)
+            message = await self.client.messages.create_async(
+                to=sms_number(n.recipient), from_=self.settings.sms_from, body=n.body
+            )
         except (TwilioException, OSError, TimeoutError) as err:
             raise SendError(f"Twilio SMS: {type(err).__name__}: {err}") from err
         return str(message.sid)

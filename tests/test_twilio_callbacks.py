@@ -1,0 +1,201 @@
+"""Callbacks in an office without Asterisk: rung through Twilio's REST API (`calls.create` to
+the manager, then a signed webhook Dials the customer), with the same scheduling, attempts,
+retries and give-up as the Asterisk path, and the customer told how it goes by SMS.
+
+Twilio's side is played by the test: its REST API is a local stand-in (an aiohttp server on
+127.0.0.1 that answers like api.twilio.com, see `twilio_fixtures`) because the real Twilio
+cloud is unreachable from here, and its webhooks are POSTed signed with the twilio library's
+RequestValidator, as Twilio signs them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from api_fixtures import Running
+from storage_fixtures import Backend
+from twilio.request_validator import RequestValidator
+from twilio_fixtures import PUBLIC, TOKEN, hook, local, next_of, twilio_office, twiml
+
+from acd.api.twilio import TWILIO
+from acd.core.model import ContactStatus, Presence
+from acd.storage.messaging import MessagingStore
+from acd.telephony.api import CALLBACKS
+
+CUSTOMER = "+7 916 555-00-00"
+CUSTOMER_E164 = "+79165550000"
+
+
+async def ask_for_a_callback(r: Running, **body: object) -> dict[str, object]:
+    status, out = await r.call("POST", "/api/callbacks", json={"phone": CUSTOMER, "name": "Иван", **body})
+    assert status == 201, out
+    return dict(out)
+
+
+async def manager_answers(r: Running, created: dict[str, str]) -> tuple[int, str]:
+    """Twilio fetches the call's `Url` once the manager picks up (their leg's CallSid)."""
+    return await hook(r, local(created["Url"]), {"CallSid": created["Sid"], "CallStatus": "in-progress"})
+
+
+def manager_of(r: Running, created: dict[str, str]) -> str:
+    twilio = r.server.deployment.twilio
+    assert twilio is not None
+    [mid] = [m for m, number in twilio.managers.items() if number == created["To"]]
+    return mid
+
+
+async def wait_until(r: Running, check: object, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    """Settle the dispatcher until `check()` holds (no sleeps: each round waits for the dispatcher)."""
+    async with asyncio.timeout(timeout):
+        while not check():  # type: ignore[operator]
+            await r.settle()
+            await asyncio.sleep(0)
+
+
+async def test_a_callback_rings_the_manager_through_twilio_then_the_busy_customer_is_retried_and_reached(
+    backend: Backend,
+) -> None:
+    async with twilio_office(backend, callback_backoff=0.2) as (r, twilio):
+        cb = await ask_for_a_callback(r)
+        callbacks = r.server.app[CALLBACKS]
+        assert callbacks is r.server.app[TWILIO].callbacks  # Asterisk is off: Twilio rings
+
+        created = await next_of(twilio.created)
+        assert created["From"] == "+74951234567" and created["Method"] == "POST"
+        assert local(created["Url"]).startswith("/twilio/voice/callback/answer?")
+        assert local(created["StatusCallback"]).startswith("/twilio/voice/callback/status?")
+        assert 5 <= int(created["Timeout"]) <= 18  # shorter than the 20 s offer
+        first = manager_of(r, created)
+        assert r.server.dispatcher.board.contacts[str(cb["contact_id"])].offered_to == first
+
+        status, body = await manager_answers(r, created)
+        assert status == 200
+        dial = twiml(body).find("Dial")
+        assert dial is not None and dial.get("callerId") == "+74951234567"
+        number = dial.find("Number")
+        assert number is not None and number.text == CUSTOMER_E164
+        assert r.server.dispatcher.board.contacts[str(cb["contact_id"])].status is ContactStatus.ASSIGNED
+
+        # the customer is busy: the attempt counts, and the request waits its back-off
+        status, body = await hook(r, dial.get("action", ""), {"CallSid": created["Sid"], "DialCallStatus": "busy"})
+        assert status == 200 and twiml(body).find("Hangup") is not None
+        attempt = await next_of(callbacks.results)
+        assert attempt.dial_status == "BUSY" and attempt.manager_id == first
+
+        again = await next_of(twilio.created)  # the retry, after the back-off
+        status, body = await manager_answers(r, again)
+        dial = twiml(body).find("Dial")
+        assert dial is not None
+        await hook(r, dial.get("action", ""), {"CallSid": again["Sid"], "DialCallStatus": "completed"})
+        assert (await next_of(callbacks.results)).dial_status == "ANSWER"
+        # the manager's leg ends after the customer's: nothing more to do
+        await hook(r, local(again["StatusCallback"]), {"CallSid": again["Sid"], "CallStatus": "completed"})
+
+        status, shown = await r.call("GET", f"/api/callbacks/{cb['id']}", r.supervisor)
+        assert status == 200 and shown["status"] == "done" and shown["attempts"] == 1
+        log = [(a["attempt"], a["originate_reason"], a["dial_status"]) for a in shown["attempts_log"]]
+        assert log == [(1, "in-progress", "BUSY"), (2, "in-progress", "ANSWER")]
+        await r.settle()
+        stored = await r.server.store.get_contact(str(cb["contact_id"]))
+        assert stored is not None and stored.status is ContactStatus.FINISHED
+        assert twilio.calls_created == 2  # one call per attempt, never twice
+
+
+async def test_a_manager_who_does_not_answer_a_twilio_callback_is_paused_and_the_next_one_is_rung(
+    backend: Backend,
+) -> None:
+    async with twilio_office(backend, offer_timeout=4.0) as (r, twilio):
+        cb = await ask_for_a_callback(r)
+        created = await next_of(twilio.created)
+        first = manager_of(r, created)
+        assert int(created["Timeout"]) == 5  # Twilio's least; the offer is cut at 4 s anyway
+
+        # Twilio gives up ringing: no-answer. The core's offer timer declares the miss.
+        await hook(r, local(created["StatusCallback"]), {"CallSid": created["Sid"], "CallStatus": "no-answer"})
+        second = await next_of(twilio.created)
+        assert manager_of(r, second) != first
+        board = r.server.dispatcher.board
+        assert board.managers[first].presence is Presence.PAUSED  # missed offer
+        assert board.contacts[str(cb["contact_id"])].offered_to == manager_of(r, second)
+
+        callbacks = r.server.app[CALLBACKS]
+        row = await callbacks.tstore.get_callback(str(cb["id"]))
+        assert row is not None and row.attempts == 0  # the customer was never dialled: no attempt used
+        [missed, ringing] = await callbacks.tstore.attempts(str(cb["id"]))
+        assert missed.result == "manager did not answer" and missed.originate_reason == "no-answer"
+        assert ringing.manager_id == manager_of(r, second) and ringing.ended_at is None
+
+
+async def test_a_busy_manager_is_skipped_at_once_without_a_pause(backend: Backend) -> None:
+    async with twilio_office(backend) as (r, twilio):
+        await ask_for_a_callback(r)
+        created = await next_of(twilio.created)
+        first = manager_of(r, created)
+        await hook(r, local(created["StatusCallback"]), {"CallSid": created["Sid"], "CallStatus": "busy"})
+        second = await next_of(twilio.created, timeout=5)  # long before the 20 s offer would end
+        assert manager_of(r, second) != first
+        assert r.server.dispatcher.board.managers[first].presence is not Presence.PAUSED
+
+
+async def test_an_offer_that_runs_out_cancels_the_ringing_leg_and_a_late_answer_is_hung_up(
+    backend: Backend,
+) -> None:
+    async with twilio_office(backend, offer_timeout=4.0) as (r, twilio):
+        await ask_for_a_callback(r)
+        created = await next_of(twilio.created)
+        # Twilio never reports (its callback is late): the core's timer ends the offer, the leg
+        # is cancelled over REST, and the next manager is rung at once
+        sid, update = await next_of(twilio.updates)
+        assert sid == created["Sid"] and update["Status"] == "canceled"
+        second = await next_of(twilio.created)
+        assert manager_of(r, second) != manager_of(r, created)
+
+        status, body = await manager_answers(r, created)  # the first manager picks up too late
+        assert status == 200 and twiml(body).find("Hangup") is not None
+        assert r.server.dispatcher.board.managers[manager_of(r, created)].presence is Presence.PAUSED
+
+
+async def test_a_customer_never_reached_is_given_up_after_the_attempts_and_told_each_time(backend: Backend) -> None:
+    async with twilio_office(backend, notify=True, callback_attempts=2, callback_backoff=0.1) as (r, twilio):
+        cb = await ask_for_a_callback(r)
+        ack = await next_of(twilio.sms)
+        assert ack["To"] == CUSTOMER_E164 and "перезвонить" in ack["Body"] and CUSTOMER in ack["Body"]
+        for n in (1, 2):
+            created = await next_of(twilio.created)
+            _, body = await manager_answers(r, created)
+            dial = twiml(body).find("Dial")
+            assert dial is not None
+            await hook(r, dial.get("action", ""), {"CallSid": created["Sid"], "DialCallStatus": "no-answer"})
+            tried = await next_of(twilio.sms)
+            assert tried["To"] == CUSTOMER_E164 and "не дозвонились" in tried["Body"], n
+        callbacks = r.server.app[CALLBACKS]
+        async with asyncio.timeout(10):
+            while (row := await callbacks.tstore.get_callback(str(cb["id"]))) is None or row.status != "failed":
+                await r.settle()
+        assert row.attempts == 2 and row.last_result == "customer noanswer"
+        await r.settle()
+        assert str(cb["contact_id"]) not in r.server.dispatcher.board.contacts  # nothing left offered or busy
+        sent = await MessagingStore(r.server.store).list_notifications(str(cb["contact_id"]))
+        assert sorted(n.event_key for n in sent) == sorted(
+            [
+                f"callback_requested:{cb['id']}",
+                f"callback_failed:{cb['contact_id']}:1",
+                f"callback_failed:{cb['contact_id']}:2",
+            ]
+        )
+        assert twilio.calls_created == 2
+
+
+async def test_callback_webhooks_refuse_unsigned_or_forged_requests(backend: Backend) -> None:
+    async with twilio_office(backend) as (r, twilio):
+        await ask_for_a_callback(r)
+        created = await next_of(twilio.created)
+        path = local(created["Url"])
+        form = {"CallSid": created["Sid"], "CallStatus": "in-progress"}
+        forged = RequestValidator("not-the-token").compute_signature(PUBLIC + path, form)
+        assert (await hook(r, path, form, signature=None))[0] == 403
+        assert (await hook(r, path, form, signature=forged))[0] == 403
+        other = RequestValidator(TOKEN).compute_signature(PUBLIC + path.replace("attempt=", "attempt=x"), form)
+        assert (await hook(r, path, form, signature=other))[0] == 403
+        assert r.server.dispatcher.board.contacts[local(created["Url"]).split("contact=")[1].split("&")[0]].status is (
+            ContactStatus.OFFERED
+        )  # nothing forged was believed
