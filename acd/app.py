@@ -20,6 +20,7 @@ from aiohttp import web
 from acd.api.app import Services, build_app
 from acd.api.crm import CRM
 from acd.api.messaging import start_messaging
+from acd.cluster import ClusterDispatcher, ClusterSettings, cluster_dispatcher, settings_for
 from acd.config import ConfigError, Deployment, load_deployment
 from acd.core import events as ev
 from acd.core.model import Presence
@@ -34,6 +35,7 @@ from acd.storage.crm import CrmStore
 from acd.telephony import ObservedStore, Telephony, build_telephony
 from acd.telephony.api import TELEPHONY
 from acd.web import install_web
+from acd.web.live import HUB
 
 log = logging.getLogger("acd")
 DATA_DIR = Path("data")
@@ -66,6 +68,7 @@ async def build(
     *,
     demo: bool = False,
     clock: Callable[[], float] = time.time,
+    cluster: ClusterSettings | None = None,
 ) -> Server:
     """Seed the configured managers the store does not know yet, rebuild the routing state
     from the store and start the dispatcher."""
@@ -84,6 +87,8 @@ async def build(
     persistence = ObservedStore(store, transition_observers) if deployment.asterisk.enabled else store
     external = _external_crm(deployment, store, lambda: services.deployment, clock)
     dispatcher = Dispatcher(board, FinishedFeed(persistence, external) if external else persistence, clock)
+    if cluster is not None:  # several nodes: this one dispatches only while it holds the lock
+        dispatcher = cluster_dispatcher(cluster, deployment, store, dispatcher, ratings)
     await dispatcher.start(await store.load_open_contacts(), list(known.values()))
     metrics = Metrics(lambda: dispatcher.board, clock)
     dispatcher.subscribe(metrics.observe)
@@ -108,6 +113,8 @@ async def build(
     if external is not None:
         app.cleanup_ctx.append(external.running)  # the push outbox's worker
     install_web(app, services)
+    if isinstance(dispatcher, ClusterDispatcher):
+        dispatcher.follow(app[HUB].on_command)  # offers made on the leader reach panels on this node
     telephony = build_telephony(lambda: services.deployment, store, dispatcher, clock=clock)
     if telephony is not None:
         telephony.desk.enrich = getattr(services, "enrich", None)
@@ -171,9 +178,28 @@ def _recompute_ratings_periodically(crm: CrmService) -> Callable[[web.Applicatio
     return ctx
 
 
-async def serve(config: Path, db_url: str | None, host: str | None, port: int | None, demo: bool) -> None:
+LOST_LOCK_EXIT = 3  # the exit status of a node that lost the dispatcher lock (its supervisor restarts it)
+
+
+def _cluster_settings(deployment: Deployment, url: str, port: int | None) -> ClusterSettings:
+    try:
+        settings = settings_for(url, port)
+    except ValueError as err:
+        raise ConfigError([f"--cluster: {err}"]) from None
+    if deployment.asterisk.enabled:
+        raise ConfigError(
+            [f"{deployment.path}: asterisk.enabled: cluster mode does not run telephony yet (see docs/deployment.md)"]
+        )
+    return settings
+
+
+async def serve(
+    config: Path, db_url: str | None, host: str | None, port: int | None, demo: bool, cluster: bool = False
+) -> None:
     deployment = load_deployment(config)
-    server = await build(deployment, await open_store(database_url(deployment, db_url)), demo=demo)
+    url = database_url(deployment, db_url)
+    settings = _cluster_settings(deployment, url, port) if cluster else None
+    server = await build(deployment, await open_store(url), demo=demo, cluster=settings)
     runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()
     bind_host = host or deployment.server.host
@@ -202,9 +228,16 @@ async def serve(config: Path, db_url: str | None, host: str | None, port: int | 
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    await stop.wait()
+    lost = server.dispatcher.lost if isinstance(server.dispatcher, ClusterDispatcher) else asyncio.Event()
+    _, pending = await asyncio.wait(
+        [loop.create_task(stop.wait()), loop.create_task(lost.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in pending:
+        task.cancel()
     log.info("shutting down: finishing requests in flight")
     # Stop accepting, let requests in flight finish, then drain the dispatcher so nothing is
     # left half-written.
     await runner.cleanup()
     await server.close()
+    if lost.is_set():
+        raise SystemExit(LOST_LOCK_EXIT)

@@ -32,6 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--demo", action="store_true", help="demo managers start available")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        default=os.environ.get("ACD_CLUSTER") == "1",
+        help="one of several nodes on one PostgreSQL (docs/deployment.md)",
+    )
     p.add_argument("--log-json", action="store_true", default=os.environ.get("ACD_LOG_FORMAT") == "json")
 
     p = sub.add_parser("check-config", help="validate a deployment file and its IVR flows")
@@ -86,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from acd.runtime import event_loop_runner
 
         with event_loop_runner() as runner:
-            runner.run(serve(args.config, args.db, args.host, args.port, args.demo))
+            runner.run(serve(args.config, args.db, args.host, args.port, args.demo, args.cluster))
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
