@@ -149,3 +149,21 @@ def local(url: str) -> str:
 
 async def next_of(queue: asyncio.Queue[Any], timeout: float = 10.0) -> Any:  # noqa: ASYNC109
     return await asyncio.wait_for(queue.get(), timeout)
+
+
+async def queue_a_call(r: Running, call: dict[str, str]) -> ET.Element:
+    """Run a caller through the IVR (keys 1, 2, 3, then silence) until Twilio is told to Enqueue."""
+    keys = iter(["1", "2", "3"])
+    status, body = await hook(r, "/twilio/voice", call)
+    for _ in range(40):
+        assert status == 200, body
+        root = twiml(body)
+        if root.find("Enqueue") is not None:
+            return root
+        gather, redirect = root.find("Gather"), root.find("Redirect")
+        if gather is not None:
+            status, body = await hook(r, gather.get("action", ""), {**call, "Digits": next(keys, "")})
+        else:
+            assert redirect is not None and redirect.text
+            status, body = await hook(r, redirect.text, call)
+    raise AssertionError("the IVR never queued the call")
