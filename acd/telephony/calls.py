@@ -375,8 +375,12 @@ class CallDesk:
 
     def estimate(self, call: Call) -> float | None:
         """The caller's expected wait in seconds (see `expected_wait`)."""
-        staffed = sum(1 for m in self.dispatcher.board.managers.values() if m.presence.is_staffed and m.device)
-        return expected_wait(self._position(call), staffed, self.handle_time)
+        board = self.dispatcher.board
+        staffed = sum(1 for m in board.managers.values() if m.presence.is_staffed and m.device)
+        position = self._position(call)
+        if position == 0 and call.state == "waiting":  # just arrived: the dispatcher has not queued it yet
+            position = sum(1 for c in board.queue(self.clock()) if c.channel.is_voice) + 1
+        return expected_wait(position, staffed, self.handle_time)
 
     async def _announce_wait(self, session: AgiSession, call: Call, escape: str = "") -> str | None:
         """ "Your expected wait is about N minutes" / "less than a minute"; nothing when nobody
