@@ -4,14 +4,18 @@ service over a real store with an `ExternalSync` attached, and contacts as they 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from api_fixtures import example_deployment
+from api_fixtures import EXAMPLE, example_deployment
+from storage_fixtures import Backend
 
 from acd.config import Deployment
 from acd.config.crm_external import ExternalCrmSettings
@@ -35,6 +39,45 @@ async def stand_in(app: web.Application) -> AsyncIterator[TestServer]:
 
 def with_external(settings: ExternalCrmSettings, deployment: Deployment | None = None) -> Deployment:
     return replace(deployment or example_deployment(), crm_external=settings)
+
+
+class Clock:
+    """A clock the test moves: back-offs fall due when the test says so, not after a sleep."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Wired = tuple[CrmService, ExternalSync, Store]
+
+
+@asynccontextmanager
+async def wired(
+    backend: Backend, deployment: Deployment, adapter: Any = None, clock: Callable[[], float] | None = None
+) -> AsyncIterator[Wired]:
+    """A store, our CRM and the external sync over it (its worker not started); the store is
+    closed on the way out."""
+    store = await backend.open()
+    try:
+        crm, sync = attach(store, deployment, adapter)
+        if clock is not None:
+            sync.clock = clock
+        yield crm, sync, store
+    finally:
+        await store.close()
+
+
+def write_config(tmp_path: Path, external: dict[str, Any]) -> Path:
+    """The example deployment with `crm.external` set, written to tmp_path."""
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["flows_dir"] = str(EXAMPLE.parent.parent / "ivr_flows")
+    data["crm"]["external"] = external
+    path = tmp_path / "acd.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 def attach(store: Store, deployment: Deployment, adapter: Any = None) -> tuple[CrmService, ExternalSync]:

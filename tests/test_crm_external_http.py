@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 from api_fixtures import EXAMPLE, start, stop
-from crm_external_fixtures import attach, call, finished, next_of, stand_in, with_external
+from crm_external_fixtures import Clock, attach, call, finished, next_of, stand_in, wired, with_external, write_config
 from storage_fixtures import Backend
 
 from acd.config import ConfigError, load_deployment
@@ -124,14 +123,6 @@ async def office() -> AsyncIterator[tuple[OfficeCrm, str]]:
         crm.lookup_hold.set()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 # ---- look-ups and routing -----------------------------------------------------------------
 
 
@@ -172,12 +163,8 @@ async def test_the_caller_id_is_looked_up_in_e164_whatever_its_format(
 ) -> None:
     crm, base = office
     crm.customers["+79161234567"] = REPEAT
-    store = await backend.open()
-    try:
-        ours, _ = attach(store, with_external(settings(base)))
+    async with wired(backend, with_external(settings(base))) as (ours, _, _):
         routed = await ours.enrich(call("c-1", phone=caller))
-    finally:
-        await store.close()
     assert routed.preferred == ("boris",)
     assert routed.team == "sales"  # the owner team of approval, where "proposal" maps
     assert routed.first_wait == 60.0  # approval's wait for its person
@@ -190,12 +177,8 @@ async def test_a_deal_in_a_team_stage_goes_to_the_stage_s_owner_team(
 ) -> None:
     crm, base = office
     crm.customers["+79161234567"] = {**REPEAT, "deal": {**REPEAT["deal"], "stage": "shipping"}}
-    store = await backend.open()
-    try:
-        ours, _ = attach(store, with_external(settings(base)))
+    async with wired(backend, with_external(settings(base))) as (ours, _, _):
         routed = await ours.enrich(call("c-1", phone="+7 916 123 45 67"))
-    finally:
-        await store.close()
     assert routed.preferred == ()
     assert routed.team == "logistics"  # delivery: route_to team
 
@@ -205,12 +188,8 @@ async def test_without_an_open_deal_the_customer_s_responsible_is_preferred(
 ) -> None:
     crm, base = office
     crm.customers["ivan@example.com"] = {"customer": REPEAT["customer"], "deal": None}
-    store = await backend.open()
-    try:
-        ours, _ = attach(store, with_external(settings(base)))
+    async with wired(backend, with_external(settings(base))) as (ours, _, _):
         routed = await ours.enrich(call("c-1", email="Ivan@Example.com"))
-    finally:
-        await store.close()
     assert routed.preferred == ("vera",)
 
 
@@ -220,15 +199,11 @@ async def test_a_slow_crm_costs_a_contact_at_most_the_timeout_and_it_is_routed_a
     crm, base = office
     crm.customers["+79161234567"] = REPEAT
     crm.lookup_hold = asyncio.Event()  # never answers while the test runs
-    store = await backend.open()
-    try:
-        ours, _ = attach(store, with_external(settings(base, timeout=0.3)))
+    async with wired(backend, with_external(settings(base, timeout=0.3))) as (ours, _, _):
         started = time.monotonic()
         with caplog.at_level(logging.WARNING, "acd.crm.external"):
             routed = await ours.enrich(call("c-1", phone="+79161234567"))
         took = time.monotonic() - started
-    finally:
-        await store.close()
     assert took < 2.0
     assert routed.customer_id is not None and routed.preferred == ()
     assert routed.payload["crm"] == "new customer"
@@ -238,12 +213,8 @@ async def test_a_slow_crm_costs_a_contact_at_most_the_timeout_and_it_is_routed_a
 async def test_a_crm_answering_500_does_not_stop_routing(backend: Backend, office: tuple[OfficeCrm, str]) -> None:
     crm, base = office
     crm.lookup_status = 500
-    store = await backend.open()
-    try:
-        ours, _ = attach(store, with_external(settings(base)))
+    async with wired(backend, with_external(settings(base))) as (ours, _, _):
         routed = await ours.enrich(call("c-1", phone="+79161234567"))
-    finally:
-        await store.close()
     assert routed.customer_id is not None and routed.preferred == ()
 
 
@@ -252,15 +223,11 @@ async def test_a_customer_our_crm_knows_is_not_looked_up_unless_configured_alway
 ) -> None:
     crm, base = office
     crm.customers["+79161234567"] = REPEAT
-    store = await backend.open()
-    try:
-        ours, _ = attach(store, with_external(settings(base, cache=0.001)))
+    async with wired(backend, with_external(settings(base, cache=0.001))) as (ours, _, store):
         await ours.enrich(call("c-1", phone="+79161234567"))  # a stranger to us: looked up, now known
         again = await ours.enrich(call("c-2", phone="+79161234567"))
         always, _ = attach(store, with_external(settings(base, lookup="always")))
         third = await always.enrich(call("c-3", phone="+79161234567"))
-    finally:
-        await store.close()
     assert len(crm.lookups) == 2
     assert again.preferred == () and third.preferred == ("boris",)
 
@@ -274,10 +241,7 @@ async def test_a_push_is_retried_after_500s_and_dropped_connections_and_delivere
     crm, base = office
     crm.script = ["500", "500", "drop", "drop-after", "ok"]
     clock = Clock()
-    store = await backend.open()
-    try:
-        _, sync = attach(store, with_external(settings(base)))
-        sync.clock = clock
+    async with wired(backend, with_external(settings(base)), clock=clock) as (_, sync, store):
         contact = finished(call("c-1", phone="+79161234567"), "boris", Outcome.WON)
         assert await sync.finished([contact]) == 1
         sent = 0
@@ -290,8 +254,6 @@ async def test_a_push_is_retried_after_500s_and_dropped_connections_and_delivere
         assert await sync.finished([contact]) == 0  # asking again changes nothing
         clock.now += 3600
         assert await sync.send_due() == 0
-    finally:
-        await store.close()
     keys = [(await next_of(crm.attempts))[:2] for _ in range(5)]
     assert keys == [(idempotency_key("c-1"), step) for step in ("500", "500", "drop", "drop-after", "ok")]
     assert crm.attempts.empty()
@@ -360,17 +322,16 @@ async def test_a_contact_finished_just_before_a_crash_is_found_at_start(
 async def test_a_push_the_crm_refuses_is_given_up_not_retried(backend: Backend, office: tuple[OfficeCrm, str]) -> None:
     crm, base = office
     clock = Clock()
-    store = await backend.open()
-    try:
-        _, sync = attach(store, with_external(settings(base, secret="not-the-shared-secret")))
-        sync.clock = clock
+    async with wired(backend, with_external(settings(base, secret="not-the-shared-secret")), clock=clock) as (
+        _,
+        sync,
+        store,
+    ):
         await sync.finished([finished(call("c-1", phone="+79161234567"), "boris")])
         await sync.send_due()
         clock.now += 3600
         await sync.send_due()
         row = await SyncStore(store).get(idempotency_key("c-1"))
-    finally:
-        await store.close()
     assert (await next_of(crm.attempts))[2] is False
     assert crm.attempts.empty()
     assert row is not None and row.status == "failed" and "401" in (row.last_error or "")
@@ -379,17 +340,8 @@ async def test_a_push_the_crm_refuses_is_given_up_not_retried(backend: Backend, 
 # ---- configuration ------------------------------------------------------------------------
 
 
-def write(tmp_path: Path, external: dict[str, Any]) -> Path:
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
-    data["flows_dir"] = str(EXAMPLE.parent.parent / "ivr_flows")
-    data["crm"]["external"] = external
-    path = tmp_path / "acd.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
-
-
 def test_a_complete_http_section_loads_with_its_secret_from_the_environment(tmp_path: Path) -> None:
-    path = write(
+    path = write_config(
         tmp_path,
         {
             "kind": "http",
@@ -408,7 +360,7 @@ def test_a_complete_http_section_loads_with_its_secret_from_the_environment(tmp_
 
 
 def test_mistakes_in_the_section_are_named_by_file_and_key(tmp_path: Path) -> None:
-    path = write(
+    path = write_config(
         tmp_path,
         {
             "kind": "http",
@@ -423,7 +375,7 @@ def test_mistakes_in_the_section_are_named_by_file_and_key(tmp_path: Path) -> No
     assert len(err.value.problems) == 1
     assert err.value.problems[0].startswith(f"{path}: crm.external.push_url: must match pattern")
 
-    path = write(
+    path = write_config(
         tmp_path,
         {"kind": "http", "secret_env": "ACD_CRM_SECRET", "users": {"17": "nobody"}, "stages": {"x": "nowhere"}},
     )

@@ -39,9 +39,9 @@ def _seconds(value: Any) -> Any:
 
 def _str_keys(value: Any) -> Any:
     # CRM user ids are numbers; YAML reads an unquoted 17 as an int.
-    if isinstance(value, dict):
-        return {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in value.items()}
-    return value
+    from acd.config.schema import _str_keys
+
+    return _str_keys(value)
 
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]

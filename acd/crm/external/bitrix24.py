@@ -39,6 +39,7 @@ import phonenumbers
 
 from acd.config.crm_external import ExternalCrmSettings
 from acd.crm.external.base import ExternalMatch, Refused, Unavailable
+from acd.crm.external.http import HttpPeer
 
 log = logging.getLogger("acd.crm.external")
 
@@ -63,7 +64,7 @@ def phone_forms(e164: str) -> list[str]:
     return list(dict.fromkeys([*forms, digits]))
 
 
-class Bitrix24Crm:
+class Bitrix24Crm(HttpPeer):
     name = "bitrix24"
 
     def __init__(
@@ -76,16 +77,6 @@ class Bitrix24Crm:
         self.settings = settings
         self.base = settings.url
         self._sleep = sleep
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
     async def call(self, method: str, params: Mapping[str, Any]) -> Any:
         """One REST method's `result`; QUERY_LIMIT_EXCEEDED waits and tries again."""

@@ -59,13 +59,10 @@ def encode(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
 
-class HttpCrm:
-    name = "http"
+class HttpPeer:
+    """One aiohttp session per adapter, opened on first use (inside the running loop)."""
 
-    def __init__(self, settings: ExternalCrmSettings, clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
-        self.clock = clock
-        self._session: aiohttp.ClientSession | None = None
+    _session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -75,6 +72,14 @@ class HttpCrm:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+class HttpCrm(HttpPeer):
+    name = "http"
+
+    def __init__(self, settings: ExternalCrmSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
 
     async def lookup(self, phone: str | None, email: str | None) -> ExternalMatch | None:
         url = self.settings.lookup_url
@@ -148,4 +153,4 @@ def _match(data: Any) -> ExternalMatch | None:
     )
 
 
-__all__ = ["HttpCrm", "encode", "sign", "verify"]
+__all__ = ["HttpCrm", "HttpPeer", "encode", "sign", "verify"]
