@@ -92,6 +92,19 @@ class ContactReassigned:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactTransferred:
+    """The manager who has a contact passes it on (a blind transfer of a call): it leaves
+    them and waits again at its old place, pinned to `to_manager` (until `pin_until`, if
+    given) or routed within `to_team`."""
+
+    contact_id: str
+    by: str
+    to_manager: str | None = None
+    to_team: str | None = None
+    pin_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceStateChanged:
     manager_id: str
     busy: bool
@@ -119,6 +132,7 @@ Event = (
     | OfferFailed
     | WorkFinished
     | ContactReassigned
+    | ContactTransferred
     | DeviceStateChanged
     | TimerFired
     | PolicyReloaded

@@ -160,6 +160,8 @@ class Switchboard:
                 self._finish(cid, mid, outcome)
             case ev.ContactReassigned(cid, mid, by, pin_until):
                 self._reassign(cid, mid, by, pin_until)
+            case ev.ContactTransferred(cid, by, to_manager, to_team, pin_until):
+                self._transfer(cid, by, to_manager, to_team, pin_until)
             case ev.DeviceStateChanged(mid, busy):
                 m = self._manager(mid)
                 if m.device_busy != busy:
@@ -284,6 +286,52 @@ class Switchboard:
         if pin_until is not None:
             self._cmd(ev.StartTimer(("pin", cid), pin_until))
         self._log(c, target, "override", [], {}, {}, f"pinned to {target.name or mid} by {by}")
+
+    def _transfer(
+        self, cid: str, by: str, to_manager: str | None, to_team: str | None, pin_until: float | None
+    ) -> None:
+        """The owner of an assigned contact passes it on. It waits again at its old place in
+        the queue (arrival time unchanged), never back to `by` while someone else could take
+        it: pinned to `to_manager`, or at the policy's first team step with `to_team` as its
+        team. Marked `override` (routing did not choose the new owner), logged as "transfer".
+
+        Errors (nothing changes): `not_assigned`, `not_yours` (the one transferring is not the
+        owner), `bad_transfer` (neither or both targets, or to oneself), `no_such_manager`."""
+        c = self._contact(cid)
+        if c.status is not ContactStatus.ASSIGNED:
+            raise CoreError("not_assigned", f"contact {cid} is {c.status.value}, not assigned: nothing to transfer")
+        if c.assigned_to != by:
+            raise CoreError("not_yours", f"contact {cid} is assigned to {c.assigned_to}, not {by}")
+        if (to_manager is None) == (to_team is None) or to_manager == by:
+            raise CoreError("bad_transfer", "transfer to one other manager or to one team")
+        target = self._manager(to_manager) if to_manager is not None else None
+        old = self.managers.get(by)
+        if old is not None:
+            old.load[c.channel] = max(0, old.load.get(c.channel, 0) - 1)
+            old.handled_today += 1
+            old.last_finished_at = self._now
+            self._dirty(old)
+            if old.presence in (Presence.AVAILABLE, Presence.BUSY):
+                self._move(old, Cause.LOAD_CHANGED, "transferred away")
+        c.status, c.assigned_to, c.override = ContactStatus.WAITING, None, True
+        c.declined_by = c.declined_by | {by}
+        if target is not None:
+            c.pinned_to, c.pin_expires_at = target.id, pin_until
+            if pin_until is not None:
+                self._cmd(ev.StartTimer(("pin", cid), pin_until))
+            summary = f"transferred by {by} to {target.name or target.id}"
+        else:
+            steps = self.policy.steps
+            c.team, c.preferred, c.pinned_to, c.pin_expires_at = to_team, (), None, None
+            c.step = next((i for i, s in enumerate(steps) if s.pool is Pool.TEAM), 0)
+            c.first_wait = None
+            summary = f"transferred by {by} to team {to_team}"
+        c.step_since = self._now
+        self._start_step_timer(c)
+        self._enqueue(c)
+        self._dirty(c)
+        self._p.touched_contacts[c.id] = c
+        self._log(c, target, "transfer", [], {}, {}, summary)
 
     def _presence_request(self, m: Manager, presence: Presence, reason: str | None, by: str) -> None:
         cause = {Presence.AVAILABLE: Cause.SET_AVAILABLE, Presence.PAUSED: Cause.PAUSE, Presence.OFFLINE: Cause.LOGOUT}
