@@ -115,6 +115,7 @@ class ClusterDispatcher(Dispatcher):
         self.bus = Bus(settings.url, settings.schema, settings.node)
         self.leadership = Leadership(settings.url, settings.schema, self._take_over, self._lose)
         self.leading = False
+        self.elected = asyncio.Event()  # set once this node dispatches
         self.lost = asyncio.Event()  # set when this node lost the lock: the process must exit
         self._panel_listeners: list[Listener] = []
         self._outbox: list[dict[str, Any]] = []
@@ -126,6 +127,8 @@ class ClusterDispatcher(Dispatcher):
         self._published: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # in order: an offer before its withdrawal
         self._seen: dict[str, float] = {}  # leader: contact ids the core has had, with their arrival
         self._since = 0.0
+        self._scanned = 0.0
+        self._announced: set[str] = set()  # leader: contact ids other nodes said they committed
         self._tasks: list[asyncio.Task[None]] = []
         self._leader_tasks: list[asyncio.Task[None]] = []
         self.subscribe(self._forward)
@@ -139,7 +142,7 @@ class ClusterDispatcher(Dispatcher):
         self.board.replace_state(contacts, managers)
         self.bus.handlers = {
             "events": lambda _p: self._wake.set(),
-            "arrived": lambda _p: self._wake.set(),
+            "arrived": self._on_arrived,
             "done": self._on_done,
             "changed": lambda _p: self._refresh_wanted.set(),
             "effects": self._on_effect,
@@ -322,6 +325,7 @@ class ClusterDispatcher(Dispatcher):
         self._leader_tasks = [asyncio.create_task(self._lead(), name="acd-cluster-lead")]
         self._wake.set()
         self._changed()
+        self.elected.set()
         log.warning(
             "cluster: node %s dispatches now (%d open contacts restored in %.3f s)",
             self.settings.node,
@@ -374,13 +378,25 @@ class ClusterDispatcher(Dispatcher):
             except (*CONNECTION_ERRORS, StorageError) as err:
                 log.warning("cluster: reading other nodes' work failed (%s); retrying", err)
 
+    def _on_arrived(self, contact_id: str) -> None:
+        if self.leading:
+            self._announced.add(contact_id)
+            self._wake.set()
+
     async def _pick_up_arrivals(self) -> None:
         """Contacts another node committed that this dispatcher has not had yet, oldest first.
         Ids this dispatcher ever had are remembered, so a contact it has already finished is
         never brought back from a row read before that finish was committed."""
-        since = max(self._since - ARRIVAL_MARGIN, self.clock() - ARRIVAL_WINDOW)
-        waiting = await self._store.list_contacts("waiting", since=since, limit=5000)
-        for contact in reversed(waiting):
+        announced, self._announced = self._announced, set()
+        found = await asyncio.gather(*(self._store.get_contact(cid) for cid in announced - self._seen.keys()))
+        fresh = [c for c in found if c is not None]
+        if self.clock() - self._scanned >= POLL:  # the safety net: announcements can be lost
+            self._scanned = self.clock()
+            since = max(self._since - ARRIVAL_MARGIN, self.clock() - ARRIVAL_WINDOW)
+            fresh += await self._store.list_contacts("waiting", since=since, limit=5000)
+        for contact in sorted(fresh, key=lambda c: c.seq):
+            if contact.status is not ContactStatus.WAITING:
+                continue
             if contact.id not in self._seen:
                 self._seen[contact.id] = contact.arrived_at
                 super().post(ev.ContactArrived(contact))

@@ -1,0 +1,136 @@
+"""Two cluster nodes in one process, each with its own store on one PostgreSQL schema: the
+follower's requests are answered by the leader's core, contacts it commits are routed by the
+leader, offers reach its panels, and a leader cut from its lock stops dispatching at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from cluster_fixtures import Place
+
+from acd.cluster import ClusterDispatcher, ClusterSettings
+from acd.cluster.leader import dsn
+from acd.core import events as ev
+from acd.core.errors import CoreError
+from acd.core.model import Presence
+from acd.core.policy import RoutingPolicy
+from acd.core.switchboard import Switchboard
+from acd.storage import Store, open_store
+from tests.core_helpers import contact, manager
+
+POLICY = RoutingPolicy(inactivity_pause=0)
+
+
+async def node(place: Place, store: Store, name: str) -> ClusterDispatcher:
+    d = ClusterDispatcher(
+        lambda policy: Switchboard(policy),
+        store,
+        store,
+        ClusterSettings(place.url, name, place.schema),
+        POLICY,
+        lambda: POLICY,
+    )
+    await d.start(await store.load_open_contacts(), await store.load_managers())
+    return d
+
+
+@pytest.fixture
+async def pair(pg_schema: Place) -> AsyncIterator[tuple[ClusterDispatcher, ClusterDispatcher]]:
+    """`(leader, follower)`, each with a store of its own, as two processes would have."""
+    first = await open_store(pg_schema.url, schema=pg_schema.schema)
+    await first.save_manager(manager("anna", presence=Presence.OFFLINE))
+    second = await open_store(pg_schema.url, schema=pg_schema.schema)
+    leader = await node(pg_schema, first, "a")
+    await asyncio.wait_for(leader.elected.wait(), 15)
+    follower = await node(pg_schema, second, "b")
+    try:
+        yield leader, follower
+    finally:
+        await follower.stop()
+        await leader.stop()
+        await first.close()
+        await second.close()
+
+
+async def test_only_one_of_two_nodes_dispatches(pair: tuple[ClusterDispatcher, ClusterDispatcher]) -> None:
+    leader, follower = pair
+    assert leader.leading and not follower.leading
+    assert not follower.elected.is_set()
+
+
+async def test_a_request_made_on_a_follower_is_handled_by_the_leader_and_its_state_is_read_back(
+    pair: tuple[ClusterDispatcher, ClusterDispatcher],
+) -> None:
+    leader, follower = pair
+    await follower.submit(ev.PresenceSet("anna", Presence.AVAILABLE))
+    assert leader.board.managers["anna"].presence is Presence.AVAILABLE
+    assert follower.board.managers["anna"].presence is Presence.AVAILABLE  # the caller reads what it changed
+
+
+async def test_a_request_the_core_refuses_raises_on_the_follower_with_the_leaders_code(
+    pair: tuple[ClusterDispatcher, ClusterDispatcher],
+) -> None:
+    leader, follower = pair
+    with pytest.raises(CoreError) as on_leader:
+        await leader.submit(ev.OfferAccepted("nobody", "anna"))
+    with pytest.raises(CoreError) as on_follower:
+        await follower.submit(ev.OfferAccepted("nobody", "anna"))
+    assert on_follower.value.code == on_leader.value.code
+
+
+async def test_a_contact_committed_on_a_follower_is_routed_and_its_offer_reaches_the_followers_panels(
+    pair: tuple[ClusterDispatcher, ClusterDispatcher],
+) -> None:
+    leader, follower = pair
+    offers: asyncio.Queue[ev.OfferContact] = asyncio.Queue()
+
+    def panel(cmd: ev.Command) -> None:
+        if isinstance(cmd, ev.OfferContact):
+            offers.put_nowait(cmd)
+
+    follower.subscribe(panel)
+    follower.follow(panel)
+    await follower.submit(ev.PresenceSet("anna", Presence.AVAILABLE))
+    stored, created = await follower._store.create_contact(contact("c1", arrived_at=time.time()))
+    assert created
+    follower.post(ev.ContactArrived(stored))
+    offer = await asyncio.wait_for(offers.get(), 10)
+    assert (offer.contact.id, offer.manager.id) == ("c1", "anna")
+    assert leader.board.contacts["c1"].offered_to == "anna"
+    assert offers.empty()  # heard once, from the leader's notification, not also from its own loop
+
+
+async def test_a_contact_the_leader_was_never_told_about_is_found_in_the_store(
+    pair: tuple[ClusterDispatcher, ClusterDispatcher],
+) -> None:
+    leader, follower = pair
+    await follower.submit(ev.PresenceSet("anna", Presence.AVAILABLE))
+    # committed, acknowledged, and then the follower died before announcing it
+    await follower._store.create_contact(contact("c2", arrived_at=time.time()))
+    async with asyncio.timeout(10):
+        while True:  # the leader's poll runs every second, and nobody announces the contact
+            if "c2" in leader.board.contacts:
+                break
+            await asyncio.sleep(0.05)
+    assert leader.board.contacts["c2"].offered_to == "anna"
+
+
+async def test_a_leader_cut_from_its_lock_stops_dispatching_at_once_and_the_follower_takes_over(
+    pair: tuple[ClusterDispatcher, ClusterDispatcher],
+) -> None:
+    leader, follower = pair
+    pid = leader.leadership._conn.get_server_pid()
+    admin = await asyncpg.connect(dsn(leader.settings.url))
+    try:
+        await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    await asyncio.wait_for(leader.lost.wait(), 10)
+    assert not leader.leading and leader._task is None  # the loop is gone: no more commits from here
+    await asyncio.wait_for(follower.elected.wait(), 10)
+    await follower.submit(ev.PresenceSet("anna", Presence.AVAILABLE))
+    assert follower.board.managers["anna"].presence is Presence.AVAILABLE
