@@ -127,6 +127,20 @@ class Bus:
     async def forget_handled(self) -> None:
         await self._pool.execute("DELETE FROM cluster_events WHERE handled_at < $1", time.time() - KEEP_HANDLED_S)
 
+    async def still_holds(self, fence: tuple[int, int, int]) -> bool:
+        """Whether the session `fence` names still holds the dispatcher lock (pg_locks shows
+        a bigint advisory key as classid = high half, objid = low half, objsubid = 1)."""
+        pid, high, low = fence
+        return bool(
+            await self._pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1"
+                " AND classid = $2::bigint::oid AND objid = $3::bigint::oid AND objsubid = 1)",
+                pid,
+                high,
+                low,
+            )
+        )
+
     # ---- notifications ----------------------------------------------------------------
 
     async def notify(self, kind: str, payload: str | Mapping[str, Any] = "") -> None:

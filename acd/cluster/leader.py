@@ -78,6 +78,13 @@ class Leadership:
         self._releasing = False
         self.holding = False
 
+    def fence(self) -> tuple[int, int, int] | None:
+        """`(backend pid, high, low)` identifying the lock this node holds, for a check from
+        another connection (`Bus.still_holds`); None when it holds none."""
+        if not self.holding or self._conn is None:
+            return None
+        return self._conn.get_server_pid(), (self._key >> 32) & 0xFFFFFFFF, self._key & 0xFFFFFFFF
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="acd-cluster-leadership")
 

@@ -24,7 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -76,11 +76,15 @@ class Mirror(Switchboard):
 
 
 class _Notifier:
-    """The leader's persistence: commit, then tell the followers (coalesced, never blocking)."""
+    """The leader's persistence: make sure the lock is still this node's, commit, then tell
+    the followers (coalesced, never blocking). The check narrows the window in which a leader
+    cut off from its lock connection could still write to the moment between check and commit;
+    a failed check is a `StorageError`, which the dispatcher retries until `lost` stops it."""
 
-    def __init__(self, inner: Persistence, changed: Callable[[], None]) -> None:
+    def __init__(self, inner: Persistence, changed: Callable[[], None], holds: Callable[[], Awaitable[bool]]) -> None:
         self._inner = inner
         self._changed = changed
+        self._holds = holds
         self.enabled = False
 
     async def apply(
@@ -90,9 +94,16 @@ class _Notifier:
         decisions: Sequence[ev.Decision],
         transitions: Sequence[ev.Transition],
     ) -> None:
+        if not self.enabled:
+            raise StorageError("this node does not hold the dispatcher lock")
+        try:
+            holds = await self._holds()
+        except CONNECTION_ERRORS as err:
+            raise StorageError(f"cannot check the dispatcher lock: {err}") from err
+        if not holds:
+            raise StorageError("this node no longer holds the dispatcher lock")
         await self._inner.apply(contacts, managers, decisions, transitions)
-        if self.enabled:
-            self._changed()
+        self._changed()
 
 
 class ClusterDispatcher(Dispatcher):
@@ -106,7 +117,7 @@ class ClusterDispatcher(Dispatcher):
         reload_policy: Callable[[], RoutingPolicy],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._notifier = _Notifier(persistence, self._changed)
+        self._notifier = _Notifier(persistence, self._changed, self._holds_lock)
         super().__init__(Mirror(policy), self._notifier, clock)
         self._make_board = board
         self._store = store
@@ -357,6 +368,10 @@ class ClusterDispatcher(Dispatcher):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._leader_tasks = []
+
+    async def _holds_lock(self) -> bool:
+        fence = self.leadership.fence()
+        return fence is not None and await self.bus.still_holds(fence)
 
     def _note_arrival(self, event: ev.Event) -> None:
         if isinstance(event, ev.ContactArrived):

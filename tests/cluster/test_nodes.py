@@ -123,7 +123,9 @@ async def test_a_leader_cut_from_its_lock_stops_dispatching_at_once_and_the_foll
     pair: tuple[ClusterDispatcher, ClusterDispatcher],
 ) -> None:
     leader, follower = pair
-    pid = leader.leadership._conn.get_server_pid()
+    fence = leader.leadership.fence()
+    assert fence is not None and await follower.bus.still_holds(fence)
+    pid = fence[0]
     admin = await asyncpg.connect(dsn(leader.settings.url))
     try:
         await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
@@ -132,5 +134,8 @@ async def test_a_leader_cut_from_its_lock_stops_dispatching_at_once_and_the_foll
     await asyncio.wait_for(leader.lost.wait(), 10)
     assert not leader.leading and leader._task is None  # the loop is gone: no more commits from here
     await asyncio.wait_for(follower.elected.wait(), 10)
+    assert not await follower.bus.still_holds(fence)  # the old leader's commits would be refused
+    new_fence = follower.leadership.fence()
+    assert new_fence is not None and await follower.bus.still_holds(new_fence)
     await follower.submit(ev.PresenceSet("anna", Presence.AVAILABLE))
     assert follower.board.managers["anna"].presence is Presence.AVAILABLE
