@@ -29,6 +29,7 @@ from storage_fixtures import Backend
 from acd.config import ConfigError, load_deployment
 from acd.config.crm_external import ExternalCrmSettings
 from acd.core.model import Outcome
+from acd.crm.external import ExternalSync, build_adapter
 from acd.crm.external.base import idempotency_key
 from acd.storage.crm_sync import SyncStore
 
@@ -218,18 +219,31 @@ async def test_a_crm_answering_500_does_not_stop_routing(backend: Backend, offic
     assert routed.customer_id is not None and routed.preferred == ()
 
 
-async def test_a_customer_our_crm_knows_is_not_looked_up_unless_configured_always(
+async def test_a_customer_our_crm_routes_itself_is_looked_up_only_when_configured_always(
     backend: Backend, office: tuple[OfficeCrm, str]
 ) -> None:
     crm, base = office
-    crm.customers["+79161234567"] = REPEAT
+    crm.customers["+79161234567"] = crm.customers["+79161234999"] = REPEAT
     async with wired(backend, with_external(settings(base, cache=0.001))) as (ours, _, store):
-        await ours.enrich(call("c-1", phone="+79161234567"))  # a stranger to us: looked up, now known
-        again = await ours.enrich(call("c-2", phone="+79161234567"))
+        first = await ours.enrich(call("c-1", phone="+79161234567"))  # a stranger to us
+        again = await ours.enrich(call("c-2", phone="+79161234567"))  # ours now, but nobody to route to
+        await ours.create_customer("ООО Ромашка", phones=["+79161234999"], account_manager="anna")
+        own = await ours.enrich(call("c-3", phone="+79161234999"))
+        assert len(crm.lookups) == 2
         always, _ = attach(store, with_external(settings(base, lookup="always")))
-        third = await always.enrich(call("c-3", phone="+79161234567"))
-    assert len(crm.lookups) == 2
-    assert again.preferred == () and third.preferred == ("boris",)
+        both = await always.enrich(call("c-4", phone="+79161234999"))
+    assert len(crm.lookups) == 3
+    assert first.preferred == again.preferred == ("boris",)
+    assert own.preferred == ("anna",) and own.payload["routed_by"] == "repeat"
+    assert both.preferred == ("boris", "anna")  # the office's CRM first, then ours
+
+
+async def test_answers_are_kept_for_the_cache_time(backend: Backend, office: tuple[OfficeCrm, str]) -> None:
+    crm, base = office
+    async with wired(backend, with_external(settings(base))) as (ours, _, _):
+        for n in range(3):
+            await ours.enrich(call(f"c-{n}", phone="+79161234567"))  # a stranger everywhere
+    assert len(crm.lookups) == 1
 
 
 # ---- pushes -------------------------------------------------------------------------------
@@ -335,6 +349,51 @@ async def test_a_push_the_crm_refuses_is_given_up_not_retried(backend: Backend, 
     assert (await next_of(crm.attempts))[2] is False
     assert crm.attempts.empty()
     assert row is not None and row.status == "failed" and "401" in (row.last_error or "")
+
+
+async def test_a_contact_finished_while_the_crm_is_down_is_delivered_after_a_server_restart(
+    backend: Backend, office: tuple[OfficeCrm, str]
+) -> None:
+    crm, base = office
+    crm.script = ["500"]
+    deployment = with_external(settings(base, backoff=3600.0, max_backoff=3600.0))
+    running = await start(backend, deployment)
+    try:
+        _, lead = await running.call("POST", "/api/leads", json={"name": "Пётр", "phone": "+7 903 111-22-33"})
+        await running.settle()
+        _, contact = await running.call("GET", f"/api/contacts/{lead['id']}", running.supervisor)
+        token = await running.manager_token(contact["offered_to"])
+        await running.call("POST", f"/api/contacts/{lead['id']}/accept", token)
+        await running.call("POST", f"/api/contacts/{lead['id']}/finish", token, json={"outcome": "done"})
+        assert (await next_of(crm.attempts))[1] == "500"
+    finally:
+        await stop(running)
+    store = await backend.open()
+    row = await SyncStore(store).get(idempotency_key(lead["id"]))
+    assert row is not None and row.status in ("pending", "sending") and row.attempts == 1
+    row.status, row.next_at = "pending", time.time()  # the back-off ran out while the server was down
+    await SyncStore(store).update(row)
+    await store.close()
+
+    running = await start(backend, deployment)
+    try:
+        key, step, signed = await next_of(crm.attempts)
+    finally:
+        await stop(running)
+    assert (key, step, signed) == (idempotency_key(lead["id"]), "ok", True)
+    assert list(crm.delivered) == [key]
+
+
+async def test_a_reload_s_new_secret_reaches_the_adapter(backend: Backend, office: tuple[OfficeCrm, str]) -> None:
+    crm, base = office
+    current = [settings(base, secret="before-the-reload")]
+    async with wired(backend, with_external(current[0])) as (_, _, store):
+        sync = ExternalSync(build_adapter(current[0]), store, lambda: current[0], lambda: "RU")
+        await sync.finished([finished(call("c-1", phone="+79161234567"), "boris")])
+        current[0] = settings(base)  # the shared secret, from the environment at the reload
+        assert await sync.send_due() == 1
+        await sync.stop()
+    assert (await next_of(crm.attempts))[2] is True
 
 
 # ---- configuration ------------------------------------------------------------------------

@@ -4,7 +4,7 @@
       external:
         kind: bitrix24                     # http | bitrix24
         url_env: ACD_BITRIX24_WEBHOOK      # https://<portal>/rest/<user>/<token>/ (the token is a secret)
-        lookup: unknown                    # unknown: only customers our CRM does not know | always | off
+        lookup: unknown                    # unknown: when our CRM has nobody for the customer | always | off
         timeout: 1.5s                      # the most a look-up may hold a contact back
         users: {"17": anna}                # the CRM's user id -> our manager id
         stages: {"C1:NEW": qualification}  # the CRM's deal stage -> our funnel stage

@@ -208,13 +208,15 @@ class CrmService:
         await self._learn(customer, contact, phone, email)
         deals = await self.repo.deals_of(customer.id)
         repeat = self._as_repeat(contact, customer, deals, await self.current_vacations(now), now)
-        return await self._external(repeat, phone, email, known=True, now=now)
+        return await self._external(repeat, phone, email, known=_routed_by_us(contact, repeat), now=now)
 
     async def _external(
         self, contact: Contact, phone: str | None, email: str | None, *, known: bool, now: float
     ) -> Contact:
-        """What the office's own CRM adds (`crm.external`): bounded by its timeout, and on
-        any failure the contact goes on as our CRM routed it."""
+        """What the office's own CRM adds (`crm.external`), for a customer our CRM has nothing
+        to route by (`known` False: a stranger, or no open deal, account manager or pin) or,
+        with `lookup: always`, for everyone. Bounded by its timeout; on any failure the
+        contact goes on as our CRM routed it."""
         if self.external is None:
             return contact
         try:
@@ -281,7 +283,7 @@ class CrmService:
                 await self._learn(customer, c, phone, email)
                 out.append(self._as_repeat(c, customer, deals.get(customer.id, []), vacations, now))
         if self.external is not None:  # the look-ups of a batch run side by side
-            known = [cu is not None and cu.id not in fresh_ids for cu in owners]
+            known = [_routed_by_us(c, o) for c, o in zip(contacts, out, strict=True)]
             routed = [self._external(c, p, e, known=k, now=now) for c, (p, e), k in zip(out, ids, known, strict=True)]
             out = list(await asyncio.gather(*routed))
         return out, fresh
@@ -812,6 +814,11 @@ class CrmService:
     async def export_deals(self) -> str:
         d = self.deployment
         return csvio.deals_csv(await self.repo.all_deals(), d.tz, d.policy.segment_keys)
+
+
+def _routed_by_us(before: Contact, after: Contact) -> bool:
+    """Our CRM found someone (or a team) for the contact: an open deal, an account manager, a pin."""
+    return after.preferred != before.preferred or after.team != before.team
 
 
 def _estimate_json(e: Estimate, keys: Sequence[str], k: float) -> dict[str, Any]:

@@ -66,6 +66,7 @@ class ExternalMatch:
 
 class ExternalCrm(Protocol):
     name: str
+    settings: ExternalCrmSettings  # replaced when a configuration reload changes the section
 
     async def lookup(self, phone: str | None, email: str | None) -> ExternalMatch | None:
         """The customer behind an E.164 phone or a lower-case e-mail, or None. Raises

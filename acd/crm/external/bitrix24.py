@@ -75,7 +75,6 @@ class Bitrix24Crm(HttpPeer):
         if not settings.url:
             raise ValueError("the Bitrix24 webhook URL is not configured")
         self.settings = settings
-        self.base = settings.url
         self._sleep = sleep
 
     async def call(self, method: str, params: Mapping[str, Any]) -> Any:
@@ -103,7 +102,9 @@ class Bitrix24Crm(HttpPeer):
     async def _post(self, method: str, params: Mapping[str, Any]) -> tuple[int, Any]:
         try:
             async with self._http().post(
-                f"{self.base}{method}.json", json=dict(params), timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)
+                f"{self.settings.url}{method}.json",
+                json=dict(params),
+                timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT),
             ) as resp:
                 text = await resp.text()
                 status = resp.status

@@ -71,11 +71,21 @@ class ExternalSync:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sending = asyncio.Lock()
+        self._warned: ExternalCrmSettings | None = None
         self.sent = 0
 
     @property
     def settings(self) -> ExternalCrmSettings | None:
-        return self._settings()
+        """The section as configured now; a reload's new URLs, secret or timeout reach the
+        adapter here (a new `kind` needs a restart)."""
+        s = self._settings()
+        if s is not None and s is not self.adapter.settings:
+            if s.kind == self.adapter.name:
+                self.adapter.settings = s
+            elif s is not self._warned:
+                self._warned = s
+                log.error("crm.external.kind changed to %s: restart the server to switch CRMs", s.kind)
+        return s
 
     # ---- look-ups -----------------------------------------------------------------------
 
@@ -113,8 +123,9 @@ class ExternalSync:
         vacations: Sequence[Vacation],
         now: float,
     ) -> Contact:
-        """`contact` routed by the external CRM too: for a customer our CRM does not `known`
-        (`lookup: unknown`) or for everyone (`lookup: always`)."""
+        """`contact` routed by the external CRM too: when our CRM had nobody for the customer
+        (not `known`: a stranger, or no open deal, account manager or pin; `lookup: unknown`)
+        or for everyone (`lookup: always`)."""
         s = self.settings
         if s is None or s.lookup == "off" or (known and s.lookup == "unknown"):
             return contact
