@@ -58,15 +58,16 @@ Wired = tuple[CrmService, ExternalSync, Store]
 async def wired(
     backend: Backend, deployment: Deployment, adapter: Any = None, clock: Callable[[], float] | None = None
 ) -> AsyncIterator[Wired]:
-    """A store, our CRM and the external sync over it (its worker not started); the store is
+    """A store, our CRM and the external sync over it (its worker not started); both are
     closed on the way out."""
     store = await backend.open()
+    crm, sync = attach(store, deployment, adapter)
+    if clock is not None:
+        sync.clock = clock
     try:
-        crm, sync = attach(store, deployment, adapter)
-        if clock is not None:
-            sync.clock = clock
         yield crm, sync, store
     finally:
+        await sync.stop()
         await store.close()
 
 

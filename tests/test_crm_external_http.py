@@ -230,8 +230,9 @@ async def test_a_customer_our_crm_routes_itself_is_looked_up_only_when_configure
         await ours.create_customer("ООО Ромашка", phones=["+79161234999"], account_manager="anna")
         own = await ours.enrich(call("c-3", phone="+79161234999"))
         assert len(crm.lookups) == 2
-        always, _ = attach(store, with_external(settings(base, lookup="always")))
+        always, sync = attach(store, with_external(settings(base, lookup="always")))
         both = await always.enrich(call("c-4", phone="+79161234999"))
+        await sync.stop()
     assert len(crm.lookups) == 3
     assert first.preferred == again.preferred == ("boris",)
     assert own.preferred == ("anna",) and own.payload["routed_by"] == "repeat"
@@ -276,6 +277,18 @@ async def test_a_push_is_retried_after_500s_and_dropped_connections_and_delivere
     assert row is not None and (row.status, row.attempts, row.external_id) == ("sent", 5, "act-1")
 
 
+async def test_two_workers_on_one_database_send_a_contact_once(backend: Backend, office: tuple[OfficeCrm, str]) -> None:
+    crm, base = office
+    deployment = with_external(settings(base))
+    async with wired(backend, deployment) as (_, one, store):
+        _, two = attach(store, deployment)
+        await one.finished([finished(call("c-1", phone="+79161234567"), "boris")])
+        sent = await asyncio.gather(one.send_due(), two.send_due())
+        await two.stop()
+    assert sorted(sent) == [0, 1]
+    assert crm.attempts.qsize() == 1
+
+
 async def test_the_outbox_survives_a_restart_and_a_stop_mid_send(
     backend: Backend, office: tuple[OfficeCrm, str]
 ) -> None:
@@ -292,6 +305,7 @@ async def test_the_outbox_survives_a_restart_and_a_stop_mid_send(
     assert first is not None and first.status == "pending"
     first.status = "sending"  # the server stops while c-1's retry is on the wire
     await outbox.update(first)
+    await sync.adapter.close()
     await store.close()
 
     store = await backend.open()  # restart
@@ -320,6 +334,7 @@ async def test_a_contact_finished_just_before_a_crash_is_found_at_start(
     lost = finished(call("c-2", phone="+79161234568"), "vera")
     lost.finished_at = time.time()
     await store.apply([lost], [], [], [])  # committed, but the process died before its outbox row
+    await sync.adapter.close()
     await store.close()
 
     store = await backend.open()

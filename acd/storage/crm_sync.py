@@ -74,6 +74,22 @@ class SyncStore:
         row = await self._store._row(query.where(c.status == "pending"))
         return None if row is None or not row["n"] else float(row["at"])
 
+    async def claim(self, item: SyncItem) -> bool:
+        """Mark a pending row `sending` (one attempt more) unless another worker took it first
+        (several server processes on one database each run a worker)."""
+        c = t.crm_sync.c
+        statement = (
+            t.crm_sync.update()
+            .where(c.key == item.key, c.status == "pending")
+            .values(status="sending", attempts=c.attempts + 1)
+        )
+        async with self._store._write() as conn:
+            done = await conn.execute(statement)
+        if done.rowcount != 1:
+            return False
+        item.status, item.attempts = "sending", item.attempts + 1
+        return True
+
     async def update(self, item: SyncItem) -> None:
         values = {k: getattr(item, k) for k in _STATE}
         async with self._store._write() as conn:

@@ -202,9 +202,8 @@ class ExternalSync:
         s = self.settings
         attempts, first, most = (s.attempts, s.backoff, s.max_backoff) if s else (1, 0.0, 0.0)
         now = self.clock()
-        item.attempts += 1
-        item.status = "sending"
-        await self.outbox.update(item)
+        if not await self.outbox.claim(item):
+            return 0
         try:
             item.external_id = await self.adapter.push(item.key, item.body)
         except Exception as err:  # one push's failure is that push's, not the worker's
