@@ -7,6 +7,7 @@
     provider.py   pure: `DealRatings`, the core's `RatingProvider` backed by ratings.py
     csvio.py      pure: CSV rows in (with a report of rejected rows) and out
     service.py    the CRM's use cases over a repository (the only module here that awaits)
+    external/     an office's own CRM (Bitrix24, or any over HTTP): look-ups, write-back
 
 The routing core never imports this package; the composition root hands the core a
 `DealRatings` and the HTTP intake a `CrmService.enrich`.
