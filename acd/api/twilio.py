@@ -21,6 +21,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from acd.api.app import SERVICES, Services, api
 from acd.api.routing import ApiError
+from acd.config.messaging import TwilioSettings
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.intake import derived
@@ -61,7 +62,7 @@ class TwilioVoice:
         """Callbacks rung through the REST API: the shared scheduling and retries, this dialer."""
         svc = self.svc
 
-        def settings() -> Any:
+        def settings() -> TwilioSettings:
             assert svc.deployment.twilio is not None
             return svc.deployment.twilio
 

@@ -74,6 +74,7 @@ class Callbacks:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
         #: Told when a request is stored: (the contact it will be, callback id) — the composition
         #: root points it at the "we got your request" notice.
         self.requested: Callable[[Contact, str], Awaitable[object]] | None = None
@@ -102,6 +103,7 @@ class Callbacks:
         self._task = asyncio.create_task(self._schedule(), name="acd-callbacks")
 
     async def close(self) -> None:
+        self._closed = True
         for task in [self._task, *self._tasks]:
             if task is not None:
                 task.cancel()
@@ -218,6 +220,8 @@ class Callbacks:
     # ---- the core's commands -----------------------------------------------------------
 
     def on_command(self, cmd: ev.Command) -> None:
+        if self._closed:  # shutting down: the dispatcher may still route, nobody rings any more
+            return
         match cmd:
             case ev.OfferContact(contact, manager, expires_at) if contact.channel is Channel.CALLBACK:
                 if contact.id in self._inflight:
