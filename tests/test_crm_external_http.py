@@ -31,6 +31,7 @@ from acd.config.crm_external import ExternalCrmSettings
 from acd.core.model import Outcome
 from acd.crm.external import ExternalSync, build_adapter
 from acd.crm.external.base import idempotency_key
+from acd.crm.external.sync import LOOKUP_PAUSE
 from acd.storage.crm_sync import SyncStore
 
 SECRET = "webhook-secret-42"
@@ -211,12 +212,22 @@ async def test_a_slow_crm_costs_a_contact_at_most_the_timeout_and_it_is_routed_a
     assert "routing without it" in caplog.text
 
 
-async def test_a_crm_answering_500_does_not_stop_routing(backend: Backend, office: tuple[OfficeCrm, str]) -> None:
+async def test_a_crm_answering_500_does_not_stop_routing_and_is_left_alone_for_a_while(
+    backend: Backend, office: tuple[OfficeCrm, str]
+) -> None:
     crm, base = office
     crm.lookup_status = 500
-    async with wired(backend, with_external(settings(base))) as (ours, _, _):
+    crm.customers["+79161234567"] = REPEAT
+    clock = Clock()
+    async with wired(backend, with_external(settings(base, cache=0.001)), clock=clock) as (ours, _, _):
         routed = await ours.enrich(call("c-1", phone="+79161234567"))
+        crm.lookup_status = None  # back, but not asked again at once
+        meanwhile = await ours.enrich(call("c-2", phone="+79161234567"))
+        clock.now += LOOKUP_PAUSE
+        later = await ours.enrich(call("c-3", phone="+79161234567"))
     assert routed.customer_id is not None and routed.preferred == ()
+    assert meanwhile.preferred == () and later.preferred == ("boris",)
+    assert len(crm.lookups) == 2
 
 
 async def test_a_customer_our_crm_routes_itself_is_looked_up_only_when_configured_always(

@@ -41,6 +41,7 @@ log = logging.getLogger("acd.crm.external")
 
 CACHE_SIZE = 10_000
 CATCH_UP_MARGIN = 60.0  # seconds before the newest outbox row that the start-up sweep re-checks
+LOOKUP_PAUSE = 30.0  # after a failed or slow look-up, contacts route without asking for this long
 
 
 def build_adapter(settings: ExternalCrmSettings) -> ExternalCrm:
@@ -72,6 +73,7 @@ class ExternalSync:
         self._task: asyncio.Task[None] | None = None
         self._sending = asyncio.Lock()
         self._warned: ExternalCrmSettings | None = None
+        self._paused_until = 0.0
         self.sent = 0
 
     @property
@@ -91,7 +93,9 @@ class ExternalSync:
 
     async def find(self, phone: str | None, email: str | None) -> ExternalMatch | None:
         """The external CRM's answer, from the cache when fresh; None on a timeout or an
-        error (logged), so routing never waits longer than `timeout`."""
+        error (logged), so routing never waits longer than `timeout`. After one, the CRM is
+        left alone for `LOOKUP_PAUSE` seconds: an outage costs one contact the timeout, not
+        every contact."""
         s = self.settings
         if s is None or s.lookup == "off" or not (phone or email):
             return None
@@ -99,13 +103,14 @@ class ExternalSync:
         hit = self._cache.get((phone, email))
         if hit is not None and now - hit[0] < s.cache:
             return hit[1]
+        if now < self._paused_until:
+            return None
         try:
             match = await asyncio.wait_for(self.adapter.lookup(phone, email), s.timeout)
-        except TimeoutError:
-            log.warning("%s look-up took over %.1f s; routing without it", self.adapter.name, s.timeout)
-            return None
         except Exception as err:
-            log.warning("%s look-up failed (%s); routing without it", self.adapter.name, err)
+            why = f"took over {s.timeout:.1f} s" if isinstance(err, TimeoutError) else f"failed ({err})"
+            log.warning("%s look-up %s; routing without it for %.0f s", self.adapter.name, why, LOOKUP_PAUSE)
+            self._paused_until = self.clock() + LOOKUP_PAUSE
             return None
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
