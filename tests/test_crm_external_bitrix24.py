@@ -322,6 +322,20 @@ async def test_an_answer_lost_after_bitrix24_took_the_activity_does_not_make_a_s
     assert row is not None and (row.status, row.attempts, row.external_id) == ("sent", 2, "1")
 
 
+async def test_a_customer_routing_did_not_look_up_is_found_when_the_call_is_written_back(
+    backend: Backend, b24: Setup
+) -> None:
+    ivan(b24.portal)
+    async with b24.wired(backend, lookup="off") as (ours, sync, _):
+        routed = await ours.enrich(call("c-1", phone="8 916 123 45 67"))
+        await sync.finished([finished(routed, "boris")])
+        assert await sync.send_due() == 1
+    assert "external" not in routed.payload
+    [activity] = b24.portal.activities
+    assert (activity["OWNER_TYPE_ID"], activity["OWNER_ID"]) == (3, 12)  # on the contact: no deal known
+    assert not b24.portal.leads
+
+
 async def test_a_new_customer_s_web_lead_becomes_a_bitrix24_lead(backend: Backend, b24: Setup) -> None:
     async with b24.wired(backend) as (ours, sync, _):
         lead = replace(call("c-9", phone="+7 903 555-01-02", channel=Channel.WEB), customer_name="Мария")
