@@ -83,6 +83,8 @@ class Leg:
     cause: int = 16
     hangup_requested: bool = False
     answered: asyncio.Event = field(default_factory=asyncio.Event)
+    redirected: asyncio.Event = field(default_factory=asyncio.Event)  # AMI Redirect moved it
+    redirect_to: tuple[str, str] | None = None
 
 
 @dataclass
@@ -450,8 +452,16 @@ class PbxSim:
                 self.set_var(ch, "DIALSTATUS", dial_status)
                 if leg.hungup.is_set():
                     break
-                self.newexten(ch, "AGI", f"{url.rsplit('/', 1)[0]}/wait,{contact}")
-                status, _ = await self._run_agi(leg, caller, url, steps=steps, script="wait", args=(contact,))
+                script = "wait"
+                if leg.redirect_to == ("acd-transfer", "s"):
+                    # [acd-transfer]: reset the ACD's variables, AGI(transfer), then the same steps as [acd-in]
+                    leg.redirect_to = None
+                    leg.redirected.clear()
+                    ch.variables["ACD_STATUS"] = ""
+                    ch.variables["ACD_ACTION"] = ""
+                    script = "transfer"
+                self.newexten(ch, "AGI", f"{url.rsplit('/', 1)[0]}/{script},{contact}")
+                status, _ = await self._run_agi(leg, caller, url, steps=steps, script=script, args=(contact,))
                 ch.variables["AGISTATUS"] = status
                 if leg.hungup.is_set():
                     break
@@ -569,12 +579,20 @@ class PbxSim:
         waits2: list[asyncio.Future[object]] = [
             asyncio.ensure_future(leg.hungup.wait()),
             asyncio.ensure_future(far.hungup.wait()),
+            asyncio.ensure_future(leg.redirected.wait()),
         ]
         if phone.talk_for is not None:
             waits2.append(asyncio.ensure_future(asyncio.sleep(self.scaled(phone.talk_for))))
         await asyncio.wait(waits2, return_when=asyncio.FIRST_COMPLETED)
         for pending in waits2:
             pending.cancel()
+        if leg.redirected.is_set() and not leg.hungup.is_set():
+            # The caller was redirected out of the bridge: Dial ends, the callee is hung up, and
+            # the caller goes on at the Redirect's target.
+            self.unbridge(leg)
+            self.hangup_channel(callee, cause=16)
+            self._finish(far, 16)
+            return "ANSWER"
         if not leg.hungup.is_set() and not far.hungup.is_set():
             self.hangup_channel(callee, cause=16)  # the manager puts the phone down
         self._finish(far)  # bridged: the caller is hung up too (no `g`)
@@ -890,6 +908,8 @@ class PbxSim:
             ch.context = get(action, "Context") or ch.context
             ch.exten = get(action, "Exten") or ch.exten
             ch.priority = int(get(action, "Priority") or "1")
+            leg.redirect_to = (ch.context, ch.exten)
+            leg.redirected.set()
             self.newexten(ch, "NoOp", f"Redirect target reached by {ch.name}")
             hook = self.dialplan.get((ch.context, ch.exten))
             if hook is not None:
@@ -1277,6 +1297,20 @@ class PbxSim:
                 ]
             )
         la.bridged, lb.bridged = lb, la
+
+    def unbridge(self, leg: Leg) -> None:
+        """``leg`` leaves its bridge (a Redirect): both sides get BridgeLeave and stop being joined."""
+        other = leg.bridged
+        for one in (leg, other):
+            if one is None:
+                continue
+            ch = one.channel
+            if ch.bridge_id:
+                self.emit(
+                    [("Event", "BridgeLeave"), ("Privilege", "call,all"), ("BridgeUniqueid", ch.bridge_id), *ch.block()]
+                )
+            ch.bridge_id = ""
+            one.bridged = None
 
 
 def _duration(ch: Channel) -> str:

@@ -1,4 +1,4 @@
-"""Adapter: the telephony endpoints of the JSON API — callback requests and click-to-call.
+"""Adapter: the telephony endpoints of the JSON API — callback requests, click-to-call, transfers.
 
 Importing this module registers the routes on the API's one `Registry` (so they are in
 /api/openapi.json); the composition root imports it before building the app and stores the
@@ -19,10 +19,11 @@ from acd.api.crm import CRM
 from acd.api.routing import ApiError, parse_body
 from acd.api.schemas import Body
 from acd.asterisk.ami import AmiError
+from acd.core import events as ev
 from acd.core.intake import derived
 from acd.storage.telephony import CallbackRow
 from acd.telephony.callbacks import Callbacks
-from acd.telephony.service import Telephony
+from acd.telephony.service import Telephony, TelephonyError
 
 TELEPHONY = web.AppKey("telephony", Telephony)
 CALLBACKS = web.AppKey("callbacks", Callbacks)  # only when they do not ring through Asterisk
@@ -176,4 +177,54 @@ async def click_to_call(request: web.Request) -> web.Response:
     return web.json_response({"answered": result.answered, "reason": result.reason, "channel": result.channel})
 
 
-__all__ = ["CALLBACKS", "TELEPHONY", "CallbackIn"]
+class TransferIn(Body):
+    """Pass a contact on: to one manager (`to_manager`, who gets it first for `wait_seconds`,
+    then anyone) or to a team (`to_team`). A live call is moved by AMI Redirect (blind)."""
+
+    to_manager: str | None = Field(None, min_length=1, max_length=64)
+    to_team: str | None = Field(None, min_length=1, max_length=64)
+    wait_seconds: float = Field(60.0, ge=0, le=3600)
+
+
+@api.add(
+    "POST",
+    "/api/contacts/{contact_id}/transfer",
+    "Transfer my contact (a call: blind) to another manager or a team",
+    role="manager",
+    body=TransferIn,
+    tag="telephony",
+)
+async def transfer(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    me = _me(request)
+    body = await parse_body(request, TransferIn)
+    cid = request.match_info["contact_id"]
+    contact = svc.dispatcher.board.contacts.get(cid)
+    if contact is None or (me.role == "manager" and me.manager_id != contact.assigned_to):
+        raise ApiError(404, "no_such_contact", f"no open contact {cid} of yours")
+    if (body.to_manager is None) == (body.to_team is None):
+        raise ApiError(400, "invalid", "give to_manager or to_team")
+    if body.to_team is not None and body.to_team not in svc.deployment.teams:
+        raise ApiError(400, "invalid", f"to_team: one of {', '.join(svc.deployment.teams)}")
+    by = contact.assigned_to or ""
+    now = svc.clock()
+    until = now + body.wait_seconds if body.to_manager and body.wait_seconds else None
+    telephony = request.app.get(TELEPHONY)
+    try:
+        if telephony is not None:
+            await telephony.transfer(contact, by, to_manager=body.to_manager, to_team=body.to_team, pin_until=until)
+        else:
+            await svc.dispatcher.submit(ev.ContactTransferred(cid, by, body.to_manager, body.to_team, until))
+    except TelephonyError as err:
+        raise ApiError(409, err.code, str(err)) from None
+    except AmiError as err:
+        raise ApiError(503, "pbx_unavailable", f"Asterisk is not reachable: {err}") from None
+    details = {"by": by, "to_manager": body.to_manager, "to_team": body.to_team}
+    await svc.store.audit(now, me.actor, "transfer", cid, details)
+    c = svc.dispatcher.board.contacts.get(cid)
+    return web.json_response(
+        {"id": cid, "status": c.status.value if c else "finished", "offered_to": c.offered_to if c else None}
+    )
+
+
+__all__ = ["CALLBACKS", "TELEPHONY", "CallbackIn", "TransferIn"]

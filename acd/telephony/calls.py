@@ -188,6 +188,7 @@ class CallDesk:
             "ivr": (self.ivr, longest + holding),
             "wait": (self.wait, holding),
             "answered": (self.answered, s.handler_deadline * 2),
+            "transfer": (self.transfer, holding),
             "hangup": (self.hangup, s.handler_deadline * 2),
         }
 
@@ -272,6 +273,31 @@ class CallDesk:
             await self._hold(session, call)
         except CallerGone:
             return
+
+    async def transfer(self, session: AgiSession) -> None:
+        """[acd-transfer]: AGI(agi://acd/transfer,${ACD_CONTACT}) — the manager passed the call on
+        (AMI Redirect of the caller's channel here): hold the caller again until the core offers it."""
+        call = self.calls.get(session.args[0] if session.args else "")
+        if call is None or call.state == "ended":
+            await session.set_variable("ACD_ACTION", "fallback")
+            return
+        call.state = "waiting"
+        try:
+            await self._hold(session, call)
+        except CallerGone:
+            return
+
+    def transferring(self, call: Call, to: str) -> None:
+        """The caller's channel is being moved out of the manager's bridge: the call waits again."""
+        now = self.clock()
+        if call.answered_at is not None:
+            hold, talk = int(call.answered_at - call.queued_at), int(now - call.answered_at)
+            self.queue_log.write(
+                "BLINDTRANSFER", call.uniqueid, call.queue, call.manager_id or "NONE", to, "acd-transfer", hold, talk, 1
+            )
+        call.state, call.manager_id, call.answered_at = "waiting", None, None
+        call.agent_channel, call.agent_hung_up, call.ringing, call.offer = None, False, None, None
+        call.changed.set()
 
     async def answered(self, session: AgiSession) -> None:
         """Dial option U(acd-answered^contact^manager) on the manager's channel, before the bridge."""

@@ -51,6 +51,14 @@ def extension_busy(status: str) -> bool | None:
     return None if value < 0 else value != 0
 
 
+class TelephonyError(Exception):
+    """A telephony action refused: `code` is stable (the API's error code)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass(frozen=True, slots=True)
 class AmiTarget:
     host: str
@@ -251,6 +259,47 @@ class Telephony:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # ---- transfers -----------------------------------------------------------------------
+
+    async def transfer(
+        self,
+        contact: Contact,
+        by: str,
+        *,
+        to_manager: str | None = None,
+        to_team: str | None = None,
+        pin_until: float | None = None,
+    ) -> None:
+        """Blind transfer. A call's caller is moved out of the manager's bridge by AMI Redirect to
+        [acd-transfer] (Asterisk hangs up the manager's leg as the bridge ends), where AGI
+        `transfer` holds them again; then the core re-queues the contact (ContactTransferred) and
+        offers it to the new manager or team, whose phone rings like any offer. A contact that
+        is not a live call only needs the core. Nothing changes when the core would refuse
+        (checked first) or the Redirect fails."""
+        event = ev.ContactTransferred(contact.id, by, to_manager, to_team, pin_until)
+        call = self.desk.calls.get(contact.id)
+        if call is None:
+            await self.dispatcher.submit(event)
+            return
+        if call.state != "talking":
+            raise TelephonyError("not_talking", "the call is not connected to a manager now")
+        board = self.dispatcher.board
+        current = board.contacts.get(contact.id)
+        valid_target = (to_manager in board.managers and to_manager != by) if to_manager else bool(to_team)
+        if current is None or current.assigned_to != by or not valid_target or (to_manager and to_team):
+            await self.dispatcher.submit(event)  # refused: the core says why (not_assigned, not_yours, ...)
+            raise TelephonyError("bad_transfer", "the core refused the transfer")  # not reached
+        client = self.ami
+        if client is None or not client.connected:
+            raise AmiError("AMI is not connected")
+        reply = await client.send(
+            {"Action": "Redirect", "Channel": call.channel, "Context": "acd-transfer", "Exten": "s", "Priority": "1"}
+        )
+        if not reply.ok:
+            raise TelephonyError("redirect_failed", f"Asterisk did not move the call: {reply.message}")
+        self.desk.transferring(call, to_manager or f"team:{to_team}")
+        await self.dispatcher.submit(event)
+
     # ---- click-to-call -----------------------------------------------------------------
 
     async def click_to_call(self, contact: Contact, manager: Manager) -> OriginateResult:
@@ -295,4 +344,4 @@ class ObservedStore:
         return getattr(self._inner, name)
 
 
-__all__ = ["BUSY_STATES", "AmiTarget", "ObservedStore", "Telephony", "extension_busy"]
+__all__ = ["BUSY_STATES", "AmiTarget", "ObservedStore", "Telephony", "TelephonyError", "extension_busy"]
