@@ -19,6 +19,7 @@ from aiohttp import web
 
 from acd.api.app import Services, build_app
 from acd.api.crm import CRM
+from acd.api.crm_sync import CRM_SYNC
 from acd.api.messaging import start_messaging
 from acd.cluster import ClusterDispatcher, ClusterSettings, cluster_dispatcher, settings_for
 from acd.config import ConfigError, Deployment, load_deployment
@@ -112,6 +113,7 @@ async def build(
     app.cleanup_ctx.append(_recompute_ratings_periodically(crm))
     if external is not None:
         app.cleanup_ctx.append(external.running)  # the push outbox's worker
+        app[CRM_SYNC] = external
     install_web(app, services)
     if isinstance(dispatcher, ClusterDispatcher):
         dispatcher.follow(app[HUB].on_command)  # offers made on the leader reach panels on this node

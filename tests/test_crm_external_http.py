@@ -26,6 +26,7 @@ from api_fixtures import EXAMPLE, start, stop
 from crm_external_fixtures import Clock, attach, call, finished, next_of, stand_in, wired, with_external, write_config
 from storage_fixtures import Backend
 
+from acd.api.crm_sync import CRM_SYNC
 from acd.config import ConfigError, load_deployment
 from acd.config.crm_external import ExternalCrmSettings
 from acd.core.model import Outcome
@@ -407,6 +408,36 @@ async def test_a_contact_finished_while_the_crm_is_down_is_delivered_after_a_ser
     finally:
         await stop(running)
     assert (key, step, signed) == (idempotency_key(lead["id"]), "ok", True)
+    assert list(crm.delivered) == [key]
+
+
+async def test_a_supervisor_sees_the_write_backs_and_an_admin_retries_one_given_up(
+    backend: Backend, office: tuple[OfficeCrm, str]
+) -> None:
+    crm, base = office
+    running = await start(backend, with_external(settings(base, secret="a-mistyped-secret")))
+    try:
+        _, lead = await running.call("POST", "/api/leads", json={"name": "Пётр", "phone": "+7 903 111-22-33"})
+        await running.settle()
+        _, contact = await running.call("GET", f"/api/contacts/{lead['id']}", running.supervisor)
+        token = await running.manager_token(contact["offered_to"])
+        await running.call("POST", f"/api/contacts/{lead['id']}/accept", token)
+        await running.call("POST", f"/api/contacts/{lead['id']}/finish", token, json={"outcome": "done"})
+        assert (await next_of(crm.attempts))[2] is False  # 401: refused, given up
+        await running.server.app[CRM_SYNC].send_due()  # waits for the worker's round to record the refusal
+        status, failed = await running.call("GET", "/api/crm/sync?status=failed", running.supervisor)
+        assert status == 200 and failed["items"][0]["contact_id"] == lead["id"]
+        assert "401" in failed["items"][0]["last_error"]
+
+        assert (await running.call("POST", f"/api/crm/sync/{lead['id']}/retry", running.supervisor))[0] == 403
+        running.server.services.deployment = with_external(settings(base))  # the secret fixed, then reloaded
+        status, again = await running.call("POST", f"/api/crm/sync/{lead['id']}/retry", running.admin)
+        assert status == 200 and again["status"] == "pending" and again["attempts"] == 0
+        key, _, signed = await next_of(crm.attempts)
+        assert (await running.call("POST", "/api/crm/sync/nobody/retry", running.admin))[0] == 404
+    finally:
+        await stop(running)
+    assert (key, signed) == (idempotency_key(lead["id"]), True)
     assert list(crm.delivered) == [key]
 
 

@@ -157,6 +157,17 @@ class ExternalSync:
             self._wake.set()
         return added
 
+    async def retry(self, contact_id: str) -> SyncItem | None:
+        """A given-up row back to `pending` with a fresh set of attempts and the same key;
+        any other row is returned as it is (None: never queued)."""
+        item = await self.outbox.get(idempotency_key(contact_id))
+        if item is None or item.status != "failed":
+            return item
+        item.status, item.attempts, item.next_at, item.last_error = "pending", 0, None, None
+        await self.outbox.update(item)
+        self._wake.set()
+        return item
+
     async def start(self) -> None:
         resumed = await self.outbox.requeue_sending()
         if resumed:
