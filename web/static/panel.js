@@ -27,6 +27,7 @@ const bar = header("panel.title", navFor(session.role));
 const mid = session.manager_id;
 let me = null;
 let offer = null;
+let offerArrived = 0; // performance.now() when `offer` came
 let ticker = null;
 
 if (!mid) {
@@ -36,7 +37,7 @@ if (!mid) {
 
 // ---- my state ------------------------------------------------------------------------
 
-function showMe(m) {
+function showMe(m, asked = Infinity) {
   const loadChanged = JSON.stringify(me?.load) !== JSON.stringify(m.load);
   me = m;
   const badge = $("state");
@@ -60,7 +61,9 @@ function showMe(m) {
   $("go-break").setAttribute("aria-pressed", String(paused));
   $("go-offline").disabled = m.presence === "offline";
   $("go-offline").setAttribute("aria-pressed", String(m.presence === "offline"));
-  if (offer && m.offer_contact_id !== offer.contact.id) hideOffer();
+  // An answer to a request sent before this offer arrived cannot know about it: only
+  // newer news (the live feed, a later request) takes the offer away.
+  if (offer && m.offer_contact_id !== offer.contact.id && asked >= offerArrived) hideOffer();
   if (loadChanged) refreshMine();
 }
 
@@ -71,8 +74,9 @@ function reasonText(r) {
 }
 
 async function refreshMe() {
+  const asked = performance.now();
   try {
-    showMe(await api("GET", `/api/managers/${encodeURIComponent(mid)}`));
+    showMe(await api("GET", `/api/managers/${encodeURIComponent(mid)}`), asked);
   } catch (err) {
     showError(err);
   }
@@ -80,7 +84,8 @@ async function refreshMe() {
 
 async function setPresence(state, reason) {
   try {
-    showMe(await api("POST", `/api/managers/${encodeURIComponent(mid)}/presence`, { state, reason }));
+    const asked = performance.now();
+    showMe(await api("POST", `/api/managers/${encodeURIComponent(mid)}/presence`, { state, reason }), asked);
   } catch (err) {
     showError(err);
   }
@@ -102,6 +107,7 @@ $("rejoin").addEventListener("click", async () => {
 
 async function showOffer(msg) {
   offer = msg;
+  offerArrived = performance.now();
   $("offer").hidden = false;
   renderCard($("client-card"), { contact: msg.contact, criteria_labels: {}, earlier: [], deals: [] });
   $("offer-announce").textContent = t("panel.offer.announce", { name: msg.contact.name || t("card.noname") });
