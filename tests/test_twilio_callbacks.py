@@ -11,10 +11,20 @@ from __future__ import annotations
 
 import asyncio
 
-from api_fixtures import Running
+from api_fixtures import Running, start, stop
 from storage_fixtures import Backend
 from twilio.request_validator import RequestValidator
-from twilio_fixtures import PUBLIC, TOKEN, hook, local, next_of, twilio_office, twiml
+from twilio_fixtures import (
+    PUBLIC,
+    TOKEN,
+    TwilioStandIn,
+    hook,
+    local,
+    next_of,
+    twilio_deployment,
+    twilio_office,
+    twiml,
+)
 
 from acd.api.twilio import TWILIO
 from acd.core.model import ContactStatus, Presence
@@ -199,3 +209,36 @@ async def test_callback_webhooks_refuse_unsigned_or_forged_requests(backend: Bac
         assert r.server.dispatcher.board.contacts[local(created["Url"]).split("contact=")[1].split("&")[0]].status is (
             ContactStatus.OFFERED
         )  # nothing forged was believed
+
+
+async def test_an_attempt_in_flight_when_the_server_stops_counts_as_failed_and_is_retried_after_a_restart(
+    backend: Backend,
+) -> None:
+    twilio = TwilioStandIn()
+    base = await twilio.start()
+    d = twilio_deployment(base, callback_backoff=0.1)
+    try:
+        r = await start(backend, d)
+        try:
+            cb = await ask_for_a_callback(r)
+            await next_of(twilio.created)  # the manager's phone rings... and the server stops
+        finally:
+            await stop(r)
+
+        r = await start(backend, d)
+        try:
+            again = await next_of(twilio.created)  # after the back-off: a new attempt, a new call
+            status, body = await manager_answers(r, again)
+            dial = twiml(body).find("Dial")
+            assert dial is not None
+            await hook(r, dial.get("action", ""), {"CallSid": again["Sid"], "DialCallStatus": "completed"})
+            callbacks = r.server.app[CALLBACKS]
+            assert (await next_of(callbacks.results)).dial_status == "ANSWER"
+            status, shown = await r.call("GET", f"/api/callbacks/{cb['id']}", r.supervisor)
+            assert status == 200 and shown["status"] == "done" and shown["attempts"] == 1
+            assert shown["last_result"] == "customer answered"
+            assert [a["attempt"] for a in shown["attempts_log"]] == [1, 2]
+        finally:
+            await stop(r)
+    finally:
+        await twilio.close()

@@ -75,6 +75,7 @@ class Callbacks:
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._starting: set[str] = set()  # contact ids whose attempt is being set up
         #: Told when a request is stored: (the contact it will be, callback id) — the composition
         #: root points it at the "we got your request" notice.
         self.requested: Callable[[Contact, str], Awaitable[object]] | None = None
@@ -87,17 +88,26 @@ class Callbacks:
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Re-arm the open requests after a (re)start. Call it once the dispatcher has restored
+        the queue: the restore re-offers what was offered, before anyone here was listening."""
         board = self.dispatcher.board
         for cb in await self.tstore.open_callbacks():
+            held = board.contacts.get(cb.contact_id)
             if cb.status == "dialling":
-                # In flight when we stopped: the outcome is unknown, so it counts as a failed attempt.
-                held = board.contacts.get(cb.contact_id)
+                # In flight when we stopped: the outcome is unknown, so it counts as a failed
+                # attempt, and the contact leaves the queue until its back-off is over.
                 if held is not None and held.status is ContactStatus.ASSIGNED:
                     self.dispatcher.post(ev.WorkFinished(cb.contact_id, held.assigned_to))
+                elif held is not None:
+                    self.dispatcher.post(ev.ContactAbandoned(cb.contact_id, "callback attempt cut by a restart"))
                 self._tasks_add(self._after_attempt(cb, None, "unknown: server restarted"))
-            elif cb.status == "queued" and cb.contact_id not in board.contacts:
+            elif cb.status == "queued" and held is None:
                 cb.next_at = self.clock()
                 self._pending[cb.id] = cb
+            elif cb.status == "queued" and held is not None and held.status is ContactStatus.OFFERED:
+                manager = board.managers.get(held.offered_to or "")
+                if manager is not None and held.offer_expires_at is not None:  # offered by the restore: ring
+                    self._start_dial(held, manager, held.offer_expires_at)
             elif cb.status == "pending":
                 self._pending[cb.id] = cb
         self._task = asyncio.create_task(self._schedule(), name="acd-callbacks")
@@ -224,10 +234,7 @@ class Callbacks:
             return
         match cmd:
             case ev.OfferContact(contact, manager, expires_at) if contact.channel is Channel.CALLBACK:
-                if contact.id in self._inflight:
-                    log.warning("callback %s offered while an attempt is in flight: not dialled twice", contact.id)
-                    return
-                self._tasks_add(self._dial(contact, manager, expires_at))
+                self._start_dial(contact, manager, expires_at)
             case ev.WithdrawOffer(cid, _mid, reason) if cid in self._inflight:
                 flight = self._inflight[cid]
                 if not flight.connected and self.dialer.withdraw(flight, reason):
@@ -237,6 +244,20 @@ class Callbacks:
                     self._tasks_add(self._withdrawn(flight, reason))
             case _:
                 pass
+
+    def _start_dial(self, contact: Contact, manager: Manager, expires_at: float) -> None:
+        if contact.id in self._inflight or contact.id in self._starting:
+            log.warning("callback %s offered while an attempt is in flight: not dialled twice", contact.id)
+            return
+        self._starting.add(contact.id)
+
+        async def dial() -> None:
+            try:
+                await self._dial(contact, manager, expires_at)
+            finally:
+                self._starting.discard(contact.id)
+
+        self._tasks_add(dial())
 
     async def _dial(self, contact: Contact, manager: Manager, expires_at: float) -> None:
         cb = await self.tstore.callback_for_contact(contact.id)
