@@ -127,8 +127,9 @@ def test_the_shipped_dialplan_calls_only_routes_the_server_has_and_includes_the_
     dialplan = (conf / "extensions.conf").read_text()
     routes = set(re.findall(r"agi://\$\{ACD_HOST\}:\$\{ACD_AGI_PORT\}/(\w+)", dialplan))
     desk = CallDesk.__new__(CallDesk)
-    assert routes == {"ivr", "wait", "answered", "hangup"} and all(hasattr(desk, r) for r in routes)
-    for context in ("acd-in", "acd-answered", "acd-fallback", "acd-callback", "acd-clicktocall", "acd-outbound"):
+    assert routes == {"ivr", "wait", "answered", "hangup", "transfer"} and all(hasattr(desk, r) for r in routes)
+    contexts = ("acd-in", "acd-transfer", "acd-answered", "acd-fallback", "acd-callback", "acd-clicktocall")
+    for context in (*contexts, "acd-outbound"):
         assert f"[{context}]" in dialplan
     assert "#include acd.conf" in dialplan and "#include acd.conf" in (conf / "manager.conf").read_text()
     assert "[acd-fallback]" in (conf / "queues.conf").read_text()
