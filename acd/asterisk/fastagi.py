@@ -155,6 +155,12 @@ class AgiSession:
         return self.env.get("agi_dnid", "")
 
     @property
+    def peer_host(self) -> str:
+        """The address Asterisk connected from ("" when unknown)."""
+        peer = self._writer.get_extra_info("peername")
+        return str(peer[0]) if isinstance(peer, tuple) and peer else ""
+
+    @property
     def hung_up(self) -> bool:
         return self._hangup.is_set()
 

@@ -9,6 +9,7 @@ Exceptions:
 
 from acd.config.deployment import (
     AmiSettings,
+    AsteriskServer,
     AsteriskSettings,
     Criterion,
     CrmSettings,
@@ -29,6 +30,7 @@ from acd.config.loader import DB_URL_ENV, check, load_deployment
 __all__ = [
     "DB_URL_ENV",
     "AmiSettings",
+    "AsteriskServer",
     "AsteriskSettings",
     "ConfigError",
     "Criterion",

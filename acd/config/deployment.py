@@ -101,6 +101,14 @@ class FastAgiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AsteriskServer:
+    """One of several Asterisk servers (`asterisk.servers`): its own AMI connection."""
+
+    name: str
+    ami: AmiSettings = AmiSettings()
+
+
+@dataclass(frozen=True, slots=True)
 class AsteriskSettings:
     ami: AmiSettings = AmiSettings()
     fastagi: FastAgiSettings = FastAgiSettings()
@@ -119,6 +127,7 @@ class AsteriskSettings:
     announce_wait: bool = True  # "your expected wait is about N minutes" on entering and with each announcement
     average_handle: float = 180.0  # handle time assumed until calls have been measured
     voicemail_max: float = 120.0  # the longest voicemail message
+    servers: tuple[AsteriskServer, ...] = ()  # several PBXes, each with its own AMI (else just `ami`)
 
 
 @dataclass(frozen=True, slots=True)

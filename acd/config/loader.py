@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from acd.config import crm_external, messaging
 from acd.config.deployment import (
     AmiSettings,
+    AsteriskServer,
     AsteriskSettings,
     Criterion,
     CrmSettings,
@@ -423,6 +424,11 @@ def _build(
             announce_wait=spec.asterisk.announce_wait,
             average_handle=spec.asterisk.average_handle,
             voicemail_max=spec.asterisk.voicemail_max,
+            servers=tuple(
+                AsteriskServer(s.name, AmiSettings(s.ami.host, s.ami.port, s.ami.username, s.ami.secret_env, secret))
+                for s in spec.asterisk.servers
+                for secret in [environ.get(s.ami.secret_env)]
+            ),
         ),
         web=WebSettings(
             tuple(web.allowed_origins), RateLimits(web.rate_limits.leads_per_minute, web.rate_limits.api_per_minute)

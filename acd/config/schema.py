@@ -227,6 +227,18 @@ class FastAgiSpec(Spec):
     port: Port = 4573
 
 
+class AsteriskServerSpec(Spec):
+    name: Name
+    ami: AmiSpec = AmiSpec()
+
+
+def _unique_servers(servers: list[AsteriskServerSpec]) -> list[AsteriskServerSpec]:
+    names = [s.name for s in servers]
+    if len(set(names)) != len(names):
+        raise ValueError("server names must be unique")
+    return servers
+
+
 class AsteriskSpec(Spec):
     enabled: StrictBool = False
     ami: AmiSpec = AmiSpec()
@@ -245,6 +257,7 @@ class AsteriskSpec(Spec):
     announce_wait: StrictBool = True
     average_handle: PositiveSeconds = 180.0
     voicemail_max: PositiveSeconds = 120.0
+    servers: Annotated[list[AsteriskServerSpec], AfterValidator(_unique_servers)] = []
 
 
 class RateLimitsSpec(Spec):

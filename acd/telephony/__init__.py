@@ -11,19 +11,22 @@ wiring), `queue_log`, `prompts` (sound generation), `agi_script` (the classic-AG
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from acd.config import Deployment
+from acd.config import AsteriskServer, Deployment
 from acd.dispatcher import Dispatcher
 from acd.storage import Store
 from acd.telephony.callbacks import CallbackSettings
 from acd.telephony.calls import CallSettings
 from acd.telephony.queue_log import QueueLog
 from acd.telephony.service import AmiTarget, ObservedStore, Telephony
+
+log = logging.getLogger(__name__)
 
 
 def build_telephony(
@@ -38,15 +41,14 @@ def build_telephony(
 ) -> Telephony | None:
     """The telephony adapter for `deployment`'s `asterisk` section, or None when it is not enabled.
 
-    AMI is used only when its secret is in the environment (`asterisk.ami.secret_env`);
-    without it inbound calls still work (they need FastAGI only). `overrides` replace call or
+    AMI is used only when its secret is in the environment (`asterisk.ami.secret_env`, or each of
+    `asterisk.servers`' own); without it inbound calls still work (they need FastAGI only). `overrides` replace call or
     callback settings by name (tests use short rings and waits)."""
     dep = deployment()
     a = dep.asterisk
     if not (a.enabled or force):
         return None
     env = os.environ if environ is None else environ
-    secret = a.ami.secret or env.get(a.ami.secret_env)
     calls = CallSettings(
         handler_deadline=a.handler_deadline,
         ring_time=a.ring_time,
@@ -71,7 +73,14 @@ def build_telephony(
     extra = set(overrides) - call_fields - cb_fields - {"ami_options", "agi_port", "reconcile_interval", "ami_port"}
     if extra:
         raise TypeError(f"unknown telephony overrides: {', '.join(sorted(extra))}")
-    ami = AmiTarget(a.ami.host, overrides.get("ami_port", a.ami.port), a.ami.username, secret) if secret else None
+    targets: list[AmiTarget] = []
+    for server in a.servers or (AsteriskServer("default", a.ami),):
+        secret = server.ami.secret or env.get(server.ami.secret_env)
+        if not secret:
+            log.warning("Asterisk server %s: no AMI secret in $%s, AMI not used", server.name, server.ami.secret_env)
+            continue
+        port = server.ami.port if a.servers else overrides.get("ami_port", server.ami.port)
+        targets.append(AmiTarget(server.ami.host, port, server.ami.username, secret, server.name))
     return Telephony(
         deployment=deployment,
         store=store,
@@ -81,7 +90,7 @@ def build_telephony(
         queue_log=QueueLog(Path(a.queue_log) if a.queue_log else None, clock),
         agi_host=a.fastagi.host,
         agi_port=overrides.get("agi_port", a.fastagi.port),
-        ami=ami,
+        ami=targets,
         ami_options=overrides.get("ami_options"),
         reconcile_interval=overrides.get("reconcile_interval", a.reconcile_interval),
         clock=clock,

@@ -134,6 +134,7 @@ class Call:
     agent_channel: str | None = None
     agent_hung_up: bool = False
     answered_at: float | None = None
+    server: str = ""  # the Asterisk server the call is on (asterisk.servers)
     position: int = 0
     announced_wait: float | None = None  # the last expected wait told to the caller (seconds)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -168,7 +169,8 @@ class CallDesk:
         self.calls: dict[str, Call] = {}
         self.by_uniqueid: dict[str, Call] = {}
         self.callbacks: Callbacks | None = None
-        self.hangup_channel: Callable[[str], None] | None = None  # set when AMI is there
+        self.hangup_channel: Callable[[str, str | None], None] | None = None  # (channel, server); set with AMI
+        self.server_of: Callable[[AgiSession], str] = lambda session: ""
         self.ended: asyncio.Queue[Call] = asyncio.Queue()  # every ended call (tests, metrics)
         self.voicemails: asyncio.Queue[Contact] = asyncio.Queue()  # every message kept (tests, metrics)
         self.enrich: Callable[[Contact], Awaitable[Contact]] | None = None
@@ -243,6 +245,7 @@ class CallDesk:
             stored.team or "acd",
             done.language,
             now,
+            server=self.server_of(session),
         )
         self._register(call)
         if created:
@@ -583,7 +586,7 @@ class CallDesk:
                     if reason == "missed offer":
                         return  # Dial's own ring time ends it
                     if call.agent_channel and self.hangup_channel is not None:
-                        self.hangup_channel(call.agent_channel)  # stop ringing: Dial goes on to `wait`
+                        self.hangup_channel(call.agent_channel, call.server)  # stop ringing: Dial goes on to `wait`
             case _:
                 pass
 
@@ -603,10 +606,15 @@ class CallDesk:
             if call.state == "talking" and call.agent_channel == channel:
                 call.agent_hung_up = True
 
-    def reconcile(self, alive: set[str]) -> int:
+    def reconcile(self, alive: set[str], server: str | None = None) -> int:
         """End calls whose channel Asterisk no longer has (a Hangup lost with the AMI link).
-        Only calls outside an AGI session (talking) are checked: a session sees its own hangup."""
-        gone = [c for c in self.calls.values() if c.state == "talking" and c.uniqueid not in alive]
+        Only calls outside an AGI session (talking) are checked: a session sees its own hangup;
+        with several servers, only the calls on `server` (whose channels `alive` lists)."""
+        gone = [
+            c
+            for c in self.calls.values()
+            if c.state == "talking" and c.uniqueid not in alive and (server is None or c.server == server)
+        ]
         for call in gone:
             self.end(call, "channel gone (reconciled)")
         return len(gone)

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from acd.asterisk.ami import AmiClient, AmiError, AmiMessage, OriginateResult
-from acd.asterisk.fastagi import FastAgiServer
+from acd.asterisk.fastagi import AgiSession, FastAgiServer
 from acd.config import Deployment
 from acd.core import events as ev
 from acd.core.model import Contact, Manager, Presence
@@ -34,6 +35,7 @@ from acd.storage.telephony import TelephonyStore
 from acd.telephony.callbacks import Callbacks, CallbackSettings
 from acd.telephony.calls import CallDesk, CallSettings
 from acd.telephony.queue_log import QueueLog
+from acd.telephony.servers import AmiServers, DeviceOwners
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,8 @@ class AmiTarget:
     host: str
     port: int
     username: str
-    secret: str
+    secret: str = field(repr=False)
+    name: str = "default"  # asterisk.servers[].name
 
 
 class Telephony:
@@ -79,7 +82,7 @@ class Telephony:
         queue_log: QueueLog,
         agi_host: str,
         agi_port: int,
-        ami: AmiTarget | None,
+        ami: AmiTarget | Sequence[AmiTarget] | None,
         ami_options: dict[str, Any] | None = None,
         reconcile_interval: float = 60.0,
         clock: Callable[[], float] = time.time,
@@ -90,9 +93,12 @@ class Telephony:
         self.queue_log = queue_log
         self.reconcile_interval = reconcile_interval
         self.tstore = TelephonyStore(store)
-        self.ami_target = ami
+        self.ami_targets: list[AmiTarget] = [] if ami is None else [ami] if isinstance(ami, AmiTarget) else list(ami)
         self.ami_options = ami_options or {}
-        self.ami: AmiClient | None = None
+        self.ami: AmiClient | None = None  # the first server's client
+        self.amis: dict[str, AmiClient] = {}  # every server's, by name
+        self.owners = DeviceOwners()
+        self.servers = AmiServers(self.amis, self.owners.owner)
         self.desk = CallDesk(
             dispatcher=dispatcher,
             store=store,
@@ -108,17 +114,19 @@ class Telephony:
             tstore=self.tstore,
             settings=callbacks,
             queue_log=queue_log,
-            ami=lambda: self.ami,
+            ami=self._callback_client,
             clock=clock,
         )
         self.desk.callbacks = self.callbacks
         self.desk.hangup_channel = self._hangup_soon
+        self.desk.server_of = self._server_of
         self.agi = FastAgiServer(host=agi_host, port=agi_port, deadline=calls.handler_deadline, grace=1.0)
         for name, (handler, deadline) in self.desk.routes().items():
             self.agi.route(name, handler, deadline)  # type: ignore[arg-type]
         self.resyncs = 0
         self.resynced = asyncio.Event()  # set after each resync (tests, readiness)
-        self._live: set[str] = set()
+        self._live: dict[str, set[str]] = {}  # per server: devices with a live event since its last snapshot
+        self._alive: dict[str, set[str]] = {}  # per server: channel uniqueids at its last snapshot
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconciler: asyncio.Task[None] | None = None
         dispatcher.subscribe(self._on_command)
@@ -130,19 +138,25 @@ class Telephony:
         await self.callbacks.start()
         await self.agi.start()
         log.info("FastAGI listening on %s:%d", self.agi.host, self.agi.port)
-        target = self.ami_target
-        if target is not None:
-            self.ami = AmiClient(
-                target.host, target.port, target.username, target.secret, on_connected=self._resync, **self.ami_options
+        for target in self.ami_targets:
+            name = target.name
+
+            async def resync(client: AmiClient, name: str = name) -> None:
+                await self._resync(client, name)
+
+            client = AmiClient(
+                target.host, target.port, target.username, target.secret, on_connected=resync, **self.ami_options
             )
-            self.ami.on("DeviceStateChange", self._on_device_state)
-            self.ami.on("ExtensionStatus", self._on_extension_status)
-            self.ami.on("Hangup", self._on_hangup)
-            self.ami.on("DialBegin", self._on_dial_begin)
-            self.ami.on("UserEvent", self._on_user_event)
-            await self.ami.start(wait=False)  # Asterisk may come up later: the client keeps trying
-            if self.reconcile_interval > 0:
-                self._reconciler = asyncio.create_task(self._reconcile_loop(), name="acd-ami-reconcile")
+            client.on("DeviceStateChange", functools.partial(self._on_device_state, server=name))
+            client.on("ExtensionStatus", functools.partial(self._on_extension_status, server=name))
+            client.on("Hangup", self._on_hangup)
+            client.on("DialBegin", self._on_dial_begin)
+            client.on("UserEvent", self._on_user_event)
+            self.amis[name] = client
+            self.ami = self.ami or client
+            await client.start(wait=False)  # Asterisk may come up later: the client keeps trying
+        if self.amis and self.reconcile_interval > 0:
+            self._reconciler = asyncio.create_task(self._reconcile_loop(), name="acd-ami-reconcile")
 
     async def close(self) -> None:
         if self._reconciler is not None:
@@ -151,8 +165,8 @@ class Telephony:
                 await self._reconciler
         await self.agi.close()
         await self.callbacks.close()
-        if self.ami is not None:
-            await self.ami.close()
+        for client in self.amis.values():
+            await client.close()
         for task in list(self._tasks):
             task.cancel()
         self.queue_log.close()
@@ -181,19 +195,29 @@ class Telephony:
             if m.device_busy != busy:
                 self.dispatcher.post(ev.DeviceStateChanged(m.id, busy))
 
-    def _on_device_state(self, msg: AmiMessage) -> None:
-        device = msg.get("Device", "") or ""
-        self._live.add(device)
-        self._device(device, (msg.get("State", "") or "").upper() in BUSY_STATES)
+    def _report(self, server: str, device: str, state: str, busy: bool, *, live: bool) -> None:
+        """A device state from `server`: counted only when the device lives there (see servers)."""
+        if not self.owners.report(server, device, state):
+            return
+        if live:
+            self._live.setdefault(server, set()).add(device)
+        elif device in self._live.get(server, ()):
+            return  # a live event since the snapshot was asked for is newer
+        self._device(device, busy)
 
-    def _on_extension_status(self, msg: AmiMessage) -> None:
-        busy = extension_busy(msg.get("Status", "") or "")
+    def _on_device_state(self, msg: AmiMessage, server: str = "default") -> None:
+        state = (msg.get("State", "") or "").upper()
+        self._report(server, msg.get("Device", "") or "", state, state in BUSY_STATES, live=True)
+
+    def _on_extension_status(self, msg: AmiMessage, server: str = "default") -> None:
+        status = msg.get("Status", "") or ""
+        busy = extension_busy(status)
         if busy is None:
             return
+        state = "UNAVAILABLE" if int(status) & 4 else "INUSE" if busy else "NOT_INUSE"
         for device in (msg.get("Hint", "") or "").split("&"):
             if device and not device.startswith("Custom:"):
-                self._live.add(device)
-                self._device(device, busy)
+                self._report(server, device, state, busy, live=True)
 
     def _on_hangup(self, msg: AmiMessage) -> None:
         uniqueid, channel = msg.get("Uniqueid", "") or "", msg.get("Channel", "") or ""
@@ -210,26 +234,34 @@ class Telephony:
                 msg.get("Contact", "") or "", msg.get("Attempt", "") or "", msg.get("DialStatus", "") or ""
             )
 
-    async def _resync(self, client: AmiClient) -> None:
-        """Rebuild the mirror from Asterisk: device states, hints, live channels.
+    async def _resync(self, client: AmiClient, server: str = "default") -> None:
+        """Rebuild the mirror from one Asterisk server: device states, hints, live channels.
 
         A device that sent a live event since the snapshot was asked for keeps that newer
-        state: list items may arrive after events that happened later."""
-        self._live = set()
+        state: list items may arrive after events that happened later. Only this server's
+        calls are checked against its channels; callbacks against every server's."""
+        self._live[server] = set()
         states = await client.send_list({"Action": "DeviceStateList"})
         for item in states.items:
-            device = item.get("Device", "") or ""
-            if device not in self._live:
-                self._device(device, (item.get("State", "") or "").upper() in BUSY_STATES)
+            state = (item.get("State", "") or "").upper()
+            self._report(server, item.get("Device", "") or "", state, state in BUSY_STATES, live=False)
         hints = await client.send_list({"Action": "ExtensionStateList"})
         for item in hints.items:
-            busy = extension_busy(item.get("Status", "") or "")
+            status = item.get("Status", "") or ""
+            busy = extension_busy(status)
+            if busy is None:
+                continue
+            state = "UNAVAILABLE" if int(status) & 4 else "INUSE" if busy else "NOT_INUSE"
             for device in (item.get("Hint", "") or "").split("&"):
-                if busy is not None and device and not device.startswith("Custom:") and device not in self._live:
-                    self._device(device, busy)
+                if device and not device.startswith("Custom:"):
+                    self._report(server, device, state, busy, live=False)
         channels = await client.send_list({"Action": "CoreShowChannels"})
         alive = {item.get("Uniqueid", "") or "" for item in channels.items}
-        ended = self.desk.reconcile(alive) + self.callbacks.reconcile(alive)
+        self._alive[server] = alive
+        everywhere = set().union(*self._alive.values())
+        ended = self.desk.reconcile(alive, server if len(self.amis) > 1 else None) + self.callbacks.reconcile(
+            everywhere
+        )
         self.resyncs += 1
         self.resynced.set()
         if ended:
@@ -238,16 +270,36 @@ class Telephony:
     async def _reconcile_loop(self) -> None:
         while True:
             await asyncio.sleep(self.reconcile_interval)  # a period, not a wait for progress
-            client = self.ami
-            if client is None or not client.connected:
-                continue
-            try:
-                await self._resync(client)
-            except AmiError as err:
-                log.warning("AMI reconciliation failed: %s", err)
+            for name, client in list(self.amis.items()):
+                if not client.connected:
+                    continue
+                try:
+                    await self._resync(client, name)
+                except AmiError as err:
+                    log.warning("AMI reconciliation of %s failed: %s", name, err)
 
-    def _hangup_soon(self, channel: str) -> None:
-        client = self.ami
+    def _callback_client(self) -> AmiClient | None:
+        if len(self.amis) > 1:
+            return cast(AmiClient, self.servers)  # duck-typed: the dialer uses connected/wait_connected/originate/send
+        return self.ami
+
+    def client_for(self, server: str | None) -> AmiClient | None:
+        """The AMI client of `server` (a call's), else the first."""
+        return self.amis.get(server or "") or self.ami
+
+    def _server_of(self, session: AgiSession) -> str:
+        names = list(self.amis) or [t.name for t in self.ami_targets]
+        wanted = session.query.get("server", "")
+        if wanted in names:
+            return wanted
+        peer = session.peer_host
+        by_host = [t.name for t in self.ami_targets if t.host == peer]
+        if len(by_host) == 1:
+            return by_host[0]
+        return names[0] if names else ""
+
+    def _hangup_soon(self, channel: str, server: str | None = None) -> None:
+        client = self.client_for(server)
         if client is None or not client.connected:
             return
 
@@ -289,7 +341,7 @@ class Telephony:
         if current is None or current.assigned_to != by or not valid_target or (to_manager and to_team):
             await self.dispatcher.submit(event)  # refused: the core says why (not_assigned, not_yours, ...)
             raise TelephonyError("bad_transfer", "the core refused the transfer")  # not reached
-        client = self.ami
+        client = self.client_for(call.server)
         if client is None or not client.connected:
             raise AmiError("AMI is not connected")
         reply = await client.send(
@@ -303,10 +355,11 @@ class Telephony:
     # ---- click-to-call -----------------------------------------------------------------
 
     async def click_to_call(self, contact: Contact, manager: Manager) -> OriginateResult:
-        """Ring the manager's device, then dial the contact's phone from [acd-clicktocall]."""
-        client = self.ami
-        if client is None:
+        """Ring the manager's device (on the server their phone lives on), then dial the
+        contact's phone from [acd-clicktocall]."""
+        if not self.amis:
             raise AmiError("AMI is not configured")
+        client = self.servers.client_for_device(manager.device)
         s = self.callbacks.settings
         number = "".join(ch for ch in contact.phone if ch.isdigit())  # the dialplan adds any prefix
         return await client.originate(
