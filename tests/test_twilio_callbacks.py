@@ -53,14 +53,6 @@ def manager_of(r: Running, created: dict[str, str]) -> str:
     return mid
 
 
-async def wait_until(r: Running, check: object, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    """Settle the dispatcher until `check()` holds (no sleeps: each round waits for the dispatcher)."""
-    async with asyncio.timeout(timeout):
-        while not check():  # type: ignore[operator]
-            await r.settle()
-            await asyncio.sleep(0)
-
-
 async def test_a_callback_rings_the_manager_through_twilio_then_the_busy_customer_is_retried_and_reached(
     backend: Backend,
 ) -> None:
