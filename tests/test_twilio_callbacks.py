@@ -9,7 +9,10 @@ RequestValidator, as Twilio signs them."""
 
 from __future__ import annotations
 
-from api_fixtures import Running, start, stop
+from pathlib import Path
+
+import pytest
+from api_fixtures import EXAMPLE, Running, start, stop
 from storage_fixtures import Backend
 from twilio.request_validator import RequestValidator
 from twilio_fixtures import (
@@ -25,6 +28,7 @@ from twilio_fixtures import (
 )
 
 from acd.api.twilio import TWILIO
+from acd.config import ConfigError, load_deployment
 from acd.core.model import ContactStatus, Presence
 from acd.storage.messaging import MessagingStore
 from acd.telephony.api import CALLBACKS
@@ -232,3 +236,26 @@ async def test_an_attempt_in_flight_when_the_server_stops_counts_as_failed_and_i
             await stop(r)
     finally:
         await twilio.close()
+
+
+def test_the_twilio_callback_keys_are_read_and_checked(tmp_path: Path) -> None:
+    section = (
+        "twilio:\n  enabled: true\n  account_sid: AC" + "c" * 32 + "\n  public_url: https://acd.example\n"
+        "  ring_time: 15s\n  customer_ring: 40s\n  callback_attempts: 5\n  callback_backoff: 5m\n"
+    )
+    text = EXAMPLE.read_text(encoding="utf-8").replace("# ---- Twilio (a second", section + "# ---- Twilio (a second")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "ivr_flows").symlink_to(EXAMPLE.parent.parent / "ivr_flows")
+    path = tmp_path / "config" / "acd.yaml"  # flows_dir is ../ivr_flows, as in the repository
+    path.write_text(text, encoding="utf-8")
+    d = load_deployment(path, environ={})
+    assert d.twilio is not None and d.twilio.callbacks
+    assert (d.twilio.ring_time, d.twilio.customer_ring) == (15.0, 40.0)
+    assert (d.twilio.callback_attempts, d.twilio.callback_backoff) == (5, 300.0)
+    assert d.notifications.customer["callback_requested"] == ("sms", "email")  # the example's
+
+    path.write_text(text.replace("callback_attempts: 5", "callback_attempts: 0"), encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_deployment(path, environ={})
+    [problem] = err.value.problems
+    assert problem.startswith(f"{path}: twilio.callback_attempts: ")
