@@ -1,0 +1,153 @@
+"""Crash safety with calls in flight: the server (a real `acd serve` process) is killed with
+SIGKILL while simulated calls are talking, ringing managers and waiting in the queue; one talking
+caller hangs up while it is down. After a restart nothing is stuck: calls that were waiting or
+ringing went to the dialplan's fallback and are closed, a talk whose channel is gone is finished
+by the AMI resync, a talk still on the line stays with its manager until its Hangup, and no
+manager is left offered or busy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from acd.pbxsim import Caller, PbxSim, Phone, Press
+from tests.test_restart import ROOT, free_port, token
+
+pytestmark = pytest.mark.slow
+
+DEVICES = ["PJSIP/101", "PJSIP/102", "PJSIP/103", "PJSIP/104", "PJSIP/105", "PJSIP/106"]
+ANSWERING = {"PJSIP/101", "PJSIP/102"}  # these two pick up; the others ring until the offer runs out
+CALLS = 8
+
+
+def calls_config(tmp_path: Path, ami_port: int, agi_port: int) -> Path:
+    """The example deployment with telephony on, pointed at the simulator, open 24/7."""
+    text = (ROOT / "config" / "acd.example.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"(?ms)^hours:\n.*?(?=^\S)", "", text, count=1)  # no site hours: always open
+    text = re.sub(r"(?m)^    hours:\n      week:\n.*\n", "", text)  # nor a team's
+    for old, new in (
+        ("  enabled: false             # true: start", "  enabled: true             # true: start"),
+        ("    port: 5038", f"    port: {ami_port}"),
+        ("    port: 4573", f"    port: {agi_port}"),
+        ("  reconcile_interval: 1m", "  reconcile_interval: 1s"),
+        ("flows_dir: ../ivr_flows", f"flows_dir: {ROOT / 'ivr_flows'}"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    path = tmp_path / "acd.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def serve(config: Path, db: str, port: int, log: Path) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "acd.cli", "serve", "--config", str(config), "--db", db, "--port", str(port), "--demo"),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=log.open("ab"),
+        env={**os.environ, "ACD_AMI_SECRET": "acdsecret"},
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 30)
+    assert b"listening" in line, (line, log.read_text(errors="replace"))
+    return proc
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+    """Poll another process's state (its API) until `check()` is true."""
+    async with asyncio.timeout(timeout):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.2)  # another process: there is nothing to wait on but its API
+    raise AssertionError(what)
+
+
+def bridged_callers(sim: PbxSim) -> list[str]:
+    """Inbound callers' channels bridged to a manager now."""
+    return [name for name, leg in sim.legs.items() if name.startswith("PJSIP/trunk-") and leg.bridged is not None]
+
+
+async def test_nothing_is_stuck_after_kill_9_with_calls_talking_ringing_and_queued(tmp_path: Path) -> None:
+    sim = PbxSim(time_scale=0.05, auth_failure_delay=0.05)
+    sim.default_prompt = 1.0
+    await sim.start()
+    for device in DEVICES:
+        sim.add_phone(Phone(device, answer_after=0.5 if device in ANSWERING else None, talk_for=None))
+    agi_port, port = free_port(), free_port()
+    sim.agi_target = ("127.0.0.1", agi_port)
+    config = calls_config(tmp_path, sim.ami_port, agi_port)
+    db = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    proc = await serve(config, db, port, log)
+    try:
+        for i in range(CALLS):
+            keys = [Press("1"), Press("1"), Press("3")]
+            sim.call(Caller(number=f"7916000{i:04d}", dialled="74951234567", steps=keys))
+        # kill it once calls are talking and other phones are ringing with offers outstanding
+        for device in sorted(ANSWERING):  # both answering phones talking...
+            await asyncio.wait_for(
+                sim.wait_event(lambda e, d=device: e.get("Event") == "BridgeEnter" and e["Channel"].startswith(d)), 20
+            )
+        for device in sorted(set(DEVICES) - ANSWERING)[:1]:  # ...and vera's ringing (sales is tried first)
+            await asyncio.wait_for(
+                sim.wait_event(lambda e, d=device: e.get("Event") == "DialBegin" and e["DestChannel"].startswith(d)), 20
+            )
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+        talking = bridged_callers(sim)
+        assert len(talking) == 2, "two calls were talking when the server died"
+        gone, *still = talking
+        sim.hangup_channel(sim.legs[gone].channel)  # its Hangup is lost: nobody is listening on AMI
+
+        proc = await serve(config, db, port, log)
+        sup = await token(config, db)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {sup}"}) as http:
+
+            async def queue() -> dict[str, Any]:
+                async with http.get(f"{base}/api/queue") as r:
+                    assert r.status == 200
+                    return dict(await r.json())
+
+            def on_calls(snap: dict[str, Any]) -> int:
+                return sum(m["load"].get("call", 0) for m in snap["managers"])
+
+            async def settled() -> bool:
+                snap = await queue()
+                calls_open = [c for c in snap["waiting"] + snap["offered"] if c["channel"] == "call"]
+                return not calls_open and on_calls(snap) == len(bridged_callers(sim))
+
+            await until(settled, "waiting calls closed and only live talks kept")
+            snap = await queue()
+            assert on_calls(snap) == len(still)
+            for m in snap["managers"]:
+                assert m["presence"] != "offered", m
+                assert m["presence"] != "busy" or any(m["load"].values()) or m.get("device_busy"), m
+
+            for name in bridged_callers(sim):
+                sim.hangup_channel(sim.legs[name].channel)  # the live talks end normally now
+
+            async def all_free() -> bool:
+                snap = await queue()
+                return on_calls(snap) == 0 and all(m["presence"] not in ("offered", "busy") for m in snap["managers"])
+
+            await until(all_free, "every manager free once the last talk ended")
+            print(
+                f"RELIABILITY calls={CALLS} talking_at_kill={len(talking)} stuck_managers=0 open_calls_after_restart=0"
+            )
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        await sim.close()
