@@ -28,7 +28,8 @@ from acd.asterisk.ami import AmiClient, AmiError, AmiMessage, OriginateResult
 from acd.asterisk.fastagi import AgiSession, FastAgiServer
 from acd.config import Deployment
 from acd.core import events as ev
-from acd.core.model import Contact, Manager, Presence
+from acd.core.errors import CoreError
+from acd.core.model import Contact, ContactStatus, Manager, Presence
 from acd.dispatcher import Dispatcher
 from acd.storage import Store
 from acd.storage.telephony import TelephonyStore
@@ -335,12 +336,9 @@ class Telephony:
             return
         if call.state != "talking":
             raise TelephonyError("not_talking", "the call is not connected to a manager now")
-        board = self.dispatcher.board
-        current = board.contacts.get(contact.id)
-        valid_target = (to_manager in board.managers and to_manager != by) if to_manager else bool(to_team)
-        if current is None or current.assigned_to != by or not valid_target or (to_manager and to_team):
-            await self.dispatcher.submit(event)  # refused: the core says why (not_assigned, not_yours, ...)
-            raise TelephonyError("bad_transfer", "the core refused the transfer")  # not reached
+        refused = _transfer_refused(self.dispatcher.board, contact.id, by, to_manager, to_team)
+        if refused is not None:
+            raise refused
         client = self.client_for(call.server)
         if client is None or not client.connected:
             raise AmiError("AMI is not connected")
@@ -375,6 +373,23 @@ class Telephony:
                 ("Variable", f"ACD_CUSTOMER_RING={int(s.customer_ring)}"),
             ]
         )
+
+
+def _transfer_refused(
+    board: Any, contact_id: str, by: str, to_manager: str | None, to_team: str | None
+) -> CoreError | None:
+    """The core's own refusal of ContactTransferred, found before the call is moved (the same
+    codes: not_assigned, not_yours, bad_transfer, no_such_manager)."""
+    current = board.contacts.get(contact_id)
+    if current is None or current.status is not ContactStatus.ASSIGNED:
+        return CoreError("not_assigned", f"contact {contact_id} is not assigned: nothing to transfer")
+    if current.assigned_to != by:
+        return CoreError("not_yours", f"contact {contact_id} is assigned to {current.assigned_to}, not {by}")
+    if (to_manager is None) == (to_team is None) or to_manager == by:
+        return CoreError("bad_transfer", "transfer to one other manager or to one team")
+    if to_manager is not None and to_manager not in board.managers:
+        return CoreError("no_such_manager", f"no manager {to_manager}")
+    return None
 
 
 class ObservedStore:

@@ -54,6 +54,11 @@ async def test_a_manager_transfers_a_call_to_a_colleague_whose_phone_then_rings(
         async with TestClient(TestServer(h.server.app)) as http:
             status, body = await transfer(h, http, cid, boris, to_manager="vera")
             assert status == 404  # not boris's call
+            status, body = await transfer(h, http, cid, anna, to_manager="nobody")
+            assert (status, body["error"]["code"]) == (404, "no_such_manager")
+            status, body = await transfer(h, http, cid, anna, to_manager="anna")
+            assert (status, body["error"]["code"]) == (409, "bad_transfer")
+            assert not any(("Action", "Redirect") in a for s in h.sim.ami.all_sessions for a in s.actions)
             status, body = await transfer(h, http, cid, anna, to_manager="boris")
             assert status == 200, body
             assert body["status"] in ("waiting", "offered")
