@@ -58,7 +58,7 @@ def office(store: Store, clock: Clock, channels: tuple[str, ...] = ("sms", "emai
     async def contact(contact_id: str) -> Contact | None:
         return contacts.get(contact_id)
 
-    hooks = SimpleNamespace(requested=None, customer_missed=None)
+    hooks = SimpleNamespace(requested=None, customer_missed=None, customer_given_up=None)
     notifier.follow_callbacks(hooks, contact)
     return notifier, hooks, senders, contacts
 
@@ -94,6 +94,18 @@ async def test_each_failed_attempt_is_told_once_and_an_answered_one_is_not(store
     keys = [n.event_key for n in senders["sms"].sent]
     assert keys == ["callback_failed:cb-contact:1", "callback_failed:cb-contact:2"]
     assert all("не дозвонились" in n.body for n in senders["sms"].sent)
+
+
+async def test_the_last_failed_attempt_says_the_request_is_given_up_instead(store: Store) -> None:
+    notifier, hooks, senders, contacts = office(store, Clock(at(12)))
+    contacts["cb-contact"] = callback(language="en")
+    await hooks.customer_missed("cb-contact", 1)
+    await hooks.customer_given_up("cb-contact", 2)
+    await hooks.customer_given_up("cb-contact", 2)
+    assert await notifier.send_due() == 2
+    [tried, gave_up] = senders["sms"].sent
+    assert "We will try again" in tried.body
+    assert gave_up.event_key == "callback_given_up:cb-contact:2" and "several times" in gave_up.body
 
 
 async def test_a_customer_who_left_an_e_mail_is_written_to_when_no_sms_can_be_sent(store: Store) -> None:

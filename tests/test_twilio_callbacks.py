@@ -158,19 +158,23 @@ async def test_an_offer_that_runs_out_cancels_the_ringing_leg_and_a_late_answer_
         assert r.server.dispatcher.board.managers[manager_of(r, created)].presence is Presence.PAUSED
 
 
-async def test_a_customer_never_reached_is_given_up_after_the_attempts_and_told_each_time(backend: Backend) -> None:
+async def test_a_customer_never_reached_is_given_up_after_the_attempts_and_told_each_time_and_at_the_end(
+    backend: Backend,
+) -> None:
     async with twilio_office(backend, notify=True, callback_attempts=2, callback_backoff=0.1) as (r, twilio):
         cb = await ask_for_a_callback(r)
         ack = await next_of(twilio.sms)
         assert ack["To"] == CUSTOMER_E164 and "перезвонить" in ack["Body"] and CUSTOMER in ack["Body"]
-        for n in (1, 2):
+        told = []
+        for _ in (1, 2):
             created = await next_of(twilio.created)
             _, body = await manager_answers(r, created)
             dial = twiml(body).find("Dial")
             assert dial is not None
             await hook(r, dial.get("action", ""), {"CallSid": created["Sid"], "DialCallStatus": "no-answer"})
-            tried = await next_of(twilio.sms)
-            assert tried["To"] == CUSTOMER_E164 and "не дозвонились" in tried["Body"], n
+            told.append(await next_of(twilio.sms))
+        assert all(sms["To"] == CUSTOMER_E164 and "не дозвонились" in sms["Body"] for sms in told)
+        assert "попробуем ещё раз" in told[0]["Body"] and "несколько раз" in told[1]["Body"]  # then: given up
         callbacks = r.server.app[CALLBACKS]
         assert [(await next_of(callbacks.results)).dial_status for _ in (1, 2)] == ["NOANSWER", "NOANSWER"]
         row = await callbacks.tstore.get_callback(str(cb["id"]))  # saved before each result is announced
@@ -183,7 +187,7 @@ async def test_a_customer_never_reached_is_given_up_after_the_attempts_and_told_
             [
                 f"callback_requested:{cb['id']}",
                 f"callback_failed:{cb['contact_id']}:1",
-                f"callback_failed:{cb['contact_id']}:2",
+                f"callback_given_up:{cb['contact_id']}:2",
             ]
         )
         assert twilio.calls_created == 2

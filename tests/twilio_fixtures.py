@@ -84,7 +84,8 @@ def twilio_deployment(base: str, offer_timeout: float = 20.0, notify: bool = Fal
     d = example_deployment()
     if notify:
         sms = ("sms",)
-        customer = {"received": sms, "assigned": sms, "callback_requested": sms, "callback_failed": sms}
+        names = ("received", "assigned", "callback_requested", "callback_failed", "callback_given_up")
+        customer = dict.fromkeys(names, sms)
         d = replace(d, notifications=replace(d.notifications, enabled=True, quiet_hours=None, customer=customer))
     rules = ChannelRules(offer_timeout=offer_timeout, wrap_up=0.0)
     policy = replace(

@@ -26,7 +26,15 @@ _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:
 
 # What a template may mention: `{customer}`, `{manager}`...
 TEMPLATE_FIELDS = frozenset({"customer", "manager", "subject", "contact_id", "site", "phone", "email", "minutes"})
-TEMPLATE_NAMES = ("received", "assigned", "callback_requested", "callback_failed", "offered", "reply")
+TEMPLATE_NAMES = (
+    "received",
+    "assigned",
+    "callback_requested",
+    "callback_failed",
+    "callback_given_up",
+    "offered",
+    "reply",
+)
 SEND_CHANNELS = ("email", "sms")
 
 
@@ -157,15 +165,20 @@ class NotificationsSpec(Spec):
     retry: RetrySpec = RetrySpec()
     # what customers are told, and how: template name -> channels in order of preference
     customer: dict[
-        Literal["received", "assigned", "callback_requested", "callback_failed"], list[Literal["email", "sms"]]
+        Literal["received", "assigned", "callback_requested", "callback_failed", "callback_given_up"],
+        list[Literal["email", "sms"]],
     ] = {
         "received": ["email"],
         "assigned": ["email"],
         "callback_requested": ["sms", "email"],
         "callback_failed": ["sms", "email"],
+        "callback_given_up": ["sms", "email"],
     }
     templates: dict[
-        Literal["received", "assigned", "callback_requested", "callback_failed", "offered", "reply"], TemplateSpec
+        Literal[
+            "received", "assigned", "callback_requested", "callback_failed", "callback_given_up", "offered", "reply"
+        ],
+        TemplateSpec,
     ] = {}
 
 
@@ -262,6 +275,7 @@ class NotificationSettings:
             "assigned": ("email",),
             "callback_requested": ("sms", "email"),
             "callback_failed": ("sms", "email"),
+            "callback_given_up": ("sms", "email"),
         }
     )
     templates: Mapping[str, MessageTemplate] = field(default_factory=lambda: dict(DEFAULT_TEMPLATES))
@@ -316,6 +330,15 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = {
         {
             "ru": "{site}: мы пытались вам перезвонить, но не дозвонились. Мы попробуем ещё раз.",
             "en": "{site}: we tried to call you back but could not reach you. We will try again.",
+        },
+    ),
+    "callback_given_up": MessageTemplate(
+        {"ru": "Мы не смогли до вас дозвониться", "en": "We could not reach you"},
+        {
+            "ru": "{site}: мы несколько раз пытались вам перезвонить, но не дозвонились. "
+            "Оставьте новую заявку или позвоните нам, когда вам будет удобно.",
+            "en": "{site}: we tried to call you back several times but could not reach you. "
+            "Please ask again or call us when it suits you.",
         },
     ),
     "offered": MessageTemplate(

@@ -45,6 +45,7 @@ class CallbackHooks(Protocol):
 
     requested: Callable[[Contact, str], Awaitable[object]] | None
     customer_missed: Callable[[str, int], Awaitable[object]] | None
+    customer_given_up: Callable[[str, int], Awaitable[object]] | None
 
 
 class Sender(Protocol):
@@ -273,6 +274,12 @@ class Notifier:
         """ "We tried to call you back": for the telephony adapters, once per failed attempt."""
         return await self.tell_customer("callback_failed", contact, {"phone": contact.phone}, f"{contact.id}:{attempt}")
 
+    async def callback_given_up(self, contact: Contact, attempts: int) -> bool:
+        """ "We could not reach you": instead of "we tried" after the last attempt."""
+        return await self.tell_customer(
+            "callback_given_up", contact, {"phone": contact.phone}, f"{contact.id}:{attempts}"
+        )
+
     def follow_callbacks(self, callbacks: CallbackHooks, contact: Callable[[str], Awaitable[Contact | None]]) -> None:
         """Tell customers how their callback goes, whichever back end rings (Asterisk or Twilio):
         the request is acknowledged, and each attempt that did not reach them is reported.
@@ -286,8 +293,14 @@ class Notifier:
             if found is not None:
                 await self.callback_failed(found, attempt)
 
+        async def given_up(contact_id: str, attempts: int) -> None:
+            found = await contact(contact_id)
+            if found is not None:
+                await self.callback_given_up(found, attempts)
+
         callbacks.requested = requested
         callbacks.customer_missed = missed
+        callbacks.customer_given_up = given_up
 
     # ---- sending ----------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ class Callbacks:
         #: Told when the customer leg of an attempt failed (busy, no answer...): (contact id,
         #: attempt number). The composition root points it at the "we tried to call you back" notice.
         self.customer_missed: Callable[[str, int], Awaitable[object]] | None = None
+        #: Told instead of `customer_missed` when that was the last attempt (the request is given up).
+        self.customer_given_up: Callable[[str, int], Awaitable[object]] | None = None
         #: Every finished attempt, for tests and metrics.
         self.results: asyncio.Queue[Attempt] = asyncio.Queue()
 
@@ -422,9 +424,11 @@ class Callbacks:
             cb.status = "done"
         else:
             cb.attempts += 1
-            if status is not None and self.customer_missed is not None:
+            last = cb.attempts >= cb.max_attempts
+            tell = self.customer_given_up if last and self.customer_given_up is not None else self.customer_missed
+            if status is not None and tell is not None:
                 try:
-                    await self.customer_missed(cb.contact_id, cb.attempts)
+                    await tell(cb.contact_id, cb.attempts)
                 except Exception:  # a notice must never stop the retries
                     log.exception("callback %s: could not tell the customer about the missed call", cb.id)
             if cb.attempts >= cb.max_attempts:
