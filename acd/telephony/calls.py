@@ -137,6 +137,7 @@ class Call:
     server: str = ""  # the Asterisk server the call is on (asterisk.servers)
     position: int = 0
     announced_wait: float | None = None  # the last expected wait told to the caller (seconds)
+    withdrawn: bool = False  # the ringing offer was taken back: stop that phone as soon as it is known
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -376,6 +377,7 @@ class CallDesk:
         ):
             await session.set_variable(name, value)
         call.state, call.ringing, call.ring_started = "ringing", offer, self.clock()
+        call.agent_channel, call.withdrawn = None, False
         return True
 
     async def _announce(self, session: AgiSession, call: Call) -> str | None:
@@ -585,6 +587,7 @@ class CallDesk:
                 elif call.ringing is not None and call.ringing.manager_id == mid:
                     if reason == "missed offer":
                         return  # Dial's own ring time ends it
+                    call.withdrawn = True
                     if call.agent_channel and self.hangup_channel is not None:
                         self.hangup_channel(call.agent_channel, call.server)  # stop ringing: Dial goes on to `wait`
             case _:
@@ -596,6 +599,8 @@ class CallDesk:
         call = self.by_uniqueid.get(uniqueid)
         if call is not None and call.state == "ringing":
             call.agent_channel = dest_channel
+            if call.withdrawn and self.hangup_channel is not None:
+                self.hangup_channel(dest_channel, call.server)  # withdrawn before Asterisk said what rings
 
     def on_hangup(self, uniqueid: str, channel: str) -> None:
         call = self.by_uniqueid.get(uniqueid)

@@ -237,3 +237,20 @@ async def test_a_voicemail_with_nothing_said_is_not_kept() -> None:
         assert not any(c.channel is Channel.CALLBACK for c in h.board.contacts.values())
     finally:
         await stop()
+
+
+async def test_an_offer_withdrawn_before_asterisk_says_which_channel_rings_stops_it_once_known(h: Harness) -> None:
+    from acd.telephony.calls import Call, Offer
+
+    stopped: list[tuple[str, str | None]] = []
+    desk = h.telephony.desk
+    desk.hangup_channel = lambda channel, server: stopped.append((channel, server))
+    call = Call("c-race", "1795000000.7", "PJSIP/trunk-00000007", "79160000017", "sales", "ru", 0.0, server="pbx1")
+    call.state, call.ringing = "ringing", Offer("anna", DEVICES["anna"], 0.0)
+    desk.calls[call.contact_id], desk.by_uniqueid[call.uniqueid] = call, call
+
+    desk.on_command(ev.WithdrawOffer("c-race", "anna", "reassigned by supervisor"))
+    assert stopped == []  # no DialBegin yet: nothing to hang up
+    desk.on_dial_begin(call.uniqueid, "PJSIP/101-00000008")
+    assert stopped == [("PJSIP/101-00000008", "pbx1")]
+    desk.calls.pop(call.contact_id), desk.by_uniqueid.pop(call.uniqueid)
