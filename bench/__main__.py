@@ -16,7 +16,7 @@ def unit(name: str) -> str:
 
 
 def main() -> int:
-    suites = ["bench.routing", "bench.intake", "bench.telephony", "bench.crm"]
+    suites = ["bench.routing", "bench.intake", "bench.telephony", "bench.crm", "bench.crm_server"]
     for module_name in suites:
         try:
             module = importlib.import_module(module_name)
