@@ -113,6 +113,14 @@ async def test_click_to_call_and_callbacks_originate_on_the_server_of_the_manage
     result = await asyncio.wait_for(t.callbacks.results.get(), 5)
     assert result.dial_status == "ANSWER"
     assert [o["Channel"] for o in originates(two.pbx2)] == [DEVICES["grigory"]] and originates(two.pbx1) == []
+    leg = originates(two.pbx2)[0]["ChannelId"]
+    await t.servers.send({"Action": "Hangup", "Channel": leg})  # goes where that channel was made
+    await t.servers.send({"Action": "Hangup", "Channel": "PJSIP/unknown-00000001"})  # unknown: asked everywhere
+    hangups = {
+        name: [dict(a)["Channel"] for s in sim.ami.all_sessions for a in s.actions if ("Action", "Hangup") in a]
+        for name, sim in (("pbx1", two.pbx1), ("pbx2", two.pbx2))
+    }
+    assert hangups == {"pbx1": ["PJSIP/unknown-00000001"], "pbx2": [leg, "PJSIP/unknown-00000001"]}
 
     anna = two.board.managers["anna"]
     contact = replace(offer.contact, phone="79165550000")
