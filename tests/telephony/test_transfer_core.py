@@ -87,3 +87,12 @@ def test_only_an_assigned_contact_can_be_transferred():
     with pytest.raises(CoreError) as err:
         h.send(ev.ContactTransferred("c1", "anna", to_manager="anna"))
     assert err.value.code == "not_assigned"
+
+
+def test_a_transfer_travels_between_cluster_nodes_unchanged():
+    import json
+
+    from acd.cluster.codec import decode_event, encode
+
+    event = ev.ContactTransferred("c1", "anna", to_team="service", pin_until=None)
+    assert decode_event(json.loads(json.dumps(encode(event)))) == event
