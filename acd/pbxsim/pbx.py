@@ -390,6 +390,8 @@ class PbxSim:
         ``Dial(${ACD_DIAL},${ACD_RING},mU(acd-answered^contact^manager))`` then AGI(wait);
         ``hangup`` → Hangup; ``voicemail`` → VoiceMail; no action → parked (Wait) until
         Redirect/Hangup. Anything else (ACD down, TIMEOUT, ERROR, NOROUTE) → the fallback queue.
+        An AMI Redirect of the caller to ``acd-transfer`` while bridged ends the Dial (the manager's
+        leg is hung up) and goes on with [acd-transfer]: AGI(transfer), then the same steps.
         A hangup runs ``h``: UserEvent(IvrHangup) and AGI(hangup,${ACD_CONTACT}).
         """
         caller, leg = handle.caller, handle.leg
