@@ -117,6 +117,7 @@ async def build(
     install_web(app, services)
     if isinstance(dispatcher, ClusterDispatcher):
         dispatcher.follow(app[HUB].on_command)  # offers made on the leader reach panels on this node
+        dispatcher.export_metrics(metrics.registry)
     telephony = build_telephony(lambda: services.deployment, store, dispatcher, clock=clock)
     if telephony is not None:
         telephony.desk.enrich = getattr(services, "enrich", None)

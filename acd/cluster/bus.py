@@ -26,7 +26,15 @@ from typing import Any, Final
 
 import asyncpg
 
-from acd.cluster.leader import CONNECT_TIMEOUT, CONNECTION_ERRORS, KEEPALIVE, RETRY, dsn, session_settings
+from acd.cluster.leader import (
+    CONNECT_TIMEOUT,
+    CONNECTION_ERRORS,
+    KEEPALIVE,
+    RETRY,
+    dsn,
+    session_settings,
+    wait_a_while,
+)
 
 log = logging.getLogger("acd.cluster")
 
@@ -68,7 +76,8 @@ class Bus:
             server_settings={**session_settings(self._schema, "bus"), **KEEPALIVE},
         )
         self._listen_task = asyncio.create_task(self._listen(), name="acd-cluster-listen")
-        await asyncio.wait_for(self._listening.wait(), CONNECT_TIMEOUT)
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            await self._listening.wait()
 
     async def close(self) -> None:
         if self._listen_task is not None:
@@ -77,7 +86,8 @@ class Bus:
                 await self._listen_task
         if self._pool is not None:
             try:
-                await asyncio.wait_for(self._pool.close(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self._pool.close()
             except (*CONNECTION_ERRORS, asyncio.CancelledError):
                 self._pool.terminate()
 
@@ -169,10 +179,10 @@ class Bus:
                     self.on_reconnect()
                 first = False
                 while not closed.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(closed.wait(), 5.0)
+                    await wait_a_while(closed, 5.0)
                     if not closed.is_set():
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), 5.0)
+                        async with asyncio.timeout(5.0):
+                            await conn.fetchval("SELECT 1")
                 log.warning("cluster: the listening connection closed; reconnecting")
             except CONNECTION_ERRORS as err:
                 log.warning("cluster: listening connection failed (%s); reconnecting", err)

@@ -33,6 +33,15 @@ KEEPALIVE_S: Final = 6.0
 CONNECTION_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+async def wait_a_while(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set or `seconds` pass, whichever is first. (`asyncio.timeout` rather
+    than `wait_for`: on Python 3.11 we saw a task cancelled inside `wait_for(event.wait(), ...)`
+    stay "cancelling" for good, and `stop()` waiting on it hang.)"""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 def dsn(url: str) -> str:
     """asyncpg's form of a SQLAlchemy URL (`postgresql+asyncpg://...` → `postgresql://...`)."""
     scheme, sep, rest = url.partition("://")
@@ -103,7 +112,8 @@ class Leadership:
                 self._conn = await asyncpg.connect(
                     self._dsn,
                     timeout=CONNECT_TIMEOUT,
-                    server_settings={**session_settings(self._schema, "lock"), **KEEPALIVE},
+                    # no statement_timeout: waiting for the lock is this connection's whole job
+                    server_settings={**session_settings(self._schema, "lock"), **KEEPALIVE, "statement_timeout": "0"},
                 )
             except CONNECTION_ERRORS as err:
                 log.warning("cluster: cannot reach PostgreSQL for the dispatcher lock (%s); retrying", err)
@@ -131,17 +141,17 @@ class Leadership:
 
     async def _hold(self, closed: asyncio.Event) -> None:
         while True:
-            # the termination listener wakes this at once when the socket closes
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(closed.wait(), HEALTH_EVERY)
+            await wait_a_while(closed, HEALTH_EVERY)  # the termination listener wakes this at once
             if closed.is_set():
                 return
-            await asyncio.wait_for(self._conn.fetchval("SELECT 1"), HEALTH_TIMEOUT)
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                await self._conn.fetchval("SELECT 1")
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             try:
-                await asyncio.wait_for(conn.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await conn.close()
             except (*CONNECTION_ERRORS, asyncio.CancelledError):
                 conn.terminate()

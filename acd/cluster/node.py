@@ -28,9 +28,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from acd.cluster.bus import Bus
 from acd.cluster.codec import CodecError, decode_command, decode_event, encode
-from acd.cluster.leader import CONNECTION_ERRORS, Leadership
+from acd.cluster.leader import CONNECTION_ERRORS, Leadership, wait_a_while
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.model import Channel, Contact, ContactStatus, Manager
@@ -182,6 +184,16 @@ class ClusterDispatcher(Dispatcher):
                 await task
         await self.bus.close()
 
+    def export_metrics(self, registry: CollectorRegistry) -> None:
+        """`acd_cluster_dispatching` (1 on the node that dispatches) and
+        `acd_cluster_events_waiting` (this follower's events not yet handed over)."""
+        Gauge("acd_cluster_dispatching", "1 when this node holds the dispatcher lock", registry=registry).set_function(
+            lambda: 1.0 if self.leading else 0.0
+        )
+        Gauge(
+            "acd_cluster_events_waiting", "Events this node has not yet handed to the dispatcher", registry=registry
+        ).set_function(lambda: float(len(self._outbox)))
+
     def follow(self, listener: Listener) -> None:
         """`listener`, already subscribed, also hears the panels' commands (offers,
         withdrawals, notices) from the leader's notifications while this node follows."""
@@ -247,7 +259,8 @@ class ClusterDispatcher(Dispatcher):
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(answer), POLL)
+                    async with asyncio.timeout(POLL):
+                        return await asyncio.shield(answer)
                 with contextlib.suppress(*CONNECTION_ERRORS):
                     handled, outcome = await self.bus.outcome(event_id)  # in case the notification was lost
                     if handled:
@@ -380,8 +393,7 @@ class ClusterDispatcher(Dispatcher):
     async def _lead(self) -> None:
         pruned = self.clock()
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL)
+            await wait_a_while(self._wake, POLL)
             self._wake.clear()
             try:
                 await self._pick_up_arrivals()

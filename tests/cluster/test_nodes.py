@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from cluster_fixtures import Place
+from prometheus_client import CollectorRegistry
 
 from acd.cluster import ClusterDispatcher, ClusterSettings
 from acd.cluster.leader import dsn
@@ -139,3 +140,31 @@ async def test_a_leader_cut_from_its_lock_stops_dispatching_at_once_and_the_foll
     assert new_fence is not None and await follower.bus.still_holds(new_fence)
     await follower.submit(ev.PresenceSet("anna", Presence.AVAILABLE))
     assert follower.board.managers["anna"].presence is Presence.AVAILABLE
+
+
+async def test_a_leader_that_stops_hands_the_lock_over_after_finishing_its_queue(pg_schema: Place) -> None:
+    first = await open_store(pg_schema.url, schema=pg_schema.schema)
+    await first.save_manager(manager("anna", presence=Presence.OFFLINE))
+    second = await open_store(pg_schema.url, schema=pg_schema.schema)
+    leader = await node(pg_schema, first, "a")
+    await asyncio.wait_for(leader.elected.wait(), 15)
+    follower = await node(pg_schema, second, "b")
+    try:
+        leader.post(ev.PresenceSet("anna", Presence.AVAILABLE))  # queued, not yet committed
+        await leader.stop()
+        assert not leader.lost.is_set()
+        await asyncio.wait_for(follower.elected.wait(), 10)
+        assert follower.board.managers["anna"].presence is Presence.AVAILABLE  # drained before it let go
+    finally:
+        await follower.stop()
+        await first.close()
+        await second.close()
+
+
+async def test_the_metrics_say_which_node_dispatches(pair: tuple[ClusterDispatcher, ClusterDispatcher]) -> None:
+    values = []
+    for d in pair:
+        registry = CollectorRegistry()
+        d.export_metrics(registry)
+        values.append(registry.get_sample_value("acd_cluster_dispatching"))
+    assert values == [1.0, 0.0]
