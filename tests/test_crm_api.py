@@ -244,3 +244,28 @@ async def test_a_repeat_customer_waits_for_their_person_as_long_as_the_stage_say
         seen["id"]
     )
     assert contact is not None and contact.first_wait == approval.wait
+
+
+async def test_sales_leaders_carry_a_forecast_at_each_managers_present_pace(running: Running) -> None:
+    today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+    rows = [DEALS_CSV.splitlines()[0]]
+    for i in range(9):  # anna: nine deals in the last 90 days, six won
+        day = (today - timedelta(days=5 + 9 * i)).isoformat()
+        status, amount = ("won", "100000") if i < 6 else ("lost", "")
+        rows.append(f"a{i},Client {i},+7 495 100-00-{i:02d},X,{amount},{status},anna,,{day},{day},purchase,mid,hot")
+    long_ago = (today - timedelta(days=200)).isoformat()  # counts for the rating, not for the pace
+    rows.append(f"b0,Client B,+7 495 200-00-00,X,50000,won,boris,,{long_ago},{long_ago},purchase,mid,hot")
+    status, report = await running.call("POST", "/api/crm/import/deals", running.admin, data="\n".join(rows).encode())
+    assert status == 200 and report["imported"] == 10, report
+
+    status, board = await running.call("GET", "/api/crm/ratings", running.supervisor)
+    assert status == 200
+    by_id = {r["manager_id"]: r for r in board["managers"]}
+    anna, boris = by_id["anna"]["forecast"], by_id["boris"]["forecast"]
+    assert anna["days"] == 30 and anna["opportunities"] == 3.0  # 9 in 90 days
+    status, card = await running.call("GET", "/api/crm/ratings/anna", running.supervisor)
+    overall = card["overall"]
+    assert anna["wins"] == round(3.0 * overall["win_rate"], 1)
+    assert abs(anna["revenue"] - 3.0 * overall["expected_value"]) < 1.0
+    assert boris["opportunities"] == 0.0 and boris["revenue"] == 0.0  # no recent pace, whatever his rating
+    assert "per day" in anna["method"]

@@ -27,6 +27,8 @@ from acd.crm.provider import DealRatings
 from acd.crm.ratings import DAY, Estimate, Lead, Opportunity, RatingParams, RatingTable, opportunities
 from acd.crm.routing import StageRule, route_repeat
 
+FORECAST_DAYS = 30
+FORECAST_PACE_DAYS = 90
 log = logging.getLogger("acd.crm")
 
 
@@ -678,13 +680,33 @@ class CrmService:
         return [dict(zip(keys, s, strict=True)) for s in sorted(seen)]
 
     def leaderboard(self, segment: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Sales leaders now (by expected value in `segment`), each with a forecast."""
         keys = self.ratings.params.segment_keys
-        rows = [
-            _estimate_json(self.estimate(m, segment), keys, self.ratings.params.prior_strength)
-            for m in self._managers().values()
-            if m.active
-        ]
+        rows = []
+        for m in self._managers().values():
+            if m.active:
+                row = _estimate_json(self.estimate(m, segment), keys, self.ratings.params.prior_strength)
+                row["forecast"] = self.forecast(m)
+                rows.append(row)
         return sorted(rows, key=lambda r: -r["expected_value"])
+
+    def forecast(self, manager: Manager, days: int = FORECAST_DAYS) -> dict[str, Any]:
+        """What the next `days` should bring the manager at their present pace: the
+        opportunities they were given per day over the last `FORECAST_PACE_DAYS`, times
+        their overall win rate and expected value per opportunity now. A pace, not a
+        promise: a manager new to the office or back from a vacation forecasts low."""
+        since = self.ratings.as_of - FORECAST_PACE_DAYS * DAY
+        recent = sum(1 for o in self.ratings.table.opportunities_of(manager.id) if o.at >= since)
+        expected = self.estimate(manager, {})
+        opportunities = recent / FORECAST_PACE_DAYS * days
+        return {
+            "days": days,
+            "opportunities": round(opportunities, 1),
+            "wins": round(opportunities * expected.win_rate, 1),
+            "revenue": round(opportunities * expected.expected_value, 2),
+            "method": f"opportunities per day over the last {FORECAST_PACE_DAYS} days x {days} days "
+            "x the overall win rate and expected value per opportunity now",
+        }
 
     # ---- import and export --------------------------------------------------------------
 
