@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from cluster_fixtures import Place
+
+from acd.cluster.leader import dsn
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAD = {"name": "Нина", "phone": "+7 900 000-00-00", "criteria": {"temperature": "hot"}}
@@ -209,6 +212,34 @@ async def test_a_node_killed_under_load_loses_no_acknowledged_lead_and_the_dispa
 
             await eventually(same_view, 15)
             assert not dead.dispatching() and survivor.dispatching()
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_dispatcher_whose_lock_session_is_ended_stops_and_exits_for_its_supervisor(
+    pg_database: Place, tmp_path: Path
+) -> None:
+    config = config_for(tmp_path)
+    a, b = Node(config, pg_database.url, tmp_path, "a"), Node(config, pg_database.url, tmp_path, "b")
+    try:
+        await a.start()
+        await a.until_dispatching()
+        await b.start()
+        admin = await asyncpg.connect(dsn(pg_database.url))
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'acd-lock'"
+                " AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"
+            )
+        finally:
+            await admin.close()
+        assert ended == 1
+        assert a.proc is not None
+        assert await asyncio.wait_for(a.proc.wait(), 30) == 3
+        assert "lost the dispatcher lock" in a.log.read_text(errors="replace")
+        await b.until_dispatching(TAKE_OVER_BOUND)
     finally:
         await a.stop()
         await b.stop()
