@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from acd.asterisk.ami import Action, AmiClient, AmiMessage, AmiNotConnected, OriginateResult, action_headers
 
 UNOWNED_STATES = frozenset({"UNKNOWN", "INVALID", "UNAVAILABLE"})
+MAX_REMEMBERED = 10_000  # originated channels whose server is remembered
 
 
 class DeviceOwners:
@@ -48,7 +49,7 @@ class AmiServers:
     def __init__(self, clients: Mapping[str, AmiClient], owner_of: Callable[[str], str | None]) -> None:
         self.clients = clients
         self.owner_of = owner_of
-        self._channels: dict[str, str] = {}  # channel name or uniqueid → server that originated it
+        self.made_on: dict[str, str] = {}  # channel name or uniqueid (ChannelId) → the server that originated it
 
     @property
     def connected(self) -> bool:
@@ -77,16 +78,18 @@ class AmiServers:
         name = next(n for n, c in self.clients.items() if c is client)
         for key, value in headers:
             if key.lower() == "channelid":
-                self._channels[value] = name
+                self.made_on[value] = name
         result = await client.originate(action, timeout=timeout)
         if result.channel:
-            self._channels[result.channel] = name
+            self.made_on[result.channel] = name
+        while len(self.made_on) > MAX_REMEMBERED:
+            del self.made_on[next(iter(self.made_on))]  # the oldest: long over
         return result
 
     async def send(self, action: Action, *, timeout: float | None = None) -> AmiMessage:  # noqa: ASYNC109
         headers = action_headers(action)
         channel = next((v for k, v in headers if k.lower() == "channel"), "")
-        name = self._channels.get(channel)
+        name = self.made_on.get(channel)
         if name is not None:
             return await self.clients[name].send(action, timeout=timeout)
         replies: list[AmiMessage] = []

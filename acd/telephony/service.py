@@ -127,7 +127,6 @@ class Telephony:
         self.resyncs = 0
         self.resynced = asyncio.Event()  # set after each resync (tests, readiness)
         self._live: dict[str, set[str]] = {}  # per server: devices with a live event since its last snapshot
-        self._alive: dict[str, set[str]] = {}  # per server: channel uniqueids at its last snapshot
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconciler: asyncio.Task[None] | None = None
         dispatcher.subscribe(self._on_command)
@@ -258,11 +257,10 @@ class Telephony:
                     self._report(server, device, state, busy, live=False)
         channels = await client.send_list({"Action": "CoreShowChannels"})
         alive = {item.get("Uniqueid", "") or "" for item in channels.items}
-        self._alive[server] = alive
-        everywhere = set().union(*self._alive.values())
-        ended = self.desk.reconcile(alive, server if len(self.amis) > 1 else None) + self.callbacks.reconcile(
-            everywhere
-        )
+        several = len(self.amis) > 1
+        # callbacks are checked against this server's channels, plus those other servers made
+        elsewhere = {leg for leg, name in self.servers.made_on.items() if name != server} if several else set()
+        ended = self.desk.reconcile(alive, server if several else None) + self.callbacks.reconcile(alive | elsewhere)
         self.resyncs += 1
         self.resynced.set()
         if ended:

@@ -185,3 +185,27 @@ def test_the_deployment_file_lists_several_servers_with_secrets_from_the_environ
     path.write_text(text.replace("name: spb", "name: moscow"))
     with pytest.raises(ConfigError, match="unique"):
         load_deployment(path, environ={})
+
+
+async def test_a_callback_talking_on_one_server_survives_another_servers_resync(two: Two) -> None:
+    t = two.server.telephony
+    assert t is not None
+    two.pbx2.add_phone(Phone("Local/79165550000@acd-outbound", talk_for=None))
+    two.pbx2.phones[DEVICES["grigory"]].talk_for = None
+    await two.only("grigory")
+    await t.callbacks.request(phone="79165550000")
+    await asyncio.wait_for(
+        two.pbx2.wait_event(lambda e: e.get("Event") == "BridgeEnter" and e["Channel"].startswith("Local/7916555")), 5
+    )
+    before = t.resyncs
+    two.pbx1.cut_ami("close")
+    async with asyncio.timeout(5):
+        while t.resyncs == before:
+            t.resynced.clear()
+            await t.resynced.wait()
+    await two.settle()
+    assert t.callbacks.results.empty()  # still talking: not finished as "gone"
+    customer = next(leg for name, leg in two.pbx2.legs.items() if name.startswith("Local/7916555"))
+    two.pbx2.hangup_channel(customer.channel)
+    result = await asyncio.wait_for(t.callbacks.results.get(), 5)
+    assert result.dial_status == "ANSWER"
