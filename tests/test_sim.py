@@ -74,3 +74,50 @@ def test_acd_simulate_with_no_argument_prints_the_table_for_the_example() -> Non
     assert out.returncode == 0, out.stderr
     assert "best-match" in out.stdout and "leastrecent" in out.stdout and "Erlang C" in out.stdout
     assert "expected revenue" in out.stdout
+
+
+def test_charts_draw_every_policy_as_svg_with_text_and_as_png(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is the charts extra (installed by make test)")
+    from xml.etree import ElementTree
+
+    from acd.sim.charts import write_charts
+
+    s = load_scenario(EXAMPLE).model_copy(update={"days": 1, "policies": ["best-match", "rrmemory"]})
+    results = simulate(s, example_policy())
+    svgs = write_charts(s, results, tmp_path / "svg")
+    assert [p.name for p in svgs] == ["policies.svg", "managers.svg"]
+    policies = ElementTree.parse(svgs[0]).getroot()
+    assert policies.tag.endswith("svg")
+    text = " ".join(t.text or "" for t in policies.iter() if t.tag.endswith("text"))
+    assert "best-match" in text and "rrmemory" in text and "Erlang C" in text
+    managers = " ".join(t.text or "" for t in ElementTree.parse(svgs[1]).getroot().iter() if t.tag.endswith("text"))
+    assert all(m.id in managers for m in s.managers)
+    pngs = write_charts(s, results, tmp_path / "png", "png")
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)
+    with pytest.raises(ValueError, match="svg, png"):
+        write_charts(s, results, tmp_path, "gif")
+
+
+def test_acd_simulate_draws_charts_on_request(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is the charts extra (installed by make test)")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "acd.cli",
+            "simulate",
+            "--days",
+            "1",
+            "--policies",
+            "best-match",
+            "--charts",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"chart: {tmp_path / 'policies.svg'}" in out.stdout
+    assert (tmp_path / "managers.svg").stat().st_size > 1000

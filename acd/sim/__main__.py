@@ -20,10 +20,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--policies", help="comma-separated, e.g. best-match,leastrecent")
     parser.add_argument("--backtest", type=Path, metavar="CSV", help="replay past contacts instead of a scenario")
     parser.add_argument("--config", type=Path, default=CONFIG, help="the deployment (managers, rules) for --backtest")
+    parser.add_argument("--charts", type=Path, metavar="DIR", help="also draw the table as charts into DIR")
+    parser.add_argument("--chart-format", choices=("svg", "png"), default="svg", help="charts as SVG (default) or PNG")
     args = parser.parse_args(argv)
     if args.backtest:
         return backtest(args.backtest, args.config, args.policies)
-    return run(args.scenario, args.seed, args.days, args.policies)
+    return run(args.scenario, args.seed, args.days, args.policies, args.charts, args.chart_format)
 
 
 def backtest(csv_path: Path, config: Path, policies: str | None) -> int:
@@ -53,7 +55,14 @@ def backtest(csv_path: Path, config: Path, policies: str | None) -> int:
     return 0
 
 
-def run(path: Path, seed: int | None, days: int | None, policies: str | None) -> int:
+def run(
+    path: Path,
+    seed: int | None,
+    days: int | None,
+    policies: str | None,
+    charts: Path | None = None,
+    chart_format: str = "svg",
+) -> int:
     from acd.config import ConfigError, load_deployment
     from acd.core.policy import RoutingPolicy
     from acd.sim.engine import simulate
@@ -81,7 +90,17 @@ def run(path: Path, seed: int | None, days: int | None, policies: str | None) ->
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return 1
-    print(table(scenario, simulate(scenario, policy)))
+    results = simulate(scenario, policy)
+    print(table(scenario, results))
+    if charts is not None:
+        from acd.sim.charts import ChartsUnavailable, write_charts
+
+        try:
+            for written in write_charts(scenario, results, charts, chart_format):
+                print(f"chart: {written}")
+        except (ChartsUnavailable, OSError) as err:
+            print(f"charts: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
