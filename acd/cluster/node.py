@@ -49,6 +49,7 @@ REFRESH_GAP: Final = 0.2  # a follower reloads its read copy at most this often 
 ARRIVAL_MARGIN: Final = 120.0  # seconds of clock skew and slow intake transactions tolerated
 ARRIVAL_WINDOW: Final = 3600.0  # contacts committed but never announced are looked for this far back
 PRUNE_EVERY: Final = 300.0
+FLUSH_ON_STOP: Final = 5.0  # seconds a stopping node keeps trying to hand over its last events
 PANEL_COMMANDS: Final = (ev.OfferContact, ev.WithdrawOffer, ev.NotifyManager)
 
 
@@ -177,7 +178,11 @@ class ClusterDispatcher(Dispatcher):
             await super().stop()
             self.leading = False
         await self.leadership.release()
-        await self._flush_outbox()
+        try:
+            async with asyncio.timeout(FLUSH_ON_STOP):
+                await self._flush_outbox()
+        except TimeoutError:
+            log.warning("cluster: %d event(s) not handed over at shutdown (the database is away)", len(self._outbox))
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -319,6 +324,9 @@ class ClusterDispatcher(Dispatcher):
                 except StorageError as err:
                     log.warning("cluster: cannot refresh the read copy (%s)", err)
                     self._refresh_wanted.set()
+                except Exception:
+                    log.exception("cluster: refreshing the read copy failed")
+                    self._refresh_wanted.set()
             await asyncio.sleep(REFRESH_GAP)  # a rate limit: changes in between are coalesced
 
     async def _refresh(self) -> None:
@@ -404,6 +412,8 @@ class ClusterDispatcher(Dispatcher):
                     self._forget_seen()
             except (*CONNECTION_ERRORS, StorageError) as err:
                 log.warning("cluster: reading other nodes' work failed (%s); retrying", err)
+            except Exception:  # this loop is the followers' only way in: it must outlive a bug
+                log.exception("cluster: handling other nodes' work failed; retrying")
 
     def _on_arrived(self, contact_id: str) -> None:
         if self.leading:
