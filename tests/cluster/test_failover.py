@@ -105,9 +105,9 @@ class Node:
                 await self.proc.wait()
 
 
-async def token(config: Path, db: str) -> str:
+async def token(config: Path, db: str, role: str = "supervisor") -> str:
     proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "acd.cli", "token", "create", "--role", "supervisor", "--config", str(config)),
+        *(sys.executable, "-m", "acd.cli", "token", "create", "--role", role, "--config", str(config)),
         *("--db", db),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
@@ -240,6 +240,62 @@ async def test_a_dispatcher_whose_lock_session_is_ended_stops_and_exits_for_its_
         assert await asyncio.wait_for(a.proc.wait(), 30) == 3
         assert "lost the dispatcher lock" in a.log.read_text(errors="replace")
         await b.until_dispatching(TAKE_OVER_BOUND)
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_manager_whose_panel_is_on_a_follower_gets_the_offer_live_and_accepts_it_there(
+    pg_database: Place, tmp_path: Path
+) -> None:
+    config = config_for(tmp_path)
+    a, b = Node(config, pg_database.url, tmp_path, "a"), Node(config, pg_database.url, tmp_path, "b")
+    try:
+        await a.start()
+        await a.until_dispatching()
+        await b.start()
+        admin = await token(config, pg_database.url, "admin")
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as http:
+            async with http.get(f"{b.base}/api/managers") as r:
+                managers = [m["id"] for m in (await r.json())["managers"] if m["presence"] == "available"]
+            assert managers
+            tokens = {}
+            for mid in managers:
+                async with http.post(f"{b.base}/api/tokens", json={"role": "manager", "manager_id": mid}) as r:
+                    assert r.status == 201, await r.text()
+                    tokens[mid] = (await r.json())["token"]
+            panels = {
+                mid: await http.ws_connect(f"{b.base}/api/ws", headers={"Authorization": f"Bearer {t}"})
+                for mid, t in tokens.items()
+            }
+            try:
+                offers: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+
+                async def listen(mid: str, ws: aiohttp.ClientWebSocketResponse) -> None:
+                    async for msg in ws:
+                        message = msg.json()
+                        if message["type"] == "offer":
+                            offers.put_nowait((mid, message))
+
+                listeners = [asyncio.ensure_future(listen(mid, ws)) for mid, ws in panels.items()]
+                async with http.post(f"{a.base}/api/leads", json=LEAD) as r:  # posted to the leader
+                    lead = (await r.json())["id"]
+                async with asyncio.timeout(10):
+                    while True:  # a panel may show an earlier offer first
+                        mid, offer = await offers.get()
+                        if offer["contact"]["id"] == lead:
+                            break
+                async with http.post(
+                    f"{b.base}/api/contacts/{lead}/accept", headers={"Authorization": f"Bearer {tokens[mid]}"}
+                ) as r:
+                    assert r.status == 200, await r.text()
+                    accepted = await r.json()
+                assert (accepted["status"], accepted["assigned_to"]) == ("assigned", mid)
+                for task in listeners:
+                    task.cancel()
+            finally:
+                for ws in panels.values():
+                    await ws.close()
     finally:
         await a.stop()
         await b.stop()
