@@ -231,7 +231,13 @@ class CallDesk:
             phone=caller,
             customer_name=session.env.get("agi_calleridname", "") if caller else "",
             language=done.language,
-            payload={"uniqueid": session.uniqueid, "channel": session.channel, "dnid": dialled, "ivr": dict(done.how)},
+            payload={
+                "uniqueid": session.uniqueid,
+                "channel": session.channel,
+                "dnid": dialled,
+                "ivr": dict(done.how),
+                "server": self.server_of(session),
+            },
         )
         async with asyncio.timeout(s.handler_deadline):
             if self.enrich is not None:
@@ -246,7 +252,7 @@ class CallDesk:
             stored.team or "acd",
             done.language,
             now,
-            server=self.server_of(session),
+            server=str(stored.payload.get("server", "")),
         )
         self._register(call)
         if created:
@@ -595,20 +601,22 @@ class CallDesk:
 
     # ---- AMI (when there is one) ---------------------------------------------------------
 
-    def on_dial_begin(self, uniqueid: str, dest_channel: str) -> None:
+    def on_dial_begin(self, uniqueid: str, dest_channel: str, server: str | None = None) -> None:
         call = self.by_uniqueid.get(uniqueid)
-        if call is not None and call.state == "ringing":
+        if call is not None and call.state == "ringing" and _same_server(call, server):
             call.agent_channel = dest_channel
             if call.withdrawn and self.hangup_channel is not None:
                 self.hangup_channel(dest_channel, call.server)  # withdrawn before Asterisk said what rings
 
-    def on_hangup(self, uniqueid: str, channel: str) -> None:
+    def on_hangup(self, uniqueid: str, channel: str, server: str | None = None) -> None:
+        """AMI Hangup from `server`: uniqueids are unique per PBX only (two servers started in
+        the same second count from the same number), so a call is matched on its own server."""
         call = self.by_uniqueid.get(uniqueid)
-        if call is not None:
+        if call is not None and _same_server(call, server):
             self.end(call, "caller hung up")
             return
         for call in self.calls.values():
-            if call.state == "talking" and call.agent_channel == channel:
+            if call.state == "talking" and call.agent_channel == channel and _same_server(call, server):
                 call.agent_hung_up = True
 
     def reconcile(self, alive: set[str], server: str | None = None) -> int:
@@ -659,6 +667,7 @@ class CallDesk:
                 channel = str(c.payload.get("channel", ""))
                 call = Call(c.id, uniqueid, channel, c.phone, c.team or "acd", c.language or "", c.arrived_at)
                 call.state, call.manager_id, call.answered_at = "talking", c.assigned_to, c.arrived_at
+                call.server = str(c.payload.get("server", ""))
                 self._register(call)
             else:
                 self.dispatcher.post(ev.ContactAbandoned(c.id, "server restarted: the call went to the fallback queue"))
@@ -713,6 +722,10 @@ async def run_ivr(
             key = reply.result[:1] if reply.result and (value is None or value >= 0) else None
             action = run.step(key or None)
     return action
+
+
+def _same_server(call: Call, server: str | None) -> bool:
+    return server is None or not call.server or call.server == server
 
 
 def _flow(dep: Deployment, name: str | None) -> IvrFlow | None:

@@ -149,8 +149,8 @@ class Telephony:
             )
             client.on("DeviceStateChange", functools.partial(self._on_device_state, server=name))
             client.on("ExtensionStatus", functools.partial(self._on_extension_status, server=name))
-            client.on("Hangup", self._on_hangup)
-            client.on("DialBegin", self._on_dial_begin)
+            client.on("Hangup", functools.partial(self._on_hangup, server=name))
+            client.on("DialBegin", functools.partial(self._on_dial_begin, server=name))
             client.on("UserEvent", self._on_user_event)
             self.amis[name] = client
             self.ami = self.ami or client
@@ -219,14 +219,14 @@ class Telephony:
             if device and not device.startswith("Custom:"):
                 self._report(server, device, state, busy, live=True)
 
-    def _on_hangup(self, msg: AmiMessage) -> None:
+    def _on_hangup(self, msg: AmiMessage, server: str | None = None) -> None:
         uniqueid, channel = msg.get("Uniqueid", "") or "", msg.get("Channel", "") or ""
-        self.desk.on_hangup(uniqueid, channel)
+        self.desk.on_hangup(uniqueid, channel, server)
         self.callbacks.on_hangup(uniqueid)
 
-    def _on_dial_begin(self, msg: AmiMessage) -> None:
+    def _on_dial_begin(self, msg: AmiMessage, server: str | None = None) -> None:
         if msg.get("Uniqueid"):
-            self.desk.on_dial_begin(msg.get("Uniqueid", "") or "", msg.get("DestChannel", "") or "")
+            self.desk.on_dial_begin(msg.get("Uniqueid", "") or "", msg.get("DestChannel", "") or "", server)
 
     def _on_user_event(self, msg: AmiMessage) -> None:
         if msg.get("UserEvent") == "CallbackResult":

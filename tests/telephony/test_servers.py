@@ -152,6 +152,13 @@ async def test_a_call_stays_on_its_server_and_another_servers_resync_does_not_en
             t.resynced.clear()
             await t.resynced.wait()
     assert t.desk.calls[offer.contact.id].state == "talking"
+    # pbx1's own channel that happens to carry the same uniqueid hangs up: not this call
+    same = [("Channel", "PJSIP/trunk-000000ff"), ("Uniqueid", call.leg.channel.uniqueid), ("Cause", "16")]
+    two.pbx1.emit([("Event", "Hangup"), ("Privilege", "call,all"), *same])
+    await asyncio.wait_for(two.pbx1.wait_event(lambda e: e.get("Channel") == "PJSIP/trunk-000000ff"), 5)
+    await t.amis["pbx1"].send({"Action": "Ping"})  # the event was read before this reply
+    assert t.desk.calls[offer.contact.id].state == "talking"
+    assert offer.contact.payload["server"] == "pbx2"
 
     two.pbx2.hangup_channel(call.leg.channel)
     ended = await asyncio.wait_for(t.desk.ended.get(), 5)
