@@ -224,6 +224,8 @@ class ClusterDispatcher(Dispatcher):
             self._announce(event.contact)
             return []
         outcome = await self._call(encode(event))
+        if outcome is not None and outcome.get("code") == "internal":
+            raise RuntimeError(f"the dispatching node failed on this request: {outcome.get('message', '')}")
         if outcome is not None:
             raise CoreError(str(outcome.get("code", "refused")), str(outcome.get("message", "")))
         if isinstance(event, ev.PolicyReloaded):
