@@ -589,3 +589,20 @@ async def test_a_url_for_another_database_is_refused_with_the_supported_forms() 
 async def test_an_unreachable_database_is_a_storage_error() -> None:
     with pytest.raises(StorageError):
         await open_store("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+
+
+async def test_an_in_memory_store_keeps_what_it_acknowledged_while_others_read() -> None:
+    """One connection serves an in-memory database: a reader must not roll back a writer."""
+    store = await open_store("sqlite+aiosqlite:///:memory:")
+    try:
+
+        async def readers() -> None:
+            for _ in range(30):
+                await store.load_open_contacts()
+                assert await store.ping()
+
+        written = [a_contact(f"m{i}") for i in range(200)]
+        await asyncio.gather(*(store.create_contact(c) for c in written), readers(), readers())
+        assert {c.id for c in await store.load_open_contacts()} == {c.id for c in written}
+    finally:
+        await store.close()

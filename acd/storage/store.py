@@ -114,6 +114,7 @@ class Store:
         # commit short and never reaches sqlite's busy-wait ("database is locked");
         # readers are not queued (WAL lets them run beside the writer).
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
+        self._one_connection = isinstance(engine.pool, StaticPool)
         self._insert: Any = sqlite.insert if self.backend == "sqlite" else postgresql.insert
         self._upsert_contacts = self._upsert(t.contacts, "id", keep=("seq", "idempotency_key"))
         self._upsert_managers = self._upsert(t.managers, "id")
@@ -134,9 +135,9 @@ class Store:
     async def ping(self) -> bool:
         """True when the database answers a trivial query within `PING_TIMEOUT_S`."""
         try:
-            async with asyncio.timeout(PING_TIMEOUT_S), self._engine.connect() as conn:
+            async with asyncio.timeout(PING_TIMEOUT_S), self._read() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        except (SQLAlchemyError, OSError, TimeoutError):
+        except (StorageError, SQLAlchemyError, OSError, TimeoutError):
             return False
         return True
 
@@ -430,8 +431,15 @@ class Store:
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         with _translated_errors():
-            async with self._engine.connect() as conn:
-                yield conn
+            if self._one_connection:
+                # An in-memory database is one connection shared by all: a reader closing it
+                # would roll back a writer's open transaction, so readers queue as well.
+                assert self._write_lock is not None
+                async with self._write_lock, self._engine.connect() as conn:
+                    yield conn
+            else:
+                async with self._engine.connect() as conn:
+                    yield conn
 
     async def _rows(self, query: sa.Select[Any]) -> list[sa.RowMapping]:
         async with self._read() as conn:
