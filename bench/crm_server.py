@@ -28,9 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import os
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -43,21 +41,16 @@ import yaml
 
 from acd.sim.engine import history, true_amount, true_win_rate
 from acd.sim.scenario import ManagerSpec, Scenario, load_scenario
+from bench.intake import free_port, spawn
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "config" / "scenarios" / "example.yaml"
 KEYS = ("purpose", "price_tier", "temperature")
-LEADS = 400
-HANDLE_S = 0.5  # a lead's work, in real seconds: the office handles ~8 / 0.5 = 16 leads/s
-ARRIVALS_PER_S = 9.0
+LEADS = 800
+HANDLE_S = 0.25  # a lead's work, in real seconds: the office handles ~8 / 0.25 = 32 leads/s
+ARRIVALS_PER_S = 18.0
 ORACLE_DEALS_PER_CELL = 200
 DAY = 86400.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(s: Scenario, tmp: Path, strategy: str) -> Path:
@@ -198,27 +191,11 @@ async def one_policy(s: Scenario, tmp: Path, strategy: str, oracle: bool, leads:
     admin_token = (await cli("token", "create", "--role", "admin", "--db", db, log=log)).split()[-1]
     admin = {"Authorization": f"Bearer {admin_token}"}
     port = free_port()
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "acd.cli",
-        "serve",
-        "--config",
-        str(config),
-        "--db",
-        db,
-        "--port",
-        str(port),
-        "--demo",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log.open("ab"),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    server = await spawn(
+        [sys.executable, "-m", "acd.cli", "serve", "--config", str(config), "--db", db, "--port", str(port), "--demo"],
+        log,
     )
     try:
-        assert server.stdout is not None
-        if b"listening" not in await asyncio.wait_for(server.stdout.readline(), 60):
-            raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-2000:]}")
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
             tokens = {}
