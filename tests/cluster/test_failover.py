@@ -27,6 +27,7 @@ from acd.cluster.leader import dsn
 ROOT = Path(__file__).resolve().parents[2]
 LEAD = {"name": "Нина", "phone": "+7 900 000-00-00", "criteria": {"temperature": "hot"}}
 TAKE_OVER_BOUND = 15.0  # seconds: correctness only; the measured figure is printed
+KILLS = int(os.environ.get("ACD_RELIABILITY_KILLS", "1"))  # `make reliability` raises it
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -172,46 +173,51 @@ async def test_a_node_killed_under_load_loses_no_acknowledged_lead_and_the_dispa
             async def burst(n: int) -> None:
                 await asyncio.gather(*(submit(a if k % 2 else b) for k in range(n)))
 
-            for _ in range(rng.randint(5, 10)):
-                await burst(10)
-            # the follower's view follows the leader: a lead posted to b shows up routed in b's queue
-            from_b = {cid for cid, base in acked.items() if base == b.base}
-            await eventually(lambda: contains(b, from_b), 10)
+            takeovers: list[float] = []
+            for _ in range(KILLS):
+                for _ in range(rng.randint(5, 10)):
+                    await burst(10)
+                leader, follower = (a, b) if a.dispatching() else (b, a)
+                # the follower's view follows the leader: its own leads show up routed in its queue
+                own = {cid for cid, base in acked.items() if base == follower.base}
+                await eventually(lambda follower=follower, own=own: contains(follower, own), 10)
 
-            dead, survivor = (a, b) if victim == "leader" else (b, a)
-            in_flight = asyncio.ensure_future(burst(30))
-            await asyncio.sleep(rng.uniform(0.001, 0.02))
-            dead.kill()
-            killed_at = time.perf_counter()
-            await in_flight
-            load = asyncio.gather(*(burst(10) for _ in range(5)))  # on while it takes over
-            if victim == "leader":
-                await survivor.until_dispatching(TAKE_OVER_BOUND)
-                took_over = time.perf_counter() - killed_at
-                print(f"\nCLUSTER take-over after SIGKILL of the dispatcher: {took_over:.3f} s")
-                assert took_over < TAKE_OVER_BOUND
-            await load
-            assert dead.proc is not None and await dead.proc.wait() == -signal.SIGKILL
-            for _ in range(3):
-                await burst(10)  # and the survivor keeps routing afterwards
+                dead, survivor = (leader, follower) if victim == "leader" else (follower, leader)
+                in_flight = asyncio.ensure_future(burst(30))
+                await asyncio.sleep(rng.uniform(0.001, 0.02))
+                dead.kill()
+                killed_at = time.perf_counter()
+                await in_flight
+                load = asyncio.gather(*(burst(10) for _ in range(5)))  # on while it takes over
+                if victim == "leader":
+                    await survivor.until_dispatching(TAKE_OVER_BOUND)
+                    takeovers.append(time.perf_counter() - killed_at)
+                    print(f"\nCLUSTER take-over after SIGKILL of the dispatcher: {takeovers[-1]:.3f} s")
+                    assert takeovers[-1] < TAKE_OVER_BOUND
+                await load
+                assert dead.proc is not None and await dead.proc.wait() == -signal.SIGKILL
+                for _ in range(3):
+                    await burst(10)  # and the survivor keeps routing afterwards
 
-            # every acknowledged lead is queued or offered, whichever node acknowledged it
-            await eventually(lambda: contains(survivor, set(acked)), 15)
-            snap = await queue(http, survivor)
-            print(
-                f"CLUSTER victim={victim} sent={next(counter)} acknowledged={len(acked)} "
-                f"found={len(set(acked) & routed(snap))} not-acknowledged={refused}"
-            )
-            assert_nobody_stuck(snap)
+                # every acknowledged lead is queued or offered, whichever node acknowledged it
+                await eventually(lambda survivor=survivor: contains(survivor, set(acked)), 15)
+                snap = await queue(http, survivor)
+                print(
+                    f"CLUSTER victim={victim} sent={next(counter)} acknowledged={len(acked)} "
+                    f"found={len(set(acked) & routed(snap))} not-acknowledged={refused}"
+                )
+                assert_nobody_stuck(snap)
 
-            # the killed node comes back as a follower and sees the same queue
-            await dead.start()
+                # the killed node comes back as a follower and sees the same queue
+                await dead.start()
 
-            async def same_view() -> bool:
-                return routed(await queue(http, dead)) == routed(await queue(http, survivor))
+                async def same_view(dead: Node = dead, survivor: Node = survivor) -> bool:
+                    return routed(await queue(http, dead)) == routed(await queue(http, survivor))
 
-            await eventually(same_view, 15)
-            assert not dead.dispatching() and survivor.dispatching()
+                await eventually(same_view, 15)
+                assert not dead.dispatching() and survivor.dispatching()
+            if takeovers:
+                print(f"CLUSTER kills={len(takeovers)} take-over min={min(takeovers):.3f} s max={max(takeovers):.3f} s")
     finally:
         await a.stop()
         await b.stop()
