@@ -131,12 +131,13 @@ class Leadership:
                 log.warning("cluster: dispatcher lock connection failed: %s", err)
             except Exception:
                 log.exception("cluster: taking over the dispatcher failed")
-            await self._close()
             if self.holding:
                 self.holding = False
                 log.critical("cluster: lost the dispatcher lock; this node stops dispatching")
-                self._lost()
+                self._lost()  # first: closing the connection may take a while
+                await self._close()
                 return  # a node that lost the lock never competes again
+            await self._close()
             await asyncio.sleep(RETRY)
 
     async def _hold(self, closed: asyncio.Event) -> None:
