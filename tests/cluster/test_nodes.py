@@ -14,7 +14,7 @@ from cluster_fixtures import Place
 from prometheus_client import CollectorRegistry
 
 from acd.cluster import ClusterDispatcher, ClusterSettings
-from acd.cluster.leader import dsn
+from acd.cluster.leader import dsn, lock_key
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.model import Presence
@@ -168,3 +168,24 @@ async def test_the_metrics_say_which_node_dispatches(pair: tuple[ClusterDispatch
         d.export_metrics(registry)
         values.append(registry.get_sample_value("acd_cluster_dispatching"))
     assert values == [1.0, 0.0]
+
+
+async def test_a_request_made_while_nobody_dispatches_is_answered_by_the_next_dispatcher(pg_schema: Place) -> None:
+    store = await open_store(pg_schema.url, schema=pg_schema.schema)
+    await store.save_manager(manager("anna", presence=Presence.OFFLINE))
+    # something else holds the lock, as a dispatcher that is dying but not yet gone would
+    squatter = await asyncpg.connect(dsn(pg_schema.url))
+    await squatter.execute("SELECT pg_advisory_lock($1)", lock_key(pg_schema.schema))
+    waiting = await node(pg_schema, store, "b")
+    try:
+        request = asyncio.ensure_future(waiting.submit(ev.PresenceSet("anna", Presence.AVAILABLE)))
+        await asyncio.sleep(0.5)  # give a wrong implementation the time to answer without a dispatcher
+        assert not request.done() and not waiting.leading
+        await squatter.close()  # the lock is free: this node takes over and handles the waiting request
+        await asyncio.wait_for(request, 10)
+        assert waiting.leading and waiting.board.managers["anna"].presence is Presence.AVAILABLE
+    finally:
+        if not squatter.is_closed():
+            await squatter.close()
+        await waiting.stop()
+        await store.close()
