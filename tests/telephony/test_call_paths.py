@@ -105,11 +105,11 @@ async def test_overflow_to_voicemail_keeps_the_message_as_a_callback_contact_in_
         assert voicemail.channel is Channel.CALLBACK and voicemail.phone == "79160000012"
         recording = f"acd/voicemail/{call.leg.channel.uniqueid}.wav"
         assert voicemail.payload["voicemail"]["recording"] == recording
-        assert 4.0 <= voicemail.payload["voicemail"]["seconds"] < 4.6
+        assert 4.0 <= voicemail.payload["voicemail"]["seconds"] < 8.0  # "#" after 4 s (a loaded machine adds some)
         assert voicemail.payload["from_contact"] == ended.contact_id
         assert voicemail.arrived_at == ended.queued_at  # the caller keeps their place
         assert voicemail.criteria["temperature"] == "hot"
-        assert 4.0 <= h.sim.recordings[recording] < 4.6
+        assert 4.0 <= h.sim.recordings[recording] < 8.0
         old = await h.server.store.get_contact(ended.contact_id)
         assert old is not None and old.status is ContactStatus.ABANDONED
         assert "ABANDON" not in h.queue_log()
