@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/acd.example.yaml
 
-.PHONY: setup run test lint bench reliability check-config clean
+.PHONY: setup run demo-calls test lint bench reliability check-config clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/acd serve --config $(CONFIG) --demo
+
+# Calls flowing without an Asterisk: the simulated PBX places calls to a server on this config.
+demo-calls: $(STAMP)
+	$(BIN)/python -m acd.pbxsim.demo --config $(CONFIG)
 
 check-config: $(STAMP)
 	$(BIN)/acd check-config $(CONFIG)
