@@ -194,6 +194,13 @@ async def session_info(request: web.Request) -> web.Response:
         "tz": d.tz,
         "languages": list(d.languages),
         "telephony": request.app.get(TELEPHONY) is not None,  # click-to-call works
+        # whom a manager may transfer a contact to
+        "teams": [{"id": tid, "label": dict(team.label)} for tid, team in d.teams.items()],
+        "colleagues": [
+            {"id": m.id, "name": m.name or m.id, "team": m.team}
+            for m in sorted(request.app[SERVICES].dispatcher.board.managers.values(), key=lambda m: (m.order, m.id))
+            if m.active and m.id != me.manager_id
+        ],
     }
     if isinstance(me, WebIdentity):
         account = await request.app[ACCOUNTS].get(me.username)

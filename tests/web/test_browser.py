@@ -468,3 +468,26 @@ async def test_dashboard_updates_keep_the_keyboard_focus_where_it_was(site: Runn
     await page.keyboard.press("Enter")  # and the keyboard can undo it at once
     await playwright_api.expect(vera).to_have_text("На линию")
     await playwright_api.expect(vera).to_be_focused()
+
+
+async def test_a_manager_transfers_a_contact_to_a_colleague_from_the_panel(site: Running, page: Any) -> None:
+    await only(site, "anna")
+    taken = await lead(site, "Клиент Для Передачи")
+    await site.settle()
+    anna = await site.manager_token("anna")
+    status, _ = await site.call("POST", f"/api/contacts/{taken['id']}/accept", anna)
+    assert status == 200
+    await sign_in(page, site, "anna", "anna-password", "/panel")
+    row = page.locator(f'#mine tr[data-contact="{taken["id"]}"]')
+    await row.get_by_role("button", name="Передать").click()
+    dialog = page.locator("#transfer-dialog")
+    await playwright_api.expect(dialog).to_be_visible()
+    await playwright_api.expect(page.locator("#transfer-to option")).to_contain_text(["Борис Иванов"])
+    await page.locator("#transfer-to").select_option("manager:boris")
+    await page.locator("#transfer-ok").click()
+    await playwright_api.expect(dialog).to_be_hidden()
+    await playwright_api.expect(row).to_have_count(0)  # no longer mine
+    c = site.server.dispatcher.board.contacts[taken["id"]]
+    assert c.assigned_to is None and "boris" in (c.pinned_to, c.offered_to)
+    decisions = await site.server.store.list_decisions(contact_id=taken["id"])
+    assert any(d.kind == "transfer" for d in decisions), [d.kind for d in decisions]

@@ -231,6 +231,16 @@ async function refreshMine() {
                   t("panel.call"),
                 )
               : null,
+            el(
+              "button",
+              {
+                type: "button",
+                class: "transfer",
+                "aria-label": t("panel.transfer.label", { name: c.name || c.phone || c.email || t("card.noname") }),
+                onclick: () => openTransfer(c),
+              },
+              t("panel.transfer"),
+            ),
             ["done", "won", "lost"].map((o) =>
               el("button", { type: "button", class: `finish ${o}`, onclick: () => finish(c.id, o) }, t(`out.${o}`)),
             ),
@@ -261,6 +271,49 @@ async function callContact(c, button) {
     button.disabled = false;
   }
 }
+
+// ---- transfer: to a colleague (who gets it first) or to a team ---------------------------
+
+let transferring = null;
+
+function openTransfer(c) {
+  transferring = c;
+  $("transfer-who").textContent = `${c.name || c.phone || c.email || t("card.noname")} · ${t(`ch.${c.channel}`)}`;
+  const select = clear($("transfer-to"));
+  const lang = document.documentElement.lang;
+  select.append(
+    el(
+      "optgroup",
+      { label: t("panel.transfer.colleagues") },
+      (session.colleagues || []).map((m) => el("option", { value: `manager:${m.id}` }, m.name)),
+    ),
+    el(
+      "optgroup",
+      { label: t("panel.transfer.teams") },
+      (session.teams || []).map((tm) => el("option", { value: `team:${tm.id}` }, tm.label[lang] || tm.label.ru || tm.id)),
+    ),
+  );
+  $("transfer-dialog").showModal();
+  select.focus();
+}
+
+$("transfer-dialog").addEventListener("close", async () => {
+  const c = transferring;
+  transferring = null;
+  if (!c || $("transfer-dialog").returnValue !== "ok") return;
+  const [kind, id] = $("transfer-to").value.split(/:(.*)/s);
+  const label = $("transfer-to").selectedOptions[0]?.textContent || id;
+  try {
+    const body = kind === "team" ? { to_team: id } : { to_manager: id };
+    await api("POST", `/api/contacts/${encodeURIComponent(c.id)}/transfer`, body);
+    toast(t("panel.transferred", { name: label }));
+  } catch (err) {
+    showError(err);
+  }
+  if ($("selected").dataset.contact === c.id) $("selected").hidden = true;
+  refreshMine();
+  refreshMe();
+});
 
 async function finish(id, outcome) {
   try {
