@@ -212,3 +212,17 @@ crm_sync = sa.Table(
     sa.Index(None, "status", "next_at"),
     sa.Index(None, "created_at"),
 )
+
+cluster_events = sa.Table(
+    "cluster_events",
+    metadata,
+    # Several servers on one PostgreSQL (`acd.cluster.bus`, which reads and writes it with plain
+    # SQL): the events followers hand to the dispatching node, and each one's outcome.
+    sa.Column("id", _serial(), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double(), nullable=False),
+    sa.Column("origin", sa.String(200), nullable=False),
+    sa.Column("body", sa.JSON(), nullable=False),
+    sa.Column("handled_at", sa.Double(), nullable=True),
+    sa.Column("outcome", sa.JSON(), nullable=True),
+    sa.Index("ix_cluster_events_handled_at", "handled_at", "id"),
+)
