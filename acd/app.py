@@ -124,6 +124,9 @@ async def build(
         telephony.desk.known = _known_by_crm(crm)
         transition_observers.append(telephony.observe)
         app[TELEPHONY] = telephony
+        if isinstance(dispatcher, ClusterDispatcher):  # calls held here, offered by whichever node dispatches
+            telephony.join_cluster(dispatcher.elected)
+            dispatcher.follow(telephony.on_leaders_command)
         await telephony.start()
     await start_messaging(app)  # e-mail intake and notifications, when configured
     return Server(deployment, store, dispatcher, services, app, telephony)
@@ -184,16 +187,11 @@ def _recompute_ratings_periodically(crm: CrmService) -> Callable[[web.Applicatio
 LOST_LOCK_EXIT = 3  # the exit status of a node that lost the dispatcher lock (its supervisor restarts it)
 
 
-def _cluster_settings(deployment: Deployment, url: str, port: int | None) -> ClusterSettings:
+def _cluster_settings(url: str, port: int | None) -> ClusterSettings:
     try:
-        settings = settings_for(url, port)
+        return settings_for(url, port)
     except ValueError as err:
         raise ConfigError([f"--cluster: {err}"]) from None
-    if deployment.asterisk.enabled:
-        raise ConfigError(
-            [f"{deployment.path}: asterisk.enabled: cluster mode does not run telephony yet (see docs/deployment.md)"]
-        )
-    return settings
 
 
 async def serve(
@@ -201,7 +199,7 @@ async def serve(
 ) -> None:
     deployment = load_deployment(config)
     url = database_url(deployment, db_url)
-    settings = _cluster_settings(deployment, url, port) if cluster else None
+    settings = _cluster_settings(url, port) if cluster else None
     server = await build(deployment, await open_store(url), demo=demo, cluster=settings)
     runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()

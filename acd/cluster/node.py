@@ -14,7 +14,9 @@ The rest of the server talks to this object exactly as to the single-node `Dispa
   waiting. A new contact needs no event: its row is committed before the client's 2xx, so
   the leader (this one or the next after a take-over) finds it in the store.
 
-Side effects other than the panels' (telephony, notifications) run on the leader only, once.
+Side effects (callbacks, notifications) run on the leader only, once. Offers, withdrawals and
+notices are also forwarded to the followers' `follow` listeners: their panels, and the
+telephony of the node whose FastAGI session holds a call, which rings it (acd.telephony).
 """
 
 from __future__ import annotations
@@ -201,7 +203,8 @@ class ClusterDispatcher(Dispatcher):
 
     def follow(self, listener: Listener) -> None:
         """`listener`, already subscribed, also hears the panels' commands (offers,
-        withdrawals, notices) from the leader's notifications while this node follows."""
+        withdrawals, notices) from the leader's notifications while this node follows
+        (the panels' WebSocket hub, and the telephony that rings the calls held here)."""
         self._panel_listeners.append(listener)
 
     # ---- feeding events ---------------------------------------------------------------

@@ -76,6 +76,7 @@ class Callbacks:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
         self._starting: set[str] = set()  # contact ids whose attempt is being set up
+        self._known: set[str] = set()  # callback ids this scheduler has had: never adopted again (see adopt)
         #: Told when a request is stored: (the contact it will be, callback id) — the composition
         #: root points it at the "we got your request" notice.
         self.requested: Callable[[Contact, str], Awaitable[object]] | None = None
@@ -94,6 +95,7 @@ class Callbacks:
         the queue: the restore re-offers what was offered, before anyone here was listening."""
         board = self.dispatcher.board
         for cb in await self.tstore.open_callbacks():
+            self._known.add(cb.id)
             held = board.contacts.get(cb.contact_id)
             if cb.status == "dialling":
                 # In flight when we stopped: the outcome is unknown, so it counts as a failed
@@ -126,6 +128,20 @@ class Callbacks:
                 except (asyncio.CancelledError, Exception):
                     pass
 
+    async def adopt(self) -> int:
+        """Cluster mode, on the dispatching node: schedule the requests other nodes stored
+        (a request is a `pending` row wherever it was made; only this node schedules and rings).
+        Returns how many were new here."""
+        found = 0
+        for cb in await self.tstore.open_callbacks():
+            if cb.status == "pending" and cb.id not in self._known and cb.id not in self._pending:
+                self._known.add(cb.id)
+                self._pending[cb.id] = cb
+                found += 1
+        if found:
+            self._wake.set()
+        return found
+
     # ---- requests ----------------------------------------------------------------------
 
     async def request(
@@ -155,6 +171,7 @@ class Callbacks:
             updated_at=now,
         )
         cb.next_at = max(now, cb.not_before)
+        self._known.add(cb.id)
         await self.tstore.save_callback(cb)
         self._pending[cb.id] = cb
         self._wake.set()
@@ -279,6 +296,7 @@ class Callbacks:
                 status="queued",
                 updated_at=now,
             )
+            self._known.add(cb.id)
             await self.tstore.save_callback(cb)
         if not self.dialer.reaches(manager) or not contact.phone:
             self.dispatcher.post(ev.OfferFailed(contact.id, manager.id, "no device" if contact.phone else "no phone"))
@@ -438,6 +456,7 @@ class Callbacks:
             else:
                 cb.status = "pending"
                 cb.next_at = now + self.settings.backoff * 2 ** (cb.attempts - 1)
+                self._known.add(cb.id)
                 self._pending[cb.id] = cb
                 self._wake.set()
         await self.tstore.save_callback(cb)

@@ -179,6 +179,9 @@ class CallDesk:
         # when it is wired (app.py), else the latest contacts from the same caller ID string.
         self.known: Callable[[str], Awaitable[Mapping[str, str]]] | None = None
         self.handle_time = settings.average_handle  # recent average talk time (app_queue's 3:1 blend)
+        #: Cluster mode: this node's name, written into the payload of the calls it holds. Offers
+        #: of another node's call are that node's to ring; None (one node): every call is ours.
+        self.node: str | None = None
 
     # ---- routes ----------------------------------------------------------------------
 
@@ -237,6 +240,7 @@ class CallDesk:
                 "dnid": dialled,
                 "ivr": dict(done.how),
                 "server": self.server_of(session),
+                **({"node": self.node} if self.node is not None else {}),
             },
         )
         async with asyncio.timeout(s.handler_deadline):
@@ -577,6 +581,8 @@ class CallDesk:
         match cmd:
             case ev.OfferContact(contact, manager, expires_at) if contact.channel is Channel.CALL:
                 call = self.calls.get(contact.id)
+                if call is None and not self.holds(contact):
+                    return  # another node's FastAGI session holds it: that node rings
                 if call is None or call.state == "ended":
                     self.dispatcher.post(ev.ContactAbandoned(contact.id, "call no longer on the line"))
                 elif not manager.device:
@@ -658,9 +664,10 @@ class CallDesk:
     def recover(self) -> None:
         """After a restart: calls that were waiting went to the dialplan's fallback when our
         sessions closed, so their contacts are abandoned; calls being talked are tracked again
-        by their channel so a Hangup or reconciliation can finish them."""
+        by their channel so a Hangup or reconciliation can finish them. In cluster mode, only
+        the calls this node held (the same host and FastAGI port: see `holds`)."""
         for c in list(self.dispatcher.board.contacts.values()):
-            if c.channel is not Channel.CALL:
+            if c.channel is not Channel.CALL or not self.holds(c):
                 continue
             uniqueid = str(c.payload.get("uniqueid", ""))
             if c.status is ContactStatus.ASSIGNED and uniqueid:
@@ -673,6 +680,11 @@ class CallDesk:
                 self.dispatcher.post(ev.ContactAbandoned(c.id, "server restarted: the call went to the fallback queue"))
 
     # ---- helpers -------------------------------------------------------------------------
+
+    def holds(self, contact: Contact) -> bool:
+        """Whether this node's FastAGI server holds (or held) the call: always on one node; in
+        cluster mode, when the call's payload names this node."""
+        return self.node is None or contact.payload.get("node") == self.node
 
     def _register(self, call: Call) -> None:
         self.calls[call.contact_id] = call

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from acd.asterisk.fastagi import AgiSession, FastAgiServer
 from acd.config import Deployment
 from acd.core import events as ev
 from acd.core.errors import CoreError
-from acd.core.model import Contact, ContactStatus, Manager, Presence
+from acd.core.model import Channel, Contact, ContactStatus, Manager, Presence
 from acd.dispatcher import Dispatcher
 from acd.storage import Store
 from acd.storage.telephony import TelephonyStore
@@ -40,6 +41,7 @@ from acd.telephony.servers import AmiServers, DeviceOwners
 
 log = logging.getLogger(__name__)
 
+ADOPT_EVERY = 1.0  # seconds: cluster mode, how soon the dispatching node schedules a request stored elsewhere
 # Device states that keep a manager from being offered a call (the phone unregistered counts).
 BUSY_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "UNAVAILABLE"})
 
@@ -129,15 +131,38 @@ class Telephony:
         self._live: dict[str, set[str]] = {}  # per server: devices with a live event since its last snapshot
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reconciler: asyncio.Task[None] | None = None
+        self._dispatching: asyncio.Event | None = None  # cluster mode: set once this node dispatches
+        self._once = True  # the once-only work runs here (one node: always; see join_cluster)
         dispatcher.subscribe(self._on_command)
+
+    def join_cluster(self, dispatching: asyncio.Event) -> None:
+        """Cluster mode (docs/deployment.md), before `start`. Every node runs its FastAGI server
+        and AMI clients; a call is held by the node whose FastAGI session runs it (its name is in
+        the contact's payload), and that node rings it when offered — `on_leaders_command` takes
+        the offers and withdrawals of the dispatching node. What must happen once — device
+        states → presence, the callback scheduler and dialler, reconciling managers' states —
+        runs only on the node that dispatches, from the moment `dispatching` is set; a node
+        stops dispatching only by exiting, so it never has to be handed back."""
+        self._dispatching = dispatching
+        self._once = False
+
+    def on_leaders_command(self, cmd: ev.Command) -> None:
+        """Cluster mode, while another node dispatches: its offers and withdrawals of calls."""
+        self.desk.on_command(cmd)
 
     # ---- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.desk.recover()
-        await self.callbacks.start()
+        if self._dispatching is None:
+            self.desk.recover()
+            await self.callbacks.start()
         await self.agi.start()
         log.info("FastAGI listening on %s:%d", self.agi.host, self.agi.port)
+        if self._dispatching is not None:
+            # stable across restarts: a node back on the same host and port recovers its calls
+            self.desk.node = f"{socket.gethostname()}:{self.agi.port}"
+            self.desk.recover()
+            self._spawn(self._when_dispatching(self._dispatching))
         for target in self.ami_targets:
             name = target.name
 
@@ -158,6 +183,40 @@ class Telephony:
         if self.amis and self.reconcile_interval > 0:
             self._reconciler = asyncio.create_task(self._reconcile_loop(), name="acd-ami-reconcile")
 
+    async def _when_dispatching(self, dispatching: asyncio.Event) -> None:
+        """Cluster mode: wait for this node to dispatch, then take up the once-only work —
+        the callbacks (re-armed from the store as after a restart, and then every
+        `ADOPT_EVERY` the requests other nodes stored) and the managers' device states."""
+        await dispatching.wait()
+        while True:
+            try:
+                await self.callbacks.start()
+                break
+            except Exception:
+                log.exception("cannot re-arm the callbacks on taking over; retrying")
+                await asyncio.sleep(ADOPT_EVERY)
+        # Only now: `start` re-arms what the restore offered, from the board, with no await after
+        # reading it, so no offer falls between the two and none is dialled twice.
+        self._once = True
+        for name, client in list(self.amis.items()):
+            if client.connected:  # else its next connect resyncs
+                try:
+                    await self._resync(client, name)
+                except AmiError as err:
+                    log.warning("AMI resync of %s on taking over failed: %s", name, err)
+        log.info("telephony: this node now runs the callbacks and the managers' device states")
+        while True:
+            await asyncio.sleep(ADOPT_EVERY)  # a period: requests stored elsewhere announce nothing
+            try:
+                await self.callbacks.adopt()
+            except Exception:
+                log.exception("cannot read the callback requests of other nodes; retrying")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def close(self) -> None:
         if self._reconciler is not None:
             self._reconciler.cancel()
@@ -175,7 +234,8 @@ class Telephony:
 
     def _on_command(self, cmd: ev.Command) -> None:
         self.desk.on_command(cmd)
-        self.callbacks.on_command(cmd)
+        if self._once:
+            self.callbacks.on_command(cmd)
 
     def observe(self, transitions: Iterable[ev.Transition]) -> None:
         """Presence transitions after their commit: PAUSE / UNPAUSE lines for queue_log."""
@@ -191,6 +251,8 @@ class Telephony:
         return [m for m in self.dispatcher.board.managers.values() if m.device and m.device == device]
 
     def _device(self, device: str, busy: bool) -> None:
+        if not self._once:
+            return  # cluster mode: the dispatching node's own AMI clients report device states
         for m in self._managers_on(device):
             if m.device_busy != busy:
                 self.dispatcher.post(ev.DeviceStateChanged(m.id, busy))
@@ -329,6 +391,8 @@ class Telephony:
         (checked first) or the Redirect fails."""
         event = ev.ContactTransferred(contact.id, by, to_manager, to_team, pin_until)
         call = self.desk.calls.get(contact.id)
+        if call is None and contact.channel is Channel.CALL and not self.desk.holds(contact):
+            raise TelephonyError("call_elsewhere", "the call is held by another node: transfer it there")
         if call is None:
             await self.dispatcher.submit(event)
             return

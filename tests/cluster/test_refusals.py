@@ -21,22 +21,3 @@ def test_cluster_mode_on_sqlite_is_refused_with_a_clear_error(tmp_path: Path) ->
     assert run.returncode == 1
     assert "cluster mode needs PostgreSQL" in run.stderr
     assert "listening" not in run.stdout
-
-
-def test_cluster_mode_with_telephony_is_refused_until_calls_can_cross_nodes(tmp_path: Path) -> None:
-    text = (ROOT / "config" / "acd.example.yaml").read_text(encoding="utf-8")
-    text = text.replace("asterisk:\n  enabled: false", "asterisk:\n  enabled: true", 1)
-    text = text.replace("flows_dir: ../ivr_flows", f"flows_dir: {ROOT / 'ivr_flows'}")
-    assert "asterisk:\n  enabled: true" in text
-    config = tmp_path / "acd.yaml"
-    config.write_text(text, encoding="utf-8")
-    db = "postgresql+asyncpg://nobody@127.0.0.1:1/never-reached"
-    run = subprocess.run(
-        [sys.executable, "-m", "acd.cli", "serve", "--cluster", "--config", str(config), "--db", db, "--port", "0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 1
-    assert "asterisk.enabled: cluster mode does not run telephony yet" in run.stderr
