@@ -34,12 +34,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy acd
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # The reliability suite at full strength: more SIGKILLs, more hypothesis examples.
 reliability: $(STAMP)
 	ACD_RELIABILITY_KILLS=10 HYPOTHESIS_PROFILE=reliability $(BIN)/python -m pytest -q -s \
-		tests/test_restart.py tests/reliability tests/test_core_properties.py tests/test_dispatcher.py tests/asterisk
+		tests/test_restart.py tests/reliability tests/test_core_properties.py tests/test_dispatcher.py tests/asterisk \
+		tests/cluster/test_failover.py
 
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench
