@@ -221,3 +221,13 @@ async def test_a_patch_that_nulls_a_required_field_is_refused_and_routing_goes_o
     await running.settle()
     _, seen = await running.call("GET", f"/api/contacts/{lead['id']}", running.supervisor)
     assert seen["status"] == "offered"
+
+
+async def test_numbers_beyond_what_the_database_holds_are_refused_not_a_500(running: Running) -> None:
+    """Found by the API fuzzer: an `order` of 10^25 reached SQLite's 64-bit integer column."""
+    for field, value in (("order", 10**25), ("daily_cap", 10**25), ("capacity", {"web": 10**25})):
+        body = {"id": f"big-{field}", "name": "Big", field: value}
+        status, error = await running.call("POST", "/api/managers", running.admin, json=body)
+        assert status == 400 and field in error["error"]["message"], (field, status, error)
+    status, error = await running.call("PATCH", "/api/managers/anna", running.admin, json={"order": -(10**25)})
+    assert status == 400, error

@@ -3,7 +3,7 @@ OpenAPI document its schemas)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -12,6 +12,13 @@ from acd.core.model import Channel, Outcome
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+# Bounded so that every value fits the database's integer columns (a fuzzer's 10^25 did not)
+Proficiency = Annotated[int, Field(ge=0, le=100)]
+Capacity = Annotated[int, Field(ge=0, le=10_000)]
+Order = Annotated[int, Field(ge=-1_000_000, le=1_000_000)]
+DailyCap = Annotated[int, Field(ge=0, le=1_000_000)]
 
 
 class LeadIn(Body):
@@ -33,26 +40,26 @@ class ManagerIn(Body):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str = Field("", max_length=200)
     team: str | None = None
-    skills: dict[str, int] = Field(default_factory=dict)
+    skills: dict[str, Proficiency] = Field(default_factory=dict)
     languages: list[str] = Field(default_factory=list)
-    capacity: dict[Channel, int] = Field(default_factory=dict)
+    capacity: dict[Channel, Capacity] = Field(default_factory=dict)
     device: str = Field("", max_length=200)
     email: str = Field("", max_length=200)
-    order: int = 0
-    daily_cap: int | None = Field(None, ge=0)
+    order: Order = 0
+    daily_cap: DailyCap | None = None
     active: bool = True
 
 
 class ManagerPatch(Body):
     name: str | None = Field(None, max_length=200)
     team: str | None = None
-    skills: dict[str, int] | None = None
+    skills: dict[str, Proficiency] | None = None
     languages: list[str] | None = None
-    capacity: dict[Channel, int] | None = None
+    capacity: dict[Channel, Capacity] | None = None
     device: str | None = Field(None, max_length=200)
     email: str | None = Field(None, max_length=200)
-    order: int | None = None
-    daily_cap: int | None = Field(None, ge=0)
+    order: Order | None = None
+    daily_cap: DailyCap | None = None
     active: bool | None = None
 
 
