@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,91 @@ async def test_nothing_is_stuck_after_kill_9_with_calls_talking_ringing_and_queu
             print(
                 f"RELIABILITY calls={CALLS} talking_at_kill={len(talking)} stuck_managers=0 open_calls_after_restart=0"
             )
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        await sim.close()
+
+
+CALLBACKS = 10
+
+
+async def test_no_acknowledged_callback_is_lost_or_rung_twice_at_once_after_kill_9(tmp_path: Path) -> None:
+    """Callback requests flow (the managers' phones ring, then the customers'), the server is
+    killed in the middle and restarted: every request that got a 201 is there and is carried
+    through to a finished attempt, and no callback ever had two attempts at once."""
+    sim = PbxSim(time_scale=0.05, auth_failure_delay=0.05)
+    sim.default_prompt = 1.0
+    await sim.start()
+    for device in DEVICES:
+        sim.add_phone(Phone(device, answer_after=0.5, talk_for=None))  # the customer ends each call
+    numbers = [f"7916100{i:04d}" for i in range(CALLBACKS)]
+    for n in numbers:
+        sim.add_phone(Phone(f"Local/{n}@acd-outbound", answer_after=0.5, talk_for=3.0))
+    agi_port, port = free_port(), free_port()
+    sim.agi_target = ("127.0.0.1", agi_port)
+    config = calls_config(tmp_path, sim.ami_port, agi_port)
+    text = config.read_text(encoding="utf-8")
+    for old, new in (
+        ("  callback_backoff: 2m", "  callback_backoff: 1s"),
+        ("    leads_per_minute: 10 ", "    leads_per_minute: 1000 "),
+        ("    api_per_minute: 600", "    api_per_minute: 100000"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    config.write_text(text, encoding="utf-8")
+    db = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    proc = await serve(config, db, port, log)
+    try:
+        acked: list[str] = []
+        async with aiohttp.ClientSession() as http:
+            for n in numbers:
+                async with http.post(f"{base}/api/callbacks", json={"phone": f"+{n}", "name": "Клиент"}) as r:
+                    assert r.status == 201, await r.text()
+                    acked.append((await r.json())["id"])
+        # kill it while customers are being called back
+        await asyncio.wait_for(
+            sim.wait_event(lambda e: e.get("Event") == "BridgeEnter" and e["Channel"].startswith("Local/7916100")), 20
+        )
+        os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+        proc = await serve(config, db, port, log)
+        sup = await token(config, db)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {sup}"}) as http:
+
+            async def rows() -> list[dict[str, Any]]:
+                out = []
+                for cid in acked:
+                    async with http.get(f"{base}/api/callbacks/{cid}") as r:
+                        assert r.status == 200, f"callback {cid} acknowledged but not found after the restart"
+                        out.append(dict(await r.json()))
+                return out
+
+            async def all_ended() -> bool:
+                return all(row["status"] in ("done", "failed") for row in await rows())
+
+            try:
+                await until(all_ended, "every acknowledged callback carried through", timeout=90)
+            except (AssertionError, TimeoutError):
+                print("callbacks at the timeout:", [(r["status"], r["attempts_log"]) for r in await rows()])
+                raise
+            final = await rows()
+        overlapping = 0
+        for row in final:
+            spans = sorted((a["started_at"], a["ended_at"] or a["started_at"]) for a in row["attempts_log"])
+            overlapping += sum(1 for (_, end), (start, _) in pairwise(spans) if start < end)
+        done = sum(row["status"] == "done" for row in final)
+        print(
+            f"RELIABILITY callbacks={CALLBACKS} acked={len(acked)} found={len(final)} done={done} "
+            f"failed={len(final) - done} overlapping_attempts={overlapping}"
+        )
+        assert len(final) == len(acked) == CALLBACKS
+        assert overlapping == 0
+        assert done == CALLBACKS, [(row["id"], row["status"], row["attempts_log"]) for row in final]
     finally:
         if proc.returncode is None:
             proc.terminate()
