@@ -199,7 +199,7 @@ async def serve(
 ) -> None:
     deployment = load_deployment(config)
     url = database_url(deployment, db_url)
-    settings = _cluster_settings(url, port) if cluster else None
+    settings = _cluster_settings(url, port) if cluster or deployment.server.cluster else None
     server = await build(deployment, await open_store(url), demo=demo, cluster=settings)
     runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()

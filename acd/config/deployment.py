@@ -82,6 +82,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     db_url: str | None = None  # None: the server's default SQLite file
+    cluster: bool = False  # one of several nodes on one PostgreSQL (docs/deployment.md)
 
 
 @dataclass(frozen=True, slots=True)

@@ -405,7 +405,9 @@ def _build(
         funnel_stages=tuple(Stage(s.name, dict(s.label), s.team, s.route_to, s.wait) for s in spec.funnel_stages),
         policy=policy,
         flows=flows,
-        server=ServerSettings(spec.server.host, spec.server.port, environ.get(DB_URL_ENV) or spec.server.db_url),
+        server=ServerSettings(
+            spec.server.host, spec.server.port, environ.get(DB_URL_ENV) or spec.server.db_url, spec.server.cluster
+        ),
         asterisk=AsteriskSettings(
             ami=AmiSettings(ami.host, ami.port, ami.username, ami.secret_env, environ.get(ami.secret_env)),
             fastagi=FastAgiSettings(agi.host, agi.port),

@@ -213,6 +213,7 @@ class ServerSpec(Spec):
     host: str = "127.0.0.1"
     port: Port = 8080
     db_url: str | None = None
+    cluster: bool = False
 
 
 class AmiSpec(Spec):
