@@ -31,6 +31,7 @@ from acd.crm.provider import DealRatings
 from acd.crm.service import CrmService, rating_params
 from acd.dispatcher import Dispatcher
 from acd.metrics import Metrics
+from acd.runtime import settle_memory
 from acd.storage import Store, default_sqlite_url, open_store
 from acd.storage.crm import CrmStore
 from acd.telephony import ObservedStore, Telephony, build_telephony
@@ -229,6 +230,7 @@ async def serve(
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    settle_memory()  # after the signal handlers: a SIGTERM meanwhile still shuts down gracefully
     lost = server.dispatcher.lost if isinstance(server.dispatcher, ClusterDispatcher) else asyncio.Event()
     _, pending = await asyncio.wait(
         [loop.create_task(stop.wait()), loop.create_task(lost.wait())], return_when=asyncio.FIRST_COMPLETED
