@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+from typing import Any
 
 
 def event_loop_runner() -> asyncio.Runner:
@@ -24,3 +26,24 @@ def settle_memory() -> None:
     frozen, 22-95 ms not.)"""
     gc.collect()
     gc.freeze()
+
+
+async def wait_a_while(event: asyncio.Event, seconds: float | None) -> None:
+    """Until `event` is set or `seconds` pass (None: no limit), whichever is first. Background
+    loops wait with this, not `asyncio.wait_for(event.wait(), ...)`: on Python 3.11 a task
+    cancelled inside that `wait_for` can lose the cancellation when the event is set at the
+    same moment, and the `stop()` awaiting the task then hangs for good."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel a background task and wait until it has ended. The cancellation is repeated:
+    on Python 3.11 an `asyncio.wait_for` inside the task can swallow one when its own
+    awaitable finishes at the same moment, and a single `cancel()` then waits forever."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]

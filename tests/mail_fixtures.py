@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import weakref
 from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage
@@ -31,6 +32,7 @@ class Sink:
     received: asyncio.Queue[EmailMessage] = field(default_factory=asyncio.Queue)
     fail_next: int = 0
     refused: int = 0
+    sessions: weakref.WeakSet[SMTP] = field(default_factory=weakref.WeakSet)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if self.fail_next > 0:
@@ -48,13 +50,23 @@ class Sink:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: SMTP(self, loop=loop), "127.0.0.1", 0)
+
+        def session() -> SMTP:
+            s = SMTP(self, loop=loop)
+            self.sessions.add(s)
+            return s
+
+        self.server = await loop.create_server(session, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
-            await self.server.wait_closed()
+            for s in list(self.sessions):  # an idle session would hold wait_closed for 5 minutes
+                if s.transport is not None:
+                    s.transport.close()
+            async with asyncio.timeout(5):
+                await self.server.wait_closed()
 
 
 def mail_deployment(

@@ -21,6 +21,8 @@ from typing import Any, Final
 
 import asyncpg
 
+from acd.runtime import wait_a_while
+
 log = logging.getLogger("acd.cluster")
 
 HEALTH_EVERY: Final = 1.0  # seconds between the leader's checks of its lock connection
@@ -31,15 +33,6 @@ CONNECT_TIMEOUT: Final = 10.0
 KEEPALIVE: Final = {"tcp_keepalives_idle": "3", "tcp_keepalives_interval": "1", "tcp_keepalives_count": "3"}
 KEEPALIVE_S: Final = 6.0
 CONNECTION_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-async def wait_a_while(event: asyncio.Event, seconds: float) -> None:
-    """Until `event` is set or `seconds` pass, whichever is first. (`asyncio.timeout` rather
-    than `wait_for`: on Python 3.11 we saw a task cancelled inside `wait_for(event.wait(), ...)`
-    stay "cancelling" for good, and `stop()` waiting on it hang.)"""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()
 
 
 def dsn(url: str) -> str:

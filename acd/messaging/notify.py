@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from acd.config import Deployment
 from acd.config.messaging import OutboundSettings, TwilioSettings
 from acd.core.model import Contact
+from acd.runtime import cancel_and_wait, wait_a_while
 from acd.storage import Store
 from acd.storage.messaging import MessagingStore, Notification
 
@@ -314,11 +315,7 @@ class Notifier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
         for sender in self.senders.values():
             close = getattr(sender, "close", None)
@@ -335,10 +332,7 @@ class Notifier:
                 log.exception("notification round failed")
                 next_at = self.clock() + 5
             wait = None if next_at is None else max(0.0, next_at - self.clock())
-            try:
-                await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
+            await wait_a_while(self._wake, wait)
 
     async def send_due(self) -> int:
         """Send everything due now; return how many went out."""

@@ -10,7 +10,9 @@ database is away (the MTA retries later), 552 (by aiosmtpd) for a message over `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import weakref
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -19,6 +21,7 @@ from acd.messaging.intake import EmailIntake
 from acd.messaging.mail import Refused
 
 log = logging.getLogger("acd.email")
+STOP_GRACE = 5.0  # seconds a stopping listener waits for the sessions it has closed
 
 
 class _Handler:
@@ -59,20 +62,30 @@ class SmtpListener:
         self.port = port
         self.max_size = max_size
         self._server: asyncio.Server | None = None
+        self._sessions: weakref.WeakSet[_SMTP] = weakref.WeakSet()
 
     async def start(self) -> None:
         handler = _Handler(self.intake)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _SMTP(handler, data_size_limit=self.max_size, enable_SMTPUTF8=True, hostname="acd", loop=loop),
-            self.host,
-            self.port,
-        )
+
+        def session() -> _SMTP:
+            s = _SMTP(handler, data_size_limit=self.max_size, enable_SMTPUTF8=True, hostname="acd", loop=loop)
+            self._sessions.add(s)
+            return s
+
+        self._server = await loop.create_server(session, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("SMTP listener on %s:%d", self.host, self.port)
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            # A client that stays connected (idle, or gone without QUIT) would otherwise hold
+            # the stop until aiosmtpd's five-minute idle timeout; a mail not yet answered 250
+            # is not lost: the sending server retries it.
+            for s in list(self._sessions):
+                if s.transport is not None:
+                    s.transport.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), STOP_GRACE)
             self._server = None

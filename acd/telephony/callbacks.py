@@ -27,6 +27,7 @@ re-armed; an attempt that was in flight counts as failed with an unknown outcome
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -40,6 +41,7 @@ from acd.core.errors import CoreError
 from acd.core.intake import qualify
 from acd.core.model import Channel, Contact, ContactStatus, Manager
 from acd.dispatcher import Dispatcher
+from acd.runtime import cancel_and_wait, wait_a_while
 from acd.storage import Store
 from acd.storage.telephony import Attempt, CallbackRow, TelephonyStore
 from acd.telephony.callback_dialers import AmiDialer, CallbackDialer, CallbackSettings, Flight
@@ -120,13 +122,8 @@ class Callbacks:
         self._closed = True
         for task in [self._task, *self._tasks]:
             if task is not None:
-                task.cancel()
-        for task in [self._task, *self._tasks]:
-            if task is not None:
-                try:
-                    await task
-                except (asyncio.CancelledError, Exception):
-                    pass
+                with contextlib.suppress(Exception):
+                    await cancel_and_wait(task)
 
     async def adopt(self) -> int:
         """Cluster mode, on the dispatching node: schedule the requests other nodes stored
@@ -210,11 +207,7 @@ class Callbacks:
             self._wake.clear()
             nxt = min((cb.next_at or now for cb in self._pending.values()), default=None)
             timeout = None if nxt is None else max(0.0, nxt - self.clock())
-            try:
-                # Waiting for a scheduled time *is* the job here.
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            await wait_a_while(self._wake, timeout)  # waiting for a scheduled time *is* the job here
 
     async def _due(self, cb: CallbackRow, now: float) -> None:
         policy = self.dispatcher.board.policy

@@ -15,7 +15,6 @@ a crash between a contact's commit and its outbox row left out.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -34,6 +33,7 @@ from acd.crm.external.base import (
 from acd.crm.model import Vacation
 from acd.crm.routing import StageRule
 from acd.messaging.notify import backoff
+from acd.runtime import cancel_and_wait, wait_a_while
 from acd.storage import Store
 from acd.storage.crm_sync import SyncItem, SyncStore
 
@@ -181,9 +181,7 @@ class ExternalSync:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         await self.adapter.close()
 
@@ -203,8 +201,7 @@ class ExternalSync:
                 log.exception("CRM push round failed")
                 next_at = self.clock() + 5
             wait = None if next_at is None else max(0.0, next_at - self.clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+            await wait_a_while(self._wake, wait)
 
     async def send_due(self) -> int:
         """Send everything due now; return how many the CRM acknowledged."""
