@@ -5,7 +5,7 @@ Load them in a test module to run it on every backend:
     pytest_plugins = ["storage_fixtures"]
 
 The PostgreSQL variant reads `ACD_TEST_PG_URL` and is skipped, with the reason, when it is
-unset or the server does not answer; each test gets a fresh schema, dropped afterwards.
+unset (a URL whose server does not answer fails); each test gets a fresh schema, dropped afterwards.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
             await conn.execute(sa.text("SELECT 1"))
     except (OSError, SQLAlchemyError) as exc:
         await admin.dispose()
-        pytest.skip(f"PostgreSQL named by {PG_URL_ENV} does not answer: {exc}")
+        pytest.fail(f"{PG_URL_ENV} names a PostgreSQL that does not answer (unset it to skip): {exc}")
     schema = f"t_{secrets.token_hex(6)}"
     try:
         yield Backend("postgres", url, schema)

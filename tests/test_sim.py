@@ -77,7 +77,6 @@ def test_acd_simulate_with_no_argument_prints_the_table_for_the_example() -> Non
 
 
 def test_charts_draw_every_policy_as_svg_with_text_and_as_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib is the charts extra (installed by make test)")
     from xml.etree import ElementTree
 
     from acd.sim.charts import write_charts
@@ -99,7 +98,6 @@ def test_charts_draw_every_policy_as_svg_with_text_and_as_png(tmp_path: Path) ->
 
 
 def test_acd_simulate_draws_charts_on_request(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib is the charts extra (installed by make test)")
     out = subprocess.run(
         [
             sys.executable,

@@ -1,5 +1,6 @@
 """Fixtures for the cluster tests: a fresh PostgreSQL schema (in-process nodes) or a fresh
-database (server processes), skipped with the reason when `ACD_TEST_PG_URL` is unset."""
+database (server processes), skipped with the reason when `ACD_TEST_PG_URL` is unset
+(and failing when it names a server that does not answer)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ async def _admin() -> AsyncEngine:
             await conn.execute(sa.text("SELECT 1"))
     except (OSError, SQLAlchemyError) as exc:
         await admin.dispose()
-        pytest.skip(f"PostgreSQL named by {PG_URL_ENV} does not answer: {exc}")
+        pytest.fail(f"{PG_URL_ENV} names a PostgreSQL that does not answer (unset it to skip): {exc}")
     return admin
 
 
