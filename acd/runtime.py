@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 
@@ -47,3 +49,25 @@ async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
         await asyncio.wait({task}, timeout=1.0)
     if not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
+
+
+async def outbox_rounds(
+    send_due: Callable[[], Awaitable[object]],
+    next_due: Callable[[], Awaitable[float | None]],
+    wake: asyncio.Event,
+    clock: Callable[[], float],
+    log: logging.Logger,
+    what: str,
+) -> None:
+    """The worker of a durable outbox (notifications, CRM pushes): send what is due, then
+    sleep until the next row is due or `wake` is set; a failed round is logged and tried
+    again in 5 s. Runs until cancelled."""
+    while True:
+        wake.clear()
+        try:
+            await send_due()
+            next_at = await next_due()
+        except Exception:
+            log.exception("%s round failed", what)
+            next_at = clock() + 5
+        await wait_a_while(wake, None if next_at is None else max(0.0, next_at - clock()))

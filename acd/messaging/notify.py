@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from acd.config import Deployment
 from acd.config.messaging import OutboundSettings, TwilioSettings
 from acd.core.model import Contact
-from acd.runtime import cancel_and_wait, wait_a_while
+from acd.runtime import cancel_and_wait, outbox_rounds
 from acd.storage import Store
 from acd.storage.messaging import MessagingStore, Notification
 
@@ -323,16 +323,7 @@ class Notifier:
                 await close()
 
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.send_due()
-                next_at = await self.store.next_due()
-            except Exception:
-                log.exception("notification round failed")
-                next_at = self.clock() + 5
-            wait = None if next_at is None else max(0.0, next_at - self.clock())
-            await wait_a_while(self._wake, wait)
+        await outbox_rounds(self.send_due, self.store.next_due, self._wake, self.clock, log, "notification")
 
     async def send_due(self) -> int:
         """Send everything due now; return how many went out."""

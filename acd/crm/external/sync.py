@@ -33,7 +33,7 @@ from acd.crm.external.base import (
 from acd.crm.model import Vacation
 from acd.crm.routing import StageRule
 from acd.messaging.notify import backoff
-from acd.runtime import cancel_and_wait, wait_a_while
+from acd.runtime import cancel_and_wait, outbox_rounds
 from acd.storage import Store
 from acd.storage.crm_sync import SyncItem, SyncStore
 
@@ -192,16 +192,7 @@ class ExternalSync:
         await self.stop()
 
     async def _run(self) -> None:
-        while True:
-            self._wake.clear()
-            try:
-                await self.send_due()
-                next_at = await self.outbox.next_due()
-            except Exception:
-                log.exception("CRM push round failed")
-                next_at = self.clock() + 5
-            wait = None if next_at is None else max(0.0, next_at - self.clock())
-            await wait_a_while(self._wake, wait)
+        await outbox_rounds(self.send_due, self.outbox.next_due, self._wake, self.clock, log, "CRM push")
 
     async def send_due(self) -> int:
         """Send everything due now; return how many the CRM acknowledged."""
