@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-UNITS = {"_ms": "ms", "_s": "s", "_mb": "MiB", "_per_s": "/s", "_rps": "req/s", "_ratio": "x"}
+UNITS = {"_us": "µs", "_ms": "ms", "_s": "s", "_mb": "MiB", "_per_s": "/s", "_rps": "req/s", "_ratio": "x"}
 
 
 def unit(name: str) -> str:

@@ -1,7 +1,11 @@
 """Durable web-lead intake through the HTTP API, next to a bare aiohttp handler.
 
-Both servers run as their own process; one client process drives both the same way
-(N requests, C in flight), so the ratio of the two rates is the figure that matters.
+Each server runs as its own process; one client process drives them all the same way
+(N requests, C in flight), so the ratio of the rates is the figure that matters. Beside
+the bare handler, the floor (bench.floor_server): the same stack committing each lead and
+nothing more, so the figures show what the frameworks cost and what acd adds. The CPU
+time each server spends per request is printed too: on a shared machine it moves less
+than the rates do.
 """
 
 from __future__ import annotations
@@ -40,6 +44,16 @@ async def spawn(args: list[str], log: Path) -> asyncio.subprocess.Process:
     if b"listening" not in line:
         raise RuntimeError(f"server did not start: {log.read_text(errors='replace')[-2000:]}")
     return proc
+
+
+async def cpu_per_request(pid: int, url: str, total: int, concurrency: int) -> tuple[float, int, float]:
+    """`hammer`, and the server process's CPU time (user + system) per request in µs."""
+    server = psutil.Process(pid)
+    before = server.cpu_times()
+    rate, errors = await hammer(url, total, concurrency)
+    after = server.cpu_times()
+    used = (after.user - before.user) + (after.system - before.system)
+    return rate, errors, used / total * 1e6
 
 
 async def hammer(url: str, total: int, concurrency: int) -> tuple[float, int]:
@@ -82,10 +96,24 @@ async def measure(total: int = 6000, concurrency: int = 64) -> dict[str, float]:
         port = free_port()
         bare = await spawn([sys.executable, "-m", "bench.bare_server", str(port)], tmp / "bare.log")
         try:
-            bare_rate, _ = await hammer(f"http://127.0.0.1:{port}/api/leads", total, concurrency)
+            bare_rate, _, bare_cpu = await cpu_per_request(
+                bare.pid, f"http://127.0.0.1:{port}/api/leads", total, concurrency
+            )
         finally:
             bare.terminate()
             await bare.wait()
+
+        port = free_port()
+        floor = await spawn(
+            [sys.executable, "-m", "bench.floor_server", str(port), str(tmp / "floor.db")], tmp / "floor.log"
+        )
+        try:
+            floor_rate, _, floor_cpu = await cpu_per_request(
+                floor.pid, f"http://127.0.0.1:{port}/api/leads", total, concurrency
+            )
+        finally:
+            floor.terminate()
+            await floor.wait()
 
         port = free_port()
         db = f"sqlite+aiosqlite:///{tmp / 'acd.db'}"
@@ -107,7 +135,7 @@ async def measure(total: int = 6000, concurrency: int = 64) -> dict[str, float]:
             tmp / "acd.log",
         )
         try:
-            rate, errors = await hammer(f"http://127.0.0.1:{port}/api/leads", total, concurrency)
+            rate, errors, cpu = await cpu_per_request(acd.pid, f"http://127.0.0.1:{port}/api/leads", total, concurrency)
             rss = psutil.Process(acd.pid).memory_info().rss / 2**20
         finally:
             acd.terminate()
@@ -117,6 +145,11 @@ async def measure(total: int = 6000, concurrency: int = 64) -> dict[str, float]:
         "intake_bare_aiohttp_rps": bare_rate,
         "intake_ratio": rate / bare_rate,
         "intake_errors": float(errors),
+        "intake_floor_rps": floor_rate,
+        "intake_floor_ratio": floor_rate / bare_rate,
+        "intake_server_cpu_per_lead_us": cpu,
+        "intake_bare_cpu_per_request_us": bare_cpu,
+        "intake_floor_cpu_per_request_us": floor_cpu,
         "intake_server_rss_mb": rss,
     }
 
