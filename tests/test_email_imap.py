@@ -12,6 +12,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -67,7 +68,7 @@ def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
     if binary is None:
         pytest.skip("dovecot is not installed: apt-get install dovecot-imapd (.ci/run does it)")
     root = tmp_path / "dovecot"
-    for sub in ("run", "state", "mail", "home"):
+    for sub in ("state", "mail", "home"):
         (root / sub).mkdir(parents=True)
     if os.geteuid() == 0:
         # dovecot refuses to run its login and mail processes as root: use the package's users,
@@ -84,12 +85,16 @@ def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
         me = pwd.getpwuid(os.geteuid())
         internal = login = me.pw_name
         uid, gid = me.pw_uid, me.pw_gid
+    # dovecot's unix sockets live under base_dir, and a socket path has at most 107 bytes:
+    # a short folder of its own, not the (possibly deep) pytest temp folder
+    run = Path(tempfile.mkdtemp(prefix="acd-dovecot-"))
+    run.chmod(0o755)
     port = _free_port()
     (root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     conf = root / "dovecot.conf"
     conf.write_text(
         f"""
-base_dir = {root}/run
+base_dir = {run}
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
@@ -151,6 +156,7 @@ service auth {{
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+        shutil.rmtree(run, ignore_errors=True)
 
 
 @pytest.fixture
