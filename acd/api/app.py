@@ -52,7 +52,7 @@ class Services:
         limits = self.deployment.web.rate_limits
         self.lead_limit = RateLimiter(limits.leads_per_minute)
         self.api_limit = RateLimiter(limits.api_per_minute)
-        self.intake = Intake(self.store)
+        self.intake = Intake(self.store, lambda: self.dispatcher.board.policy)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -1,17 +1,21 @@
 """Adapter: the web-lead intake line. Leads that arrive while the previous batch is being
 stored wait for the next one and go in together: one CRM look-up for the batch, and one
 transaction for its contacts and the customers they create. Each caller still gets its
-answer only after its contact is committed."""
+answer only after its contact is committed. A contact is stored at its entry escalation
+step (acd.core.intake.entry_step), once its customer is known: the dispatcher then has
+nothing to rewrite when it arrives."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from acd.core.intake import entry_step
 from acd.core.model import Contact
+from acd.core.policy import RoutingPolicy
 from acd.storage import Store
 
 log = logging.getLogger("acd.intake")
@@ -33,8 +37,9 @@ class _Pending:
 
 
 class Intake:
-    def __init__(self, store: Store, crm: Recogniser | None = None) -> None:
+    def __init__(self, store: Store, policy: Callable[[], RoutingPolicy], crm: Recogniser | None = None) -> None:
         self.store = store
+        self.policy = policy
         self.crm = crm
         self._waiting: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
@@ -65,12 +70,15 @@ class Intake:
                     p.answer.set_result(result)
 
     async def _store(self, batch: list[_Pending]) -> Sequence[tuple[Contact, bool] | BaseException]:
+        policy = self.policy()
         contacts = [p.contact for p in batch]
         if self.crm is None:
-            return await self.store.create_contacts([(c, p.key) for c, p in zip(contacts, batch, strict=True)])
+            items = [(entry_step(c, policy), p.key) for c, p in zip(contacts, batch, strict=True)]
+            return await self.store.create_contacts(items)
         crm = self.crm
         try:
             contacts, fresh = await crm.prepare_many(contacts)
+            contacts = [entry_step(c, policy) for c in contacts]
 
             async def customers(conn: Any) -> None:
                 await crm.write_new_customers(conn, fresh)
@@ -81,7 +89,7 @@ class Intake:
             # Most likely a customer created meanwhile by another process, or a reused id:
             # take the careful road, one contact at a time, so one bad row fails alone.
             log.warning("intake batch of %d failed as a whole; storing one by one", len(batch), exc_info=True)
-        enriched = await crm.enrich_many([p.contact for p in batch])
+        enriched = [entry_step(c, policy) for c in await crm.enrich_many([p.contact for p in batch])]
         return await asyncio.gather(
             *(self.store.create_contact(c, p.key) for c, p in zip(enriched, batch, strict=True)),
             return_exceptions=True,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from acd.core.model import Contact
-from acd.core.policy import RoutingPolicy
+from acd.core.policy import Pool, RoutingPolicy
 
 
 def derived(criteria: Mapping[str, str], policy: RoutingPolicy) -> tuple[frozenset[str], int, str | None]:
@@ -35,3 +35,37 @@ def qualify(contact: Contact, policy: RoutingPolicy) -> Contact:
         priority=contact.priority + bonus,
         team=contact.team or team,
     )
+
+
+def entry_step(contact: Contact, policy: RoutingPolicy) -> Contact:
+    """The contact at its entry escalation step (`entry_step_index`). An adapter that stores
+    a new contact this way spares the dispatcher a second write when it arrives: the core
+    then finds nothing to change."""
+    step = entry_step_index(contact, policy)
+    return replace(contact, step=step) if step != contact.step else contact
+
+
+def entry_step_index(contact: Contact, policy: RoutingPolicy) -> int:
+    """The first escalation step whose ring can hold anybody for this new contact.
+
+    A ring empty by construction (the preferred ring of a customer nobody is preferred for,
+    the team ring of a contact with neither a team nor a preferred manager) is skipped the
+    moment the contact arrives, whoever is logged in or not. A pinned contact starts at the
+    first step: its pin decides, not the rings. A contact already past the first step (one
+    being restored) stays where it is.
+    """
+    if contact.pinned_to or contact.step:
+        return contact.step
+    last = len(policy.steps) - 1
+    step = 0
+    while step < last and _empty_by_construction(policy.steps[step].pool, contact):
+        step += 1
+    return step
+
+
+def _empty_by_construction(pool: Pool, c: Contact) -> bool:
+    if pool is Pool.PREFERRED:
+        return not c.preferred
+    if pool is Pool.TEAM:
+        return not c.preferred and c.team is None
+    return False

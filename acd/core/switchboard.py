@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from acd.core import events as ev
 from acd.core.errors import CoreError
+from acd.core.intake import entry_step_index
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence
 from acd.core.policy import Pool, RoutingPolicy, SkipWhen
 from acd.core.presence import ACTIVE, Cause, PresenceError, next_presence
@@ -179,9 +180,14 @@ class Switchboard:
         if contact.id in self.contacts:
             return  # a redelivered intake event: the contact is already queued
         c = contact
+        entry = entry_step_index(c, self.policy)
+        # adapters that stored the contact as it enters the queue (acd.core.intake.entry_step)
+        # save us a write
         if c.status is not ContactStatus.WAITING or not c.step_since:
-            # adapters that stored the contact as it enters the queue save us a write
-            c.status, c.step, c.step_since = ContactStatus.WAITING, 0, self._now
+            c.status, c.step, c.step_since = ContactStatus.WAITING, entry, self._now
+            self._dirty(c)
+        elif c.step != entry:
+            c.step = entry
             self._dirty(c)
         self.contacts[c.id] = c
         self._enqueue(c)
