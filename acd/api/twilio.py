@@ -365,10 +365,11 @@ async def twilio_dial_done(request: web.Request) -> web.Response:
     c = await _committed(svc, cid)
     if status == "completed" or (c is not None and c.status is ContactStatus.ASSIGNED):
         if c is not None:
-            await svc.dispatcher.submit(ev.WorkFinished(cid, c.assigned_to))
-        resp = VoiceResponse()
-        resp.hangup()
-        return _twiml(resp)
+            try:
+                await svc.dispatcher.submit(ev.WorkFinished(cid, c.assigned_to))
+            except CoreError as err:  # the caller's status callback, on another node perhaps, came first
+                log.info("Twilio call of %s already closed (%s)", cid, err.code)
+        return _twiml(_hangup())
     if status in ("busy", "failed") and c is not None and c.offered_to == mid:
         svc.dispatcher.post(ev.OfferFailed(cid, mid, f"Twilio dial {status}"))
     # no-answer / canceled: the core's offer timer declares the miss and pauses the manager
