@@ -184,3 +184,39 @@ async def test_a_twilio_callback_asked_of_one_node_is_rung_by_the_dispatching_no
     await until_stored(leader, str(cb["contact_id"]), ContactStatus.FINISHED)
     assert office.twilio.calls_created == 1  # the follower never rang it too
     assert follower.server.app[CALLBACKS].results.empty()
+
+
+async def test_a_twilio_call_waiting_when_the_dispatching_node_stops_is_offered_and_connected_by_the_next_one(
+    office: Office, pg_schema: Place
+) -> None:
+    a, b = office.nodes
+    for mid in list(a.server.dispatcher.board.managers):
+        await a.server.dispatcher.submit(ev.PresenceSet(mid, Presence.PAUSED, "lunch"))
+    call = {"CallSid": "CA" + "6" * 32, "From": "+79161234567", "To": OUR_NUMBER}
+    await through_the_ivr(office, call)
+    [waiting] = [c for c in await a.server.store.list_contacts("waiting", limit=10) if c.phone == call["From"]]
+
+    office.nodes.remove(a)  # node a stops (and gives the lock up); node c joins the balancer
+    await a.session.close()
+    await a.http.close()
+    await a.server.close()
+    await asyncio.wait_for(dispatcher(b).elected.wait(), 15)
+    c = await running_node(pg_schema, b.server.deployment, "c")
+    office.nodes.append(c)
+    assert not dispatcher(c).leading
+
+    await b.server.dispatcher.submit(ev.PresenceSet("anna", Presence.AVAILABLE))
+    sid, update = await next_of(office.twilio.updates, 15)  # node b, dispatching now, moves the call
+    assert sid == call["CallSid"] and f"contact={waiting.id}" in update["Url"] and "manager=anna" in update["Url"]
+    status, body = await hook(c, local(update["Url"]), call)
+    dial = twiml(body).find("Dial")
+    assert status == 200 and dial is not None, body
+    number = dial.find("Number")
+    assert number is not None
+    status, body = await hook(b, number.get("url", ""), {**call, "CallSid": "CA" + "5" * 32})
+    assert status == 200 and twiml(body).find("Hangup") is None
+    status, _ = await hook(c, "/twilio/voice/status", {**call, "CallStatus": "completed"})
+    assert status == 200
+    await until_stored(b, waiting.id, ContactStatus.FINISHED)
+    stored = await b.server.store.get_contact(waiting.id)
+    assert stored is not None and stored.assigned_to == "anna"
