@@ -5,6 +5,10 @@ Every webhook checks X-Twilio-Signature with the twilio library's `RequestValida
 proxy is not the one we bind) and the POSTed form; unsigned or forged requests get 403.
 See `acd.messaging.twilio_voice` for a call's life and `acd.messaging.twilio_callbacks` for a
 callback's (when Asterisk is off, callbacks ring through Twilio's REST API).
+
+Cluster mode (docs/deployment.md, "Twilio in cluster mode"): a voice webhook is handled by
+whichever node it reaches, from the committed contact (`_committed`); the REST side and the
+callbacks run on the dispatching node, to which callback webhooks are passed on (the relay).
 """
 
 from __future__ import annotations
