@@ -12,13 +12,10 @@ from cluster_fixtures import Place
 
 from acd.cluster import relay as relay_module
 from acd.cluster.relay import DISPATCHER, Relay, Unanswered
-from acd.storage import open_store
 
 
 @pytest.fixture
 async def relays(pg_schema: Place) -> AsyncIterator[tuple[Relay, Relay, dict[str, bool]]]:
-    store = await open_store(pg_schema.url, schema=pg_schema.schema)  # creates the schema
-    await store.close()
     leading = {"a": True, "b": False}
     a = Relay(pg_schema.url, pg_schema.schema, "a", lambda: leading["a"])
     b = Relay(pg_schema.url, pg_schema.schema, "b", lambda: leading["b"])

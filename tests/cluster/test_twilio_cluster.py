@@ -144,19 +144,6 @@ async def test_a_twilio_call_whose_webhooks_alternate_between_two_nodes_is_queue
     assert office.twilio.updates.empty()  # one REST move: no withdrawal, no second offer
 
 
-async def test_a_caller_who_hangs_up_while_waiting_is_abandoned_whichever_node_hears_it(office: Office) -> None:
-    leader = office.leader
-    for mid in list(leader.server.dispatcher.board.managers):
-        await leader.server.dispatcher.submit(ev.PresenceSet(mid, Presence.PAUSED, "lunch"))
-    call = {"CallSid": "CA" + "9" * 32, "From": "+79160000000", "To": OUR_NUMBER}
-    await through_the_ivr(office, call)
-    follower = office.nodes[1]
-    status, _ = await hook(follower, "/twilio/voice/status", {**call, "CallStatus": "completed"})
-    assert status == 200
-    [row] = [c for c in await leader.server.store.list_contacts(None, limit=10) if c.phone == call["From"]]
-    await until_stored(leader, row.id, ContactStatus.ABANDONED)
-
-
 async def test_a_twilio_callback_asked_of_one_node_is_rung_by_the_dispatching_node_and_its_webhooks_reach_it_from_any(
     office: Office,
 ) -> None:
@@ -186,7 +173,7 @@ async def test_a_twilio_callback_asked_of_one_node_is_rung_by_the_dispatching_no
     assert follower.server.app[CALLBACKS].results.empty()
 
 
-async def test_a_twilio_call_waiting_when_the_dispatching_node_stops_is_offered_and_connected_by_the_next_one(
+async def test_calls_waiting_when_the_dispatching_node_stops_are_abandoned_or_offered_and_connected_by_the_next_one(
     office: Office, pg_schema: Place
 ) -> None:
     a, b = office.nodes
@@ -194,7 +181,14 @@ async def test_a_twilio_call_waiting_when_the_dispatching_node_stops_is_offered_
         await a.server.dispatcher.submit(ev.PresenceSet(mid, Presence.PAUSED, "lunch"))
     call = {"CallSid": "CA" + "6" * 32, "From": "+79161234567", "To": OUR_NUMBER}
     await through_the_ivr(office, call)
-    [waiting] = [c for c in await a.server.store.list_contacts("waiting", limit=10) if c.phone == call["From"]]
+    gone = {"CallSid": "CA" + "9" * 32, "From": "+79160000000", "To": OUR_NUMBER}
+    await through_the_ivr(office, gone)
+    queued = {c.phone: c for c in await a.server.store.list_contacts("waiting", limit=10)}
+    waiting, hung_up = queued[call["From"]], queued[gone["From"]]
+    # a caller hangs up while waiting; the status callback reaches the node that does not dispatch
+    status, _ = await hook(b, "/twilio/voice/status", {**gone, "CallStatus": "completed"})
+    assert status == 200
+    await until_stored(a, hung_up.id, ContactStatus.ABANDONED)
 
     office.nodes.remove(a)  # node a stops (and gives the lock up); node c joins the balancer
     await a.session.close()
