@@ -125,6 +125,7 @@ async def test_a_twilio_call_whose_webhooks_alternate_between_two_nodes_is_queue
     status, body = await hook(office.nodes[1], connect, call)
     dial = twiml(body).find("Dial")
     assert status == 200 and dial is not None, body
+    assert 10 <= int(dial.get("timeout", "0")) <= 20  # what is left of the committed 20 s offer
     number = dial.find("Number")
     assert number is not None and number.get("url")
 
