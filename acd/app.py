@@ -18,10 +18,12 @@ from pathlib import Path
 from aiohttp import web
 
 from acd.api.app import Services, build_app
+from acd.api.cluster import RELAY
 from acd.api.crm import CRM
 from acd.api.crm_sync import CRM_SYNC
 from acd.api.messaging import start_messaging
 from acd.cluster import ClusterDispatcher, ClusterSettings, cluster_dispatcher, settings_for
+from acd.cluster.relay import Relay
 from acd.config import ConfigError, Deployment, load_deployment
 from acd.core import events as ev
 from acd.core.model import Presence
@@ -35,7 +37,7 @@ from acd.runtime import settle_memory
 from acd.storage import Store, default_sqlite_url, open_store
 from acd.storage.crm import CrmStore
 from acd.telephony import ObservedStore, Telephony, build_telephony
-from acd.telephony.api import TELEPHONY
+from acd.telephony.api import TELEPHONY, answer_transfers
 from acd.web import install_web
 from acd.web.live import HUB
 
@@ -56,10 +58,13 @@ class Server:
     services: Services
     app: web.Application
     telephony: Telephony | None = None
+    relay: Relay | None = None  # cluster mode: requests passed on to the node that can carry them out
 
     async def close(self) -> None:
         if self.telephony is not None:
             await self.telephony.close()
+        if self.relay is not None:
+            await self.relay.close()
         await self.dispatcher.stop()
         await self.store.close()
 
@@ -116,9 +121,11 @@ async def build(
         app.cleanup_ctx.append(external.running)  # the push outbox's worker
         app[CRM_SYNC] = external
     install_web(app, services)
+    relay: Relay | None = None
     if isinstance(dispatcher, ClusterDispatcher):
         dispatcher.follow(app[HUB].on_command)  # offers made on the leader reach panels on this node
         dispatcher.export_metrics(metrics.registry)
+        relay = app[RELAY] = await open_relay(dispatcher)
     telephony = build_telephony(lambda: services.deployment, store, dispatcher, clock=clock)
     if telephony is not None:
         telephony.desk.enrich = getattr(services, "enrich", None)
@@ -129,8 +136,18 @@ async def build(
             telephony.join_cluster(dispatcher.elected)
             dispatcher.follow(telephony.on_leaders_command)
         await telephony.start()
+        if relay is not None and telephony.desk.node is not None:
+            relay.names.add(telephony.desk.node)  # the name its calls carry: transfers come here
+            answer_transfers(relay, services, telephony)
     await start_messaging(app)  # e-mail intake and notifications, when configured
-    return Server(deployment, store, dispatcher, services, app, telephony)
+    return Server(deployment, store, dispatcher, services, app, telephony, relay)
+
+
+async def open_relay(dispatcher: ClusterDispatcher) -> Relay:
+    s = dispatcher.settings
+    relay = Relay(s.url, s.schema, s.node, lambda: dispatcher.leading)
+    await relay.open()
+    return relay
 
 
 def _external_crm(

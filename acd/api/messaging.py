@@ -13,8 +13,9 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from acd.api.app import SERVICES, _limit, _query_float, api
+from acd.api.cluster import RELAY
 from acd.api.routing import ApiError
-from acd.api.twilio import TWILIO, TwilioVoice
+from acd.api.twilio import TWILIO, TwilioVoice, answer_callback_webhooks
 from acd.core.model import Channel
 from acd.messaging.service import Messaging
 from acd.messaging.twilio_voice import TwilioCalls
@@ -157,6 +158,9 @@ async def start_messaging(app: web.Application) -> Messaging | None:
         app[TWILIO] = twilio
         if telephony is None and d.twilio.callbacks:  # no Asterisk: callbacks ring through Twilio
             app[CALLBACKS] = await twilio.start_callbacks()
+            relay = app.get(RELAY)
+            if relay is not None:  # cluster mode: their webhooks come to the node ringing them
+                answer_callback_webhooks(relay, svc, app[CALLBACKS])
     callbacks = app.get(CALLBACKS) or (telephony.callbacks if telephony is not None else None)
     if callbacks is not None and d.notifications.enabled:
         messaging.notifier.follow_callbacks(callbacks, svc.store.get_contact)

@@ -5,6 +5,10 @@ Every webhook checks X-Twilio-Signature with the twilio library's `RequestValida
 proxy is not the one we bind) and the POSTed form; unsigned or forged requests get 403.
 See `acd.messaging.twilio_voice` for a call's life and `acd.messaging.twilio_callbacks` for a
 callback's (when Asterisk is off, callbacks ring through Twilio's REST API).
+
+Cluster mode (docs/deployment.md, "Twilio in cluster mode"): a voice webhook is handled by
+whichever node it reaches, from the committed contact (`_committed`); the REST side and the
+callbacks run on the dispatching node, to which callback webhooks are passed on (the relay).
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import VoiceResponse
 
 from acd.api.app import SERVICES, Services, api
+from acd.api.cluster import RELAY, error_answer, raise_if_error
 from acd.api.routing import ApiError
+from acd.cluster import ClusterDispatcher
+from acd.cluster.relay import DISPATCHER, Relay, Unanswered
 from acd.config.messaging import TwilioSettings
 from acd.core import events as ev
 from acd.core.errors import CoreError
@@ -37,14 +44,17 @@ from acd.messaging.twilio_voice import (
     unpack,
     wait_twiml,
 )
+from acd.runtime import cancel_and_wait
 from acd.storage.messaging import MessagingStore
 from acd.storage.telephony import TelephonyStore
 from acd.telephony.callbacks import Callbacks, CallbackSettings
 from acd.telephony.ivr import Done, IvrRun
 from acd.telephony.queue_log import QueueLog
+from acd.telephony.service import ADOPT_EVERY
 
 log = logging.getLogger("acd.twilio")
 CALL_SID = "twilio_call_sid"
+Query = dict[str, str]
 
 
 class TwilioVoice:
@@ -57,6 +67,8 @@ class TwilioVoice:
         self._dialer: TwilioDialer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last: dict[str, asyncio.Task[Any]] = {}  # the latest REST change of each live call
+        self._callbacks_live = False  # cluster mode: set once this node runs the callbacks
+        self._runner: asyncio.Task[None] | None = None  # cluster mode: waits to run them
 
     async def start_callbacks(self) -> Callbacks:
         """Callbacks rung through the REST API: the shared scheduling and retries, this dialer."""
@@ -82,9 +94,40 @@ class TwilioVoice:
             dialer=self._dialer,
             clock=svc.clock,
         )
-        svc.dispatcher.subscribe(self.callbacks.on_command)
-        await self.callbacks.start()
+        if isinstance(svc.dispatcher, ClusterDispatcher):
+            svc.dispatcher.subscribe(self._on_callbacks_command)
+            self._runner = asyncio.create_task(
+                self._run_callbacks_when_dispatching(self.callbacks, svc.dispatcher.elected),
+                name="acd-twilio-callbacks-cluster",
+            )
+        else:
+            svc.dispatcher.subscribe(self.callbacks.on_command)
+            await self.callbacks.start()
         return self.callbacks
+
+    def _on_callbacks_command(self, cmd: ev.Command) -> None:
+        if self._callbacks_live and self.callbacks is not None:
+            self.callbacks.on_command(cmd)
+
+    async def _run_callbacks_when_dispatching(self, callbacks: Callbacks, dispatching: asyncio.Event) -> None:
+        """Cluster mode: only the dispatching node schedules and rings callbacks (a request made
+        elsewhere is a `pending` row), from the moment it takes over until its process ends — as
+        for callbacks rung through Asterisk (acd.telephony.service)."""
+        await dispatching.wait()
+        while True:
+            try:
+                await callbacks.start()  # re-arms from the board what the restore offered
+                break
+            except Exception:
+                log.exception("cannot re-arm the Twilio callbacks on taking over; retrying")
+                await asyncio.sleep(ADOPT_EVERY)
+        self._callbacks_live = True  # only now, so no offer is rung both by `start` and a command
+        while True:
+            await asyncio.sleep(ADOPT_EVERY)  # requests stored on other nodes announce nothing
+            try:
+                await callbacks.adopt()
+            except Exception:
+                log.exception("cannot read the callback requests of other nodes; retrying")
 
     def on_command(self, cmd: ev.Command) -> None:
         match cmd:
@@ -142,6 +185,8 @@ class TwilioVoice:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def close(self) -> None:
+        if self._runner is not None:
+            await cancel_and_wait(self._runner)
         await self.settle()
         if self.callbacks is not None:
             await self.callbacks.close()
@@ -166,6 +211,19 @@ async def _signed(request: web.Request) -> dict[str, str]:
         log.warning("Twilio webhook %s refused: %s signature", request.path, "forged" if signature else "no")
         raise ApiError(403, "bad_signature", "X-Twilio-Signature does not match this request")
     return form
+
+
+async def _committed(svc: Services, contact_id: str) -> Contact | None:
+    """The open contact as last committed. On the dispatching node (or the only one) that is
+    the routing state itself. A follower's board is a read copy refreshed a moment after each
+    commit, and a webhook can beat that refresh (Twilio fetches /connect as soon as the
+    dispatching node's REST redirect lands), so a follower reads the store: every decision a
+    webhook acts on was committed before the command that led Twilio to call it."""
+    d = svc.dispatcher
+    if not isinstance(d, ClusterDispatcher) or d.leading:
+        return d.board.contacts.get(contact_id)
+    c = await svc.store.get_contact(contact_id)
+    return c if c is not None and c.status.is_open else None
 
 
 def _twiml(resp: VoiceResponse) -> web.Response:
@@ -267,7 +325,7 @@ async def twilio_dequeued(request: web.Request) -> web.Response:
     form = await _signed(request)
     svc = request.app[SERVICES]
     if form.get("QueueResult") in ("hangup", "error", "system-error"):
-        _close(svc, request.query.get("contact", ""), hung_up=True)
+        await _close(svc, request.query.get("contact", ""), hung_up=True)
     return _twiml(VoiceResponse())
 
 
@@ -278,7 +336,7 @@ async def twilio_connect(request: web.Request) -> web.Response:
     settings = svc.deployment.twilio
     assert settings is not None
     cid, mid = request.query.get("contact", ""), request.query.get("manager", "")
-    c = svc.dispatcher.board.contacts.get(cid)
+    c = await _committed(svc, cid)
     if c is None or c.status is not ContactStatus.OFFERED or c.offered_to != mid or mid not in settings.managers:
         return _twiml(enqueue_twiml(settings, cid))  # the offer moved on meanwhile
     timeout = (c.offer_expires_at or svc.clock()) - svc.clock()
@@ -308,13 +366,14 @@ async def twilio_dial_done(request: web.Request) -> web.Response:
     assert settings is not None
     cid, mid = request.query.get("contact", ""), request.query.get("manager", "")
     status = form.get("DialCallStatus", "")
-    c = svc.dispatcher.board.contacts.get(cid)
+    c = await _committed(svc, cid)
     if status == "completed" or (c is not None and c.status is ContactStatus.ASSIGNED):
         if c is not None:
-            await svc.dispatcher.submit(ev.WorkFinished(cid, c.assigned_to))
-        resp = VoiceResponse()
-        resp.hangup()
-        return _twiml(resp)
+            try:
+                await svc.dispatcher.submit(ev.WorkFinished(cid, c.assigned_to))
+            except CoreError as err:  # the caller's status callback, on another node perhaps, came first
+                log.info("Twilio call of %s already closed (%s)", cid, err.code)
+        return _twiml(_hangup())
     if status in ("busy", "failed") and c is not None and c.offered_to == mid:
         svc.dispatcher.post(ev.OfferFailed(cid, mid, f"Twilio dial {status}"))
     # no-answer / canceled: the core's offer timer declares the miss and pauses the manager
@@ -330,7 +389,7 @@ async def twilio_status(request: web.Request) -> web.Response:
     call = await store.get_call(sid)
     await store.save_call(sid, None, form.get("From", ""), form.get("To", ""), status, svc.clock())
     if call is not None and call["contact_id"] and status in ("completed", "busy", "failed", "no-answer", "canceled"):
-        _close(svc, call["contact_id"], hung_up=True)
+        await _close(svc, call["contact_id"], hung_up=True)
     return _twiml(VoiceResponse())
 
 
@@ -344,46 +403,30 @@ def _callbacks(request: web.Request) -> Callbacks:
     return voice.callbacks
 
 
-@_twilio_route("/callback/answer", "Twilio: a callback's manager answered; dial the customer")
-async def twilio_callback_answer(request: web.Request) -> web.Response:
-    form = await _signed(request)
-    svc = request.app[SERVICES]
-    callbacks = _callbacks(request)
+async def _callback_answer(svc: Services, callbacks: Callbacks, query: Query, form: Query) -> VoiceResponse:
     settings = svc.deployment.twilio
     assert settings is not None
-    cid, attempt = request.query.get("contact", ""), request.query.get("attempt", "")
+    cid, attempt = query.get("contact", ""), query.get("attempt", "")
     flight = callbacks.in_flight(cid, attempt)
     if flight is None or not await callbacks.manager_answered(cid, attempt, form.get("CallSid", ""), "in-progress"):
         log.info("callback %s answered after its offer moved on: hanging up the manager's leg", cid)
-        resp = VoiceResponse()
-        resp.hangup()
-        return _twiml(resp)
+        return _hangup()
     lang = flight.contact.language or svc.deployment.default_language
-    return _twiml(customer_dial_twiml(settings, flight, lang))
+    return customer_dial_twiml(settings, flight, lang)
 
 
-@_twilio_route("/callback/dial-done", "Twilio: a callback's customer leg ended (DialCallStatus)")
-async def twilio_callback_dial_done(request: web.Request) -> web.Response:
-    form = await _signed(request)
-    callbacks = _callbacks(request)
+async def _callback_dial_done(svc: Services, callbacks: Callbacks, query: Query, form: Query) -> VoiceResponse:
     status = form.get("DialCallStatus", "")
-    callbacks.on_result(
-        request.query.get("contact", ""), request.query.get("attempt", ""), DIAL_STATUS.get(status, status.upper())
-    )
-    resp = VoiceResponse()
-    resp.hangup()
-    return _twiml(resp)
+    callbacks.on_result(query.get("contact", ""), query.get("attempt", ""), DIAL_STATUS.get(status, status.upper()))
+    return _hangup()
 
 
-@_twilio_route("/callback/status", "Twilio: a callback's manager leg ended (status callback)")
-async def twilio_callback_status(request: web.Request) -> web.Response:
-    form = await _signed(request)
-    callbacks = _callbacks(request)
-    cid, attempt = request.query.get("contact", ""), request.query.get("attempt", "")
+async def _callback_status(svc: Services, callbacks: Callbacks, query: Query, form: Query) -> VoiceResponse:
+    cid, attempt = query.get("contact", ""), query.get("attempt", "")
     status = form.get("CallStatus", "")
     flight = callbacks.in_flight(cid, attempt)
     if flight is None:
-        return _twiml(VoiceResponse())  # over already (withdrawn, reported)
+        return VoiceResponse()  # over already (withdrawn, reported)
     if flight.connected:
         if status in ("completed", "failed", "canceled", "busy", "no-answer"):
             callbacks.on_hangup(flight.leg)  # ended before the customer's leg said how it went
@@ -392,11 +435,73 @@ async def twilio_callback_status(request: web.Request) -> web.Response:
     elif status in ("no-answer", "canceled", "completed"):
         # rang out: the core's offer timer declares the missed offer and pauses the manager
         await callbacks.manager_not_reached(cid, attempt, status, no_answer=True)
-    return _twiml(VoiceResponse())
+    return VoiceResponse()
 
 
-def _close(svc: Services, contact_id: str, hung_up: bool) -> None:
-    c = svc.dispatcher.board.contacts.get(contact_id)
+CallbackWebhook = Callable[[Services, Callbacks, Query, Query], Awaitable[VoiceResponse]]
+CALLBACK_WEBHOOKS: dict[str, CallbackWebhook] = {
+    "answer": _callback_answer,
+    "dial-done": _callback_dial_done,
+    "status": _callback_status,
+}
+
+
+async def _callback_webhook(request: web.Request, route: str) -> web.Response:
+    """A callback's attempt lives in the process that rings it — the dispatching node in
+    cluster mode — so a webhook that reached another node is passed on to it (acd.cluster.relay)."""
+    form = await _signed(request)
+    svc = request.app[SERVICES]
+    callbacks = _callbacks(request)  # 404 unless callbacks ring through Twilio (on every node alike)
+    relay = request.app.get(RELAY)
+    if relay is None:
+        return _twiml(await CALLBACK_WEBHOOKS[route](svc, callbacks, dict(request.query), form))
+    try:
+        answer = await relay.ask(
+            DISPATCHER, "twilio_callback", {"route": route, "query": dict(request.query), "form": form}
+        )
+    except Unanswered as err:
+        log.warning("callback webhook %s not handled: no dispatching node answered (%s)", route, err)
+        return _twiml(_hangup() if route == "answer" else VoiceResponse())  # the offer runs out, as unanswered
+    twiml = raise_if_error(answer).get("twiml", "")
+    return web.Response(text=str(twiml), content_type="application/xml")
+
+
+def answer_callback_webhooks(relay: Relay, svc: Services, callbacks: Callbacks) -> None:
+    """Cluster mode: while this node dispatches, it handles the callback webhooks other nodes pass on."""
+
+    async def webhook(asked: dict[str, Any]) -> dict[str, Any]:
+        handler = CALLBACK_WEBHOOKS.get(str(asked.get("route")))
+        if handler is None:
+            return error_answer(404, "not_found", "no such callback webhook")
+        resp = await handler(svc, callbacks, dict(asked.get("query") or {}), dict(asked.get("form") or {}))
+        return {"ok": {"twiml": str(resp)}}
+
+    relay.handlers["twilio_callback"] = webhook
+
+
+@_twilio_route("/callback/answer", "Twilio: a callback's manager answered; dial the customer")
+async def twilio_callback_answer(request: web.Request) -> web.Response:
+    return await _callback_webhook(request, "answer")
+
+
+@_twilio_route("/callback/dial-done", "Twilio: a callback's customer leg ended (DialCallStatus)")
+async def twilio_callback_dial_done(request: web.Request) -> web.Response:
+    return await _callback_webhook(request, "dial-done")
+
+
+@_twilio_route("/callback/status", "Twilio: a callback's manager leg ended (status callback)")
+async def twilio_callback_status(request: web.Request) -> web.Response:
+    return await _callback_webhook(request, "status")
+
+
+def _hangup() -> VoiceResponse:
+    resp = VoiceResponse()
+    resp.hangup()
+    return resp
+
+
+async def _close(svc: Services, contact_id: str, hung_up: bool) -> None:
+    c = await _committed(svc, contact_id)
     if c is None:
         return
     if c.status is ContactStatus.ASSIGNED:
@@ -405,4 +510,4 @@ def _close(svc: Services, contact_id: str, hung_up: bool) -> None:
         svc.dispatcher.post(ev.ContactAbandoned(c.id, "caller hung up" if hung_up else "call ended"))
 
 
-__all__ = ["TWILIO", "TwilioVoice", "pack"]
+__all__ = ["TWILIO", "TwilioVoice", "answer_callback_webhooks", "pack"]

@@ -4,6 +4,7 @@
     bus.py      events, outcomes and wake-ups between nodes (a table and LISTEN/NOTIFY)
     codec.py    core events and commands ⇄ JSON
     node.py     the dispatcher as a node sees it: the real loop when leading, the bus otherwise
+    relay.py    a request for one node (the call's holder, the dispatcher) and its answer
 
 docs/deployment.md describes a deployment and what happens on failover.
 """

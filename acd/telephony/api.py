@@ -8,19 +8,26 @@ Callbacks rung through Twilio (no Asterisk) are under `CALLBACKS` instead.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from aiohttp import web
 from pydantic import Field
 
 from acd.api.app import SERVICES, Services, _answers, _client_ip, _me, api
+from acd.api.cluster import RELAY, error_answer, raise_if_error
 from acd.api.crm import CRM
 from acd.api.routing import ApiError, parse_body
 from acd.api.schemas import Body
 from acd.asterisk.ami import AmiError
+from acd.cluster.relay import Relay, Unanswered
 from acd.core import events as ev
+from acd.core.errors import CoreError
 from acd.core.intake import derived
+from acd.core.model import Channel, Contact
+from acd.storage import StorageError
 from acd.storage.telephony import CallbackRow
 from acd.telephony.callbacks import Callbacks
 from acd.telephony.service import Telephony, TelephonyError
@@ -209,22 +216,64 @@ async def transfer(request: web.Request) -> web.Response:
     by = contact.assigned_to or ""
     now = svc.clock()
     until = now + body.wait_seconds if body.to_manager and body.wait_seconds else None
+    asked = {"contact_id": cid, "by": by, "to_manager": body.to_manager, "to_team": body.to_team, "until": until}
     telephony = request.app.get(TELEPHONY)
+    relay = request.app.get(RELAY)
+    holder = str(contact.payload.get("node") or "")
+    if telephony is not None and relay is not None and _held_elsewhere(telephony, contact) and holder:
+        try:
+            result = raise_if_error(await relay.ask(holder, "transfer", asked))
+        except Unanswered as err:
+            gone = "is not running" if err.gone else "did not say how it went (check the call before retrying)"
+            raise ApiError(409, "call_holder_unreachable", f"the call is held by node {holder}, which {gone}") from None
+    else:
+        result = await _transfer_here(svc, telephony, asked)
+    details = {"by": by, "to_manager": body.to_manager, "to_team": body.to_team}
+    await svc.store.audit(now, me.actor, "transfer", cid, details)
+    return web.json_response({"id": cid, **result})
+
+
+def _held_elsewhere(telephony: Telephony, contact: Contact) -> bool:
+    """Cluster mode: a live call whose FastAGI session runs on another node, which alone can move it."""
+    held_here = contact.id in telephony.desk.calls or telephony.desk.holds(contact)
+    return contact.channel is Channel.CALL and not held_here
+
+
+async def _transfer_here(svc: Services, telephony: Telephony | None, asked: Mapping[str, Any]) -> dict[str, Any]:
+    """Carry out a transfer on this node (the one holding the call, or any node for a contact
+    that is not a live call): the new status and offer, or an ApiError."""
+    cid, by = str(asked["contact_id"]), str(asked["by"])
+    to_manager, to_team, until = asked.get("to_manager"), asked.get("to_team"), asked.get("until")
     try:
         if telephony is not None:
-            await telephony.transfer(contact, by, to_manager=body.to_manager, to_team=body.to_team, pin_until=until)
+            contact = svc.dispatcher.board.contacts.get(cid) or await svc.store.get_contact(cid)
+            if contact is None:
+                raise ApiError(404, "no_such_contact", f"no open contact {cid}")
+            await telephony.transfer(contact, by, to_manager=to_manager, to_team=to_team, pin_until=until)
         else:
-            await svc.dispatcher.submit(ev.ContactTransferred(cid, by, body.to_manager, body.to_team, until))
+            await svc.dispatcher.submit(ev.ContactTransferred(cid, by, to_manager, to_team, until))
     except TelephonyError as err:
         raise ApiError(409, err.code, str(err)) from None
     except AmiError as err:
         raise ApiError(503, "pbx_unavailable", f"Asterisk is not reachable: {err}") from None
-    details = {"by": by, "to_manager": body.to_manager, "to_team": body.to_team}
-    await svc.store.audit(now, me.actor, "transfer", cid, details)
     c = svc.dispatcher.board.contacts.get(cid)
-    return web.json_response(
-        {"id": cid, "status": c.status.value if c else "finished", "offered_to": c.offered_to if c else None}
-    )
+    return {"status": c.status.value if c else "finished", "offered_to": c.offered_to if c else None}
 
 
-__all__ = ["CALLBACKS", "TELEPHONY", "CallbackIn", "TransferIn"]
+def answer_transfers(relay: Relay, svc: Services, telephony: Telephony) -> None:
+    """Cluster mode: this node carries out the transfers other nodes pass on for the calls it holds."""
+
+    async def transfer_asked(asked: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return {"ok": await _transfer_here(svc, telephony, asked)}
+        except ApiError as err:
+            return error_answer(err.status, err.code, json.loads(err.text or "{}").get("error", {}).get("message", ""))
+        except CoreError as err:
+            return error_answer(404 if err.code.startswith("no_such") else 409, err.code, str(err))
+        except StorageError as err:
+            return error_answer(503, "unavailable", f"the database is unavailable; retry shortly ({err})")
+
+    relay.handlers["transfer"] = transfer_asked
+
+
+__all__ = ["CALLBACKS", "TELEPHONY", "CallbackIn", "TransferIn", "answer_transfers"]
