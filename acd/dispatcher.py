@@ -164,6 +164,8 @@ class Dispatcher:
             outcomes.append((item, out))
             self.processed += 1
         failure = await self._commit_until_done(batch)
+        if failure is None:
+            self._committed()
         for item, outcome in outcomes:
             if failure is not None and not isinstance(outcome, BaseException):
                 outcome = failure
@@ -174,6 +176,11 @@ class Dispatcher:
             else:
                 item.reply.set_result(outcome)
         self._effects(batch.effects)
+
+    def _committed(self) -> None:
+        """A batch of events is handled and what it changed is committed (a hook for the
+        cluster's leader, whose followers' read copies must learn of it even when nothing
+        was written: a contact another node stored has joined the queue)."""
 
     async def _commit_until_done(self, batch: _Batch) -> BaseException | None:
         """The core has moved on, so the store must follow: retry with back-off while the

@@ -465,6 +465,10 @@ class ClusterDispatcher(Dispatcher):
             return {"code": "internal", "message": str(err)[:500]}
         return None
 
+    def _committed(self) -> None:
+        if self.leading:
+            self._changed()
+
     def _changed(self) -> None:
         if self._changed_pending:
             return
