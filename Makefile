@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy acd
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --durations=15
 
 # The reliability suite at full strength: more SIGKILLs, more hypothesis examples.
 reliability: $(STAMP)
