@@ -1,0 +1,274 @@
+"""Calls in flight when a node is killed with SIGKILL: `acd serve --cluster` processes with
+telephony on one PostgreSQL, the simulated PBX over TCP sending every call to node B's FastAGI.
+
+* The dispatching node A is killed while B holds calls talking, ringing and queued: B takes
+  over, the queued calls are offered and answered, the talks finish normally, nothing is stuck.
+* The call-holding node B is killed and never comes back: once `server.node_grace` has passed,
+  A ends its calls as hung up and frees the managers (`ACD_RELIABILITY_KILLS` rounds, B
+  restarted on the same FastAGI port between rounds).
+
+The figures (take-over time, calls ended, stuck count) are printed for `make reliability`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from cluster_fixtures import Place
+
+from acd.cluster.leader import dsn
+from acd.pbxsim import Caller, PbxSim, Phone, Press
+from tests.reliability.test_calls_restart import calls_config
+from tests.test_restart import ROOT, free_port, token
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+KILLS = int(os.environ.get("ACD_RELIABILITY_KILLS", "1"))
+GRACE = 2.0  # server.node_grace in these tests
+TIME_SCALE = 0.05  # telephone seconds → real seconds in the simulated PBX
+SALES = {"anna": "PJSIP/101", "boris": "PJSIP/102", "vera": "PJSIP/103"}  # the team a hot purchase goes to
+SLOW = "PJSIP/103"  # vera's phone rings a while before she answers: a call is ringing at the kill
+KEYS = [Press("1"), Press("1"), Press("3")]
+
+
+class Node:
+    """One `acd serve --cluster` process with telephony; its own deployment file, because
+    each node needs its own FastAGI port on one machine."""
+
+    def __init__(self, name: str, tmp_path: Path, db: str, ami_port: int) -> None:
+        self.name, self.db = name, db
+        self.port, self.agi_port = free_port(), free_port()
+        home = tmp_path / name
+        home.mkdir()
+        self.config = calls_config(home, ami_port, self.agi_port)
+        text = self.config.read_text(encoding="utf-8")
+        for old, new in (
+            ("  call: {offer_timeout: 20s, wrap_up: 30s}", "  call: {offer_timeout: 20s, wrap_up: 0s}"),
+            ("  node_grace: 10s", f"  node_grace: {GRACE:g}s"),
+        ):
+            assert old in text, old
+            text = text.replace(old, new, 1)
+        self.config.write_text(text, encoding="utf-8")
+        self.log = home / "server.log"
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "acd.cli", "serve", "--cluster", "--demo"),
+            *("--config", str(self.config), "--db", self.db, "--port", str(self.port)),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self.log.open("ab"),
+            env={**os.environ, "ACD_AMI_SECRET": "acdsecret"},
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        assert b"listening" in line, (line, self.log.read_text(errors="replace"))
+
+    def dispatching(self) -> bool:
+        assert self.proc is not None
+        return f":{self.port}:{self.proc.pid} dispatches now" in self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, within: float = 30.0) -> float:
+    """Poll other processes (their API, the database, the simulator) until `check()` holds;
+    the seconds it took."""
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                result = check()
+                if await result if not isinstance(result, bool) else result:
+                    return time.perf_counter() - started
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {within} s: {what}") from None
+
+
+def bridged_callers(sim: PbxSim) -> list[str]:
+    return [name for name, leg in sim.legs.items() if name.startswith("PJSIP/trunk-") and leg.bridged is not None]
+
+
+def ringing(sim: PbxSim, device: str) -> bool:
+    return any(name.startswith(device) and leg.bridged is None for name, leg in sim.legs.items())
+
+
+async def calls(db: str) -> dict[str, tuple[str, str | None]]:
+    """Every call contact: id → (status, assigned_to), read from the shared database."""
+    conn = await asyncpg.connect(dsn(db))
+    try:
+        rows = await conn.fetch("SELECT id, status, assigned_to FROM contacts WHERE channel = 'call'")
+    finally:
+        await conn.close()
+    return {r["id"]: (r["status"], r["assigned_to"]) for r in rows}
+
+
+def stuck(snapshot: dict[str, Any]) -> list[str]:
+    """Managers offered a contact that is not offered to them, or busy with nothing to be busy with."""
+    offered = {c["id"]: c["offered_to"] for c in snapshot["offered"]}
+    wrongly_offered = [
+        m["id"]
+        for m in snapshot["managers"]
+        if m["presence"] == "offered" and offered.get(m["offer_contact_id"]) != m["id"]
+    ]
+    busy_for_nothing = [
+        m["id"]
+        for m in snapshot["managers"]
+        if m["presence"] == "busy" and not any(m["load"].values()) and not m["device_busy"]
+    ]
+    return wrongly_offered + busy_for_nothing
+
+
+async def started_pbx() -> PbxSim:
+    sim = PbxSim(time_scale=TIME_SCALE, auth_failure_delay=0.05)
+    sim.default_prompt = 1.0
+    await sim.start()
+    for device in SALES.values():
+        # vera picks up after 40 telephone seconds (2 s here); everyone talks until hung up
+        sim.add_phone(Phone(device, answer_after=40.0 if device == SLOW else 0.5, talk_for=None))
+    for device in ("PJSIP/104", "PJSIP/105", "PJSIP/106"):
+        sim.add_phone(Phone(device, registered=False))  # only sales takes these calls
+    return sim
+
+
+async def calls_in_flight(sim: PbxSim, first: int, n: int = 5) -> None:
+    """`n` calls to B: two talking (anna, boris), one ringing vera, the rest queued."""
+    for i in range(n):
+        sim.call(Caller(number=f"7916200{first + i:04d}", dialled="74951234567", steps=KEYS))
+    await eventually(lambda: len(bridged_callers(sim)) >= 2, "two calls talking")
+    await eventually(lambda: ringing(sim, SLOW), "a call ringing vera")
+
+
+async def test_the_dispatcher_killed_with_calls_in_flight_on_another_node_the_calls_go_on(
+    pg_database: Place, tmp_path: Path
+) -> None:
+    sim = await started_pbx()
+    a = Node("a", tmp_path, pg_database.url, sim.ami_port)
+    b = Node("b", tmp_path, pg_database.url, sim.ami_port)
+    sim.agi_target = ("127.0.0.1", b.agi_port)  # every call is held by B
+    try:
+        await a.start()
+        await eventually(a.dispatching, "A dispatches")
+        await b.start()
+        assert not b.dispatching()
+        await calls_in_flight(sim, 0)
+        a.kill()
+        killed = time.perf_counter()
+        took_over = await eventually(b.dispatching, "B takes over")
+        print(f"\nCLUSTER calls: B took over {took_over:.3f} s after SIGKILL of the dispatcher A")
+        assert a.proc is not None and await a.proc.wait() == -signal.SIGKILL
+
+        # the calls go on: each talk is ended by its caller, and the queued calls get answered
+        answered: set[str] = set()
+
+        async def everyone_answered() -> bool:
+            for name in bridged_callers(sim):
+                answered.add(name)
+                sim.hangup_channel(sim.legs[name].channel)
+            state = await calls(pg_database.url)
+            return len(state) == 5 and all(s == "finished" and who for s, who in state.values())
+
+        await eventually(everyone_answered, "every call answered by a manager and finished", 90)
+        sup = await token(b.config, pg_database.url)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {sup}"}) as http:
+
+            async def all_free() -> bool:
+                async with http.get(f"{b.base}/api/queue") as r:
+                    snap = dict(await r.json())
+                return not snap["waiting"] and not snap["offered"] and not stuck(snap)
+
+            await eventually(all_free, "no open call, no manager stuck")
+        print(
+            f"CLUSTER calls: held=5 answered={len(answered)} open=0 stuck=0 "
+            f"all done {time.perf_counter() - killed:.1f} s after the kill"
+        )
+    finally:
+        await a.stop()
+        await b.stop()
+        await sim.close()
+
+
+async def test_the_calls_of_a_node_killed_for_good_are_ended_after_the_grace_period_and_the_managers_freed(
+    pg_database: Place, tmp_path: Path
+) -> None:
+    sim = await started_pbx()
+    a = Node("a", tmp_path, pg_database.url, sim.ami_port)
+    b = Node("b", tmp_path, pg_database.url, sim.ami_port)
+    sim.agi_target = ("127.0.0.1", b.agi_port)
+    try:
+        await a.start()
+        await eventually(a.dispatching, "A dispatches")
+        await b.start()
+        sup = await token(a.config, pg_database.url)
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {sup}"}) as http:
+
+            async def snapshot() -> dict[str, Any]:
+                async with http.get(f"{a.base}/api/queue") as r:
+                    assert r.status == 200, await r.text()
+                    return dict(await r.json())
+
+            times: list[float] = []
+            for round_ in range(KILLS):
+                await calls_in_flight(sim, 10 * round_)
+                state = await calls(pg_database.url)
+                before = {cid for cid, (status, _) in state.items() if status in ("waiting", "offered", "assigned")}
+                b.kill()
+                killed = time.perf_counter()
+                assert b.proc is not None and await b.proc.wait() == -signal.SIGKILL
+
+                async def all_ended(before: set[str] = before) -> bool:
+                    state = await calls(pg_database.url)
+                    return all(state[cid][0] in ("finished", "abandoned") for cid in before)
+
+                await eventually(all_ended, f"B's calls ended after the grace period ({GRACE} s)", 60)
+                times.append(time.perf_counter() - killed)
+                assert times[-1] >= GRACE  # never before the grace period
+                snap = await snapshot()
+                calls_open = [c for c in snap["waiting"] + snap["offered"] if c["channel"] == "call"]
+                on_calls = sum(m["load"].get("call", 0) for m in snap["managers"])
+                print(
+                    f"\nCLUSTER node gone: round={round_ + 1} calls_ended={len(before)} "
+                    f"after {times[-1]:.2f} s (grace {GRACE:g} s) open={len(calls_open)} "
+                    f"managers_on_calls={on_calls} stuck={len(stuck(snap))}"
+                )
+                assert not calls_open and on_calls == 0 and not stuck(snap)
+
+                # the talks themselves went on in the PBX: once they end, every manager is free
+                async def free() -> bool:
+                    for name in bridged_callers(sim):  # vera may pick up late: her talk ends too
+                        sim.hangup_channel(sim.legs[name].channel)
+                    snap = await snapshot()
+                    sales = [m for m in snap["managers"] if m["id"] in SALES]
+                    return all(m["presence"] == "available" for m in sales) and not stuck(snap)
+
+                await eventually(free, "the sales managers available again once their phones hung up")
+                if round_ + 1 < KILLS:
+                    await b.start()  # the same host and FastAGI port: the same node, back
+            print(f"CLUSTER node gone: rounds={len(times)} calls ended after {min(times):.2f}-{max(times):.2f} s")
+    finally:
+        await a.stop()
+        await b.stop()
+        await sim.close()
