@@ -31,9 +31,15 @@ ReadAfter = Callable[[int], Awaitable[list[tuple[int, dict[str, Any]]]]]
 
 
 class EffectFeed:
-    def __init__(self, read_after: ReadAfter, deliver: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        read_after: ReadAfter,
+        deliver: Callable[[dict[str, Any]], None],
+        stale: Callable[[dict[str, Any]], bool] = lambda _cmd: False,
+    ) -> None:
         self._read_after = read_after
         self._deliver = deliver
+        self._stale = stale  # read back but no longer worth passing on (an offer that ran out)
         self.last = 0  # the id of the last effect delivered (ids grow in the leader's sending order)
         self.caught_up = 0  # effects delivered from the table rather than heard (metrics, tests)
         self._gap = False  # the connection was lost: what is heard waits until the table is read
@@ -80,7 +86,9 @@ class EffectFeed:
             try:
                 while rows := await self._read_after(self.last):
                     for effect_id, cmd in rows:
-                        if self._pass_on(effect_id, cmd):
+                        if self._stale(cmd):
+                            self.last = max(self.last, effect_id)
+                        elif self._pass_on(effect_id, cmd):
                             self.caught_up += 1
             except CONNECTION_ERRORS as err:
                 log.warning("cluster: cannot read the effects missed while not listening (%s); retrying", err)

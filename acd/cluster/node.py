@@ -144,7 +144,8 @@ class ClusterDispatcher(Dispatcher):
         self._refresh_wanted = asyncio.Event()  # follower: the store changed
         self._changed_pending = False
         self._published: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # in order: an offer before its withdrawal
-        self.effects = EffectFeed(self.bus.effects_after, self._on_effect)  # follower: the leader's, none missed
+        # follower: the leader's effects, none missed (an offer read back after it ran out is dropped)
+        self.effects = EffectFeed(self.bus.effects_after, self._on_effect, self._expired_offer)
         self._seen: dict[str, float] = {}  # leader: contact ids the core has had, with their arrival
         self._since = 0.0
         self._scanned = 0.0
@@ -312,6 +313,10 @@ class ClusterDispatcher(Dispatcher):
     def _heard_effect(self, payload: str) -> None:
         if not self.leading:  # the leader's own listeners heard it from its loop
             self.effects.heard(payload)
+
+    def _expired_offer(self, body: dict[str, Any]) -> bool:
+        expires = body.get("expires_at") if body.get("type") == "OfferContact" else None
+        return isinstance(expires, int | float) and expires <= self.clock()
 
     def _on_effect(self, body: dict[str, Any]) -> None:
         if self.leading:
