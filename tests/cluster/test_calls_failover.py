@@ -2,11 +2,12 @@
 telephony on one PostgreSQL, the simulated PBX over TCP sending every call to node B's FastAGI.
 
 * The dispatching node A is killed while B holds calls talking, ringing and queued: B takes
-  over, the queued calls are offered and answered, the talks finish normally, nothing is stuck
-  (`ACD_RELIABILITY_KILLS` rounds, the two nodes swapping roles).
-* The call-holding node B is killed and never comes back: once `server.node_grace` has passed,
-  A ends its calls as hung up and frees the managers (`ACD_RELIABILITY_KILLS` rounds, B
-  restarted on the same FastAGI port between rounds).
+  over, the queued calls are offered and answered, the talks finish normally, nothing is stuck.
+* The call-holding node B (dispatching by then) is killed and does not come back: A takes
+  over, and once `server.node_grace` has passed it ends B's calls as hung up and frees the
+  managers. (A follower that holds calls and vanishes: tests/cluster/test_liveness.py.)
+
+One pair of processes for both (`ACD_RELIABILITY_KILLS` rounds).
 
 The figures (take-over time, calls ended, stuck count) are printed for `make reliability`."""
 
@@ -166,123 +167,104 @@ async def calls_in_flight(sim: PbxSim, first: int, n: int = 5) -> str:
     return f"talking={len(bridged_callers(sim))} ringing={int(ringing(sim, SLOW))}"
 
 
-async def test_the_dispatcher_killed_with_calls_in_flight_on_another_node_the_calls_go_on(
+async def test_calls_in_flight_go_on_when_the_dispatcher_is_killed_and_end_when_their_node_is_killed(
     pg_database: Place, tmp_path: Path
 ) -> None:
-    """Round after round (`ACD_RELIABILITY_KILLS`): the calls go to the node that does not
-    dispatch, the dispatching one is killed, and comes back as a follower to hold the next
-    round's calls."""
+    """Each round (`ACD_RELIABILITY_KILLS`), node A dispatching and B holding the calls:
+
+    1. A is killed: B takes over, and B's calls go on — the queued ones are offered and
+       answered, the talks end normally, nothing stuck. A comes back as a follower.
+    2. B, now dispatching and holding new calls, is killed and does not come back: A takes
+       over, and once `server.node_grace` has passed B's calls are ended, no manager stuck.
+       B comes back (the same host and FastAGI port) for the next round."""
     sim = await started_pbx()
     a = Node("a", tmp_path, pg_database.url, sim.ami_port)
     b = Node("b", tmp_path, pg_database.url, sim.ami_port)
+    sim.agi_target = ("127.0.0.1", b.agi_port)  # every call is held by B
+    takeovers: list[float] = []
+    endings: list[float] = []
     try:
         await a.start()
         await eventually(a.dispatching, "A dispatches")
         await b.start()
         assert not b.dispatching()
-        leader, holder = a, b
         sup = await token(a.config, pg_database.url)
-        takeovers: list[float] = []
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {sup}"}) as http:
-            for round_ in range(KILLS):
-                sim.agi_target = ("127.0.0.1", holder.agi_port)  # this round's calls are held by `holder`
-                known = set(await calls(pg_database.url))
-                at_kill = await calls_in_flight(sim, 10 * round_)
-                leader.kill()
-                killed = time.perf_counter()
-                takeovers.append(await eventually(holder.dispatching, "the node holding the calls takes over"))
-                print(f"\nCLUSTER calls: took over {takeovers[-1]:.3f} s after SIGKILL of the dispatcher")
-                assert leader.proc is not None and await leader.proc.wait() == -signal.SIGKILL
 
-                # the calls go on: each talk is ended by its caller, and the queued calls get answered
+            async def snapshot(node: Node) -> dict[str, Any]:
+                async with http.get(f"{node.base}/api/queue") as r:
+                    assert r.status == 200, await r.text()
+                    return dict(await r.json())
+
+            async def managers_free(node: Node) -> bool:
+                for name in bridged_callers(sim):  # the talks end (vera may have picked up late)
+                    sim.hangup_channel(sim.legs[name].channel)
+                snap = await snapshot(node)
+                sales = [m for m in snap["managers"] if m["id"] in SALES]
+                return all(m["presence"] == "available" for m in sales) and not stuck(snap)
+
+            for round_ in range(KILLS):
+                # 1. the dispatcher A is killed; B, holding the calls, takes over
+                known = set(await calls(pg_database.url))
+                at_kill = await calls_in_flight(sim, 20 * round_)
+                a.kill()
+                killed = time.perf_counter()
+                takeovers.append(await eventually(b.dispatching, "B takes over"))
+                assert a.proc is not None and await a.proc.wait() == -signal.SIGKILL
                 answered: set[str] = set()
 
                 async def everyone_answered(known: set[str] = known, answered: set[str] = answered) -> bool:
-                    for name in bridged_callers(sim):
+                    for name in bridged_callers(sim):  # each talk is ended by its caller
                         answered.add(name)
                         sim.hangup_channel(sim.legs[name].channel)
                     state = {cid: s for cid, s in (await calls(pg_database.url)).items() if cid not in known}
                     return len(state) == 5 and all(s == "finished" and who for s, who in state.values())
 
                 await eventually(everyone_answered, "every call answered by a manager and finished", 90)
-
-                async def all_free(survivor: Node = holder) -> bool:
-                    async with http.get(f"{survivor.base}/api/queue") as r:
-                        snap = dict(await r.json())
-                    return not snap["waiting"] and not snap["offered"] and not stuck(snap)
-
-                await eventually(all_free, "no open call, no manager stuck")
+                await eventually(lambda b=b: managers_free(b), "every manager free, nothing stuck")
+                snap = await snapshot(b)
+                assert not snap["waiting"] and not snap["offered"]
                 print(
-                    f"CLUSTER calls: round={round_ + 1} held=5 ({at_kill} at the kill) answered={len(answered)} "
-                    "open=0 stuck=0 "
+                    f"\nCLUSTER calls: round={round_ + 1} dispatcher killed, took over in {takeovers[-1]:.3f} s; "
+                    f"held=5 ({at_kill} at the kill) answered={len(answered)} open=0 stuck=0, "
                     f"all done {time.perf_counter() - killed:.1f} s after the kill"
                 )
-                await leader.start()  # back as a follower: it holds the next round's calls
-                leader, holder = holder, leader
-        print(f"CLUSTER calls: kills={len(takeovers)} take-over min={min(takeovers):.3f} s max={max(takeovers):.3f} s")
-    finally:
-        await a.stop()
-        await b.stop()
-        await sim.close()
+                await a.start()  # back, as a follower
 
-
-async def test_the_calls_of_a_node_killed_for_good_are_ended_after_the_grace_period_and_the_managers_freed(
-    pg_database: Place, tmp_path: Path
-) -> None:
-    sim = await started_pbx()
-    a = Node("a", tmp_path, pg_database.url, sim.ami_port)
-    b = Node("b", tmp_path, pg_database.url, sim.ami_port)
-    sim.agi_target = ("127.0.0.1", b.agi_port)
-    try:
-        await a.start()
-        await eventually(a.dispatching, "A dispatches")
-        await b.start()
-        sup = await token(a.config, pg_database.url)
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {sup}"}) as http:
-
-            async def snapshot() -> dict[str, Any]:
-                async with http.get(f"{a.base}/api/queue") as r:
-                    assert r.status == 200, await r.text()
-                    return dict(await r.json())
-
-            times: list[float] = []
-            for round_ in range(KILLS):
-                at_kill = await calls_in_flight(sim, 10 * round_)
+                # 2. B, dispatching and holding the calls, is killed for good; A takes over and ends them
                 state = await calls(pg_database.url)
-                before = {cid for cid, (status, _) in state.items() if status in ("waiting", "offered", "assigned")}
+                known = set(state)
+                at_kill = await calls_in_flight(sim, 20 * round_ + 10)
                 b.kill()
                 killed = time.perf_counter()
                 assert b.proc is not None and await b.proc.wait() == -signal.SIGKILL
+                await eventually(a.dispatching, "A takes over")
 
-                async def all_ended(before: set[str] = before) -> bool:
-                    state = await calls(pg_database.url)
-                    return all(state[cid][0] in ("finished", "abandoned") for cid in before)
+                async def all_ended(known: set[str] = known) -> bool:
+                    state = {cid: s for cid, s in (await calls(pg_database.url)).items() if cid not in known}
+                    return len(state) == 5 and all(s in ("finished", "abandoned") for s, _ in state.values())
 
-                await eventually(all_ended, f"B's calls ended after the grace period ({GRACE} s)", 60)
-                times.append(time.perf_counter() - killed)
-                assert times[-1] >= GRACE  # never before the grace period
-                snap = await snapshot()
+                await eventually(all_ended, f"B's calls ended after the grace period ({GRACE:g} s)", 60)
+                endings.append(time.perf_counter() - killed)
+                assert endings[-1] >= GRACE  # never before the grace period
+                snap = await snapshot(a)
                 calls_open = [c for c in snap["waiting"] + snap["offered"] if c["channel"] == "call"]
                 on_calls = sum(m["load"].get("call", 0) for m in snap["managers"])
                 print(
-                    f"\nCLUSTER node gone: round={round_ + 1} calls_ended={len(before)} ({at_kill} at the kill) "
-                    f"after {times[-1]:.2f} s (grace {GRACE:g} s) open={len(calls_open)} "
-                    f"managers_on_calls={on_calls} stuck={len(stuck(snap))}"
+                    f"CLUSTER calls: round={round_ + 1} call-holding node killed for good; calls_ended=5 "
+                    f"({at_kill} at the kill) after {endings[-1]:.2f} s (grace {GRACE:g} s) "
+                    f"open={len(calls_open)} managers_on_calls={on_calls} stuck={len(stuck(snap))}"
                 )
                 assert not calls_open and on_calls == 0 and not stuck(snap)
-
                 # the talks themselves went on in the PBX: once they end, every manager is free
-                async def free() -> bool:
-                    for name in bridged_callers(sim):  # vera may pick up late: her talk ends too
-                        sim.hangup_channel(sim.legs[name].channel)
-                    snap = await snapshot()
-                    sales = [m for m in snap["managers"] if m["id"] in SALES]
-                    return all(m["presence"] == "available" for m in sales) and not stuck(snap)
+                await eventually(lambda a=a: managers_free(a), "the sales managers available again")
 
-                await eventually(free, "the sales managers available again once their phones hung up")
                 if round_ + 1 < KILLS:
-                    await b.start()  # the same host and FastAGI port: the same node, back
-            print(f"CLUSTER node gone: rounds={len(times)} calls ended after {min(times):.2f}-{max(times):.2f} s")
+                    await b.start()  # back on the same FastAGI port: it holds the next round's calls
+        print(
+            f"CLUSTER calls: rounds={len(takeovers)} take-over {min(takeovers):.3f}-{max(takeovers):.3f} s; "
+            f"a gone node's calls ended after {min(endings):.2f}-{max(endings):.2f} s (grace {GRACE:g} s)"
+        )
     finally:
         await a.stop()
         await b.stop()
