@@ -161,35 +161,45 @@ async def watch_nodes(
 ) -> None:
     """The dispatching node's side, for as long as it dispatches: end the calls of the nodes
     whose lock has been missing for `absences.grace` seconds (`ended(node, calls)` hears of
-    each batch)."""
+    each batch). The first look is at once: a node that died with the previous dispatcher is
+    counted missing from the moment this one takes over."""
     posted: set[str] = set()  # contacts already told to end: the core may not have handled it yet
     while True:
-        await asyncio.sleep(CHECK_EVERY)  # a period: a lock that goes away announces nothing
-        calls: dict[str, list[Contact]] = {}
-        for contact in open_contacts():
-            holder = call_holder(contact)
-            if holder is not None:
-                calls.setdefault(holder, []).append(contact)
-        posted &= {c.id for held in calls.values() for c in held}
-        if not calls:
-            absences.gone((), set(), clock())
-            continue
         try:
-            granted = await held_locks()
+            await _look(absences, schema, open_contacts, held_locks, post, clock, ended, posted)
         except CONNECTION_ERRORS as err:
             log.warning("cluster: cannot see which nodes are alive (%s); retrying", err)
+        await asyncio.sleep(CHECK_EVERY)  # a period: a lock that goes away announces nothing
+
+
+async def _look(
+    absences: Absences,
+    schema: str | None,
+    open_contacts: Callable[[], Iterable[Contact]],
+    held_locks: Callable[[], Awaitable[set[tuple[int, int]]]],
+    post: Callable[[ev.Event], None],
+    clock: Callable[[], float],
+    ended: Callable[[str, list[Contact]], None],
+    posted: set[str],
+) -> None:
+    calls: dict[str, list[Contact]] = {}
+    for contact in open_contacts():
+        holder = call_holder(contact)
+        if holder is not None:
+            calls.setdefault(holder, []).append(contact)
+    posted &= {c.id for held in calls.values() for c in held}
+    granted = await held_locks() if calls else set()
+    alive = {name for name in calls if halves(node_key(schema, name)) in granted}
+    for name in sorted(absences.gone(calls, alive, clock())):
+        fresh = [c for c in calls[name] if c.id not in posted]
+        if not fresh:
             continue
-        alive = {name for name in calls if halves(node_key(schema, name)) in granted}
-        for name in sorted(absences.gone(calls, alive, clock())):
-            fresh = [c for c in calls[name] if c.id not in posted]
-            if not fresh:
-                continue
-            reason = f"node {name} gone for {absences.grace:g} s: the call's session was lost"
-            log.warning("cluster: node %s is gone; ending its %d call(s) as hung up", name, len(fresh))
-            for contact in fresh:
-                posted.add(contact.id)
-                post(ev.ContactAbandoned(contact.id, reason))
-            try:
-                ended(name, fresh)
-            except Exception:
-                log.exception("cluster: a listener of ended calls failed")
+        reason = f"node {name} gone for {absences.grace:g} s: the call's session was lost"
+        log.warning("cluster: node %s is gone; ending its %d call(s) as hung up", name, len(fresh))
+        for contact in fresh:
+            posted.add(contact.id)
+            post(ev.ContactAbandoned(contact.id, reason))
+        try:
+            ended(name, fresh)
+        except Exception:
+            log.exception("cluster: a listener of ended calls failed")
