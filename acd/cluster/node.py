@@ -206,14 +206,20 @@ class ClusterDispatcher(Dispatcher):
         await self.bus.close()
 
     def export_metrics(self, registry: CollectorRegistry) -> None:
-        """`acd_cluster_dispatching` (1 on the node that dispatches) and
-        `acd_cluster_events_waiting` (this follower's events not yet handed over)."""
+        """`acd_cluster_dispatching` (1 on the node that dispatches),
+        `acd_cluster_events_waiting` (this follower's events not yet handed over) and
+        `acd_cluster_nodes_missing` (on the dispatching node: nodes holding calls not seen alive)."""
         Gauge("acd_cluster_dispatching", "1 when this node holds the dispatcher lock", registry=registry).set_function(
             lambda: 1.0 if self.leading else 0.0
         )
         Gauge(
             "acd_cluster_events_waiting", "Events this node has not yet handed to the dispatcher", registry=registry
         ).set_function(lambda: float(len(self._outbox)))
+        Gauge(
+            "acd_cluster_nodes_missing",
+            "Nodes holding calls whose liveness lock is missing (their calls end after the grace period)",
+            registry=registry,
+        ).set_function(lambda: float(len(self.absences.since)) if self.leading else 0.0)
 
     def hold_calls(self, name: str) -> None:
         """This node's FastAGI sessions hold calls under `name` (acd.telephony): keep the lock
