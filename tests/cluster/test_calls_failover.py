@@ -14,6 +14,7 @@ The figures (take-over time, calls ended, stuck count) are printed for `make rel
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -22,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 from cluster_fixtures import Place
@@ -30,7 +30,7 @@ from cluster_fixtures import Place
 from acd.cluster.leader import dsn
 from acd.pbxsim import Caller, PbxSim, Phone, Press
 from tests.reliability.test_calls_restart import calls_config
-from tests.test_restart import ROOT, free_port, token
+from tests.test_restart import ROOT, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -61,7 +61,6 @@ class Node:
             text = text.replace(old, new, 1)
         self.config.write_text(text, encoding="utf-8")
         self.log = home / "server.log"
-        self.base = f"http://127.0.0.1:{self.port}"
         self.proc: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -85,14 +84,11 @@ class Node:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
 
-    async def stop(self) -> None:
+    async def halt(self) -> None:
+        """At the end: SIGKILL too (a graceful stop is not what is tested, and takes seconds)."""
         if self.proc is not None and self.proc.returncode is None:
-            self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), 20)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+            self.proc.kill()
+            await self.proc.wait()
 
 
 async def eventually(check: Callable[[], Awaitable[bool] | bool], what: str, within: float = 30.0) -> float:
@@ -126,6 +122,24 @@ async def calls(db: str) -> dict[str, tuple[str, str | None]]:
     finally:
         await conn.close()
     return {r["id"]: (r["status"], r["assigned_to"]) for r in rows}
+
+
+async def snapshot(db: str) -> dict[str, Any]:
+    """The open contacts and the managers as the dispatching node last committed them (the
+    shape of GET /api/queue: reading the table spares each check a token and a round trip)."""
+    conn = await asyncpg.connect(dsn(db))
+    try:
+        contacts = await conn.fetch(
+            "SELECT id, channel, status, offered_to FROM contacts WHERE status IN ('waiting', 'offered')"
+        )
+        managers = await conn.fetch("SELECT id, presence, load, offer_contact_id, device_busy FROM managers")
+    finally:
+        await conn.close()
+    return {
+        "waiting": [dict(c) for c in contacts if c["status"] == "waiting"],
+        "offered": [dict(c) for c in contacts if c["status"] == "offered"],
+        "managers": [{**dict(m), "load": json.loads(m["load"])} for m in managers],
+    }
 
 
 def stuck(snapshot: dict[str, Any]) -> list[str]:
@@ -188,84 +202,77 @@ async def test_calls_in_flight_go_on_when_the_dispatcher_is_killed_and_end_when_
         await eventually(a.dispatching, "A dispatches")
         await b.start()
         assert not b.dispatching()
-        sup = await token(a.config, pg_database.url)
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {sup}"}) as http:
 
-            async def snapshot(node: Node) -> dict[str, Any]:
-                async with http.get(f"{node.base}/api/queue") as r:
-                    assert r.status == 200, await r.text()
-                    return dict(await r.json())
+        async def managers_free() -> bool:
+            for name in bridged_callers(sim):  # the talks end (vera may have picked up late)
+                sim.hangup_channel(sim.legs[name].channel)
+            snap = await snapshot(pg_database.url)
+            sales = [m for m in snap["managers"] if m["id"] in SALES]
+            return all(m["presence"] == "available" for m in sales) and not stuck(snap)
 
-            async def managers_free(node: Node) -> bool:
-                for name in bridged_callers(sim):  # the talks end (vera may have picked up late)
+        for round_ in range(KILLS):
+            # 1. the dispatcher A is killed; B, holding the calls, takes over
+            known = set(await calls(pg_database.url))
+            at_kill = await calls_in_flight(sim, 20 * round_)
+            a.kill()
+            killed = time.perf_counter()
+            takeovers.append(await eventually(b.dispatching, "B takes over"))
+            assert a.proc is not None and await a.proc.wait() == -signal.SIGKILL
+            answered: set[str] = set()
+
+            async def everyone_answered(known: set[str] = known, answered: set[str] = answered) -> bool:
+                for name in bridged_callers(sim):  # each talk is ended by its caller
+                    answered.add(name)
                     sim.hangup_channel(sim.legs[name].channel)
-                snap = await snapshot(node)
-                sales = [m for m in snap["managers"] if m["id"] in SALES]
-                return all(m["presence"] == "available" for m in sales) and not stuck(snap)
+                state = {cid: s for cid, s in (await calls(pg_database.url)).items() if cid not in known}
+                return len(state) == 5 and all(s == "finished" and who for s, who in state.values())
 
-            for round_ in range(KILLS):
-                # 1. the dispatcher A is killed; B, holding the calls, takes over
-                known = set(await calls(pg_database.url))
-                at_kill = await calls_in_flight(sim, 20 * round_)
-                a.kill()
-                killed = time.perf_counter()
-                takeovers.append(await eventually(b.dispatching, "B takes over"))
-                assert a.proc is not None and await a.proc.wait() == -signal.SIGKILL
-                answered: set[str] = set()
+            await eventually(everyone_answered, "every call answered by a manager and finished", 90)
+            await eventually(managers_free, "every manager free, nothing stuck")
+            snap = await snapshot(pg_database.url)
+            assert not snap["waiting"] and not snap["offered"]
+            print(
+                f"\nCLUSTER calls: round={round_ + 1} dispatcher killed, took over in {takeovers[-1]:.3f} s; "
+                f"held=5 ({at_kill} at the kill) answered={len(answered)} open=0 stuck=0, "
+                f"all done {time.perf_counter() - killed:.1f} s after the kill"
+            )
+            await a.start()  # back, as a follower
 
-                async def everyone_answered(known: set[str] = known, answered: set[str] = answered) -> bool:
-                    for name in bridged_callers(sim):  # each talk is ended by its caller
-                        answered.add(name)
-                        sim.hangup_channel(sim.legs[name].channel)
-                    state = {cid: s for cid, s in (await calls(pg_database.url)).items() if cid not in known}
-                    return len(state) == 5 and all(s == "finished" and who for s, who in state.values())
+            # 2. B, dispatching and holding the calls, is killed for good; A takes over and ends them
+            state = await calls(pg_database.url)
+            known = set(state)
+            at_kill = await calls_in_flight(sim, 20 * round_ + 10)
+            b.kill()
+            killed = time.perf_counter()
+            assert b.proc is not None and await b.proc.wait() == -signal.SIGKILL
+            await eventually(a.dispatching, "A takes over")
 
-                await eventually(everyone_answered, "every call answered by a manager and finished", 90)
-                await eventually(lambda b=b: managers_free(b), "every manager free, nothing stuck")
-                snap = await snapshot(b)
-                assert not snap["waiting"] and not snap["offered"]
-                print(
-                    f"\nCLUSTER calls: round={round_ + 1} dispatcher killed, took over in {takeovers[-1]:.3f} s; "
-                    f"held=5 ({at_kill} at the kill) answered={len(answered)} open=0 stuck=0, "
-                    f"all done {time.perf_counter() - killed:.1f} s after the kill"
-                )
-                await a.start()  # back, as a follower
+            async def all_ended(known: set[str] = known) -> bool:
+                state = {cid: s for cid, s in (await calls(pg_database.url)).items() if cid not in known}
+                return len(state) == 5 and all(s in ("finished", "abandoned") for s, _ in state.values())
 
-                # 2. B, dispatching and holding the calls, is killed for good; A takes over and ends them
-                state = await calls(pg_database.url)
-                known = set(state)
-                at_kill = await calls_in_flight(sim, 20 * round_ + 10)
-                b.kill()
-                killed = time.perf_counter()
-                assert b.proc is not None and await b.proc.wait() == -signal.SIGKILL
-                await eventually(a.dispatching, "A takes over")
+            await eventually(all_ended, f"B's calls ended after the grace period ({GRACE:g} s)", 60)
+            endings.append(time.perf_counter() - killed)
+            assert endings[-1] >= GRACE  # never before the grace period
+            snap = await snapshot(pg_database.url)
+            calls_open = [c for c in snap["waiting"] + snap["offered"] if c["channel"] == "call"]
+            on_calls = sum(m["load"].get("call", 0) for m in snap["managers"])
+            print(
+                f"CLUSTER calls: round={round_ + 1} call-holding node killed for good; calls_ended=5 "
+                f"({at_kill} at the kill) after {endings[-1]:.2f} s (grace {GRACE:g} s) "
+                f"open={len(calls_open)} managers_on_calls={on_calls} stuck={len(stuck(snap))}"
+            )
+            assert not calls_open and on_calls == 0 and not stuck(snap)
+            # the talks themselves went on in the PBX: once they end, every manager is free
+            await eventually(managers_free, "the sales managers available again")
 
-                async def all_ended(known: set[str] = known) -> bool:
-                    state = {cid: s for cid, s in (await calls(pg_database.url)).items() if cid not in known}
-                    return len(state) == 5 and all(s in ("finished", "abandoned") for s, _ in state.values())
-
-                await eventually(all_ended, f"B's calls ended after the grace period ({GRACE:g} s)", 60)
-                endings.append(time.perf_counter() - killed)
-                assert endings[-1] >= GRACE  # never before the grace period
-                snap = await snapshot(a)
-                calls_open = [c for c in snap["waiting"] + snap["offered"] if c["channel"] == "call"]
-                on_calls = sum(m["load"].get("call", 0) for m in snap["managers"])
-                print(
-                    f"CLUSTER calls: round={round_ + 1} call-holding node killed for good; calls_ended=5 "
-                    f"({at_kill} at the kill) after {endings[-1]:.2f} s (grace {GRACE:g} s) "
-                    f"open={len(calls_open)} managers_on_calls={on_calls} stuck={len(stuck(snap))}"
-                )
-                assert not calls_open and on_calls == 0 and not stuck(snap)
-                # the talks themselves went on in the PBX: once they end, every manager is free
-                await eventually(lambda a=a: managers_free(a), "the sales managers available again")
-
-                if round_ + 1 < KILLS:
-                    await b.start()  # back on the same FastAGI port: it holds the next round's calls
+            if round_ + 1 < KILLS:
+                await b.start()  # back on the same FastAGI port: it holds the next round's calls
         print(
             f"CLUSTER calls: rounds={len(takeovers)} take-over {min(takeovers):.3f}-{max(takeovers):.3f} s; "
             f"a gone node's calls ended after {min(endings):.2f}-{max(endings):.2f} s (grace {GRACE:g} s)"
         )
     finally:
-        await a.stop()
-        await b.stop()
+        for node in (a, b):
+            await node.halt()
         await sim.close()
