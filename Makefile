@@ -40,7 +40,7 @@ test: $(STAMP)
 reliability: $(STAMP)
 	ACD_RELIABILITY_KILLS=10 HYPOTHESIS_PROFILE=reliability $(BIN)/python -m pytest -q -s \
 		tests/test_restart.py tests/reliability tests/test_core_properties.py tests/test_dispatcher.py tests/asterisk \
-		tests/cluster/test_failover.py
+		tests/cluster/test_failover.py tests/cluster/test_calls_failover.py
 
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench

@@ -135,10 +135,13 @@ async def build(
         if isinstance(dispatcher, ClusterDispatcher):  # calls held here, offered by whichever node dispatches
             telephony.join_cluster(dispatcher.elected)
             dispatcher.follow(telephony.on_leaders_command)
+            dispatcher.calls_ended.append(telephony.desk.ended_elsewhere)
         await telephony.start()
         if relay is not None and telephony.desk.node is not None:
             relay.names.add(telephony.desk.node)  # the name its calls carry: transfers come here
             answer_transfers(relay, services, telephony)
+        if isinstance(dispatcher, ClusterDispatcher) and telephony.desk.node is not None:
+            dispatcher.hold_calls(telephony.desk.node)  # tells the dispatching node this one is alive
     await start_messaging(app)  # e-mail intake and notifications, when configured
     return Server(deployment, store, dispatcher, services, app, telephony, relay)
 
@@ -205,9 +208,9 @@ def _recompute_ratings_periodically(crm: CrmService) -> Callable[[web.Applicatio
 LOST_LOCK_EXIT = 3  # the exit status of a node that lost the dispatcher lock (its supervisor restarts it)
 
 
-def _cluster_settings(url: str, port: int | None) -> ClusterSettings:
+def _cluster_settings(url: str, port: int | None, node_grace: float) -> ClusterSettings:
     try:
-        return settings_for(url, port)
+        return settings_for(url, port, node_grace=node_grace)
     except ValueError as err:
         raise ConfigError([f"--cluster: {err}"]) from None
 
@@ -217,7 +220,8 @@ async def serve(
 ) -> None:
     deployment = load_deployment(config)
     url = database_url(deployment, db_url)
-    settings = _cluster_settings(url, port) if cluster or deployment.server.cluster else None
+    wanted = cluster or deployment.server.cluster
+    settings = _cluster_settings(url, port, deployment.server.node_grace) if wanted else None
     server = await build(deployment, await open_store(url), demo=demo, cluster=settings)
     runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()

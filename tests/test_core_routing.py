@@ -341,3 +341,19 @@ def test_a_contact_can_bring_its_own_wait_for_the_preferred_ring():
     assert h.offered_to("c1") is None  # the stage says a minute, not the policy's 20 s
     h.tick(1)
     assert h.offered_to("c1") == "mate"
+
+
+def test_a_contact_that_ends_without_a_finish_is_explained_in_the_decision_log_with_its_reason():
+    h = harness()
+    h.join(manager("a"))
+    h.arrive(contact("c1", Channel.CALL))
+    h.arrive(contact("c2", Channel.CALL))  # waits: a has room for one call
+    h.send(ev.OfferAccepted("c1", "a"))
+    h.send(ev.ContactAbandoned("c2", "node b:4573 gone"))
+    h.send(ev.ContactAbandoned("c1", "node b:4573 gone"))  # a talked call: finished, not abandoned
+    ends = [c.decision for c in h.log if isinstance(c, ev.LogDecision) and c.decision.kind == "end"]
+    assert [(d.contact_id, d.manager_id, d.summary) for d in ends] == [
+        ("c2", None, "ended: node b:4573 gone"),
+        ("c1", None, "ended: node b:4573 gone"),
+    ]
+    assert h.board.managers["a"].load.get(Channel.CALL, 0) == 0

@@ -3,6 +3,8 @@
     leader.py   the PostgreSQL advisory lock that elects the dispatching node
     bus.py      events, outcomes and wake-ups between nodes (a table and LISTEN/NOTIFY)
     codec.py    core events and commands ⇄ JSON
+    effects.py  the leader's offers and notices as another node hears them, none missed
+    liveness.py which nodes are alive; the calls of a node that is gone are ended
     node.py     the dispatcher as a node sees it: the real loop when leading, the bus otherwise
     relay.py    a request for one node (the call's holder, the dispatcher) and its answer
 
@@ -15,6 +17,7 @@ import os
 import socket
 from collections.abc import Callable
 
+from acd.cluster.liveness import DEFAULT_GRACE
 from acd.cluster.node import ClusterDispatcher, ClusterSettings, Mirror
 from acd.config import Deployment, load_deployment
 from acd.core.policy import RoutingPolicy
@@ -26,14 +29,16 @@ from acd.storage import Store
 __all__ = ["ClusterDispatcher", "ClusterSettings", "Mirror", "cluster_dispatcher", "settings_for"]
 
 
-def settings_for(url: str, port: int | None = None, schema: str | None = None) -> ClusterSettings:
+def settings_for(
+    url: str, port: int | None = None, schema: str | None = None, node_grace: float = DEFAULT_GRACE
+) -> ClusterSettings:
     """Cluster mode for the database at `url`; refuses anything but PostgreSQL with a
     `ValueError` that says why."""
     if not url.split("://", 1)[0].startswith("postgres"):
         raise ValueError(
             "cluster mode needs PostgreSQL (--db postgresql+asyncpg://user@host/db): SQLite is one file for one process"
         )
-    return ClusterSettings(url, f"{socket.gethostname()}:{port or '-'}:{os.getpid()}", schema)
+    return ClusterSettings(url, f"{socket.gethostname()}:{port or '-'}:{os.getpid()}", schema, node_grace)
 
 
 def cluster_dispatcher(

@@ -3,14 +3,15 @@
     follower ── INSERT cluster_events + NOTIFY events ──▶ leader (handles in id order)
     follower ◀── UPDATE outcome + NOTIFY done ────────── leader
     follower ◀── NOTIFY changed (after each commit) ──── leader   (refresh the read copy)
-    follower ◀── NOTIFY effects (offers, notices) ───── leader   (the panels' WebSockets)
+    follower ◀── INSERT cluster_effects + NOTIFY effects  leader   (offers, notices: panels, phones)
     any node ── NOTIFY arrived ─────────────────────────▶ leader   (a new contact row is committed)
 
 The table is the durable part: an event a follower has appended survives the leader's death
 and is handled by the next one (at least once: the core tolerates a repeated accept, finish
-or presence request by refusing it). NOTIFY is only a wake-up call and a best-effort feed for
-the panels; every reader also polls, so a notification lost while a connection was down
-delays work by one poll and loses nothing.
+or presence request by refusing it). NOTIFY is only a wake-up call; every reader also polls,
+so a notification lost while a connection was down delays work by one poll and loses nothing.
+The leader's effects are kept in `cluster_effects` for a while and carry their id, so a node
+whose listening connection was down reads the ones it missed when it is back (acd.cluster.effects).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ log = logging.getLogger("acd.cluster")
 NOTIFY_LIMIT: Final = 7900  # PostgreSQL refuses a payload of 8000 bytes or more
 KINDS: Final = ("events", "done", "changed", "effects", "arrived")
 KEEP_HANDLED_S: Final = 3600.0
+KEEP_EFFECTS_S: Final = 600.0  # a node cut off longer than this has nothing to ring any more
 
 Handler = Callable[[str], None]
 
@@ -53,7 +55,8 @@ def channel_names(schema: str | None) -> dict[str, str]:
 
 class Bus:
     """One pool for the table and the NOTIFYs, one listening connection (reconnected when it
-    drops; `on_reconnect` then tells the node to catch up on what it may have missed)."""
+    drops: `on_lost` says so at once, and `on_reconnect` tells the node to catch up on what it
+    may have missed)."""
 
     def __init__(self, url: str, schema: str | None, node: str) -> None:
         self._dsn = dsn(url)
@@ -63,6 +66,7 @@ class Bus:
         self._kinds = {name: kind for kind, name in self.channels.items()}
         self.handlers: dict[str, Handler] = {}
         self.on_reconnect: Callable[[], None] = lambda: None
+        self.on_lost: Callable[[], None] = lambda: None  # notifications may be missed from now on
         self._pool: Any = None
         self._listen_task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
@@ -136,6 +140,41 @@ class Bus:
 
     async def forget_handled(self) -> None:
         await self._pool.execute("DELETE FROM cluster_events WHERE handled_at < $1", time.time() - KEEP_HANDLED_S)
+        await self._pool.execute("DELETE FROM cluster_effects WHERE at < $1", time.time() - KEEP_EFFECTS_S)
+
+    # ---- the leader's effects ---------------------------------------------------------
+
+    async def publish_effect(self, body: str) -> None:
+        """Keep one effect (a JSON command) and send it with its id, in one statement: a node
+        that misses the NOTIFY finds the row (`effects_after`)."""
+        if len(body.encode()) > NOTIFY_LIMIT - 40:
+            log.warning("cluster: an effect of %d bytes is too long for NOTIFY; dropped", len(body))
+            return
+        await self._pool.execute(
+            "WITH kept AS (INSERT INTO cluster_effects (at, body) VALUES ($1, $2::text::json) RETURNING id)"
+            " SELECT pg_notify($3, '{\"id\": ' || kept.id || ', \"cmd\": ' || $2::text || '}') FROM kept",
+            time.time(),
+            body,
+            self.channels["effects"],
+        )
+
+    async def last_effect(self) -> int:
+        return int(await self._pool.fetchval("SELECT coalesce(max(id), 0) FROM cluster_effects"))
+
+    async def effects_after(self, effect_id: int, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
+        rows = await self._pool.fetch(
+            "SELECT id, body FROM cluster_effects WHERE id > $1 ORDER BY id LIMIT $2", effect_id, limit
+        )
+        return [(int(r["id"]), json.loads(r["body"])) for r in rows]
+
+    async def held_locks(self) -> set[tuple[int, int]]:
+        """The `(high, low)` halves of every bigint advisory lock granted in this database now."""
+        rows = await self._pool.fetch(
+            "SELECT classid::bigint AS high, objid::bigint AS low FROM pg_locks"
+            " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        return {(int(r["high"]), int(r["low"])) for r in rows}
 
     async def still_holds(self, fence: tuple[int, int, int]) -> bool:
         """Whether the session `fence` names still holds the dispatcher lock (pg_locks shows
@@ -189,6 +228,7 @@ class Bus:
             finally:
                 if conn is not None:
                     conn.terminate()
+            self.on_lost()
             await asyncio.sleep(RETRY)
 
     def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:

@@ -34,7 +34,9 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from acd.cluster.bus import Bus
 from acd.cluster.codec import CodecError, decode_command, decode_event, encode
+from acd.cluster.effects import EffectFeed
 from acd.cluster.leader import CONNECTION_ERRORS, Leadership, wait_a_while
+from acd.cluster.liveness import DEFAULT_GRACE, Absences, NodeLock, watch_nodes
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.model import Channel, Contact, ContactStatus, Manager
@@ -60,6 +62,7 @@ class ClusterSettings:
     url: str  # postgresql+asyncpg://...
     node: str  # a name for logs and the event table's `origin`
     schema: str | None = None
+    node_grace: float = DEFAULT_GRACE  # seconds a node holding calls may be gone before they are ended
 
 
 class Mirror(Switchboard):
@@ -141,12 +144,18 @@ class ClusterDispatcher(Dispatcher):
         self._refresh_wanted = asyncio.Event()  # follower: the store changed
         self._changed_pending = False
         self._published: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # in order: an offer before its withdrawal
+        # follower: the leader's effects, none missed (an offer read back after it ran out is dropped)
+        self.effects = EffectFeed(self.bus.effects_after, self._on_effect, self._expired_offer)
         self._seen: dict[str, float] = {}  # leader: contact ids the core has had, with their arrival
         self._since = 0.0
         self._scanned = 0.0
         self._announced: set[str] = set()  # leader: contact ids other nodes said they committed
         self._tasks: list[asyncio.Task[None]] = []
         self._leader_tasks: list[asyncio.Task[None]] = []
+        self.node_lock: NodeLock | None = None  # while this node holds calls (`hold_calls`)
+        self.absences = Absences(settings.node_grace)  # leader: the nodes holding calls that are missing
+        #: leader: `(node, calls)` for the calls of a node that is gone, as they are ended
+        self.calls_ended: list[Callable[[str, list[Contact]], None]] = []
         self.subscribe(self._forward)
 
     # ---- lifecycle --------------------------------------------------------------------
@@ -161,10 +170,12 @@ class ClusterDispatcher(Dispatcher):
             "arrived": self._on_arrived,
             "done": self._on_done,
             "changed": lambda _p: self._refresh_wanted.set(),
-            "effects": self._on_effect,
+            "effects": self._heard_effect,
         }
         self.bus.on_reconnect = self._caught_up
+        self.bus.on_lost = self.effects.lost
         await self.bus.open()
+        self.effects.start_at(await self.bus.last_effect())
         self._tasks = [
             asyncio.create_task(self._send_outbox(), name="acd-cluster-outbox"),
             asyncio.create_task(self._refresh_loop(), name="acd-cluster-refresh"),
@@ -189,17 +200,33 @@ class ClusterDispatcher(Dispatcher):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.effects.close()
+        if self.node_lock is not None:
+            await self.node_lock.close()
         await self.bus.close()
 
     def export_metrics(self, registry: CollectorRegistry) -> None:
-        """`acd_cluster_dispatching` (1 on the node that dispatches) and
-        `acd_cluster_events_waiting` (this follower's events not yet handed over)."""
+        """`acd_cluster_dispatching` (1 on the node that dispatches),
+        `acd_cluster_events_waiting` (this follower's events not yet handed over) and
+        `acd_cluster_nodes_missing` (on the dispatching node: nodes holding calls not seen alive)."""
         Gauge("acd_cluster_dispatching", "1 when this node holds the dispatcher lock", registry=registry).set_function(
             lambda: 1.0 if self.leading else 0.0
         )
         Gauge(
             "acd_cluster_events_waiting", "Events this node has not yet handed to the dispatcher", registry=registry
         ).set_function(lambda: float(len(self._outbox)))
+        Gauge(
+            "acd_cluster_nodes_missing",
+            "Nodes holding calls whose liveness lock is missing (their calls end after the grace period)",
+            registry=registry,
+        ).set_function(lambda: float(len(self.absences.since)) if self.leading else 0.0)
+
+    def hold_calls(self, name: str) -> None:
+        """This node's FastAGI sessions hold calls under `name` (acd.telephony): keep the lock
+        that tells the dispatching node this node is alive (acd.cluster.liveness)."""
+        if self.node_lock is None:
+            self.node_lock = NodeLock(self.settings.url, self.settings.schema, name)
+            self.node_lock.start()
 
     def follow(self, listener: Listener) -> None:
         """`listener`, already subscribed, also hears the panels' commands (offers,
@@ -252,7 +279,10 @@ class ClusterDispatcher(Dispatcher):
             if kind == "changed":
                 self._changed_pending = False
             try:
-                await self.bus.notify(kind, payload)
+                if kind == "effects":
+                    await self.bus.publish_effect(payload)
+                else:
+                    await self.bus.notify(kind, payload)
             except CONNECTION_ERRORS as err:
                 log.warning("cluster: %s notification failed (%s); the poll will catch up", kind, err)
 
@@ -286,11 +316,19 @@ class ClusterDispatcher(Dispatcher):
             if answer is not None and not answer.done():
                 answer.set_result(outcome)
 
-    def _on_effect(self, payload: str) -> None:
+    def _heard_effect(self, payload: str) -> None:
+        if not self.leading:  # the leader's own listeners heard it from its loop
+            self.effects.heard(payload)
+
+    def _expired_offer(self, body: dict[str, Any]) -> bool:
+        expires = body.get("expires_at") if body.get("type") == "OfferContact" else None
+        return isinstance(expires, int | float) and expires <= self.clock()
+
+    def _on_effect(self, body: dict[str, Any]) -> None:
         if self.leading:
-            return  # the leader's own listeners heard it from its loop
+            return
         try:
-            cmd = decode_command(json.loads(payload))
+            cmd = decode_command(body)
         except (CodecError, ValueError, TypeError):
             log.exception("cluster: an effect from the leader could not be read")
             return
@@ -344,6 +382,7 @@ class ClusterDispatcher(Dispatcher):
     def _caught_up(self) -> None:
         self._refresh_wanted.set()
         self._wake.set()
+        self.effects.back()
 
     # ---- leader -----------------------------------------------------------------------
 
@@ -359,7 +398,10 @@ class ClusterDispatcher(Dispatcher):
         self._notifier.enabled = True
         self.leading = True  # from here events queue up for the loop `start` is about to run
         await super().start(contacts, managers)
-        self._leader_tasks = [asyncio.create_task(self._lead(), name="acd-cluster-lead")]
+        self._leader_tasks = [
+            asyncio.create_task(self._lead(), name="acd-cluster-lead"),
+            asyncio.create_task(self._watch_nodes(), name="acd-cluster-watch-nodes"),
+        ]
         self._wake.set()
         self._changed()
         self.elected.set()
@@ -419,6 +461,24 @@ class ClusterDispatcher(Dispatcher):
                 log.warning("cluster: reading other nodes' work failed (%s); retrying", err)
             except Exception:  # this loop is the followers' only way in: it must outlive a bug
                 log.exception("cluster: handling other nodes' work failed; retrying")
+
+    async def _watch_nodes(self) -> None:
+        await watch_nodes(
+            self.absences,
+            self.settings.schema,
+            lambda: list(self.board.contacts.values()),
+            self.bus.held_locks,
+            self._post_here,
+            self.clock,
+            self._calls_ended,
+        )
+
+    def _post_here(self, event: ev.Event) -> None:
+        super().post(event)
+
+    def _calls_ended(self, node: str, calls: list[Contact]) -> None:
+        for listener in self.calls_ended:
+            listener(node, calls)
 
     def _on_arrived(self, contact_id: str) -> None:
         if self.leading:

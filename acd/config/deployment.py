@@ -83,6 +83,7 @@ class ServerSettings:
     port: int = 8080
     db_url: str | None = None  # None: the server's default SQLite file
     cluster: bool = False  # one of several nodes on one PostgreSQL (docs/deployment.md)
+    node_grace: float = 10.0  # cluster: seconds a node holding calls may be gone before its calls end
 
 
 @dataclass(frozen=True, slots=True)

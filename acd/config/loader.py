@@ -406,7 +406,11 @@ def _build(
         policy=policy,
         flows=flows,
         server=ServerSettings(
-            spec.server.host, spec.server.port, environ.get(DB_URL_ENV) or spec.server.db_url, spec.server.cluster
+            spec.server.host,
+            spec.server.port,
+            environ.get(DB_URL_ENV) or spec.server.db_url,
+            spec.server.cluster,
+            spec.server.node_grace,
         ),
         asterisk=AsteriskSettings(
             ami=AmiSettings(ami.host, ami.port, ami.username, ami.secret_env, environ.get(ami.secret_env)),

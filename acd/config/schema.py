@@ -214,6 +214,7 @@ class ServerSpec(Spec):
     port: Port = 8080
     db_url: str | None = None
     cluster: bool = False
+    node_grace: PositiveSeconds = 10.0
 
 
 class AmiSpec(Spec):

@@ -165,7 +165,7 @@ class Decision:
     at: float
     contact_id: str
     manager_id: str | None
-    kind: str  # offer | override | escalate
+    kind: str  # offer | override | escalate | transfer | end (a contact gone without a finish: why)
     policy_version: str
     strategy: str
     step: int

@@ -196,9 +196,12 @@ class Switchboard:
             self._cmd(ev.StartTimer(("pin", c.id), c.pin_expires_at))
 
     def _abandon(self, cid: str, reason: str) -> None:
+        """The contact's other end is gone. Logged as an "end" decision whose summary is the
+        reason (a hang-up, a lost call session...), with no manager: it offers nobody anything."""
         c = self.contacts.get(cid)
         if c is None:
             return  # already finished: hanging up after the end is not news
+        self._log(c, None, "end", [], {}, {}, f"ended: {reason}")
         if c.status is ContactStatus.ASSIGNED:
             self._finish(cid, c.assigned_to, Outcome.DONE)
             return

@@ -226,3 +226,14 @@ cluster_events = sa.Table(
     sa.Column("outcome", sa.JSON(), nullable=True),
     sa.Index("ix_cluster_events_handled_at", "handled_at", "id"),
 )
+
+cluster_effects = sa.Table(
+    "cluster_effects",
+    metadata,
+    # The dispatching node's offers, withdrawals and notices for the other nodes (`acd.cluster.bus`):
+    # sent by NOTIFY, and kept a while so a node whose listening connection was down reads what it missed.
+    sa.Column("id", _serial(), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Double(), nullable=False),
+    sa.Column("body", sa.JSON(), nullable=False),
+    sa.Index("ix_cluster_effects_at", "at"),
+)

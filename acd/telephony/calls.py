@@ -661,6 +661,19 @@ class CallDesk:
         call.changed.set()
         self.ended.put_nowait(call)
 
+    def ended_elsewhere(self, node: str, contacts: list[Contact]) -> None:
+        """Cluster mode, on the dispatching node: `node`, which held these calls, is gone and
+        they are being ended (acd.cluster.liveness). The unanswered ones get their ABANDON line
+        here, since the node that wrote their ENTERQUEUE never will; a talked one has no line
+        (when it was answered and whether it is still going on the PBX is not known here)."""
+        now = self.clock()
+        for c in contacts:
+            if c.status is ContactStatus.ASSIGNED:
+                continue
+            uniqueid = str(c.payload.get("uniqueid", "")) or "NONE"
+            self.queue_log.write("ABANDON", uniqueid, c.team or "acd", "NONE", 1, 1, int(now - c.arrived_at))
+        log.warning("calls of node %s ended: it is gone (%d call(s))", node, len(contacts))
+
     def recover(self) -> None:
         """After a restart: calls that were waiting went to the dialplan's fallback when our
         sessions closed, so their contacts are abandoned; calls being talked are tracked again
