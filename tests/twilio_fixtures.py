@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -152,10 +152,12 @@ async def next_of(queue: asyncio.Queue[Any], timeout: float = 10.0) -> Any:  # n
     return await asyncio.wait_for(queue.get(), timeout)
 
 
-async def queue_a_call(r: Running, call: dict[str, str]) -> ET.Element:
-    """Run a caller through the IVR (keys 1, 2, 3, then silence) until Twilio is told to Enqueue."""
+async def queue_a_call(r: Running | Callable[[], Running], call: dict[str, str]) -> ET.Element:
+    """Run a caller through the IVR (keys 1, 2, 3, then silence) until Twilio is told to Enqueue.
+    `r` may pick the server for each webhook (a load balancer in front of several nodes)."""
+    server = r if callable(r) else lambda: r
     keys = iter(["1", "2", "3"])
-    status, body = await hook(r, "/twilio/voice", call)
+    status, body = await hook(server(), "/twilio/voice", call)
     for _ in range(40):
         assert status == 200, body
         root = twiml(body)
@@ -163,8 +165,8 @@ async def queue_a_call(r: Running, call: dict[str, str]) -> ET.Element:
             return root
         gather, redirect = root.find("Gather"), root.find("Redirect")
         if gather is not None:
-            status, body = await hook(r, gather.get("action", ""), {**call, "Digits": next(keys, "")})
+            status, body = await hook(server(), gather.get("action", ""), {**call, "Digits": next(keys, "")})
         else:
             assert redirect is not None and redirect.text
-            status, body = await hook(r, redirect.text, call)
+            status, body = await hook(server(), redirect.text, call)
     raise AssertionError("the IVR never queued the call")

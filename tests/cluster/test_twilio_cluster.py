@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 from api_fixtures import Running
 from cluster_fixtures import Place
-from twilio_fixtures import OUR_NUMBER, TwilioStandIn, hook, local, next_of, twilio_deployment, twiml
+from twilio_fixtures import OUR_NUMBER, TwilioStandIn, hook, local, next_of, queue_a_call, twilio_deployment, twiml
 
 from acd.app import build
 from acd.cluster import ClusterDispatcher, ClusterSettings
@@ -87,29 +86,11 @@ async def until_stored(r: Running, contact_id: str, status: ContactStatus, timeo
             await asyncio.sleep(0.05)
 
 
-async def through_the_ivr(office: Office, call: dict[str, str]) -> ET.Element:
-    """Keys 1, 2, 3, then silence; each step to the other node."""
-    keys = iter(["1", "2", "3"])
-    status, body = await hook(office.next(), "/twilio/voice", call)
-    for _ in range(40):
-        assert status == 200, body
-        root = twiml(body)
-        if root.find("Enqueue") is not None:
-            return root
-        gather, redirect = root.find("Gather"), root.find("Redirect")
-        if gather is not None:
-            status, body = await hook(office.next(), gather.get("action", ""), {**call, "Digits": next(keys, "")})
-        else:
-            assert redirect is not None and redirect.text
-            status, body = await hook(office.next(), redirect.text, call)
-    raise AssertionError("the IVR never queued the call")
-
-
 async def test_a_twilio_call_whose_webhooks_alternate_between_two_nodes_is_queued_offered_connected_and_finished(
     office: Office,
 ) -> None:
     call = {"CallSid": "CA" + "7" * 32, "From": "+79161234567", "To": OUR_NUMBER}
-    enqueue = (await through_the_ivr(office, call)).find("Enqueue")
+    enqueue = (await queue_a_call(office.next, call)).find("Enqueue")
     assert enqueue is not None
     wait_status, wait = await hook(office.next(), enqueue.get("waitUrl", ""), call)
     assert wait_status == 200 and twiml(wait).find("Play") is not None
@@ -181,9 +162,9 @@ async def test_calls_waiting_when_the_dispatching_node_stops_are_abandoned_or_of
     for mid in list(a.server.dispatcher.board.managers):
         await a.server.dispatcher.submit(ev.PresenceSet(mid, Presence.PAUSED, "lunch"))
     call = {"CallSid": "CA" + "6" * 32, "From": "+79161234567", "To": OUR_NUMBER}
-    await through_the_ivr(office, call)
+    await queue_a_call(office.next, call)
     gone = {"CallSid": "CA" + "9" * 32, "From": "+79160000000", "To": OUR_NUMBER}
-    await through_the_ivr(office, gone)
+    await queue_a_call(office.next, gone)
     queued = {c.phone: c for c in await a.server.store.list_contacts("waiting", limit=10)}
     waiting, hung_up = queued[call["From"]], queued[gone["From"]]
     # a caller hangs up while waiting; the status callback reaches the node that does not dispatch
