@@ -16,6 +16,11 @@ async def lead(request: web.Request) -> web.Response:
 async def serve(port: int) -> None:
     app = web.Application()
     app.router.add_post("/api/leads", lead)
+    await serve_app(app, port)
+
+
+async def serve_app(app: web.Application, port: int) -> None:
+    """Serve `app` on 127.0.0.1:`port` until killed; say "listening" once it is."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

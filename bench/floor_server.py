@@ -20,6 +20,8 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from bench.bare_server import serve_app
+
 LEADS = sa.Table(
     "leads",
     sa.MetaData(),
@@ -74,11 +76,7 @@ async def serve(port: int, path: str) -> None:
 
     app = web.Application()
     app.router.add_post("/api/leads", lead)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    print("listening", flush=True)
-    await asyncio.Event().wait()
+    await serve_app(app, port)
 
 
 def main() -> None:
