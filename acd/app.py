@@ -21,6 +21,7 @@ from acd.api.app import Services, build_app
 from acd.api.crm import CRM
 from acd.api.crm_sync import CRM_SYNC
 from acd.api.messaging import start_messaging
+from acd.clock import SteadyClock
 from acd.cluster import ClusterDispatcher, ClusterSettings, cluster_dispatcher, settings_for
 from acd.config import ConfigError, Deployment, load_deployment
 from acd.core import events as ev
@@ -201,7 +202,11 @@ async def serve(
     deployment = load_deployment(config)
     url = database_url(deployment, db_url)
     settings = _cluster_settings(url, port) if cluster or deployment.server.cluster else None
-    server = await build(deployment, await open_store(url), demo=demo, cluster=settings)
+    # One node: durations follow the monotonic clock (acd.clock). Several: timestamps cross
+    # processes (an offer's expiry set on the dispatching node is rung on another), so every
+    # node keeps to the wall clock they share.
+    clock = time.time if settings is not None else SteadyClock()
+    server = await build(deployment, await open_store(url), demo=demo, clock=clock, cluster=settings)
     runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()
     bind_host = host or deployment.server.host
