@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 from acd.api.app import Services, build_app
 from acd.api.crm import CRM
@@ -207,6 +208,12 @@ async def serve(
     # node keeps to the wall clock they share.
     clock = time.time if settings is not None else SteadyClock()
     server = await build(deployment, await open_store(url), demo=demo, clock=clock, cluster=settings)
+    if isinstance(clock, SteadyClock):
+        Gauge(
+            "acd_wall_clock_step_seconds",
+            "How far the wall clock was stepped since start: stored times and hours are off by this until a restart",
+            registry=server.services.metrics.registry,
+        ).set_function(clock.stepped)
     runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()
     bind_host = host or deployment.server.host

@@ -14,6 +14,7 @@ What is correct (README "Running it", acd/clock.py):
 from __future__ import annotations
 
 import glob
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,13 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
                     assert r.status in (200, 201), (path, r.status, await r.text())
                     return dict(await r.json())
 
+            async def step_metric() -> float:
+                """What the server's /metrics says the wall clock was stepped by."""
+                async with http.get(f"{base}/metrics") as r:
+                    text = await r.text()
+                return float(re.search(r"(?m)^acd_wall_clock_step_seconds (\S+)$", text)[1])  # type: ignore[index]
+
+            assert abs(await step_metric()) < 5
             for mid in PAUSED:
                 await post(f"/api/managers/{mid}/presence", {"state": "paused", "reason": "lunch"})
             leads = [(await post("/api/leads", {**LEAD, "name": f"lead {i}"}))["id"] for i in range(6)]
@@ -105,9 +113,11 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
             set_wall_offset(offset_file, STEP_FORWARD)
             snap = await get("/api/queue")
             offered = {c["id"]: c for c in snap["offered"]}
+            kept = 0
             for c in before["offered"]:
                 if snap["now"] < c["offer_expires_at"] - 0.5:  # not yet due by the monotonic clock
                     assert offered.get(c["id"], {}).get("offered_to") == c["offered_to"], "offer expired by the step"
+                    kept += 1
             elapsed = time.monotonic() - started
             waits = [c["waiting_seconds"] for c in snap["waiting"] + snap["offered"]]
             assert waits and max(waits) < elapsed + 5, f"waits {waits} after {elapsed:.0f} s: the step aged them"
@@ -115,6 +125,8 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
             assert all(managers[mid]["presence"] == "paused" for mid in PAUSED)
             assert all(managers[mid]["pause_reason"] != "inactive" for mid in managers), "inactivity fired early"
             assert (await get(f"/api/callbacks/{later}"))["status"] == "pending"
+            reported_step = await step_metric()
+            assert STEP_FORWARD - 5 < reported_step < STEP_FORWARD + 5
 
             async def promised_time_came() -> bool:
                 return (await get(f"/api/callbacks/{soon}"))["status"] != "pending"
@@ -148,9 +160,10 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
             assert ats == sorted(ats), "the decision log went back in time"
             print(
                 f"RELIABILITY clock steps=+{STEP_FORWARD}s,-{STEP_BACK}s leads={len(leads)} "
-                f"offers_kept_over_forward_step={len(before['offered'])} decisions={len(decisions)} "
+                f"offers_kept_over_forward_step={kept}/{len(before['offered'])} decisions={len(decisions)} "
                 f"max_decision_wait={max(decision_waits):.1f}s test_elapsed={elapsed:.1f}s "
-                f"offers_out_at_back_step={len(at_step)} ended_after={held:.1f}s (timeout {OFFER_TIMEOUT:g}s) "
+                f"acd_wall_clock_step_seconds={reported_step:.0f} offers_out_at_back_step={len(at_step)} "
+                f"ended_after={held:.1f}s (timeout {OFFER_TIMEOUT:g}s) "
                 f"callback_in_30min=due callback_in_2h=pending"
             )
     finally:
