@@ -104,3 +104,23 @@ def overlapping_attempts(callback: Mapping[str, Any]) -> int:
     """Attempts of one callback (GET /api/callbacks/{id}) that ran at the same time as another."""
     spans = sorted((a["started_at"], a["ended_at"] or a["started_at"]) for a in callback["attempts_log"])
     return sum(1 for (_, end), (start, _) in pairwise(spans) if start < end)
+
+
+def most_calls_at_once(sim: PbxSim, prefix: str = "Local/") -> dict[str, int]:
+    """For every number the PBX dialled out to (channel names starting with `prefix`), the most
+    live channels it had to that number at one moment, by its own event log (a Local channel's
+    two halves count once)."""
+    live: dict[str, set[str]] = {}
+    most: dict[str, int] = {}
+    for headers in sim.events:
+        event = dict(headers)
+        name = event.get("Channel", "")
+        if not name.startswith(prefix) or name.endswith(";2"):
+            continue
+        number = name.removeprefix("Local/").split("@")[0]
+        if event.get("Event") == "Newchannel":
+            live.setdefault(number, set()).add(name)
+            most[number] = max(most.get(number, 0), len(live[number]))
+        elif event.get("Event") == "Hangup":
+            live.get(number, set()).discard(name)
+    return most

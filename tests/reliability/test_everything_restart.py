@@ -8,7 +8,8 @@ restart, and once everything has drained at the end:
   queue), with a manager, or finished;
 * no manager is offered without an offer out to them, holds two offers, or is busy with nothing;
 * no call is open in the server whose caller is no longer talking to a manager;
-* no callback had two attempts at once, and every one is carried through in the end.
+* no callback had two attempts at once (by the server's attempt log) and no customer two calls
+  at once (by the PBX's event log), and every callback is carried through in the end.
 
 ACD_RELIABILITY_KILLS sets the number of kills (1 by default, 10 under `make reliability`)."""
 
@@ -36,6 +37,7 @@ from tests.reliability.server_process import (
     bridged_callers,
     calls_config,
     calls_on_managers,
+    most_calls_at_once,
     overlapping_attempts,
     serve,
     stuck_managers,
@@ -258,6 +260,8 @@ async def test_everything_acknowledged_survives_kill_9_with_leads_callbacks_and_
             await stop(working)
             leads_found = await check_after_restart(http, sup)
             final = await callback_rows(http, auth)
+        customer_calls = most_calls_at_once(sim, "Local/7916300")
+        customers_rung_twice = sorted(number for number, most in customer_calls.items() if most > 1)
         done = sum(row["status"] == "done" for row in final)
         cut = [row for row in final if row["status"] == "failed"]
         print(
@@ -267,9 +271,12 @@ async def test_everything_acknowledged_survives_kill_9_with_leads_callbacks_and_
             f"found={len(final)} done={done} failed={len(cut)} calls={sent.calls_placed} "
             f"talking_at_kills={talking_at_kills} "
             f"overlapping_attempts={sum(overlapping_attempts(r) for r in final)} "
+            f"customers_dialled={len(customer_calls)} customers_dialled_twice_at_once={len(customers_rung_twice)} "
             f"stuck_managers={len(stuck_seen)} open_calls_after_hangup={open_calls_seen}"
         )
         assert sent.leads and sent.callbacks and sent.calls_placed, "something was not flowing"
+        assert len(customer_calls) >= done, "the PBX's log shows fewer customers called than callbacks done"
+        assert not customers_rung_twice, customers_rung_twice
         for row in cut:  # given up only if restarts cut every attempt: a customer who answers is done
             assert all("restart" in (a["result"] or "") for a in row["attempts_log"]), row
     finally:
