@@ -55,7 +55,7 @@ from acd.telephony.callback_dialers import AmiDialer, CallbackDialer, CallbackSe
 from acd.telephony.queue_log import QueueLog
 
 log = logging.getLogger(__name__)
-WALL_RECHECK = 5.0  # seconds: how late a due request may be noticed after a step of the wall clock
+WALL_RECHECK = 1.0  # seconds: how late a due request may be noticed after a step of the wall clock
 
 
 class Callbacks:
