@@ -174,7 +174,7 @@ class Callbacks:
             criteria=dict(criteria or {}),
             source=source,
             requested_at=requested_at if requested_at is not None else now,
-            not_before=not_before if not_before is not None else now,
+            not_before=not_before if not_before is not None else self.wall(),
             max_attempts=self.settings.max_attempts,
             updated_at=now,
         )

@@ -4,15 +4,18 @@ waiting contacts, paused and available managers (with their inactivity timers) a
 callbacks. Only CLOCK_REALTIME is faked (FAKETIME_DONT_FAKE_MONOTONIC=1): that is what a step moves.
 
 What is correct (README "Running it", acd/clock.py):
-* durations follow the monotonic clock: a step forward of an hour expires no offer and fires no
-  timer early, a step back of ten minutes holds no offer ten minutes longer, waits stay true;
+* durations follow the monotonic clock: a step an hour forward expires no offer and fires no
+  timer early; the step back to ten minutes behind the real time (70 minutes back) holds no
+  offer any longer; waits stay true;
 * the decision log's times never go backwards and its waits are the real ones;
 * a callback promised at a wall-clock time is due at that time by the stepped clock: an hour
-  forward makes one promised in half an hour due now, but not one promised in two hours.
+  forward makes one promised in half an hour due now, but not one promised in two hours; and one
+  asked for "now" after the step back is due now, not when the server's own time line gets there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import re
 import time
@@ -42,7 +45,7 @@ EDITS = {
     "  missed_offers: 1\n": "  missed_offers: 100\n",  # a missed offer moves on; nobody gets paused for it
 }
 PAUSED = ("grigory", "daria", "egor")
-STEP_FORWARD, STEP_BACK = 3600, 600
+AHEAD, BEHIND = 3600, -600  # the wall clock's offset from the real time after the first and the second step
 
 
 def set_wall_offset(path: Path, seconds: int) -> None:
@@ -110,7 +113,7 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
             before = await get("/api/queue")
 
             # ---- an hour forward ------------------------------------------------------------
-            set_wall_offset(offset_file, STEP_FORWARD)
+            set_wall_offset(offset_file, AHEAD)
             snap = await get("/api/queue")
             offered = {c["id"]: c for c in snap["offered"]}
             kept = 0
@@ -126,7 +129,7 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
             assert all(managers[mid]["pause_reason"] != "inactive" for mid in managers), "inactivity fired early"
             assert (await get(f"/api/callbacks/{later}"))["status"] == "pending"
             reported_step = await step_metric()
-            assert STEP_FORWARD - 5 < reported_step < STEP_FORWARD + 5
+            assert AHEAD - 5 < reported_step < AHEAD + 5
 
             async def promised_time_came() -> bool:
                 return (await get(f"/api/callbacks/{soon}"))["status"] != "pending"
@@ -134,8 +137,8 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
             await until(promised_time_came, "the callback promised within the hour is due after the step", 30)
             assert (await get(f"/api/callbacks/{later}"))["status"] == "pending", "two hours ahead is not due yet"
 
-            # ---- ten minutes back -----------------------------------------------------------
-            set_wall_offset(offset_file, STEP_FORWARD - STEP_BACK)
+            # ---- back to ten minutes behind -----------------------------------------------
+            set_wall_offset(offset_file, BEHIND)
 
             def offers(snap: dict[str, Any]) -> set[tuple[str, str, float]]:
                 """The offers out, each once: a missed contact may be offered to the same manager again."""
@@ -148,10 +151,17 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
             async def offers_at_step_ended() -> bool:
                 return not at_step & offers(await get("/api/queue"))
 
-            # on the raw wall clock they would ring on for another ten minutes
+            # on the raw wall clock they would ring on for another 70 minutes
             await until(offers_at_step_ended, "offers out at the step back expire after their own timeout", 60)
             held = time.monotonic() - stepped_back
             assert (await get(f"/api/callbacks/{later}"))["status"] == "pending"
+            asap = (await post("/api/callbacks", {"phone": "+79163000003"}))["id"]
+
+            async def asap_queued() -> bool:
+                return (await get(f"/api/callbacks/{asap}"))["status"] != "pending"
+
+            await until(asap_queued, "a callback asked for now is due now, not when the old clock reaches it", 30)
+            assert BEHIND - 5 < await step_metric() < BEHIND + 5
 
             # ---- the decision log -----------------------------------------------------------
             decisions = sorted((await get("/api/decisions?limit=1000"))["decisions"], key=lambda d: d["id"])
@@ -163,15 +173,23 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
             ats = [d["at"] for d in decisions]
             assert ats == sorted(ats), "the decision log went back in time"
             print(
-                f"RELIABILITY clock steps=+{STEP_FORWARD}s,-{STEP_BACK}s leads={len(leads)} "
+                f"RELIABILITY clock offsets={AHEAD:+d}s,{BEHIND:+d}s leads={len(leads)} "
                 f"offers_kept_over_forward_step={kept}/{len(before['offered'])} decisions={len(decisions)} "
                 f"max_decision_wait={max(decision_waits):.1f}s test_elapsed={elapsed:.1f}s "
                 f"acd_wall_clock_step_seconds={reported_step:.0f} offers_out_at_back_step={len(at_step)} "
                 f"ended_after={held:.1f}s (timeout {OFFER_TIMEOUT:g}s) "
-                f"callback_in_30min=due callback_in_2h=pending"
+                f"callback_in_30min=due callback_in_2h=pending callback_asap_after_back_step=due"
             )
     finally:
         if proc.returncode is None:
             proc.terminate()
-            await proc.wait()
-        await sim.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise AssertionError("the server did not stop within 30 s of SIGTERM") from None
+            finally:
+                await asyncio.wait_for(sim.close(), 30)
+        else:
+            await asyncio.wait_for(sim.close(), 30)
