@@ -16,12 +16,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 from acd.api.app import Services, build_app
 from acd.api.cluster import RELAY
 from acd.api.crm import CRM
 from acd.api.crm_sync import CRM_SYNC
 from acd.api.messaging import start_messaging
+from acd.clock import SteadyClock
 from acd.cluster import ClusterDispatcher, ClusterSettings, cluster_dispatcher, settings_for
 from acd.cluster.relay import Relay
 from acd.config import ConfigError, Deployment, load_deployment
@@ -222,7 +224,17 @@ async def serve(
     url = database_url(deployment, db_url)
     wanted = cluster or deployment.server.cluster
     settings = _cluster_settings(url, port, deployment.server.node_grace) if wanted else None
-    server = await build(deployment, await open_store(url), demo=demo, cluster=settings)
+    # One node: durations follow the monotonic clock (acd.clock). Several: timestamps cross
+    # processes (an offer's expiry set on the dispatching node is rung on another), so every
+    # node keeps to the wall clock they share.
+    clock = time.time if settings is not None else SteadyClock()
+    server = await build(deployment, await open_store(url), demo=demo, clock=clock, cluster=settings)
+    if isinstance(clock, SteadyClock):
+        Gauge(
+            "acd_wall_clock_step_seconds",
+            "How far the wall clock was stepped since start: stored times and hours are off by this until a restart",
+            registry=server.services.metrics.registry,
+        ).set_function(clock.stepped)
     runner = web.AppRunner(server.app, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE, access_log=None)
     await runner.setup()
     bind_host = host or deployment.server.host

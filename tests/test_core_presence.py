@@ -232,6 +232,30 @@ def test_restore_rebuilds_order_withdraws_stale_offers_and_recounts_loads():
     assert fresh.presence("vera") is Presence.PAUSED
 
 
+def test_restore_counts_times_stored_ahead_of_its_clock_from_now():
+    """Saved under a wall clock ten minutes ahead of the one the restart reads (it was stepped
+    back in between): the wrap-up, the escalation step and the inactivity limit run their
+    configured length from the restart, not ten minutes more."""
+    h = harness(channels=RULES)
+    h.join(manager("anna"), manager("boris"))
+    h.send(ev.PresenceSet("boris", Presence.PAUSED, "x"))
+    h.arrive(contact("c1", Channel.CALL))
+    h.send(ev.OfferAccepted("c1", "anna"))
+    h.send(ev.WorkFinished("c1", "anna"))  # anna wraps up for 30 s
+    h.arrive(contact("c2"))  # nobody free: it waits at its first step (20 s)
+    assert h.presence("anna") is Presence.WRAP_UP and h.board.contacts["c2"].status is ContactStatus.WAITING
+    saved_contacts = {c.contact.id: c.contact for c in h.log if isinstance(c, ev.SaveContact)}
+    saved_managers = {c.manager.id: c.manager for c in h.log if isinstance(c, ev.SaveManager)}
+
+    fresh = Harness(Switchboard(RoutingPolicy(channels=RULES)), now=h.now - 600)
+    fresh.record(fresh.board.restore(saved_contacts.values(), saved_managers.values(), fresh.now))
+    assert fresh.timers[("wrapup", "anna")] == fresh.now + 30
+    assert fresh.timers[("escalate", "c2")] == fresh.now + 20
+    assert fresh.timers[("inactivity", "anna")] == fresh.now + 600
+    fresh.tick(30)
+    assert fresh.offered_to("c2") == "anna"
+
+
 def test_device_in_use_makes_a_manager_busy_for_routing():
     h = harness()
     h.join(manager("anna"))

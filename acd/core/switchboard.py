@@ -86,7 +86,9 @@ class Switchboard:
         Offers outstanding at the crash are taken back without penalty (the manager may
         never have seen them); loads are recounted from the contacts actually assigned;
         wrap-ups that ran out while we were down end; waiting contacts keep their order,
-        escalation step and pins; then routing runs once over everything.
+        escalation step and pins; then routing runs once over everything. A time stored ahead
+        of `now` (the wall clock was stepped back between two runs, `acd.clock`) counts from
+        `now`, so no wrap-up, escalation step or inactivity limit runs longer by the step.
         """
         self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
         try:
@@ -105,18 +107,24 @@ class Switchboard:
                     c.status, c.offered_to, c.offer_expires_at = ContactStatus.WAITING, None, None
                     self._dirty(c)
                 if c.status is ContactStatus.WAITING:
+                    if c.step_since > now:
+                        c.step_since = now
+                        self._dirty(c)
                     self._enqueue(c)
                     self._start_step_timer(c)
                 if c.pinned_to and c.pin_expires_at is not None:
                     self._cmd(ev.StartTimer(("pin", c.id), c.pin_expires_at))
             for m in self.managers.values():
+                if m.presence_since > now:
+                    m.presence_since = now
+                    self._dirty(m)
                 if m.presence is Presence.OFFERED:
                     self._move(m, Cause.WITHDRAW, "restart")
                 elif m.presence is Presence.WRAP_UP:
                     self._cmd(ev.StartTimer(("wrapup", m.id), m.presence_since + self._wrap_up_of(m)))
                 elif m.presence in (Presence.AVAILABLE, Presence.BUSY):
                     self._move(m, Cause.LOAD_CHANGED, "restart")
-                m.last_heartbeat = max(m.last_heartbeat, now)  # panels could not beat while we were down
+                m.last_heartbeat = now  # panels could not beat while we were down
                 if m.presence.is_staffed:
                     self._start_inactivity_timer(m)
                 self._index(m)

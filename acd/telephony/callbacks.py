@@ -22,6 +22,13 @@ Every attempt and its outcome at the peer is a row in `callback_attempts`. One c
 offered to one manager at a time (the core's rule) and an attempt in flight is never started
 twice, so a customer is never dialled twice at once. After a restart the open requests are
 re-armed; an attempt that was in flight counts as failed with an unknown outcome and is retried.
+
+When a request is due is a wall-clock matter: the customer was promised a time ("after 18:00"),
+the team's hours are wall-clock hours, and `next_at` is stored for the next start. So the scheduler
+compares `next_at` with the wall clock itself (`wall`), not with the server's steady clock
+(`acd.clock`), and looks at it at least every `WALL_RECHECK` seconds: after a step of the wall
+clock, a promised time fires at that time as the corrected clock tells it. A retry's back-off is
+stored the same way, so a step forward can bring a retry forward by up to the step.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from acd.telephony.callback_dialers import AmiDialer, CallbackDialer, CallbackSe
 from acd.telephony.queue_log import QueueLog
 
 log = logging.getLogger(__name__)
+WALL_RECHECK = 1.0  # seconds: how late a due request may be noticed after a step of the wall clock
 
 
 class Callbacks:
@@ -62,14 +70,17 @@ class Callbacks:
         ami: Callable[[], AmiClient | None] | None = None,
         dialer: CallbackDialer | None = None,
         clock: Callable[[], float] = time.time,
+        wall: Callable[[], float] = time.time,
     ) -> None:
-        """`dialer` rings; without one, AMI Originate through the client `ami` returns."""
+        """`dialer` rings; without one, AMI Originate through the client `ami` returns. `clock`
+        stamps attempts and contacts (the server's steady clock); `wall` tells when a request is due."""
         self.dispatcher = dispatcher
         self.store = store
         self.tstore = tstore
         self.settings = settings
         self.queue_log = queue_log
         self.clock = clock
+        self.wall = wall
         self.dialer: CallbackDialer = dialer or AmiDialer(ami or (lambda: None), lambda: self.settings, clock)
         self._pending: dict[str, CallbackRow] = {}  # not yet due, by callback id
         self._inflight: dict[str, Flight] = {}  # by contact id
@@ -108,7 +119,7 @@ class Callbacks:
                     self.dispatcher.post(ev.ContactAbandoned(cb.contact_id, "callback attempt cut by a restart"))
                 self._tasks_add(self._after_attempt(cb, None, "unknown: server restarted"))
             elif cb.status == "queued" and held is None:
-                cb.next_at = self.clock()
+                cb.next_at = self.wall()
                 self._pending[cb.id] = cb
             elif cb.status == "queued" and held is not None and held.status is ContactStatus.OFFERED:
                 manager = board.managers.get(held.offered_to or "")
@@ -163,11 +174,11 @@ class Callbacks:
             criteria=dict(criteria or {}),
             source=source,
             requested_at=requested_at if requested_at is not None else now,
-            not_before=not_before if not_before is not None else now,
+            not_before=not_before if not_before is not None else self.wall(),
             max_attempts=self.settings.max_attempts,
             updated_at=now,
         )
-        cb.next_at = max(now, cb.not_before)
+        cb.next_at = max(self.wall(), cb.not_before)
         self._known.add(cb.id)
         await self.tstore.save_callback(cb)
         self._pending[cb.id] = cb
@@ -194,7 +205,7 @@ class Callbacks:
     async def _schedule(self) -> None:
         """Wake at the earliest due request (or a new one), put what is due into the queue."""
         while True:
-            now = self.clock()
+            now = self.wall()
             due = [cb for cb in self._pending.values() if (cb.next_at or 0) <= now]
             for cb in due:
                 del self._pending[cb.id]
@@ -206,16 +217,16 @@ class Callbacks:
                     self._pending[cb.id] = cb
             self._wake.clear()
             nxt = min((cb.next_at or now for cb in self._pending.values()), default=None)
-            timeout = None if nxt is None else max(0.0, nxt - self.clock())
+            timeout = None if nxt is None else min(max(0.0, nxt - self.wall()), WALL_RECHECK)
             await wait_a_while(self._wake, timeout)  # waiting for a scheduled time *is* the job here
 
-    async def _due(self, cb: CallbackRow, now: float) -> None:
+    async def _due(self, cb: CallbackRow, wall_now: float) -> None:
         policy = self.dispatcher.board.policy
         contact = qualify(self._contact(cb), policy)
-        opens = policy.calendar.schedule(contact.team).next_open(now)
-        if opens is None or opens > now:
-            cb.next_at = opens if opens is not None else now + 86400
-            cb.updated_at = now
+        opens = policy.calendar.schedule(contact.team).next_open(wall_now)
+        if opens is None or opens > wall_now:
+            cb.next_at = opens if opens is not None else wall_now + 86400
+            cb.updated_at = self.clock()
             await self.tstore.save_callback(cb)
             self._pending[cb.id] = cb  # outside working hours: held until they open
             return
@@ -235,7 +246,7 @@ class Callbacks:
                 finished_at=None,
                 payload={**existing.payload, "attempt": cb.attempts + 1},
             )
-        cb.status, cb.next_at, cb.updated_at = "queued", None, now
+        cb.status, cb.next_at, cb.updated_at = "queued", None, self.clock()
         await self.tstore.save_callback(cb)
         self.dispatcher.post(ev.ContactArrived(stored))
 
@@ -448,7 +459,7 @@ class Callbacks:
                     self.dispatcher.post(ev.ContactAbandoned(cb.contact_id, "callback attempts exhausted"))
             else:
                 cb.status = "pending"
-                cb.next_at = now + self.settings.backoff * 2 ** (cb.attempts - 1)
+                cb.next_at = self.wall() + self.settings.backoff * 2 ** (cb.attempts - 1)
                 self._known.add(cb.id)
                 self._pending[cb.id] = cb
                 self._wake.set()

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
-import sys
-from collections.abc import Callable
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -21,61 +17,21 @@ import aiohttp
 import pytest
 
 from acd.pbxsim import Caller, PbxSim, Phone, Press
-from tests.test_restart import ROOT, free_port, token
+from tests.reliability.server_process import (
+    DEVICES,
+    FAST_CALLBACKS,
+    bridged_callers,
+    calls_config,
+    overlapping_attempts,
+    serve,
+    until,
+)
+from tests.test_restart import free_port, token
 
 pytestmark = pytest.mark.slow
 
-DEVICES = ["PJSIP/101", "PJSIP/102", "PJSIP/103", "PJSIP/104", "PJSIP/105", "PJSIP/106"]
 ANSWERING = {"PJSIP/101", "PJSIP/102"}  # these two pick up; the others ring until the offer runs out
 CALLS = 8
-
-
-def calls_config(tmp_path: Path, ami_port: int, agi_port: int) -> Path:
-    """The example deployment with telephony on, pointed at the simulator, open 24/7."""
-    text = (ROOT / "config" / "acd.example.yaml").read_text(encoding="utf-8")
-    text = re.sub(r"(?ms)^hours:\n.*?(?=^\S)", "", text, count=1)  # no site hours: always open
-    text = re.sub(r"(?m)^    hours:\n      week:\n.*\n", "", text)  # nor a team's
-    for old, new in (
-        ("  enabled: false             # true: start", "  enabled: true             # true: start"),
-        ("    port: 5038", f"    port: {ami_port}"),
-        ("    port: 4573", f"    port: {agi_port}"),
-        ("  reconcile_interval: 1m", "  reconcile_interval: 1s"),
-        ("flows_dir: ../ivr_flows", f"flows_dir: {ROOT / 'ivr_flows'}"),
-    ):
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = tmp_path / "acd.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-async def serve(config: Path, db: str, port: int, log: Path) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "acd.cli", "serve", "--config", str(config), "--db", db, "--port", str(port), "--demo"),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log.open("ab"),
-        env={**os.environ, "ACD_AMI_SECRET": "acdsecret"},
-    )
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), 30)
-    assert b"listening" in line, (line, log.read_text(errors="replace"))
-    return proc
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> None:  # noqa: ASYNC109
-    """Poll another process's state (its API) until `check()` is true."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.2)  # another process: there is nothing to wait on but its API
-    raise AssertionError(what)
-
-
-def bridged_callers(sim: PbxSim) -> list[str]:
-    """Inbound callers' channels bridged to a manager now."""
-    return [name for name, leg in sim.legs.items() if name.startswith("PJSIP/trunk-") and leg.bridged is not None]
 
 
 async def test_nothing_is_stuck_after_kill_9_with_calls_talking_ringing_and_queued(tmp_path: Path) -> None:
@@ -171,18 +127,7 @@ async def test_no_acknowledged_callback_is_lost_or_rung_twice_at_once_after_kill
         sim.add_phone(Phone(f"Local/{n}@acd-outbound", answer_after=0.5, talk_for=3.0))
     agi_port, port = free_port(), free_port()
     sim.agi_target = ("127.0.0.1", agi_port)
-    config = calls_config(tmp_path, sim.ami_port, agi_port)
-    text = config.read_text(encoding="utf-8")
-    for old, new in (
-        ("  callback_backoff: 2m", "  callback_backoff: 1s"),
-        ("    leads_per_minute: 10 ", "    leads_per_minute: 1000 "),
-        ("    api_per_minute: 600", "    api_per_minute: 100000"),
-        # wrap-up runs on the server's real clock: 30 s between two callbacks of one manager
-        ("  callback: {offer_timeout: 20s, wrap_up: 30s}", "  callback: {offer_timeout: 20s, wrap_up: 0s}"),
-    ):
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    config.write_text(text, encoding="utf-8")
+    config = calls_config(tmp_path, sim.ami_port, agi_port, FAST_CALLBACKS)
     db = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
@@ -222,10 +167,7 @@ async def test_no_acknowledged_callback_is_lost_or_rung_twice_at_once_after_kill
                 print("callbacks at the timeout:", [(r["status"], r["attempts_log"]) for r in await rows()])
                 raise
             final = await rows()
-        overlapping = 0
-        for row in final:
-            spans = sorted((a["started_at"], a["ended_at"] or a["started_at"]) for a in row["attempts_log"])
-            overlapping += sum(1 for (_, end), (start, _) in pairwise(spans) if start < end)
+        overlapping = sum(overlapping_attempts(row) for row in final)
         done = sum(row["status"] == "done" for row in final)
         print(
             f"RELIABILITY callbacks={CALLBACKS} acked={len(acked)} found={len(final)} done={done} "
