@@ -242,7 +242,7 @@ def test_restore_counts_times_stored_ahead_of_its_clock_from_now():
     h.arrive(contact("c1", Channel.CALL))
     h.send(ev.OfferAccepted("c1", "anna"))
     h.send(ev.WorkFinished("c1", "anna"))  # anna wraps up for 30 s
-    h.arrive(contact("c2"))  # nobody free: it waits at its first step (20 s)
+    h.arrive(contact("c2"))  # nobody free: it waits at its entry step ('skill', 30 s)
     assert h.presence("anna") is Presence.WRAP_UP and h.board.contacts["c2"].status is ContactStatus.WAITING
     saved_contacts = {c.contact.id: c.contact for c in h.log if isinstance(c, ev.SaveContact)}
     saved_managers = {c.manager.id: c.manager for c in h.log if isinstance(c, ev.SaveManager)}
@@ -250,7 +250,7 @@ def test_restore_counts_times_stored_ahead_of_its_clock_from_now():
     fresh = Harness(Switchboard(RoutingPolicy(channels=RULES)), now=h.now - 600)
     fresh.record(fresh.board.restore(saved_contacts.values(), saved_managers.values(), fresh.now))
     assert fresh.timers[("wrapup", "anna")] == fresh.now + 30
-    assert fresh.timers[("escalate", "c2")] == fresh.now + 20
+    assert fresh.timers[("escalate", "c2")] == fresh.now + 30
     assert fresh.timers[("inactivity", "anna")] == fresh.now + 600
     fresh.tick(30)
     assert fresh.offered_to("c2") == "anna"
