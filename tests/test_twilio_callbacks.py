@@ -104,6 +104,17 @@ async def test_a_callback_rings_the_manager_through_twilio_then_the_busy_custome
         assert twilio.calls_created == 2  # one call per attempt, never twice
 
 
+async def test_a_number_written_the_russian_national_way_is_dialled_with_its_country_code(backend: Backend) -> None:
+    """ "8 (916) ..." is +7 916 ... in Russia (crm.default_region), not +8 916 ..."""
+    async with twilio_office(backend) as (r, twilio):
+        await ask_for_a_callback(r, phone="8 (916) 555-00-00")
+        status, body = await manager_answers(r, await next_of(twilio.created))
+        assert status == 200
+        dial = twiml(body).find("Dial")
+        number = dial.find("Number") if dial is not None else None
+        assert number is not None and number.text == CUSTOMER_E164
+
+
 async def test_a_manager_who_does_not_answer_a_twilio_callback_is_paused_and_the_next_one_is_rung(
     backend: Backend,
 ) -> None:

@@ -412,7 +412,7 @@ async def _callback_answer(svc: Services, callbacks: Callbacks, query: Query, fo
         log.info("callback %s answered after its offer moved on: hanging up the manager's leg", cid)
         return _hangup()
     lang = flight.contact.language or svc.deployment.default_language
-    return customer_dial_twiml(settings, flight, lang)
+    return customer_dial_twiml(settings, flight, lang, svc.deployment.crm.default_region)
 
 
 async def _callback_dial_done(svc: Services, callbacks: Callbacks, query: Query, form: Query) -> VoiceResponse:

@@ -30,6 +30,7 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from acd.config.messaging import TwilioSettings
 from acd.core.model import Manager
+from acd.crm.identity import normalize_phone
 from acd.messaging.twilio_voice import LANGUAGES, path
 from acd.telephony.callback_dialers import Flight, Outcomes
 
@@ -48,10 +49,12 @@ DIAL_STATUS = {
 }
 
 
-def e164(phone: str) -> str:
-    """A customer's number as Twilio wants it: `+7 (916) 555-00-00` → `+79165550000`. A number
-    written without its country code is taken as given (digits after a `+`)."""
-    return "+" + "".join(ch for ch in phone if ch.isdigit())
+def e164(phone: str, region: str) -> str:
+    """A customer's number as Twilio wants it: `+7 (916) 555-00-00` → `+79165550000`, and one
+    written the national way is read in `region` (in Russia `8 916 555-00-00` → `+79165550000`,
+    not `+89165550000`). A number the numbering plan cannot read is passed on as its digits
+    after a `+`: Twilio's refusal then says what is wrong with it."""
+    return normalize_phone(phone, region) or "+" + "".join(ch for ch in phone if ch.isdigit())
 
 
 class TwilioDialer:
@@ -133,7 +136,7 @@ class TwilioDialer:
             await close()
 
 
-def customer_dial_twiml(settings: TwilioSettings, flight: Flight, lang: str) -> VoiceResponse:
+def customer_dial_twiml(settings: TwilioSettings, flight: Flight, lang: str, region: str) -> VoiceResponse:
     """What the manager's answered leg does: a word about whom they call, then Dial the customer."""
     resp = VoiceResponse()
     who = flight.contact.customer_name or flight.contact.phone
@@ -145,7 +148,7 @@ def customer_dial_twiml(settings: TwilioSettings, flight: Flight, lang: str) -> 
         method="POST",
         caller_id=settings.caller_id,
     )
-    dial.number(e164(flight.contact.phone))
+    dial.number(e164(flight.contact.phone, region))
     resp.append(dial)
     return resp
 
