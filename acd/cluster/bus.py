@@ -33,8 +33,9 @@ from acd.cluster.leader import (
     KEEPALIVE,
     RETRY,
     dsn,
+    hold_open,
+    open_session,
     session_settings,
-    wait_a_while,
 )
 
 log = logging.getLogger("acd.cluster")
@@ -204,24 +205,14 @@ class Bus:
         while True:
             conn = None
             try:
-                conn = await asyncpg.connect(
-                    self._dsn,
-                    timeout=CONNECT_TIMEOUT,
-                    server_settings={**session_settings(self._schema, "listen"), **KEEPALIVE},
-                )
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c, closed=closed: closed.set())
+                conn, closed = await open_session(self._dsn, self._schema, "listen")
                 for name in self.channels.values():
                     await conn.add_listener(name, self._on_notify)
                 self._listening.set()
                 if not first:
                     self.on_reconnect()
                 first = False
-                while not closed.is_set():
-                    await wait_a_while(closed, 5.0)
-                    if not closed.is_set():
-                        async with asyncio.timeout(5.0):
-                            await conn.fetchval("SELECT 1")
+                await hold_open(conn, closed, 5.0, 5.0)
                 log.warning("cluster: the listening connection closed; reconnecting")
             except CONNECTION_ERRORS as err:
                 log.warning("cluster: listening connection failed (%s); reconnecting", err)

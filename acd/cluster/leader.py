@@ -50,6 +50,33 @@ def lock_key(schema: str | None) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def lock_halves(key: int) -> tuple[int, int]:
+    """How pg_locks shows a bigint advisory key: (classid, objid) = (high, low) 32 bits."""
+    return (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+
+
+async def open_session(dsn_: str, schema: str | None, role: str, **settings: str) -> tuple[Any, asyncio.Event]:
+    """A connection of its own for one long-lived job (a lock, LISTEN), with keep-alives, and an
+    event PostgreSQL's or the network's end of the session sets."""
+    conn = await asyncpg.connect(
+        dsn_, timeout=CONNECT_TIMEOUT, server_settings={**session_settings(schema, role), **KEEPALIVE, **settings}
+    )
+    closed = asyncio.Event()
+    conn.add_termination_listener(lambda _conn: closed.set())
+    return conn, closed
+
+
+async def hold_open(conn: Any, closed: asyncio.Event, every: float, answer_within: float) -> None:
+    """Return once the session has ended; until then look at it every `every` seconds, since a
+    half-open link announces nothing (it shows as a query that times out, raising TimeoutError)."""
+    while True:
+        await wait_a_while(closed, every)  # the termination listener wakes this at once
+        if closed.is_set():
+            return
+        async with asyncio.timeout(answer_within):
+            await conn.fetchval("SELECT 1")
+
+
 def session_settings(schema: str | None, role: str) -> dict[str, str]:
     settings = {"application_name": f"acd:{schema}" if schema else f"acd-{role}"}
     if schema:
@@ -85,7 +112,7 @@ class Leadership:
         another connection (`Bus.still_holds`); None when it holds none."""
         if not self.holding or self._conn is None:
             return None
-        return self._conn.get_server_pid(), (self._key >> 32) & 0xFFFFFFFF, self._key & 0xFFFFFFFF
+        return self._conn.get_server_pid(), *lock_halves(self._key)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="acd-cluster-leadership")
@@ -102,24 +129,18 @@ class Leadership:
     async def _run(self) -> None:
         while True:
             try:
-                self._conn = await asyncpg.connect(
-                    self._dsn,
-                    timeout=CONNECT_TIMEOUT,
-                    # no statement_timeout: waiting for the lock is this connection's whole job
-                    server_settings={**session_settings(self._schema, "lock"), **KEEPALIVE, "statement_timeout": "0"},
-                )
+                # no statement_timeout: waiting for the lock is this connection's whole job
+                self._conn, closed = await open_session(self._dsn, self._schema, "lock", statement_timeout="0")
             except CONNECTION_ERRORS as err:
                 log.warning("cluster: cannot reach PostgreSQL for the dispatcher lock (%s); retrying", err)
                 await asyncio.sleep(RETRY)
                 continue
-            closed = asyncio.Event()
-            self._conn.add_termination_listener(lambda _conn, closed=closed: closed.set())
             try:
                 await self._conn.execute("SELECT pg_advisory_lock($1)", self._key)  # waits while another node leads
                 self.holding = True
                 log.info("cluster: this node holds the dispatcher lock")
                 await self._elected()
-                await self._hold(closed)
+                await hold_open(self._conn, closed, HEALTH_EVERY, HEALTH_TIMEOUT)
             except CONNECTION_ERRORS as err:
                 log.warning("cluster: dispatcher lock connection failed: %s", err)
             except Exception:
@@ -132,14 +153,6 @@ class Leadership:
                 return  # a node that lost the lock never competes again
             await self._close()
             await asyncio.sleep(RETRY)
-
-    async def _hold(self, closed: asyncio.Event) -> None:
-        while True:
-            await wait_a_while(closed, HEALTH_EVERY)  # the termination listener wakes this at once
-            if closed.is_set():
-                return
-            async with asyncio.timeout(HEALTH_TIMEOUT):
-                await self._conn.fetchval("SELECT 1")
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None

@@ -7,7 +7,7 @@ call: its contact would stay open and its manager offered or busy. So:
 * every node that holds calls keeps a **session-level advisory lock named after itself** on a
   connection of its own (`NodeLock`), taken again whenever that connection is re-made;
 * the dispatching node looks every `CHECK_EVERY` at which of those locks are granted
-  (`pg_locks`), for the nodes its open calls belong to (`watch_nodes`); a node whose lock has
+  (`pg_locks`), for the nodes its open calls belong to (`NodeWatch`); a node whose lock has
   been missing for `grace` seconds is gone (`Absences`, pure): each of its calls ends as if the
   caller had hung up — the core's own `ContactAbandoned`, with the cause as its reason, so a
   waiting or offered call is abandoned (an outstanding offer withdrawn without penalty) and a
@@ -31,12 +31,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import asyncpg
-
-from acd.cluster.leader import CONNECT_TIMEOUT, CONNECTION_ERRORS, KEEPALIVE, RETRY, dsn, session_settings
+from acd.cluster.leader import CONNECTION_ERRORS, RETRY, dsn, hold_open, lock_halves, open_session
 from acd.core import events as ev
 from acd.core.model import Channel, Contact
-from acd.runtime import wait_a_while
 
 log = logging.getLogger("acd.cluster")
 
@@ -50,11 +47,6 @@ def node_key(schema: str | None, name: str) -> int:
     """The advisory lock key of node `name` in one installation (schema)."""
     digest = hashlib.blake2b(f"acd-node:{schema or 'public'}:{name}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-def halves(key: int) -> tuple[int, int]:
-    """How pg_locks shows a bigint advisory key: (classid, objid) = (high, low) 32 bits."""
-    return (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
 
 
 def call_holder(contact: Contact) -> str | None:
@@ -120,13 +112,7 @@ class NodeLock:
         while True:
             conn: Any = None
             try:
-                conn = await asyncpg.connect(
-                    self._dsn,
-                    timeout=CONNECT_TIMEOUT,
-                    server_settings={**session_settings(self._schema, "node"), **KEEPALIVE},
-                )
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c, closed=closed: closed.set())
+                conn, closed = await open_session(self._dsn, self._schema, "node")
                 if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key):
                     if not warned:
                         log.warning("cluster: the lock of node %s is still held by another session; waiting", self.name)
@@ -135,11 +121,7 @@ class NodeLock:
                     warned = False
                     self.held.set()
                     log.info("cluster: node %s holds its liveness lock", self.name)
-                    while not closed.is_set():
-                        await wait_a_while(closed, HEALTH_EVERY)
-                        if not closed.is_set():
-                            async with asyncio.timeout(HEALTH_TIMEOUT):
-                                await conn.fetchval("SELECT 1")
+                    await hold_open(conn, closed, HEALTH_EVERY, HEALTH_TIMEOUT)
                     log.warning("cluster: the liveness connection of node %s closed; reconnecting", self.name)
             except CONNECTION_ERRORS as err:
                 log.warning("cluster: liveness connection of node %s failed (%s); reconnecting", self.name, err)
@@ -150,56 +132,49 @@ class NodeLock:
             await asyncio.sleep(RETRY)
 
 
-async def watch_nodes(
-    absences: Absences,
-    schema: str | None,
-    open_contacts: Callable[[], Iterable[Contact]],
-    held_locks: Callable[[], Awaitable[set[tuple[int, int]]]],
-    post: Callable[[ev.Event], None],
-    clock: Callable[[], float],
-    ended: Callable[[str, list[Contact]], None] = lambda _node, _calls: None,
-) -> None:
-    """The dispatching node's side, for as long as it dispatches: end the calls of the nodes
-    whose lock has been missing for `absences.grace` seconds (`ended(node, calls)` hears of
-    each batch). The first look is at once: a node that died with the previous dispatcher is
-    counted missing from the moment this one takes over."""
-    posted: set[str] = set()  # contacts already told to end: the core may not have handled it yet
-    while True:
-        try:
-            await _look(absences, schema, open_contacts, held_locks, post, clock, ended, posted)
-        except CONNECTION_ERRORS as err:
-            log.warning("cluster: cannot see which nodes are alive (%s); retrying", err)
-        await asyncio.sleep(CHECK_EVERY)  # a period: a lock that goes away announces nothing
+@dataclass(slots=True)
+class NodeWatch:
+    """The dispatching node's side, for as long as it dispatches (`run`): end the calls of the
+    nodes whose lock has been missing for `absences.grace` seconds (`ended(node, calls)` hears
+    of each batch). The first look is at once: a node that died with the previous dispatcher
+    is counted missing from the moment this one takes over."""
 
+    absences: Absences
+    schema: str | None
+    open_contacts: Callable[[], Iterable[Contact]]
+    held_locks: Callable[[], Awaitable[set[tuple[int, int]]]]
+    post: Callable[[ev.Event], None]
+    clock: Callable[[], float]
+    ended: Callable[[str, list[Contact]], None] = lambda _node, _calls: None
+    posted: set[str] = field(default_factory=set)  # told to end: the core may not have handled it yet
 
-async def _look(
-    absences: Absences,
-    schema: str | None,
-    open_contacts: Callable[[], Iterable[Contact]],
-    held_locks: Callable[[], Awaitable[set[tuple[int, int]]]],
-    post: Callable[[ev.Event], None],
-    clock: Callable[[], float],
-    ended: Callable[[str, list[Contact]], None],
-    posted: set[str],
-) -> None:
-    calls: dict[str, list[Contact]] = {}
-    for contact in open_contacts():
-        holder = call_holder(contact)
-        if holder is not None:
-            calls.setdefault(holder, []).append(contact)
-    posted &= {c.id for held in calls.values() for c in held}
-    granted = await held_locks() if calls else set()
-    alive = {name for name in calls if halves(node_key(schema, name)) in granted}
-    for name in sorted(absences.gone(calls, alive, clock())):
-        fresh = [c for c in calls[name] if c.id not in posted]
-        if not fresh:
-            continue
-        reason = f"node {name} gone for {absences.grace:g} s: the call's session was lost"
-        log.warning("cluster: node %s is gone; ending its %d call(s) as hung up", name, len(fresh))
-        for contact in fresh:
-            posted.add(contact.id)
-            post(ev.ContactAbandoned(contact.id, reason))
-        try:
-            ended(name, fresh)
-        except Exception:
-            log.exception("cluster: a listener of ended calls failed")
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.look()
+            except CONNECTION_ERRORS as err:
+                log.warning("cluster: cannot see which nodes are alive (%s); retrying", err)
+            await asyncio.sleep(CHECK_EVERY)  # a period: a lock that goes away announces nothing
+
+    async def look(self) -> None:
+        calls: dict[str, list[Contact]] = {}
+        for contact in self.open_contacts():
+            holder = call_holder(contact)
+            if holder is not None:
+                calls.setdefault(holder, []).append(contact)
+        self.posted &= {c.id for held in calls.values() for c in held}
+        granted = await self.held_locks() if calls else set()
+        alive = {name for name in calls if lock_halves(node_key(self.schema, name)) in granted}
+        for name in sorted(self.absences.gone(calls, alive, self.clock())):
+            fresh = [c for c in calls[name] if c.id not in self.posted]
+            if not fresh:
+                continue
+            reason = f"node {name} gone for {self.absences.grace:g} s: the call's session was lost"
+            log.warning("cluster: node %s is gone; ending its %d call(s) as hung up", name, len(fresh))
+            for contact in fresh:
+                self.posted.add(contact.id)
+                self.post(ev.ContactAbandoned(contact.id, reason))
+            try:
+                self.ended(name, fresh)
+            except Exception:
+                log.exception("cluster: a listener of ended calls failed")

@@ -36,7 +36,7 @@ from acd.cluster.bus import Bus
 from acd.cluster.codec import CodecError, decode_command, decode_event, encode
 from acd.cluster.effects import EffectFeed
 from acd.cluster.leader import CONNECTION_ERRORS, Leadership, wait_a_while
-from acd.cluster.liveness import DEFAULT_GRACE, Absences, NodeLock, watch_nodes
+from acd.cluster.liveness import DEFAULT_GRACE, Absences, NodeLock, NodeWatch
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.model import Channel, Contact, ContactStatus, Manager
@@ -463,7 +463,7 @@ class ClusterDispatcher(Dispatcher):
                 log.exception("cluster: handling other nodes' work failed; retrying")
 
     async def _watch_nodes(self) -> None:
-        await watch_nodes(
+        watch = NodeWatch(
             self.absences,
             self.settings.schema,
             lambda: list(self.board.contacts.values()),
@@ -472,6 +472,7 @@ class ClusterDispatcher(Dispatcher):
             self.clock,
             self._calls_ended,
         )
+        await watch.run()
 
     def _post_here(self, event: ev.Event) -> None:
         super().post(event)
