@@ -16,6 +16,7 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -90,67 +91,51 @@ def config_for_bench(tmp: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    rate: float  # requests/s
+    errors: int
+    cpu_us: float  # the server's CPU time per request
+    rss_mb: float
+
+
+async def serve_and_hammer(args: list[str], log: Path, port: int, total: int, concurrency: int) -> Served:
+    """Start one server, drive it, stop it."""
+    server = await spawn(args, log)
+    try:
+        rate, errors, cpu = await cpu_per_request(server.pid, f"http://127.0.0.1:{port}/api/leads", total, concurrency)
+        return Served(rate, errors, cpu, psutil.Process(server.pid).memory_info().rss / 2**20)
+    finally:
+        server.terminate()
+        await server.wait()
+
+
 async def measure(total: int = 6000, concurrency: int = 64) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         port = free_port()
-        bare = await spawn([sys.executable, "-m", "bench.bare_server", str(port)], tmp / "bare.log")
-        try:
-            bare_rate, _, bare_cpu = await cpu_per_request(
-                bare.pid, f"http://127.0.0.1:{port}/api/leads", total, concurrency
-            )
-        finally:
-            bare.terminate()
-            await bare.wait()
-
-        port = free_port()
-        floor = await spawn(
-            [sys.executable, "-m", "bench.floor_server", str(port), str(tmp / "floor.db")], tmp / "floor.log"
+        bare = await serve_and_hammer(
+            [sys.executable, "-m", "bench.bare_server", str(port)], tmp / "bare.log", port, total, concurrency
         )
-        try:
-            floor_rate, _, floor_cpu = await cpu_per_request(
-                floor.pid, f"http://127.0.0.1:{port}/api/leads", total, concurrency
-            )
-        finally:
-            floor.terminate()
-            await floor.wait()
-
+        port = free_port()
+        floor_args = [sys.executable, "-m", "bench.floor_server", str(port), str(tmp / "floor.db")]
+        floor = await serve_and_hammer(floor_args, tmp / "floor.log", port, total, concurrency)
         port = free_port()
         db = f"sqlite+aiosqlite:///{tmp / 'acd.db'}"
-        config = config_for_bench(tmp)
-        acd = await spawn(
-            [
-                sys.executable,
-                "-m",
-                "acd.cli",
-                "serve",
-                "--config",
-                str(config),
-                "--db",
-                db,
-                "--port",
-                str(port),
-                "--demo",
-            ],
-            tmp / "acd.log",
-        )
-        try:
-            rate, errors, cpu = await cpu_per_request(acd.pid, f"http://127.0.0.1:{port}/api/leads", total, concurrency)
-            rss = psutil.Process(acd.pid).memory_info().rss / 2**20
-        finally:
-            acd.terminate()
-            await acd.wait()
+        acd_args = [sys.executable, "-m", "acd.cli", "serve", "--config", str(config_for_bench(tmp))]
+        acd_args += ["--db", db, "--port", str(port), "--demo"]
+        acd = await serve_and_hammer(acd_args, tmp / "acd.log", port, total, concurrency)
     return {
-        "intake_leads_per_s": rate,
-        "intake_bare_aiohttp_rps": bare_rate,
-        "intake_ratio": rate / bare_rate,
-        "intake_errors": float(errors),
-        "intake_floor_rps": floor_rate,
-        "intake_floor_ratio": floor_rate / bare_rate,
-        "intake_server_cpu_per_lead_us": cpu,
-        "intake_bare_cpu_per_request_us": bare_cpu,
-        "intake_floor_cpu_per_request_us": floor_cpu,
-        "intake_server_rss_mb": rss,
+        "intake_leads_per_s": acd.rate,
+        "intake_bare_aiohttp_rps": bare.rate,
+        "intake_ratio": acd.rate / bare.rate,
+        "intake_errors": float(acd.errors),
+        "intake_floor_rps": floor.rate,
+        "intake_floor_ratio": floor.rate / bare.rate,
+        "intake_server_cpu_per_lead_us": acd.cpu_us,
+        "intake_bare_cpu_per_request_us": bare.cpu_us,
+        "intake_floor_cpu_per_request_us": floor.cpu_us,
+        "intake_server_rss_mb": acd.rss_mb,
     }
 
 
