@@ -17,7 +17,6 @@ whose listening connection was down reads the ones it missed when it is back (ac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -37,6 +36,7 @@ from acd.cluster.leader import (
     open_session,
     session_settings,
 )
+from acd.runtime import cancel_and_wait
 
 log = logging.getLogger("acd.cluster")
 
@@ -86,9 +86,7 @@ class Bus:
 
     async def close(self) -> None:
         if self._listen_task is not None:
-            self._listen_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listen_task
+            await cancel_and_wait(self._listen_task)
         if self._pool is not None:
             try:
                 async with asyncio.timeout(5.0):

@@ -15,13 +15,13 @@ never ring: the offer would run out as a missed offer and pause the manager.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from acd.cluster.leader import CONNECTION_ERRORS
+from acd.runtime import cancel_and_wait
 
 log = logging.getLogger("acd.cluster")
 
@@ -75,9 +75,7 @@ class EffectFeed:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _catch_up(self) -> None:
         while self._gap:

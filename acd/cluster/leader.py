@@ -13,7 +13,6 @@ which bounds how long a vanished leader can block the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from acd.runtime import wait_a_while
+from acd.runtime import cancel_and_wait, wait_a_while
 
 log = logging.getLogger("acd.cluster")
 
@@ -120,9 +119,7 @@ class Leadership:
     async def release(self) -> None:
         self._releasing = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._close()
         self.holding = False
 

@@ -24,7 +24,6 @@ host and FastAGI port, which recovers its talked calls) keeps its calls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -34,6 +33,7 @@ from typing import Any, Final
 from acd.cluster.leader import CONNECTION_ERRORS, RETRY, dsn, hold_open, lock_halves, open_session
 from acd.core import events as ev
 from acd.core.model import Channel, Contact
+from acd.runtime import cancel_and_wait
 
 log = logging.getLogger("acd.cluster")
 
@@ -103,9 +103,7 @@ class NodeLock:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         warned = False

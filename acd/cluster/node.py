@@ -43,6 +43,7 @@ from acd.core.model import Channel, Contact, ContactStatus, Manager
 from acd.core.policy import RoutingPolicy
 from acd.core.switchboard import Switchboard
 from acd.dispatcher import Dispatcher, Listener, Persistence
+from acd.runtime import cancel_and_wait
 from acd.storage import StorageError, Store
 
 log = logging.getLogger("acd.cluster")
@@ -197,9 +198,7 @@ class ClusterDispatcher(Dispatcher):
         except TimeoutError:
             log.warning("cluster: %d event(s) not handed over at shutdown (the database is away)", len(self._outbox))
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self.effects.close()
         if self.node_lock is not None:
             await self.node_lock.close()
@@ -432,9 +431,7 @@ class ClusterDispatcher(Dispatcher):
 
     async def _stop_leader_tasks(self) -> None:
         for task in self._leader_tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._leader_tasks = []
 
     async def _holds_lock(self) -> bool:

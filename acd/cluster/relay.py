@@ -19,7 +19,6 @@ although it took effect — the asker says so in its error message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import uuid
@@ -28,6 +27,7 @@ from typing import Any, Final
 
 from acd.cluster.bus import NOTIFY_LIMIT, Bus, channel_names
 from acd.cluster.leader import CONNECTION_ERRORS
+from acd.runtime import cancel_and_wait
 
 log = logging.getLogger("acd.cluster")
 
@@ -77,9 +77,7 @@ class Relay:
 
     async def close(self) -> None:
         for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self._bus.close()
 
     def answers_to(self, to: str) -> bool:
