@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -53,25 +54,37 @@ async def started_pbx() -> PbxSim:
     return sim
 
 
-@pytest.fixture
-async def pair(pg_schema: Place) -> AsyncIterator[Pair]:
-    sim = await started_pbx()
-    leader = await node(pg_schema, sim, "a")
-    servers = [leader]
+@asynccontextmanager
+async def nodes(
+    place: Place, sim: PbxSim, make_node: Callable[[Place, PbxSim, str], Awaitable[Server]], holder: str = "follower"
+) -> AsyncIterator[Pair]:
+    """Node a dispatches, node b follows; Asterisk's FastAGI target (the node holding the calls)
+    is `holder`. Closes the nodes, then `sim`."""
+    servers: list[Server] = []
     try:
+        leader = await make_node(place, sim, "a")
+        servers.append(leader)
         await asyncio.wait_for(pair_dispatcher(leader).elected.wait(), 15)
-        follower = await node(pg_schema, sim, "b")
+        follower = await make_node(place, sim, "b")
         servers.append(follower)
-        assert follower.telephony is not None
-        sim.agi_target = ("127.0.0.1", follower.telephony.agi.port)  # Asterisk reaches the follower
+        held_by = follower if holder == "follower" else leader
+        assert held_by.telephony is not None
+        sim.agi_target = ("127.0.0.1", held_by.telephony.agi.port)
         for server in servers:
             assert server.telephony is not None
             await asyncio.wait_for(server.telephony.resynced.wait(), 5)
-        yield Pair(leader, follower, sim, pg_schema, servers)
+        yield Pair(leader, follower, sim, place, servers)
     finally:
         for server in reversed(servers):
             await server.close()
         await sim.close()
+
+
+@pytest.fixture
+async def pair(pg_schema: Place) -> AsyncIterator[Pair]:
+    """Asterisk reaches the follower."""
+    async with nodes(pg_schema, await started_pbx(), node) as p:
+        yield p
 
 
 def pair_dispatcher(server: Server) -> ClusterDispatcher:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from acd.core import events as ev
 from acd.core.model import ContactStatus
 from acd.pbxsim import Caller, PbxSim, Press
 from acd.storage import open_store
-from tests.cluster.test_telephony_cluster import MOSCOW, Pair, pair_dispatcher, started_pbx, until
+from tests.cluster.test_telephony_cluster import MOSCOW, Pair, nodes, started_pbx, until
 from tests.telephony.telephony_harness import DEVICES, telephony_deployment
 
 QUICK_IVR = [Press("1", after=0.05), Press("1", after=0.05), Press("3", after=0.05)]
@@ -33,44 +32,25 @@ async def real_speed_node(place: Place, sim: PbxSim, name: str) -> Server:
     return await build(deployment, store, demo=True, cluster=ClusterSettings(place.url, name, place.schema))
 
 
-@asynccontextmanager
-async def nodes(place: Place, holder: str) -> AsyncIterator[Pair]:
-    """Node a dispatches, node b follows; the PBX's FastAGI target (the node holding the calls)
-    is `holder`. Phones at real speed."""
+async def real_speed_pbx() -> PbxSim:
     sim = await started_pbx()
     sim.time_scale = 1.0
     sim.default_prompt = 0.05
     sim.phones[DEVICES["anna"]].talk_for = None  # she stays on the line until the call leaves her
-    leader = await real_speed_node(place, sim, "a")
-    servers = [leader]
-    try:
-        await asyncio.wait_for(pair_dispatcher(leader).elected.wait(), 15)
-        follower = await real_speed_node(place, sim, "b")
-        servers.append(follower)
-        held_by = follower if holder == "follower" else leader
-        assert held_by.telephony is not None
-        sim.agi_target = ("127.0.0.1", held_by.telephony.agi.port)
-        for server in servers:
-            assert server.telephony is not None
-            await asyncio.wait_for(server.telephony.resynced.wait(), 5)
-        yield Pair(leader, follower, sim, place, servers)
-    finally:
-        for server in reversed(servers):
-            await server.close()
-        await sim.close()
+    return sim
 
 
 @pytest.fixture
 async def pair(pg_schema: Place) -> AsyncIterator[Pair]:
     """The follower holds the calls; the manager's panel talks to the dispatching node."""
-    async with nodes(pg_schema, "follower") as p:
+    async with nodes(pg_schema, await real_speed_pbx(), real_speed_node, "follower") as p:
         yield p
 
 
 @pytest.fixture
 async def held_by_the_leader(pg_schema: Place) -> AsyncIterator[Pair]:
     """The dispatching node holds the calls; the manager's panel talks to the follower."""
-    async with nodes(pg_schema, "leader") as p:
+    async with nodes(pg_schema, await real_speed_pbx(), real_speed_node, "leader") as p:
         yield p
 
 
