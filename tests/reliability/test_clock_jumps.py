@@ -35,7 +35,9 @@ LIBFAKETIME = next(
 )
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed (Debian: apt-get install faketime)"),
+    pytest.mark.skipif(
+        LIBFAKETIME is None, reason="libfaketime is not installed: apt-get install faketime (.ci/run does it)"
+    ),
 ]
 
 OFFER_TIMEOUT = 6.0  # web offers, seconds: long enough to look at them, short enough to see them expire
