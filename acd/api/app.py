@@ -65,6 +65,15 @@ BROWSER_AUTH: web.AppKey[BrowserAuth] = web.AppKey("browser_auth")
 # ---- middleware -------------------------------------------------------------------
 
 
+def core_refusal(err: CoreError) -> ApiError:
+    """How the API answers a request the routing core refused."""
+    return ApiError(404 if err.code.startswith("no_such") else 409, err.code, str(err))
+
+
+def database_away() -> ApiError:
+    return ApiError(503, "unavailable", "the database is unavailable; retry shortly", {"Retry-After": "2"})
+
+
 @web.middleware
 async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,12 +87,12 @@ async def errors_middleware(
         raise
     except CoreError as err:
         svc.metrics.requests.labels("409").inc()
-        raise ApiError(404 if err.code.startswith("no_such") else 409, err.code, str(err)) from None
+        raise core_refusal(err) from None
     except StorageError:
         # nothing was written: the client may safely retry (with the same Idempotency-Key)
         log.exception("database unavailable on %s %s", request.method, request.path)
         svc.metrics.requests.labels("503").inc()
-        raise ApiError(503, "unavailable", "the database is unavailable; retry shortly", {"Retry-After": "2"}) from None
+        raise database_away() from None
     except web.HTTPException as err:
         svc.metrics.requests.labels(str(err.status)).inc()
         if err.status >= 400 and err.content_type != "application/json":

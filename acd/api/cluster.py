@@ -18,8 +18,8 @@ from acd.cluster.relay import Relay
 RELAY = web.AppKey("relay", Relay)
 
 
-def error_answer(status: int, code: str, message: str) -> dict[str, Any]:
-    return {"error": [status, code, message]}
+def error_answer(err: ApiError) -> dict[str, Any]:
+    return {"error": [err.status, err.code, err.message]}
 
 
 def raise_if_error(answer: dict[str, Any]) -> dict[str, Any]:

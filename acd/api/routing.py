@@ -28,6 +28,7 @@ class ApiError(web.HTTPException):
             headers=headers,
         )
         self.code = code
+        self.message = message
 
 
 @dataclass(frozen=True, slots=True)

@@ -472,7 +472,7 @@ def answer_callback_webhooks(relay: Relay, svc: Services, callbacks: Callbacks) 
     async def webhook(asked: dict[str, Any]) -> dict[str, Any]:
         handler = CALLBACK_WEBHOOKS.get(str(asked.get("route")))
         if handler is None:
-            return error_answer(404, "not_found", "no such callback webhook")
+            return error_answer(ApiError(404, "not_found", "no such callback webhook"))
         resp = await handler(svc, callbacks, dict(asked.get("query") or {}), dict(asked.get("form") or {}))
         return {"ok": {"twiml": str(resp)}}
 

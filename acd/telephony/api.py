@@ -8,7 +8,7 @@ Callbacks rung through Twilio (no Asterisk) are under `CALLBACKS` instead.
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
-from acd.api.app import SERVICES, Services, _answers, _client_ip, _me, api
+from acd.api.app import SERVICES, Services, _answers, _client_ip, _me, api, core_refusal, database_away
 from acd.api.cluster import RELAY, error_answer, raise_if_error
 from acd.api.crm import CRM
 from acd.api.routing import ApiError, parse_body
@@ -31,6 +31,8 @@ from acd.storage import StorageError
 from acd.storage.telephony import CallbackRow
 from acd.telephony.callbacks import Callbacks
 from acd.telephony.service import Telephony, TelephonyError
+
+log = logging.getLogger("acd.telephony")
 
 TELEPHONY = web.AppKey("telephony", Telephony)
 CALLBACKS = web.AppKey("callbacks", Callbacks)  # only when they do not ring through Asterisk
@@ -267,11 +269,12 @@ def answer_transfers(relay: Relay, svc: Services, telephony: Telephony) -> None:
         try:
             return {"ok": await _transfer_here(svc, telephony, asked)}
         except ApiError as err:
-            return error_answer(err.status, err.code, json.loads(err.text or "{}").get("error", {}).get("message", ""))
+            return error_answer(err)
         except CoreError as err:
-            return error_answer(404 if err.code.startswith("no_such") else 409, err.code, str(err))
-        except StorageError as err:
-            return error_answer(503, "unavailable", f"the database is unavailable; retry shortly ({err})")
+            return error_answer(core_refusal(err))
+        except StorageError:
+            log.exception("database unavailable on a transfer passed on by another node")
+            return error_answer(database_away())
 
     relay.handlers["transfer"] = transfer_asked
 
