@@ -50,7 +50,6 @@ from acd.storage.telephony import TelephonyStore
 from acd.telephony.callbacks import Callbacks, CallbackSettings
 from acd.telephony.ivr import Done, IvrRun
 from acd.telephony.queue_log import QueueLog
-from acd.telephony.service import ADOPT_EVERY
 
 log = logging.getLogger("acd.twilio")
 CALL_SID = "twilio_call_sid"
@@ -114,20 +113,9 @@ class TwilioVoice:
         elsewhere is a `pending` row), from the moment it takes over until its process ends — as
         for callbacks rung through Asterisk (acd.telephony.service)."""
         await dispatching.wait()
-        while True:
-            try:
-                await callbacks.start()  # re-arms from the board what the restore offered
-                break
-            except Exception:
-                log.exception("cannot re-arm the Twilio callbacks on taking over; retrying")
-                await asyncio.sleep(ADOPT_EVERY)
+        await callbacks.take_over()  # re-arms from the board what the restore offered
         self._callbacks_live = True  # only now, so no offer is rung both by `start` and a command
-        while True:
-            await asyncio.sleep(ADOPT_EVERY)  # requests stored on other nodes announce nothing
-            try:
-                await callbacks.adopt()
-            except Exception:
-                log.exception("cannot read the callback requests of other nodes; retrying")
+        await callbacks.adopt_forever()
 
     def on_command(self, cmd: ev.Command) -> None:
         match cmd:

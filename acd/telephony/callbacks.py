@@ -55,6 +55,7 @@ from acd.telephony.callback_dialers import AmiDialer, CallbackDialer, CallbackSe
 from acd.telephony.queue_log import QueueLog
 
 log = logging.getLogger(__name__)
+ADOPT_EVERY = 1.0  # seconds: cluster mode, how soon the dispatching node schedules a request stored elsewhere
 WALL_RECHECK = 1.0  # seconds: how late a due request may be noticed after a step of the wall clock
 
 
@@ -135,6 +136,27 @@ class Callbacks:
             if task is not None:
                 with contextlib.suppress(Exception):
                     await cancel_and_wait(task)
+
+    async def take_over(self) -> None:
+        """Cluster mode, on a node that has just begun to dispatch: `start`, tried again until the
+        database lets it."""
+        while True:
+            try:
+                await self.start()
+                return
+            except Exception:
+                log.exception("cannot re-arm the callbacks on taking over; retrying")
+                await asyncio.sleep(ADOPT_EVERY)
+
+    async def adopt_forever(self) -> None:
+        """Cluster mode, on the dispatching node until its process ends: `adopt` every
+        `ADOPT_EVERY`, since a request stored on another node announces nothing."""
+        while True:
+            await asyncio.sleep(ADOPT_EVERY)
+            try:
+                await self.adopt()
+            except Exception:
+                log.exception("cannot read the callback requests of other nodes; retrying")
 
     async def adopt(self) -> int:
         """Cluster mode, on the dispatching node: schedule the requests other nodes stored

@@ -41,7 +41,6 @@ from acd.telephony.servers import AmiServers, DeviceOwners
 
 log = logging.getLogger(__name__)
 
-ADOPT_EVERY = 1.0  # seconds: cluster mode, how soon the dispatching node schedules a request stored elsewhere
 # Device states that keep a manager from being offered a call (the phone unregistered counts).
 BUSY_STATES = frozenset({"INUSE", "BUSY", "RINGING", "RINGINUSE", "ONHOLD", "UNAVAILABLE"})
 
@@ -186,15 +185,9 @@ class Telephony:
     async def _when_dispatching(self, dispatching: asyncio.Event) -> None:
         """Cluster mode: wait for this node to dispatch, then take up the once-only work —
         the callbacks (re-armed from the store as after a restart, and then every
-        `ADOPT_EVERY` the requests other nodes stored) and the managers' device states."""
+        `ADOPT_EVERY` the requests other nodes stored, acd.telephony.callbacks) and the managers' device states."""
         await dispatching.wait()
-        while True:
-            try:
-                await self.callbacks.start()
-                break
-            except Exception:
-                log.exception("cannot re-arm the callbacks on taking over; retrying")
-                await asyncio.sleep(ADOPT_EVERY)
+        await self.callbacks.take_over()
         # Only now: `start` re-arms what the restore offered, from the board, with no await after
         # reading it, so no offer falls between the two and none is dialled twice.
         self._once = True
@@ -205,12 +198,7 @@ class Telephony:
                 except AmiError as err:
                     log.warning("AMI resync of %s on taking over failed: %s", name, err)
         log.info("telephony: this node now runs the callbacks and the managers' device states")
-        while True:
-            await asyncio.sleep(ADOPT_EVERY)  # a period: requests stored elsewhere announce nothing
-            try:
-                await self.callbacks.adopt()
-            except Exception:
-                log.exception("cannot read the callback requests of other nodes; retrying")
+        await self.callbacks.adopt_forever()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
