@@ -18,14 +18,12 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any
 
-from acd.cluster.leader import CONNECTION_ERRORS
+from acd.cluster.leader import CONNECTION_ERRORS, RETRY
 from acd.runtime import cancel_and_wait
 
 log = logging.getLogger("acd.cluster")
-
-RETRY: Final = 1.0
 
 ReadAfter = Callable[[int], Awaitable[list[tuple[int, dict[str, Any]]]]]
 
