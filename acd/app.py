@@ -228,7 +228,9 @@ async def serve(
     # processes (an offer's expiry set on the dispatching node is rung on another), so every
     # node keeps to the wall clock they share.
     clock = time.time if settings is not None else SteadyClock()
-    server = await build(deployment, await open_store(url), demo=demo, clock=clock, cluster=settings)
+    server = await build(
+        deployment, await open_store(url, writer_process=True), demo=demo, clock=clock, cluster=settings
+    )
     if isinstance(clock, SteadyClock):
         Gauge(
             "acd_wall_clock_step_seconds",

@@ -5,7 +5,8 @@ Each server runs as its own process; one client process drives them all the same
 the bare handler, the floor (bench.floor_server): the same stack committing each lead and
 nothing more, so the figures show what the frameworks cost and what acd adds. The CPU
 time each server spends per request is printed too: on a shared machine it moves less
-than the rates do.
+than the rates do. acd's counts all its processes (its SQLite writer works in one of its
+own), and the process serving HTTP is also shown alone. Memory is all of them together.
 """
 
 from __future__ import annotations
@@ -47,14 +48,16 @@ async def spawn(args: list[str], log: Path) -> asyncio.subprocess.Process:
     return proc
 
 
-async def cpu_per_request(pid: int, url: str, total: int, concurrency: int) -> tuple[float, int, float]:
-    """`hammer`, and the server process's CPU time (user + system) per request in µs."""
+async def cpu_per_request(pid: int, url: str, total: int, concurrency: int) -> tuple[float, int, float, float]:
+    """`hammer`, and the server's CPU time (user + system) per request in µs: its own
+    processes all together (acd's SQLite writer among them), and the serving one alone."""
     server = psutil.Process(pid)
-    before = server.cpu_times()
+    processes = [server, *server.children(recursive=True)]
+    before = [p.cpu_times() for p in processes]
     rate, errors = await hammer(url, total, concurrency)
-    after = server.cpu_times()
-    used = (after.user - before.user) + (after.system - before.system)
-    return rate, errors, used / total * 1e6
+    after = [p.cpu_times() for p in processes]
+    used = [(a.user - b.user) + (a.system - b.system) for a, b in zip(after, before, strict=True)]
+    return rate, errors, sum(used) / total * 1e6, used[0] / total * 1e6
 
 
 async def hammer(url: str, total: int, concurrency: int) -> tuple[float, int]:
@@ -95,7 +98,8 @@ def config_for_bench(tmp: Path) -> Path:
 class Served:
     rate: float  # requests/s
     errors: int
-    cpu_us: float  # the server's CPU time per request
+    cpu_us: float  # the server's CPU time per request, all its processes
+    loop_cpu_us: float  # the same, the process serving HTTP alone
     rss_mb: float
 
 
@@ -103,8 +107,11 @@ async def serve_and_hammer(args: list[str], log: Path, port: int, total: int, co
     """Start one server, drive it, stop it."""
     server = await spawn(args, log)
     try:
-        rate, errors, cpu = await cpu_per_request(server.pid, f"http://127.0.0.1:{port}/api/leads", total, concurrency)
-        return Served(rate, errors, cpu, psutil.Process(server.pid).memory_info().rss / 2**20)
+        url = f"http://127.0.0.1:{port}/api/leads"
+        rate, errors, cpu, loop_cpu = await cpu_per_request(server.pid, url, total, concurrency)
+        processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        rss = sum(p.memory_info().rss for p in processes) / 2**20
+        return Served(rate, errors, cpu, loop_cpu, rss)
     finally:
         server.terminate()
         await server.wait()
@@ -133,6 +140,7 @@ async def measure(total: int = 6000, concurrency: int = 64) -> dict[str, float]:
         "intake_floor_rps": floor.rate,
         "intake_floor_ratio": floor.rate / bare.rate,
         "intake_server_cpu_per_lead_us": acd.cpu_us,
+        "intake_server_loop_cpu_per_lead_us": acd.loop_cpu_us,
         "intake_bare_cpu_per_request_us": bare.cpu_us,
         "intake_floor_cpu_per_request_us": floor.cpu_us,
         "intake_server_rss_mb": acd.rss_mb,

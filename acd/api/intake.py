@@ -25,7 +25,7 @@ class Recogniser(Protocol):
     """The CRM's side of intake (acd.crm.service.CrmService)."""
 
     async def prepare_many(self, contacts: Sequence[Contact]) -> tuple[list[Contact], list[Any]]: ...
-    async def write_new_customers(self, conn: Any, fresh: Sequence[Any]) -> None: ...
+    def new_customers_work(self, fresh: Sequence[Any]) -> Any: ...
     async def enrich_many(self, contacts: Sequence[Contact]) -> list[Contact]: ...
 
 
@@ -80,11 +80,8 @@ class Intake:
             contacts, fresh = await crm.prepare_many(contacts)
             contacts = [entry_step(c, policy) for c in contacts]
 
-            async def customers(conn: Any) -> None:
-                await crm.write_new_customers(conn, fresh)
-
             items = [(c, p.key) for c, p in zip(contacts, batch, strict=True)]
-            return await self.store.create_contacts(items, customers if fresh else None)
+            return await self.store.create_contacts(items, crm.new_customers_work(fresh) if fresh else None)
         except Exception:
             # Most likely a customer created meanwhile by another process, or a reused id:
             # take the careful road, one contact at a time, so one bad row fails alone.

@@ -47,13 +47,9 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
         self, phones: Iterable[str] = (), emails: Iterable[str] = ()
     ) -> dict[tuple[str, str], Customer]: ...
     async def deals_of_many(self, customer_ids: Iterable[str]) -> dict[str, list[Deal]]: ...
-    async def write_customers_and_deals(
-        self,
-        conn: Any,
-        new_customers: Sequence[Customer],
-        changed: Sequence[Deal] = (),
-        history: Sequence[CrmEvent] = (),
-    ) -> None: ...
+    def rows_to_write(
+        self, new_customers: Sequence[Customer], changed: Sequence[Deal] = (), history: Sequence[CrmEvent] = ()
+    ) -> Any: ...
     async def save_customer(self, customer: Customer, *, new: bool, event: CrmEvent | None = None) -> None: ...
     async def list_customers(
         self, query: str | None = None, account_manager: str | None = None, limit: int = 100, offset: int = 0
@@ -290,10 +286,11 @@ class CrmService:
             out = list(await asyncio.gather(*routed))
         return out, fresh
 
-    async def write_new_customers(self, conn: Any, fresh: Sequence[Customer]) -> None:
-        """Insert customers from `prepare_many` inside the caller's transaction."""
+    def new_customers_work(self, fresh: Sequence[Customer]) -> Any:
+        """The customers from `prepare_many` as work for the intake's transaction
+        (acd.storage.store.Store.create_contacts' `also`)."""
         history = [CrmEvent(cu.created_at, cu.id, "created", by="intake") for cu in fresh]
-        await self.repo.write_customers_and_deals(conn, fresh, (), history)
+        return self.repo.rows_to_write(fresh, (), history)
 
     def _stranger(self, contact: Contact, phone: str | None, email: str | None, now: float) -> Customer:
         return Customer(

@@ -7,17 +7,19 @@ as soon as this module is imported; migration 0003_crm (branch "crm") builds the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from acd.core.model import Contact
 from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
 from acd.crm.ratings import Lead
 from acd.storage import tables as t
-from acd.storage.store import Conflict, Store, _contact_from_row
+from acd.storage.bulk import insert_many
+from acd.storage.store import Conflict, Store, Work, _contact_from_row
 
 _serial = t._serial
 JSONText = t.JSONText
@@ -103,16 +105,59 @@ vacations = sa.Table(
 )
 
 
+class _Key(NamedTuple):
+    kind: str
+    value: str
+    customer_id: str
+
+
+def _look_up_keys(
+    conn: Connection, wanted: list[tuple[str, str]]
+) -> tuple[list[_Key], list[dict[str, Any]], list[_Key]]:
+    """The key rows of `wanted` (kind, value) keys; their customers' rows, and all the keys
+    those customers hold."""
+    k = customer_keys.c
+    hits: list[_Key] = []
+    for kind in ("phone", "email"):  # one indexed (kind, value) look-up each: an OR would scan
+        values = [value for held_kind, value in wanted if held_kind == kind]
+        if values:
+            query = sa.select(k.kind, k.value, k.customer_id).where(k.kind == kind, k.value.in_(values))
+            hits += [_Key(*row) for row in conn.execute(query)]
+    ids = sorted({key.customer_id for key in hits})
+    if not ids:
+        return hits, [], []
+    rows = [dict(row) for row in conn.execute(sa.select(customers).where(customers.c.id.in_(ids))).mappings()]
+    query = sa.select(k.kind, k.value, k.customer_id).where(k.customer_id.in_(ids))
+    return hits, rows, [_Key(*row) for row in conn.execute(query)]
+
+
+def _write_rows(
+    conn: Connection,
+    customer_rows: list[dict[str, Any]],
+    key_rows: list[dict[str, Any]],
+    deal_rows: list[dict[str, Any]],
+    event_rows: list[dict[str, Any]],
+) -> None:
+    insert_many(conn, customers, customer_rows)
+    insert_many(conn, customer_keys, key_rows)
+    if deal_rows:
+        conn.execute(_deal_upsert(conn.dialect.name), deal_rows)
+    insert_many(conn, events, event_rows)
+
+
+def _deal_upsert(dialect: str) -> Any:
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(deals)
+    updated = {c.name: statement.excluded[c.name] for c in deals.c if c.name != "id"}
+    return statement.on_conflict_do_update(index_elements=["id"], set_=updated)
+
+
 class CrmStore:
     """The CRM repository. Every write returns after its transaction committed."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._insert: Any = store._insert
-        statement = self._insert(deals)
-        self._upsert_deal = statement.on_conflict_do_update(
-            index_elements=["id"], set_={c.name: statement.excluded[c.name] for c in deals.c if c.name != "id"}
-        )
+        self._upsert_deal = _deal_upsert(store.backend)
 
     # ---- customers ----------------------------------------------------------------
 
@@ -140,22 +185,10 @@ class CrmStore:
     ) -> dict[tuple[str, str], Customer]:
         """Every customer holding one of these phones or e-mails, by ("phone"|"email", value):
         the look-up of a whole intake batch in one connection and a handful of queries."""
-        k = customer_keys.c
         wanted = [("phone", p) for p in set(phones) if p] + [("email", e) for e in set(emails) if e]
         if not wanted:
             return {}
-        async with self._store._read() as conn:
-            hits: list[Any] = []
-            for kind in ("phone", "email"):  # one indexed (kind, value) look-up each: an OR would scan
-                values = [value for held_kind, value in wanted if held_kind == kind]
-                if values:
-                    query = sa.select(k.kind, k.value, k.customer_id).where(k.kind == kind, k.value.in_(values))
-                    hits += (await conn.execute(query)).all()
-            ids = sorted({h.customer_id for h in hits})
-            if not ids:
-                return {}
-            rows = (await conn.execute(sa.select(customers).where(customers.c.id.in_(ids)))).mappings().all()
-            held = (await conn.execute(sa.select(customer_keys).where(k.customer_id.in_(ids)))).all()
+        hits, rows, held = await self._store._read_batch(_look_up_keys, wanted)
         keys_of: dict[str, list[Any]] = {}
         for key in held:
             keys_of.setdefault(key.customer_id, []).append(key)
@@ -266,27 +299,21 @@ class CrmStore:
         self, new_customers: Sequence[Customer], changed: Sequence[Deal], history: Sequence[CrmEvent]
     ) -> None:
         """An import batch: customers (new), deals (upserted) and history, all or nothing."""
-        async with self._store._write() as conn:
-            await self.write_customers_and_deals(conn, new_customers, changed, history)
+        work, args = self.rows_to_write(new_customers, changed, history)
+        await self._store._write_batch(work, *args)
 
-    async def write_customers_and_deals(
-        self,
-        conn: AsyncConnection,
-        new_customers: Sequence[Customer],
-        changed: Sequence[Deal] = (),
-        history: Sequence[CrmEvent] = (),
-    ) -> None:
-        """The same, inside a transaction someone else holds (the intake's, so that a new
-        customer commits together with the contact that made them)."""
-        if new_customers:
-            await conn.execute(customers.insert(), [_customer_row(c) for c in new_customers])
-            keys = _key_rows(new_customers)
-            if keys:
-                await conn.execute(customer_keys.insert(), keys)
-        if changed:
-            await conn.execute(self._upsert_deal, [_deal_row(d) for d in changed])
-        if history:
-            await conn.execute(events.insert(), [_event_row(e) for e in history])
+    def rows_to_write(
+        self, new_customers: Sequence[Customer], changed: Sequence[Deal] = (), history: Sequence[CrmEvent] = ()
+    ) -> Work:
+        """The same as work for a transaction someone else holds (the intake's, so that a
+        new customer commits together with the contact that made them)."""
+        rows = [_customer_row(c) for c in new_customers]
+        return _write_rows, (
+            rows,
+            _key_rows(new_customers),
+            [_deal_row(d) for d in changed],
+            [_event_row(e) for e in history],
+        )
 
     async def get_deal(self, deal_id: str) -> Deal | None:
         row = await self._store._row(sa.select(deals).where(deals.c.id == deal_id))
@@ -398,7 +425,7 @@ def _key_rows(held: Iterable[Customer]) -> list[dict[str, str]]:
     ]
 
 
-def _customer(row: sa.RowMapping, keys: Iterable[Any]) -> Customer:
+def _customer(row: Mapping[str, Any] | sa.RowMapping, keys: Iterable[Any]) -> Customer:
     keys = list(keys)
     return Customer(
         id=row["id"],

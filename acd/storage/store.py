@@ -19,12 +19,12 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -40,6 +40,8 @@ from sqlalchemy.pool import StaticPool
 from acd.core.events import Candidate, Decision, ShadowChoice, Transition
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence
 from acd.storage import tables as t
+from acd.storage.bulk import insert_many
+from acd.storage.writer import WriterGone, WriterProcess
 
 __all__ = ["Conflict", "StorageError", "Store", "default_sqlite_url", "open_store"]
 
@@ -50,6 +52,10 @@ PING_TIMEOUT_S: Final = 5.0
 # at once from both running the migrations.
 _MIGRATION_LOCK_KEY: Final = 0x0ACD_0001
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+T = TypeVar("T")
+# Another feature's rows for a transaction of the store's: a module-level function taking
+# a connection, and its arguments (see Store._write_batch).
+Work = tuple[Callable[..., None], tuple[Any, ...]]
 _OPEN_STATUSES: Final = tuple(s.value for s in ContactStatus if s.is_open)
 
 
@@ -71,14 +77,16 @@ def default_sqlite_url(data_dir: str | Path) -> str:
     return f"sqlite+aiosqlite:///{Path(data_dir) / 'acd.db'}"
 
 
-async def open_store(url: str, *, schema: str | None = None) -> Store:
+async def open_store(url: str, *, schema: str | None = None, writer_process: bool = False) -> Store:
     """Connect, migrate to the newest revision, and return the store.
 
     `url` is `sqlite+aiosqlite:///path/to/acd.db` or `postgresql+asyncpg://user@host/db`
     (the plain `sqlite://` and `postgresql://` forms get those drivers). The parent folder of
     a SQLite file is created. `schema` (PostgreSQL only) keeps every table in that schema,
     creating it if needed, so that several installations or test runs can share a database.
-    Raises `StorageError` when the database cannot be reached or migrated.
+    `writer_process` (the server's choice) gives a SQLite file its writer process for the
+    intake's batches (acd.storage.writer). Raises `StorageError` when the database cannot
+    be reached or migrated.
     """
     sa_url = _with_async_driver(make_url(url))
     backend = sa_url.get_backend_name()
@@ -101,13 +109,20 @@ async def open_store(url: str, *, schema: str | None = None) -> Store:
     except BaseException:
         await engine.dispose()
         raise
-    return Store(engine)
+    store = Store(engine, writer_process=writer_process)
+    if store._writer is not None:
+        try:
+            await store._writer.start()
+        except WriterGone as err:
+            await store.close()
+            raise StorageError(str(err)) from err
+    return store
 
 
 class Store:
     """The repository: contacts, managers, the decision/transition logs, audit, API tokens."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, writer_process: bool = False) -> None:
         self._engine = engine
         self.backend: str = engine.dialect.name
         # SQLite allows one writer per file. Queuing writers here, in order, keeps each
@@ -115,6 +130,10 @@ class Store:
         # readers are not queued (WAL lets them run beside the writer).
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if self.backend == "sqlite" else None
         self._one_connection = isinstance(engine.pool, StaticPool)
+        self._writer: WriterProcess | None = None
+        if writer_process and self.backend == "sqlite" and not self._one_connection:
+            sync_url = engine.url.set(drivername="sqlite+pysqlite").render_as_string(hide_password=False)
+            self._writer = WriterProcess(sync_url)
         self._insert: Any = sqlite.insert if self.backend == "sqlite" else postgresql.insert
         self._upsert_contacts = self._upsert(t.contacts, "id", keep=("seq", "idempotency_key"))
         self._upsert_managers = self._upsert(t.managers, "id")
@@ -122,6 +141,8 @@ class Store:
         self._intake_task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()  # after the transaction in flight
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:
@@ -192,11 +213,12 @@ class Store:
     async def create_contacts(
         self,
         items: Sequence[tuple[Contact, str | None]],
-        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        also: Work | None = None,
     ) -> list[tuple[Contact, bool]]:
         """`create_contact` for a batch the caller has already gathered, in one transaction
         that first runs `also` (another feature's rows that belong with these contacts, such
-        as the customers they create). All or nothing: any failure writes none of it."""
+        as the customers they create: see `_write_batch`). All or nothing: any failure
+        writes none of it."""
         batch = []
         for contact, key in items:
             row = _contact_row(contact)
@@ -207,7 +229,7 @@ class Store:
     async def _insert_batch(
         self,
         batch: list[tuple[Contact, dict[str, Any]]],
-        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        also: Work | None = None,
     ) -> list[tuple[Contact, bool]]:
         first_by_key: dict[str, int] = {}
         fresh: list[int] = []
@@ -218,24 +240,7 @@ class Store:
             if key is not None:
                 first_by_key[key] = i
             fresh.append(i)
-        statement = (
-            self._insert(t.contacts)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(t.contacts.c.id, t.contacts.c.seq)
-        )
-        async with self._write() as conn:
-            if also is not None:
-                await also(conn)
-            returned = await conn.execute(statement, [batch[i][1] for i in fresh])
-            seqs = {row.id: int(row.seq) for row in returned}
-            lost = [batch[i][1]["idempotency_key"] for i in fresh if batch[i][1]["id"] not in seqs]
-            if any(key is None for key in lost):
-                raise Conflict("a contact id was reused")
-            existing: dict[str, Contact] = {}
-            if lost:
-                query = sa.select(t.contacts).where(t.contacts.c.idempotency_key.in_(lost))
-                for found in (await conn.execute(query)).mappings():
-                    existing[found["idempotency_key"]] = _contact_from_row(found)
+        seqs, existing = await self._write_batch(_write_contacts, [batch[i][1] for i in fresh], also)
         out: list[tuple[Contact, bool]] = []
         for contact, row in batch:
             key = row["idempotency_key"]
@@ -428,6 +433,28 @@ class Store:
                 async with self._write_lock, self._engine.begin() as conn:
                     yield conn
 
+    async def _write_batch(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(connection, *args)` in one committed transaction: the intake's writes of
+        many rows. `work` is a module-level function and its arguments and result plain
+        data, because `acd serve` on a SQLite file runs it in its writer process
+        (acd.storage.writer says why); elsewhere it runs here, through `run_sync`."""
+        if self._writer is None:
+            async with self._write() as conn:
+                return await conn.run_sync(work, *args)
+        assert self._write_lock is not None
+        with _translated_errors():
+            async with self._write_lock:
+                return await self._writer.run(work, *args)
+
+    async def _read_batch(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(connection, *args)` reading only, for look-ups on the intake path: in the
+        writer process where there is one, as `_write_batch`."""
+        if self._writer is None:
+            async with self._read() as conn:
+                return await conn.run_sync(work, *args)
+        with _translated_errors():
+            return await self._writer.run(work, *args)
+
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         with _translated_errors():
@@ -470,7 +497,7 @@ def _translated_errors() -> Iterator[None]:
         if isinstance(exc.orig, Exception):
             raise exc.orig from exc
         raise
-    except (PoolTimeoutError, OSError) as exc:
+    except (PoolTimeoutError, OSError, WriterGone) as exc:
         raise StorageError(str(exc)) from exc
 
 
@@ -496,11 +523,11 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         # readers run beside the one writer (WAL): enough connections that a burst of
         # look-ups (CRM recognition on every lead) does not queue for the pool
         engine = create_async_engine(url, pool_size=10, max_overflow=20)
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -583,6 +610,29 @@ def _contact_row(c: Contact) -> dict[str, Any]:
         "finished_at": c.finished_at,
         "payload": dict(c.payload),
     }
+
+
+def _write_contacts(
+    conn: Connection, rows: list[dict[str, Any]], also: Work | None
+) -> tuple[dict[str, int], dict[str, Contact]]:
+    """Insert new contacts' rows (after `also`'s); the seq of each row that went in (a
+    repeated Idempotency-Key leaves its row out) and, by key, the contacts stored before
+    under the keys that were repeated."""
+    if also is not None:
+        work, args = also
+        work(conn, *args)
+    insert_many(conn, t.contacts, rows, skip_conflicts_on="idempotency_key")
+    c = t.contacts.c
+    ids = [row["id"] for row in rows]
+    seqs = {id_: int(seq) for id_, seq in conn.execute(sa.select(c.id, c.seq).where(c.id.in_(ids)))}
+    lost = [row["idempotency_key"] for row in rows if row["id"] not in seqs]
+    if any(key is None for key in lost):
+        raise Conflict("a contact id was reused")
+    existing: dict[str, Contact] = {}
+    if lost:
+        for found in conn.execute(sa.select(t.contacts).where(c.idempotency_key.in_(lost))).mappings():
+            existing[found["idempotency_key"]] = _contact_from_row(found)
+    return seqs, existing
 
 
 def _contact_from_row(row: sa.RowMapping) -> Contact:

@@ -1,0 +1,108 @@
+"""The server's SQLite writer process (acd.storage.writer): the intake's batches written in a
+child process give the same results as in-process, a writer that dies fails only the batch
+in flight, and a writer never outlives its server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from test_storage import a_full_contact
+
+from acd.core.model import Channel, Contact
+from acd.storage import StorageError, open_store
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lead(contact_id: str) -> Contact:
+    return Contact(id=contact_id, channel=Channel.WEB, arrived_at=1_700_000_000.0, customer_name="Аня", phone="+79001")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (ended, not yet reaped by its parent) counts as gone
+    status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return status != "Z"
+
+
+async def test_a_batch_through_the_writer_process_is_stored_as_in_process(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'acd.db'}", writer_process=True)
+    try:
+        assert store._writer is not None and store._writer.pid is not None
+        full = a_full_contact("c-full")
+        stored = await store.create_contacts([(full, None), (lead("c-2"), "key-2"), (lead("c-3"), "key-2")])
+        (first, created1), (second, created2), (third, created3) = stored
+        assert (created1, created2, created3) == (True, True, False)
+        assert first.seq < second.seq and third.seq == second.seq  # the repeated key answers the first
+        assert await store.get_contact("c-full") == replace(full, seq=first.seq)
+        # a key seen in an earlier batch: nothing new, the stored contact comes back
+        again = await store.create_contacts([(lead("c-4"), "key-2")])
+        assert again == [(replace(lead("c-2"), seq=second.seq), False)]
+        assert await store.get_contact("c-4") is None
+    finally:
+        await store.close()
+
+
+async def test_a_writer_that_dies_fails_the_batch_in_flight_and_is_started_again(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'acd.db'}", writer_process=True)
+    try:
+        assert store._writer is not None
+        first_pid = store._writer.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        with pytest.raises(StorageError, match="writer process ended"):
+            await store.create_contacts([(lead("c-1"), None)])
+        assert await store.get_contact("c-1") is None
+        [(stored, created)] = await store.create_contacts([(lead("c-1"), None)])
+        assert created and (await store.get_contact("c-1")) == stored
+        assert store._writer.pid not in (None, first_pid)
+    finally:
+        await store.close()
+    assert not alive(first_pid)
+
+
+async def test_closing_the_store_ends_the_writer(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'acd.db'}", writer_process=True)
+    assert store._writer is not None
+    pid = store._writer.pid
+    assert pid is not None and alive(pid)
+    await store.close()
+    assert not alive(pid)
+
+
+def test_the_writer_ends_when_its_server_is_killed(tmp_path: Path) -> None:
+    """kill -9 of the server closes the writer's input; it must not linger holding the file."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from acd.storage import open_store
+        async def main():
+            store = await open_store({f"sqlite:///{tmp_path / 'acd.db'}"!r}, writer_process=True)
+            print(store._writer.pid, flush=True)
+            await asyncio.sleep(3600)
+        asyncio.run(main())
+        """
+    )
+    server = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        writer_pid = int(server.stdout.readline())
+        assert alive(writer_pid)
+    finally:
+        server.kill()
+        server.wait()
+    deadline = time.monotonic() + 10
+    while alive(writer_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(writer_pid)
