@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +81,18 @@ def test_a_new_customer_skips_the_preferred_ring_and_a_contact_without_a_team_th
     assert entry_step(contact("d", pinned_to="m0"), policy).step == 0
     only_rings = (EscalationStep(Pool.PREFERRED, 20), EscalationStep(Pool.TEAM))
     assert entry_step(contact("e"), harness(steps=only_rings).board.policy).step == 1  # the last ring stays
+
+
+def test_evolve_copies_a_contact_as_dataclasses_replace_does() -> None:
+    from dataclasses import fields, replace
+
+    from acd.core.model import Channel, Contact, evolve
+
+    original = Contact(id="c", channel=Channel.WEB, arrived_at=1.5, criteria={"a": "b"}, preferred=("m-1",))
+    copy = evolve(original, step=2, team="sales")
+    assert copy == replace(original, step=2, team="sales")
+    assert copy is not original and original.step == 0 and original.team is None
+    assert evolve(original) == original
+    assert {f.name for f in fields(Contact)} == {f.name for f in fields(copy)}
+    with pytest.raises(AttributeError):
+        evolve(original, no_such_field=1)

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from acd.api import schemas as s
 from acd.api.intake import Intake
-from acd.api.routing import ROUTES, ApiError, Registry, parse_body
+from acd.api.routing import ROUTES, ApiError, Registry, json_response, parse_body
 from acd.api.security import Identity, RateLimiter, TokenCache
 from acd.api.views import contact_json, decision_json, manager_json, transition_json
 from acd.config import Deployment
@@ -223,7 +223,7 @@ async def create_lead(request: web.Request) -> web.Response:
         payload={"note": body.note} if body.note else {},
     )
     stored, created = await svc.intake.submit(contact, key)
-    response = web.json_response(contact_json(stored), status=201 if created else 200)
+    response = json_response(contact_json(stored), status=201 if created else 200)
     if created:
         # the core takes this object over; the answer above was rendered before it could change
         svc.dispatcher.post(ev.ContactArrived(stored))

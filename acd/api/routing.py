@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -15,6 +16,7 @@ M = TypeVar("M", bound=BaseModel)
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 ROLES = ("manager", "supervisor", "admin")
 ROUTES = web.AppKey("routes", dict)
+BODY = web.RequestKey("json_body", object)
 
 
 class ApiError(web.HTTPException):
@@ -131,13 +133,28 @@ class Registry:
         }
 
 
+async def request_json(request: web.Request) -> Any:
+    """The request's JSON body, parsed once however many look at it (the public endpoints'
+    bot check reads it before the handler), or a 400."""
+    if BODY in request:
+        return request[BODY]
+    try:
+        data = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError as err:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {err}") from None
+    request[BODY] = data
+    return data
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """`web.json_response` through orjson, for the answers on the intake path."""
+    body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    return web.Response(body=body, status=status, content_type="application/json", charset="utf-8")
+
+
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The request's JSON as `model`, or a 400 that says which field is wrong and why."""
-    try:
-        raw = await request.read()
-        data = json.loads(raw or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {err}") from None
+    data = await request_json(request)
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
     try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from acd.core.model import Contact
+from acd.core.model import Contact, evolve
 from acd.core.policy import Pool, RoutingPolicy
 
 
@@ -42,7 +42,7 @@ def entry_step(contact: Contact, policy: RoutingPolicy) -> Contact:
     a new contact this way spares the dispatcher a second write when it arrives: the core
     then finds nothing to change."""
     step = entry_step_index(contact, policy)
-    return replace(contact, step=step) if step != contact.step else contact
+    return evolve(contact, step=step) if step != contact.step else contact
 
 
 def entry_step_index(contact: Contact, policy: RoutingPolicy) -> int:

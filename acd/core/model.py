@@ -6,9 +6,10 @@ caller; the core never reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
 
 class Channel(StrEnum):
@@ -98,6 +99,26 @@ class Contact:
 
     def segment(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(self.criteria.get(k, "") for k in keys)
+
+
+def _copier(cls: type) -> Callable[..., Any]:
+    # `dataclasses.replace` calls __init__ with every field as a keyword: 7 µs for a Contact,
+    # and a web lead is copied three times on its way in. A function that copies the fields
+    # by name, made once the way dataclasses makes __init__, takes a tenth of that.
+    body = "".join(f"    copy.{f.name} = c.{f.name}\n" for f in fields(cls))
+    source = f"def evolve(c, **changes):\n    copy = new(cls)\n{body}    for k, v in changes.items():\n"
+    source += "        setattr(copy, k, v)\n    return copy\n"
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    exec(source, namespace)
+    return namespace["evolve"]  # type: ignore[no-any-return]
+
+
+_evolve_contact = _copier(Contact)
+
+
+def evolve(contact: Contact, **changes: Any) -> Contact:
+    """`dataclasses.replace(contact, **changes)`, faster (an unknown field raises AttributeError)."""
+    return _evolve_contact(contact, **changes)  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)

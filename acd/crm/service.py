@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from acd.config import Deployment
-from acd.core.model import Contact, Manager
+from acd.core.model import Contact, Manager, evolve
 from acd.crm import csvio
 from acd.crm.identity import normalize_email, normalize_phone
 from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
@@ -304,7 +304,7 @@ class CrmService:
         )
 
     def _as_new(self, contact: Contact, customer: Customer) -> Contact:
-        return replace(contact, customer_id=customer.id, payload={**contact.payload, "crm": "new customer"})
+        return evolve(contact, customer_id=customer.id, payload={**contact.payload, "crm": "new customer"})
 
     def _as_repeat(
         self, contact: Contact, customer: Customer, deals: list[Deal], vacations: list[Vacation], now: float

@@ -21,7 +21,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -38,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from acd.core.events import Candidate, Decision, ShadowChoice, Transition
-from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence
+from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence, evolve
 from acd.storage import tables as t
 from acd.storage.bulk import insert_many
 from acd.storage.writer import WriterGone, WriterProcess
@@ -245,12 +244,12 @@ class Store:
         for contact, row in batch:
             key = row["idempotency_key"]
             if row["id"] in seqs and (key is None or batch[first_by_key[key]][1]["id"] == row["id"]):
-                out.append((replace(contact, seq=seqs[row["id"]]), True))
+                out.append((evolve(contact, seq=seqs[row["id"]]), True))
             elif key is not None and key in existing:
                 out.append((existing[key], False))
             elif key is not None:
                 first = batch[first_by_key[key]]
-                out.append((replace(first[0], seq=seqs[first[1]["id"]]), False))
+                out.append((evolve(first[0], seq=seqs[first[1]["id"]]), False))
             else:
                 raise Conflict(f"contact {row['id']} was not stored")
         return out

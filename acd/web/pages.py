@@ -6,7 +6,6 @@ The pages are static files under `web/`; they read everything through the JSON A
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from aiohttp import web
 
 from acd.api.app import IDENTITY, SERVICES, api
 from acd.api.crm import CRM, deal_json
-from acd.api.routing import ApiError
+from acd.api.routing import ApiError, request_json
 from acd.api.views import contact_json
 from acd.core.model import Contact
 from acd.storage.accounts import Accounts
@@ -81,9 +80,9 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def _is_bot(request: web.Request) -> bool:
     """True when the honeypot is filled: the bot gets a convincing 201 and no lead is made."""
     try:
-        data = json.loads(await request.read() or b"{}")
-    except ValueError:
-        return False
+        data = await request_json(request)
+    except ApiError:
+        return False  # the handler answers that
     return isinstance(data, dict) and bool(data.get(HONEYPOT))
 
 
