@@ -17,7 +17,7 @@ import pytest
 from test_storage import a_full_contact
 
 from acd.core.model import Channel, Contact
-from acd.storage import StorageError, open_store
+from acd.storage import Conflict, StorageError, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,21 @@ async def test_a_batch_through_the_writer_process_is_stored_as_in_process(tmp_pa
         again = await store.create_contacts([(lead("c-4"), "key-2")])
         assert again == [(replace(lead("c-2"), seq=second.seq), False)]
         assert await store.get_contact("c-4") is None
+    finally:
+        await store.close()
+
+
+async def test_a_refused_batch_is_refused_as_in_process_and_the_writer_goes_on(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'acd.db'}", writer_process=True)
+    try:
+        assert store._writer is not None
+        pid = store._writer.pid
+        await store.create_contacts([(lead("c-1"), None)])
+        with pytest.raises(Conflict):  # the database's refusal, raised in the writer, reaches the caller
+            await store.create_contacts([(lead("c-2"), None), (lead("c-1"), None)])
+        assert await store.get_contact("c-2") is None  # all or nothing
+        [(stored, created)] = await store.create_contacts([(lead("c-2"), None)])
+        assert created and stored.seq > 0 and store._writer.pid == pid
     finally:
         await store.close()
 

@@ -81,8 +81,8 @@ class WriterProcess:
             return self._proc
         self._proc = proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            "-m",
-            "acd.storage.writer",
+            "-c",
+            "from acd.storage.writer import main; main()",
             self._url,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -134,8 +134,9 @@ def _serve(url: str, requests: BinaryIO, answers: BinaryIO) -> None:
     while header := requests.read(_LENGTH.size):
         if len(header) < _LENGTH.size:
             break
-        work, args = pickle.loads(requests.read(_LENGTH.unpack(header)[0]))
+        request = requests.read(_LENGTH.unpack(header)[0])
         try:
+            work, args = pickle.loads(request)
             with engine.begin() as conn:
                 answer = pickle.dumps((True, work(conn, *args)), pickle.HIGHEST_PROTOCOL)
         except Exception as err:  # the caller's to handle, as if it had run there
@@ -156,7 +157,3 @@ def main() -> None:
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to the log, not into the answers
     _serve(sys.argv[1], sys.stdin.buffer, answers)
-
-
-if __name__ == "__main__":
-    main()
