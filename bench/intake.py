@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -117,34 +118,51 @@ async def serve_and_hammer(args: list[str], log: Path, port: int, total: int, co
         await server.wait()
 
 
-async def measure(total: int = 6000, concurrency: int = 64) -> dict[str, float]:
+async def measure(total: int = 6000, concurrency: int = 64, rounds: int = 3) -> dict[str, float]:
+    """Each server `rounds` times, taking turns (bare, floor, acd, bare, ...), and the
+    median of each figure: on a shared machine one slow moment must not decide the ratio."""
+    runs: dict[str, list[Served]] = {"bare": [], "floor": [], "acd": []}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        port = free_port()
-        bare = await serve_and_hammer(
-            [sys.executable, "-m", "bench.bare_server", str(port)], tmp / "bare.log", port, total, concurrency
-        )
-        port = free_port()
-        floor_args = [sys.executable, "-m", "bench.floor_server", str(port), str(tmp / "floor.db")]
-        floor = await serve_and_hammer(floor_args, tmp / "floor.log", port, total, concurrency)
-        port = free_port()
-        db = f"sqlite+aiosqlite:///{tmp / 'acd.db'}"
-        acd_args = [sys.executable, "-m", "acd.cli", "serve", "--config", str(config_for_bench(tmp))]
-        acd_args += ["--db", db, "--port", str(port), "--demo"]
-        acd = await serve_and_hammer(acd_args, tmp / "acd.log", port, total, concurrency)
+        for n in range(rounds):
+            port = free_port()
+            bare_args = [sys.executable, "-m", "bench.bare_server", str(port)]
+            runs["bare"].append(await serve_and_hammer(bare_args, tmp / "bare.log", port, total, concurrency))
+            port = free_port()
+            floor_args = [sys.executable, "-m", "bench.floor_server", str(port), str(tmp / f"floor{n}.db")]
+            runs["floor"].append(await serve_and_hammer(floor_args, tmp / "floor.log", port, total, concurrency))
+            port = free_port()
+            db = f"sqlite+aiosqlite:///{tmp / f'acd{n}.db'}"
+            acd_args = [sys.executable, "-m", "acd.cli", "serve", "--config", str(config_for_bench(tmp))]
+            acd_args += ["--db", db, "--port", str(port), "--demo"]
+            runs["acd"].append(await serve_and_hammer(acd_args, tmp / "acd.log", port, total, concurrency))
+    bare, floor, acd = (_median(runs[k]) for k in ("bare", "floor", "acd"))
     return {
         "intake_leads_per_s": acd.rate,
         "intake_bare_aiohttp_rps": bare.rate,
         "intake_ratio": acd.rate / bare.rate,
-        "intake_errors": float(acd.errors),
+        "intake_errors": float(sum(r.errors for r in runs["acd"])),
         "intake_floor_rps": floor.rate,
         "intake_floor_ratio": floor.rate / bare.rate,
         "intake_server_cpu_per_lead_us": acd.cpu_us,
         "intake_server_loop_cpu_per_lead_us": acd.loop_cpu_us,
         "intake_bare_cpu_per_request_us": bare.cpu_us,
         "intake_floor_cpu_per_request_us": floor.cpu_us,
-        "intake_server_rss_mb": acd.rss_mb,
+        "intake_server_rss_mb": max(r.rss_mb for r in runs["acd"]),
+        "intake_ratio_lowest_round": min(a.rate / b.rate for a, b in zip(runs["acd"], runs["bare"], strict=True)),
+        "intake_ratio_highest_round": max(a.rate / b.rate for a, b in zip(runs["acd"], runs["bare"], strict=True)),
     }
+
+
+def _median(served: list[Served]) -> Served:
+    """Each figure's median over the rounds."""
+    return Served(
+        rate=statistics.median(s.rate for s in served),
+        errors=max(s.errors for s in served),
+        cpu_us=statistics.median(s.cpu_us for s in served),
+        loop_cpu_us=statistics.median(s.loop_cpu_us for s in served),
+        rss_mb=statistics.median(s.rss_mb for s in served),
+    )
 
 
 def run() -> dict[str, float]:

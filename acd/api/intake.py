@@ -29,6 +29,10 @@ class Recogniser(Protocol):
     async def enrich_many(self, contacts: Sequence[Contact]) -> list[Contact]: ...
 
 
+# A batch ready to store: its contacts, and the work that writes its new customers.
+_Prepared = tuple[list[Contact], Any]
+
+
 @dataclass(slots=True)
 class _Pending:
     contact: Contact
@@ -54,39 +58,68 @@ class Intake:
         return await answer
 
     async def _drain(self) -> None:
-        while self._waiting:
+        # Two stages, one batch in each: while a batch is being written, the next one is
+        # recognised. Writes keep their order (one at a time, in batch order).
+        writing: asyncio.Task[None] | None = None
+        while True:
+            if not self._waiting:
+                if writing is None:
+                    return
+                await writing
+                writing = None
+                continue  # more may have come in meanwhile
             batch, self._waiting = self._waiting, []
-            try:
-                results: Sequence[tuple[Contact, bool] | BaseException] = await self._store(batch)
-            except Exception as err:  # handed to every caller: none of them was acknowledged
-                log.exception("intake batch of %d failed", len(batch))
-                results = [err] * len(batch)
-            for p, result in zip(batch, results, strict=True):
-                if p.answer.done():
-                    continue
-                if isinstance(result, BaseException):
-                    p.answer.set_exception(result)
-                else:
-                    p.answer.set_result(result)
+            prepared = await self._prepare(batch)
+            if writing is not None:
+                await writing
+            writing = asyncio.create_task(self._answer(batch, prepared))
 
-    async def _store(self, batch: list[_Pending]) -> Sequence[tuple[Contact, bool] | BaseException]:
+    async def _answer(self, batch: list[_Pending], prepared: _Prepared | None) -> None:
+        try:
+            results: Sequence[tuple[Contact, bool] | BaseException] = await self._store(batch, prepared)
+        except Exception as err:  # handed to every caller: none of them was acknowledged
+            log.exception("intake batch of %d failed", len(batch))
+            results = [err] * len(batch)
+        for p, result in zip(batch, results, strict=True):
+            if p.answer.done():
+                continue
+            if isinstance(result, BaseException):
+                p.answer.set_exception(result)
+            else:
+                p.answer.set_result(result)
+
+    async def _prepare(self, batch: list[_Pending]) -> _Prepared | None:
+        """The batch's contacts with their customers, at their entry step, and the new
+        customers to write with them; None when recognition failed."""
         policy = self.policy()
         contacts = [p.contact for p in batch]
         if self.crm is None:
-            items = [(entry_step(c, policy), p.key) for c, p in zip(contacts, batch, strict=True)]
-            return await self.store.create_contacts(items)
-        crm = self.crm
+            return [entry_step(c, policy) for c in contacts], None
         try:
-            contacts, fresh = await crm.prepare_many(contacts)
-            contacts = [entry_step(c, policy) for c in contacts]
-
-            items = [(c, p.key) for c, p in zip(contacts, batch, strict=True)]
-            return await self.store.create_contacts(items, crm.new_customers_work(fresh) if fresh else None)
+            contacts, fresh = await self.crm.prepare_many(contacts)
         except Exception:
-            # Most likely a customer created meanwhile by another process, or a reused id:
-            # take the careful road, one contact at a time, so one bad row fails alone.
-            log.warning("intake batch of %d failed as a whole; storing one by one", len(batch), exc_info=True)
-        enriched = [entry_step(c, policy) for c in await crm.enrich_many([p.contact for p in batch])]
+            log.warning("recognising an intake batch of %d failed; storing one by one", len(batch), exc_info=True)
+            return None
+        return [entry_step(c, policy) for c in contacts], self.crm.new_customers_work(fresh) if fresh else None
+
+    async def _store(
+        self, batch: list[_Pending], prepared: _Prepared | None
+    ) -> Sequence[tuple[Contact, bool] | BaseException]:
+        if prepared is not None:
+            contacts, also = prepared
+            items = [(c, p.key) for c, p in zip(contacts, batch, strict=True)]
+            if self.crm is None:
+                return await self.store.create_contacts(items)
+            try:
+                return await self.store.create_contacts(items, also)
+            except Exception:
+                # Most likely a customer created meanwhile (by another process, or by the
+                # batch written just before, recognised before it committed), or a reused
+                # id: take the careful road, one contact at a time, so one bad row fails alone.
+                log.warning("intake batch of %d failed as a whole; storing one by one", len(batch), exc_info=True)
+        assert self.crm is not None
+        policy = self.policy()
+        enriched = [entry_step(c, policy) for c in await self.crm.enrich_many([p.contact for p in batch])]
         return await asyncio.gather(
             *(self.store.create_contact(c, p.key) for c, p in zip(enriched, batch, strict=True)),
             return_exceptions=True,
