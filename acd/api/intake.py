@@ -47,12 +47,14 @@ class Intake:
         self.crm = crm
         self._waiting: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
+        self._more = asyncio.Event()  # set by each submit: the drain may start the next batch
 
     async def submit(self, contact: Contact, key: str | None) -> tuple[Contact, bool]:
         """Store one new contact (idempotent under `key`); returns it with its intake `seq`
         and whether it was created now."""
         answer: asyncio.Future[tuple[Contact, bool]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Pending(contact, key, answer))
+        self._more.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
         return await answer
@@ -65,9 +67,13 @@ class Intake:
             if not self._waiting:
                 if writing is None:
                     return
-                await writing
-                writing = None
-                continue  # more may have come in meanwhile
+                self._more.clear()
+                more = asyncio.ensure_future(self._more.wait())
+                await asyncio.wait((writing, more), return_when=asyncio.FIRST_COMPLETED)
+                more.cancel()
+                if writing.done():
+                    writing = None
+                continue
             batch, self._waiting = self._waiting, []
             prepared = await self._prepare(batch)
             if writing is not None:
