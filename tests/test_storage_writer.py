@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from test_storage import a_full_contact
 
 from acd.core.model import Channel, Contact
-from acd.storage import Conflict, StorageError, open_store
+from acd.storage import Conflict, StorageError, Store, open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,54 +37,52 @@ def alive(pid: int) -> bool:
     return status != "Z"
 
 
-async def test_a_batch_through_the_writer_process_is_stored_as_in_process(tmp_path: Path) -> None:
-    store = await open_store(f"sqlite:///{tmp_path / 'acd.db'}", writer_process=True)
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A store with its writer process, as `acd serve` opens it."""
+    opened = await open_store(f"sqlite:///{tmp_path / 'acd.db'}", writer_process=True)
+    assert opened._writer is not None and opened._writer.pid is not None
     try:
-        assert store._writer is not None and store._writer.pid is not None
-        full = a_full_contact("c-full")
-        stored = await store.create_contacts([(full, None), (lead("c-2"), "key-2"), (lead("c-3"), "key-2")])
-        (first, created1), (second, created2), (third, created3) = stored
-        assert (created1, created2, created3) == (True, True, False)
-        assert first.seq < second.seq and third.seq == second.seq  # the repeated key answers the first
-        assert await store.get_contact("c-full") == replace(full, seq=first.seq)
-        # a key seen in an earlier batch: nothing new, the stored contact comes back
-        again = await store.create_contacts([(lead("c-4"), "key-2")])
-        assert again == [(replace(lead("c-2"), seq=second.seq), False)]
-        assert await store.get_contact("c-4") is None
+        yield opened
     finally:
-        await store.close()
+        await opened.close()
 
 
-async def test_a_refused_batch_is_refused_as_in_process_and_the_writer_goes_on(tmp_path: Path) -> None:
-    store = await open_store(f"sqlite:///{tmp_path / 'acd.db'}", writer_process=True)
-    try:
-        assert store._writer is not None
-        pid = store._writer.pid
+async def test_a_batch_through_the_writer_process_is_stored_as_in_process(store: Store) -> None:
+    full = a_full_contact("c-full")
+    stored = await store.create_contacts([(full, None), (lead("c-2"), "key-2"), (lead("c-3"), "key-2")])
+    (first, created1), (second, created2), (third, created3) = stored
+    assert (created1, created2, created3) == (True, True, False)
+    assert first.seq < second.seq and third.seq == second.seq  # the repeated key answers the first
+    assert await store.get_contact("c-full") == replace(full, seq=first.seq)
+    # a key seen in an earlier batch: nothing new, the stored contact comes back
+    again = await store.create_contacts([(lead("c-4"), "key-2")])
+    assert again == [(replace(lead("c-2"), seq=second.seq), False)]
+    assert await store.get_contact("c-4") is None
+
+
+async def test_a_refused_batch_is_refused_as_in_process_and_the_writer_goes_on(store: Store) -> None:
+    assert store._writer is not None
+    pid = store._writer.pid
+    await store.create_contacts([(lead("c-1"), None)])
+    with pytest.raises(Conflict):  # the database's refusal, raised in the writer, reaches the caller
+        await store.create_contacts([(lead("c-2"), None), (lead("c-1"), None)])
+    assert await store.get_contact("c-2") is None  # all or nothing
+    [(stored, created)] = await store.create_contacts([(lead("c-2"), None)])
+    assert created and stored.seq > 0 and store._writer.pid == pid
+
+
+async def test_a_writer_that_dies_fails_the_batch_in_flight_and_is_started_again(store: Store) -> None:
+    assert store._writer is not None
+    first_pid = store._writer.pid
+    assert first_pid is not None
+    os.kill(first_pid, signal.SIGKILL)
+    with pytest.raises(StorageError, match="writer process ended"):
         await store.create_contacts([(lead("c-1"), None)])
-        with pytest.raises(Conflict):  # the database's refusal, raised in the writer, reaches the caller
-            await store.create_contacts([(lead("c-2"), None), (lead("c-1"), None)])
-        assert await store.get_contact("c-2") is None  # all or nothing
-        [(stored, created)] = await store.create_contacts([(lead("c-2"), None)])
-        assert created and stored.seq > 0 and store._writer.pid == pid
-    finally:
-        await store.close()
-
-
-async def test_a_writer_that_dies_fails_the_batch_in_flight_and_is_started_again(tmp_path: Path) -> None:
-    store = await open_store(f"sqlite:///{tmp_path / 'acd.db'}", writer_process=True)
-    try:
-        assert store._writer is not None
-        first_pid = store._writer.pid
-        assert first_pid is not None
-        os.kill(first_pid, signal.SIGKILL)
-        with pytest.raises(StorageError, match="writer process ended"):
-            await store.create_contacts([(lead("c-1"), None)])
-        assert await store.get_contact("c-1") is None
-        [(stored, created)] = await store.create_contacts([(lead("c-1"), None)])
-        assert created and (await store.get_contact("c-1")) == stored
-        assert store._writer.pid not in (None, first_pid)
-    finally:
-        await store.close()
+    assert await store.get_contact("c-1") is None
+    [(stored, created)] = await store.create_contacts([(lead("c-1"), None)])
+    assert created and (await store.get_contact("c-1")) == stored
+    assert store._writer.pid not in (None, first_pid)
     assert not alive(first_pid)
 
 
