@@ -1,7 +1,8 @@
-"""Adapter: the web-lead intake line. Leads that arrive while the previous batch is being
-stored wait for the next one and go in together: one CRM look-up for the batch, and one
-transaction for its contacts and the customers they create. Each caller still gets its
-answer only after its contact is committed. A contact is stored at its entry escalation
+"""Adapter: the web-lead intake line. Leads that arrive while a batch is being recognised
+wait for the next one and go in together: one CRM look-up for the batch, and one
+transaction for its contacts and the customers they create. A batch is recognised while
+the one before it is being written; the writes keep the batches' order. Each caller still
+gets its answer only after its contact is committed. A contact is stored at its entry escalation
 step (acd.core.intake.entry_step), once its customer is known: the dispatcher then has
 nothing to rewrite when it arrives."""
 
