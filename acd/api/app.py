@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,6 +23,7 @@ from acd.core.errors import CoreError
 from acd.core.intake import derived
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Presence
 from acd.dispatcher import Dispatcher
+from acd.ids import new_id
 from acd.metrics import Metrics
 from acd.storage import StorageError, Store
 
@@ -208,7 +208,7 @@ async def create_lead(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid", "phone or email: give at least one way to reach the customer")
     skills, bonus, team = derived(criteria, svc.dispatcher.board.policy)
     contact = Contact(
-        id=uuid.uuid4().hex,
+        id=new_id(),
         channel=Channel(body.channel),
         arrived_at=(now := svc.clock()),
         step_since=now,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -33,6 +32,7 @@ from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.intake import derived
 from acd.core.model import Channel, Contact, ContactStatus
+from acd.ids import new_id
 from acd.messaging.twilio_callbacks import DIAL_STATUS, TwilioDialer, customer_dial_twiml
 from acd.messaging.twilio_voice import (
     TwilioCalls,
@@ -268,7 +268,7 @@ async def _queue_call(svc: Services, done: Done, form: dict[str, str]) -> Contac
     skills, bonus, team = derived(done.answers, svc.dispatcher.board.policy)
     now = svc.clock()
     contact = Contact(
-        id=uuid.uuid4().hex,
+        id=new_id(),
         channel=Channel.CALL,
         arrived_at=now,
         step_since=now,

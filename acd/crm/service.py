@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
@@ -26,6 +25,7 @@ from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
 from acd.crm.provider import DealRatings
 from acd.crm.ratings import DAY, Estimate, Lead, Opportunity, RatingParams, RatingTable, opportunities
 from acd.crm.routing import StageRule, route_repeat
+from acd.ids import new_id
 
 FORECAST_DAYS = 30
 FORECAST_PACE_DAYS = 90
@@ -294,7 +294,7 @@ class CrmService:
 
     def _stranger(self, contact: Contact, phone: str | None, email: str | None, now: float) -> Customer:
         return Customer(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             name=contact.customer_name,
             kind="person",
             phones=(phone,) if phone else (),
@@ -352,7 +352,7 @@ class CrmService:
     ) -> Customer:
         self._check_manager(account_manager, "account_manager")
         c = Customer(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             name=name,
             kind=kind,
             phones=tuple(dict.fromkeys(self._phone(p) for p in phones)),
@@ -484,7 +484,7 @@ class CrmService:
         now = self.clock()
         keys = self.deployment.policy.segment_keys
         d = Deal(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             customer_id=customer_id,
             title=title,
             amount=amount,
@@ -713,7 +713,7 @@ class CrmService:
         now = self.clock()
         for row in parsed.customers:
             c = Customer(
-                id=row.id or uuid.uuid4().hex,
+                id=row.id or new_id(),
                 name=row.name,
                 kind=row.kind,
                 phones=row.phones,
@@ -762,7 +762,7 @@ class CrmService:
                 continue
             closed_at = row.closed_at
             deal = Deal(
-                id=row.id or uuid.uuid4().hex,
+                id=row.id or new_id(),
                 customer_id=cid,
                 title=row.title,
                 amount=row.amount,
@@ -806,11 +806,11 @@ class CrmService:
             name_key = f"name:{row.customer_name.casefold()}"
             if name_key in by_key:
                 return by_key[name_key]
-            by_key[name_key] = cid = uuid.uuid4().hex
+            by_key[name_key] = cid = new_id()
             fresh[cid] = Customer(cid, row.customer_name, "company", created_at=now)
             return cid
         if found is None:
-            cid = uuid.uuid4().hex
+            cid = new_id()
             fresh[cid] = Customer(
                 cid,
                 row.customer_name,

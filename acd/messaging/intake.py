@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -28,6 +27,7 @@ from acd.core import events as ev
 from acd.core.intake import derived
 from acd.core.model import Channel, Contact
 from acd.dispatcher import Dispatcher
+from acd.ids import new_id
 from acd.messaging.mail import Mail, Refused, infer_criteria, read_mail, too_large
 from acd.storage import Store
 from acd.storage.messaging import MessagingStore
@@ -114,7 +114,7 @@ class EmailIntake:
         skills, bonus, team = derived(criteria, policy)
         now = self.clock()
         contact = Contact(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             channel=Channel.EMAIL,
             arrived_at=now,
             step_since=now,

@@ -18,7 +18,6 @@ import logging
 import smtplib
 import ssl
 import string
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, time, timedelta
 from email.message import EmailMessage
@@ -29,6 +28,7 @@ from zoneinfo import ZoneInfo
 from acd.config import Deployment
 from acd.config.messaging import OutboundSettings, TwilioSettings
 from acd.core.model import Contact
+from acd.ids import new_id
 from acd.runtime import cancel_and_wait, outbox_rounds
 from acd.storage import Store
 from acd.storage.messaging import MessagingStore, Notification
@@ -220,7 +220,7 @@ class Notifier:
         lang = language if language in t.body else d.default_language
         subject = render(t.subject.get(lang, ""), fields)
         n = Notification(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             event_key=event_key,
             template=template,
             channel=channel,

@@ -48,6 +48,7 @@ from acd.core.errors import CoreError
 from acd.core.intake import qualify
 from acd.core.model import Channel, Contact, ContactStatus, Manager
 from acd.dispatcher import Dispatcher
+from acd.ids import new_id
 from acd.runtime import cancel_and_wait, wait_a_while
 from acd.storage import Store
 from acd.storage.telephony import Attempt, CallbackRow, TelephonyStore
@@ -188,8 +189,8 @@ class Callbacks:
         """Store a callback request; it enters the queue when due (at once if nothing holds it)."""
         now = self.clock()
         cb = CallbackRow(
-            id=uuid.uuid4().hex,
-            contact_id=uuid.uuid4().hex,
+            id=new_id(),
+            contact_id=new_id(),
             phone=phone,
             customer_name=name,
             language=language,
@@ -309,7 +310,7 @@ class Callbacks:
         if cb is None:  # a callback lead from the public intake: adopt it
             now = self.clock()
             cb = CallbackRow(
-                id=uuid.uuid4().hex,
+                id=new_id(),
                 contact_id=contact.id,
                 phone=contact.phone,
                 customer_name=contact.customer_name,

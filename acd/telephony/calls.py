@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -43,6 +42,7 @@ from acd.core.errors import CoreError
 from acd.core.intake import qualify
 from acd.core.model import Channel, Contact, ContactStatus, Presence
 from acd.dispatcher import Dispatcher
+from acd.ids import new_id
 from acd.storage import Store
 from acd.storage.telephony import TelephonyStore
 from acd.telephony.ivr import Ask, Done, IvrRun, Say
@@ -227,7 +227,7 @@ class CallDesk:
         answers.update(done.answers)
         now = self.clock()
         contact = Contact(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             channel=Channel.CALL,
             arrived_at=now,
             criteria=answers,
@@ -526,7 +526,7 @@ class CallDesk:
         if from_contact:
             payload["from_contact"] = from_contact
         contact = Contact(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             channel=Channel.CALLBACK,
             arrived_at=arrived_at,
             criteria=dict(criteria),

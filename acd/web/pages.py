@@ -6,7 +6,6 @@ The pages are static files under `web/`; they read everything through the JSON A
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from acd.api.crm import CRM, deal_json
 from acd.api.routing import ApiError, request_json
 from acd.api.views import contact_json
 from acd.core.model import Contact
+from acd.ids import new_id
 from acd.storage.accounts import Accounts
 from acd.telephony.api import TELEPHONY
 from acd.web.auth import ACCOUNTS
@@ -65,7 +65,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if request.method == "POST" and request.path != "/api/public/form" and await _is_bot(request):
             request.app[SERVICES].lead_limit.check(request.remote or "unknown")
             response: web.StreamResponse = web.json_response(
-                {"id": secrets.token_hex(16), "status": "waiting" if request.path == "/api/leads" else "pending"},
+                {"id": new_id(), "status": "waiting" if request.path == "/api/leads" else "pending"},
                 status=201,
             )
         else:
