@@ -65,6 +65,27 @@ async def serve(
     return proc
 
 
+async def stop_both(proc: asyncio.subprocess.Process, sim: PbxSim, log: Path) -> None:
+    """Stop the server (SIGTERM, as an operator would) and the simulated PBX, each within 30 s:
+    a part that does not stop fails the test with the server's last log lines, instead of
+    hanging until pytest's 300 s timeout."""
+    try:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                tail = log.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"the server did not stop within 30 s of SIGTERM; its log ends:\n{tail}") from None
+    finally:
+        try:
+            await asyncio.wait_for(sim.close(), 30)
+        except TimeoutError:
+            raise AssertionError("the simulated PBX did not close within 30 s") from None
+
+
 async def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> None:  # noqa: ASYNC109
     """Poll another process's state (its API) until `check()` is true."""
     async with asyncio.timeout(timeout):

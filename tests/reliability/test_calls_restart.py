@@ -24,6 +24,7 @@ from tests.reliability.server_process import (
     calls_config,
     overlapping_attempts,
     serve,
+    stop_both,
     until,
 )
 from tests.test_restart import free_port, token
@@ -104,10 +105,7 @@ async def test_nothing_is_stuck_after_kill_9_with_calls_talking_ringing_and_queu
                 f"RELIABILITY calls={CALLS} talking_at_kill={len(talking)} stuck_managers=0 open_calls_after_restart=0"
             )
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        await sim.close()
+        await stop_both(proc, sim, log)
 
 
 CALLBACKS = 10
@@ -177,7 +175,4 @@ async def test_no_acknowledged_callback_is_lost_or_rung_twice_at_once_after_kill
         assert overlapping == 0
         assert done == CALLBACKS, [(row["id"], row["status"], row["attempts_log"]) for row in final]
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        await sim.close()
+        await stop_both(proc, sim, log)

@@ -15,7 +15,6 @@ What is correct (README "Running it", acd/clock.py):
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import re
 import time
@@ -26,7 +25,7 @@ import aiohttp
 import pytest
 
 from acd.pbxsim import PbxSim, Phone
-from tests.reliability.server_process import DEVICES, FAST_CALLBACKS, calls_config, serve, until
+from tests.reliability.server_process import DEVICES, FAST_CALLBACKS, calls_config, serve, stop_both, until
 from tests.test_restart import LEAD, free_port, token
 
 LIBFAKETIME = next(
@@ -78,7 +77,8 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
     config = calls_config(tmp_path, sim.ami_port, agi_port, EDITS)
     db = f"sqlite+aiosqlite:///{tmp_path / 'acd.db'}"
     base = f"http://127.0.0.1:{port}"
-    proc = await serve(config, db, port, tmp_path / "server.log", faketime)
+    log = tmp_path / "server.log"
+    proc = await serve(config, db, port, log, faketime)
     started = time.monotonic()
     try:
         sup = await token(config, db)
@@ -183,15 +183,4 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_holds_offers_and_kee
                 f"callback_in_30min=due callback_in_2h=pending callback_asap_after_back_step=due"
             )
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise AssertionError("the server did not stop within 30 s of SIGTERM") from None
-            finally:
-                await asyncio.wait_for(sim.close(), 30)
-        else:
-            await asyncio.wait_for(sim.close(), 30)
+        await stop_both(proc, sim, log)

@@ -40,6 +40,7 @@ from tests.reliability.server_process import (
     most_calls_at_once,
     overlapping_attempts,
     serve,
+    stop_both,
     stuck_managers,
     until,
 )
@@ -280,7 +281,4 @@ async def test_everything_acknowledged_survives_kill_9_with_leads_callbacks_and_
         for row in cut:  # given up only if restarts cut every attempt: a customer who answers is done
             assert all("restart" in (a["result"] or "") for a in row["attempts_log"]), row
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        await sim.close()
+        await stop_both(proc, sim, log)
