@@ -1,9 +1,11 @@
 """The server's SQLite writer process (acd.storage.writer): the intake's batches written in a
-child process give the same results as in-process, a writer that dies fails only the batch
-in flight, and a writer never outlives its server."""
+child process give the same results as in-process, requests sent together are run and
+answered in the order sent, a writer that dies fails only what was in flight, and a writer
+never outlives its server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,10 +17,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import Connection
 from test_storage import a_full_contact
 
 from acd.core.model import Channel, Contact
 from acd.storage import Conflict, StorageError, Store, open_store
+from acd.storage.writer import WriterGone, WriterProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,3 +124,57 @@ def test_the_writer_ends_when_its_server_is_killed(tmp_path: Path) -> None:
     while alive(writer_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(writer_pid)
+
+
+# Work for the writer process in the tests below: it imports this module by name.
+
+
+def make_probe(conn: Connection) -> None:
+    conn.exec_driver_sql("CREATE TABLE probe (n INTEGER)")
+
+
+def append(conn: Connection, n: int, pause: float) -> None:
+    time.sleep(pause)
+    conn.exec_driver_sql("INSERT INTO probe VALUES (?)", (n,))
+
+
+def seen(conn: Connection) -> list[int]:
+    return [n for (n,) in conn.exec_driver_sql("SELECT n FROM probe ORDER BY n")]
+
+
+@pytest.fixture
+async def writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[WriterProcess]:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), str(ROOT)]))
+    process = WriterProcess(f"sqlite:///{tmp_path / 'probe.db'}")
+    await process.start()
+    await process.run(make_probe)
+    try:
+        yield process
+    finally:
+        await process.close()
+
+
+async def test_requests_sent_together_run_in_the_order_sent_and_each_sees_the_one_before(
+    writer: WriterProcess,
+) -> None:
+    # the slow first write is still running when the rest are sent; each runs after the one
+    # before it has committed, and its answer comes back to its own caller
+    answers = await asyncio.gather(
+        writer.run(append, 1, 0.3), writer.run(seen), writer.run(append, 2, 0.0), writer.run(seen)
+    )
+    assert answers == [None, [1], None, [1, 2]]
+
+
+async def test_a_writer_that_dies_fails_every_request_in_flight_and_the_next_one_starts_it_again(
+    writer: WriterProcess,
+) -> None:
+    pid = writer.pid
+    assert pid is not None
+    in_flight = [asyncio.ensure_future(writer.run(append, n, 2.0)) for n in (1, 2, 3)]
+    await asyncio.sleep(0.5)  # all three sent, the first one running
+    os.kill(pid, signal.SIGKILL)
+    for request in in_flight:
+        with pytest.raises(WriterGone):
+            await request
+    assert await writer.run(seen) == []  # none of them committed
+    assert writer.pid not in (None, pid)

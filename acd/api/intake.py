@@ -80,6 +80,9 @@ class Intake:
             if writing is not None:
                 await writing
             writing = asyncio.create_task(self._answer(batch, prepared))
+            # let the write go out first: the store's writer process answers in order, so
+            # the next batch's look-up then runs right after this write commits, and sees it
+            await asyncio.sleep(0)
 
     async def _answer(self, batch: list[_Pending], prepared: _Prepared | None) -> None:
         try:

@@ -16,8 +16,8 @@ in-process through `AsyncConnection.run_sync` wherever there is no writer proces
 
 SQLite's own locking keeps the two processes' writes apart (WAL, busy timeout); the store
 also queues its writers, so they rarely wait on each other. A writer that dies fails the
-transaction in flight (it did not commit, and nobody was told it did) and is started again
-for the next one. It ends when its input closes, so it also ends when the server is killed.
+transactions in flight (they did not commit, and nobody was told they did) and is started
+again for the next one. It ends when its input closes, so it also ends when the server is killed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ import pickle
 import signal
 import struct
 import sys
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
 T = TypeVar("T")
@@ -40,81 +42,119 @@ class WriterGone(Exception):
     """The writer process ended during the transaction: it did not commit."""
 
 
+@dataclass(eq=False)
+class _Child:
+    """One writer process and the requests written to it whose answers are still to come:
+    it answers them in the order it got them."""
+
+    proc: asyncio.subprocess.Process
+    waiting: deque[asyncio.Future[tuple[bool, Any]]] = field(default_factory=deque)
+    reader: asyncio.Task[None] | None = None
+
+
 class WriterProcess:
+    """The parent's side. Requests are pipelined: a caller writes its request at once and
+    waits for its answer, so a look-up queued behind a batch's write runs the moment that
+    write commits, without a round trip through the event loop in between (and sees what
+    it wrote). The process runs them one at a time, in the order written."""
+
     def __init__(self, url: str) -> None:
         self._url = url
-        self._proc: asyncio.subprocess.Process | None = None
-        self._turn = asyncio.Lock()
+        self._child: _Child | None = None
+        self._starting = asyncio.Lock()
 
     @property
     def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
+        return None if self._child is None else self._child.proc.pid
 
     async def start(self) -> None:
-        async with self._turn:
-            await self._started()
+        await self._started()
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(connection, *args)` in one transaction, committed when it returns."""
         request = pickle.dumps((work, args), pickle.HIGHEST_PROTOCOL)
-        # shielded: a caller that gives up must not leave an answer unread in the pipe
-        ok, result = await asyncio.shield(self._exchange(request))
+        child = await self._started()
+        assert child.proc.stdin is not None
+        answer: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
+        child.waiting.append(answer)
+        try:
+            child.proc.stdin.write(_LENGTH.pack(len(request)) + request)
+            await child.proc.stdin.drain()
+        except ConnectionError:
+            pass  # the reader sees the end too, and fails every request still waiting
+        # shielded: a caller that gives up leaves its answer to the reader, in its turn
+        ok, result = await asyncio.shield(answer)
         if not ok:
             raise result
         return result  # type: ignore[no-any-return]
 
-    async def _exchange(self, request: bytes) -> tuple[bool, Any]:
-        async with self._turn:
-            proc = await self._started()
-            assert proc.stdin is not None and proc.stdout is not None
-            try:
-                proc.stdin.write(_LENGTH.pack(len(request)) + request)
-                await proc.stdin.drain()
-                size = _LENGTH.unpack(await proc.stdout.readexactly(_LENGTH.size))[0]
-                return pickle.loads(await proc.stdout.readexactly(size))  # type: ignore[no-any-return]
-            except (asyncio.IncompleteReadError, ConnectionError) as err:
-                await self._ended(proc)
-                raise WriterGone("the database writer process ended; the transaction did not commit") from err
-
-    async def _started(self) -> asyncio.subprocess.Process:
-        if self._proc is not None and self._proc.returncode is None:
-            return self._proc
-        self._proc = proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from acd.storage.writer import main; main()",
-            self._url,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        assert proc.stdout is not None
+    async def _read_answers(self, child: _Child) -> None:
+        stdout = child.proc.stdout
+        assert stdout is not None
         try:
-            async with asyncio.timeout(START_TIMEOUT_S):
-                await proc.stdout.readexactly(1)  # it has opened the database
-        except (asyncio.IncompleteReadError, TimeoutError) as err:
-            await self._ended(proc)
-            raise WriterGone("the database writer process did not start") from err
-        return proc
+            while True:
+                size = _LENGTH.unpack(await stdout.readexactly(_LENGTH.size))[0]
+                answer = pickle.loads(await stdout.readexactly(size))
+                child.waiting.popleft().set_result(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            await self._ended(child)
+            gone = WriterGone("the database writer process ended; the transaction did not commit")
+            while child.waiting:
+                waiting = child.waiting.popleft()
+                if not waiting.done():
+                    waiting.set_result((False, gone))
 
-    async def _ended(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        self._proc = None
+    async def _started(self) -> _Child:
+        child = self._child
+        if child is not None and child.proc.returncode is None:
+            return child
+        async with self._starting:
+            if self._child is not None and self._child.proc.returncode is None:
+                return self._child
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                "from acd.storage.writer import main; main()",
+                self._url,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert proc.stdout is not None
+            child = _Child(proc)
+            try:
+                async with asyncio.timeout(START_TIMEOUT_S):
+                    await proc.stdout.readexactly(1)  # it has opened the database
+            except (asyncio.IncompleteReadError, TimeoutError) as err:
+                await self._ended(child)
+                raise WriterGone("the database writer process did not start") from err
+            child.reader = asyncio.create_task(self._read_answers(child))
+            self._child = child
+            return child
+
+    async def _ended(self, child: _Child) -> None:
+        if child.proc.returncode is None:
+            child.proc.kill()
+        await child.proc.wait()
+        if self._child is child:
+            self._child = None
 
     async def close(self) -> None:
-        async with self._turn:
-            proc, self._proc = self._proc, None
-            if proc is None or proc.returncode is not None:
-                return
-            assert proc.stdin is not None
-            proc.stdin.close()  # it ends at end of input, after the transaction in hand
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if child.proc.returncode is None:
+            assert child.proc.stdin is not None
+            child.proc.stdin.close()  # it ends at end of input, after the transactions in hand
             try:
                 async with asyncio.timeout(10):
-                    await proc.wait()
+                    await child.proc.wait()
             except TimeoutError:
-                proc.kill()
-                await proc.wait()
+                child.proc.kill()
+                await child.proc.wait()
+        if child.reader is not None:
+            await child.reader
 
 
 # ---- the writer process ----------------------------------------------------------------
