@@ -40,18 +40,54 @@ async def test_a_double_submit_inside_one_burst_stays_one_lead(running: Running)
     assert sorted(status for status, _ in results) == [200] * 5 + [201]
 
 
-async def test_a_person_in_a_batch_recognised_before_the_one_before_committed_stays_one_customer(
+async def customers(running: Running) -> list[dict[str, Any]]:
+    status, body = await running.call("GET", "/api/crm/customers?limit=500", running.supervisor)
+    assert status == 200
+    return body["customers"]  # type: ignore[no-any-return]
+
+
+async def test_a_known_person_in_a_burst_of_strangers_is_recognised_and_the_strangers_are_new(
     running: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A batch is recognised while the one before it is still being written: a new person
-    in both must still become one customer (their second write collides, and the careful
-    road, one contact at a time, finds the first)."""
-    intake = running.server.services.intake
-    store_batch = intake.store.create_contacts
-    held = asyncio.Event()
-    calls = 0
+    """A batch is written as if everyone in it were new; the transaction finds the known
+    person, leaves their contact out, and it is recognised and stored as a repeat."""
+    status, known = await running.call("POST", "/api/leads", json=lead("+7 916 555-40-00", name="Старый"))
+    assert status == 201
+    phones = [f"+7 916 555-41-{i:02d}" for i in range(6)]
+    burst = [lead(p) for p in phones[:3]] + [lead("8 916 555-40-00")] + [lead(p) for p in phones[3:]]
+    results = await asyncio.gather(*(running.call("POST", "/api/leads", json=body) for body in burst))
+    assert [status for status, _ in results] == [201] * 7
+    ids = [body["customer_id"] for _, body in results]
+    assert ids[3] == known["customer_id"]
+    assert len(set(ids)) == 7 and all(ids)
+    assert len(await customers(running)) == 7  # the known person once, the six strangers once each
+    assert "storing one by one" not in caplog.text  # found by the batch's own look-up, not by a collision
 
+
+async def test_a_form_sent_again_later_makes_no_second_contact_or_customer(running: Running) -> None:
+    headers = {"Idempotency-Key": "later-1"}
+    status1, first = await running.call("POST", "/api/leads", json=lead("+7 916 555-50-00"), headers=headers)
+    # the same form again, its phone corrected meanwhile, among strangers: the form is
+    # answered by the contact stored first, and its new phone makes nobody new
+    again = [running.call("POST", "/api/leads", json=lead("+7 916 555-59-99"), headers=headers)]
+    again += [running.call("POST", "/api/leads", json=lead(f"+7 916 555-51-{i:02d}")) for i in range(3)]
+    (status2, second), *_ = await asyncio.gather(*again)
+    assert (status1, status2) == (201, 200)
+    assert second["id"] == first["id"] and second["customer_id"] == first["customer_id"]
+    assert len(await customers(running)) == 4
+
+
+async def test_a_person_who_becomes_known_while_their_batch_waits_stays_one_customer(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch is prepared while the one before it is being written: a new person in both
+    must still become one customer (the second transaction finds the first one's customer
+    and leaves the contact out for recognition)."""
+    intake = running.server.services.intake
+    write_batch = intake.store.create_contacts_if_new
+    held = asyncio.Event()
     writing = asyncio.Event()
+    calls = 0
 
     async def slow_first_write(*args: Any, **kw: Any) -> Any:
         nonlocal calls
@@ -59,15 +95,40 @@ async def test_a_person_in_a_batch_recognised_before_the_one_before_committed_st
         if calls == 1:
             writing.set()
             await held.wait()
-        return await store_batch(*args, **kw)
+        return await write_batch(*args, **kw)
 
-    intake.store.create_contacts = slow_first_write  # type: ignore[method-assign]
+    intake.store.create_contacts_if_new = slow_first_write  # type: ignore[method-assign]
     first = asyncio.create_task(running.call("POST", "/api/leads", json=lead("+7 916 555-30-01")))
     await writing.wait()
     second = asyncio.create_task(running.call("POST", "/api/leads", json=lead("+7 916 555-30-01")))
-    await asyncio.sleep(0.3)  # the second batch is recognised meanwhile, and waits for the first write
+    await asyncio.sleep(0.3)  # the second batch is prepared meanwhile, and waits for the first write
     held.set()
     (status1, body1), (status2, body2) = await first, await second
     assert (status1, status2) == (201, 201)
     assert body1["customer_id"] == body2["customer_id"]
-    assert "storing one by one" in caplog.text
+    assert len(await customers(running)) == 1
+    assert "storing one by one" not in caplog.text
+
+
+async def test_a_batch_that_fails_as_a_whole_is_stored_one_by_one(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    intake = running.server.services.intake
+    write_batch = intake.store.create_contacts_if_new
+    failed = False
+
+    async def fail_once(*args: Any, **kw: Any) -> Any:
+        nonlocal failed
+        if not failed:
+            failed = True
+            raise RuntimeError("the batch's transaction failed")
+        return await write_batch(*args, **kw)
+
+    intake.store.create_contacts_if_new = fail_once  # type: ignore[method-assign]
+    phones = ["+7 916 555-60-01", "+7 916 555-60-02", "8 916 555-60-01"]
+    results = await asyncio.gather(*(running.call("POST", "/api/leads", json=lead(p)) for p in phones))
+    assert [status for status, _ in results] == [201] * 3
+    assert failed and "storing one by one" in caplog.text
+    ids = [body["customer_id"] for _, body in results]
+    assert ids[0] == ids[2] != ids[1]
+    assert len(await customers(running)) == 2

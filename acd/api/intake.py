@@ -1,10 +1,15 @@
-"""Adapter: the web-lead intake line. Leads that arrive while a batch is being recognised
-wait for the next one and go in together: one CRM look-up for the batch, and one
-transaction for its contacts and the customers they create. A batch is recognised while
-the one before it is being written; the writes keep the batches' order. Each caller still
-gets its answer only after its contact is committed. A contact is stored at its entry escalation
-step (acd.core.intake.entry_step), once its customer is known: the dispatcher then has
-nothing to rewrite when it arrives."""
+"""Adapter: the web-lead intake line. Leads that arrive while a batch is being written wait
+for the next one and go in together, in one transaction with the customers they create.
+The writes keep the batches' order. Each caller still gets its answer only after its
+contact is committed.
+
+A batch is first prepared as if everyone in it were a new customer (most web leads are),
+which needs no look-up: the transaction itself checks that nobody holds their phones and
+e-mails, and leaves out the contacts of the people it finds known. Those are then
+recognised through the CRM and written as its repeat customers (the careful road, one at a
+time, when even that fails as a whole). A contact is stored at its entry escalation step
+(acd.core.intake.entry_step), once its customer is known: the dispatcher then has nothing
+to rewrite when it arrives."""
 
 from __future__ import annotations
 
@@ -25,13 +30,20 @@ log = logging.getLogger("acd.intake")
 class Recogniser(Protocol):
     """The CRM's side of intake (acd.crm.service.CrmService)."""
 
+    def assume_new(self, contacts: Sequence[Contact]) -> tuple[list[Contact], Any] | None: ...
     async def prepare_many(self, contacts: Sequence[Contact]) -> tuple[list[Contact], list[Any]]: ...
     def new_customers_work(self, fresh: Sequence[Any]) -> Any: ...
     async def enrich_many(self, contacts: Sequence[Contact]) -> list[Contact]: ...
 
 
-# A batch ready to store: its contacts, and the work that writes its new customers.
-_Prepared = tuple[list[Contact], Any]
+@dataclass(slots=True)
+class _Prepared:
+    """A batch ready to store: its contacts, and the work that writes its new customers;
+    `if_new`: prepared as if every customer were new (CrmService.assume_new)."""
+
+    contacts: list[Contact]
+    also: Any = None
+    if_new: bool = False
 
 
 @dataclass(slots=True)
@@ -61,10 +73,17 @@ class Intake:
         return await answer
 
     async def _drain(self) -> None:
-        # Two stages, one batch in each: while a batch is being written, the next one is
-        # recognised. Writes keep their order (one at a time, in batch order).
+        # Writes keep their order: one at a time, in batch order. A batch whose preparation
+        # waits on a look-up (recognition before writing) is prepared while the one before
+        # it is written; one that costs no wait is taken only when that write is done, so
+        # that it holds everybody who came meanwhile.
         writing: asyncio.Task[None] | None = None
+        looks_up = True
         while True:
+            if writing is not None and not looks_up:
+                await writing
+                writing = None
+                continue
             if not self._waiting:
                 if writing is None:
                     return
@@ -77,6 +96,7 @@ class Intake:
                 continue
             batch, self._waiting = self._waiting, []
             prepared = await self._prepare(batch)
+            looks_up = prepared is None or not (prepared.if_new or self.crm is None)
             if writing is not None:
                 await writing
             writing = asyncio.create_task(self._answer(batch, prepared))
@@ -98,30 +118,36 @@ class Intake:
             else:
                 p.answer.set_result(result)
 
-    async def _prepare(self, batch: list[_Pending]) -> _Prepared | None:
+    async def _prepare(self, batch: list[_Pending], *, assume_new: bool = True) -> _Prepared | None:
         """The batch's contacts with their customers, at their entry step, and the new
         customers to write with them; None when recognition failed."""
         policy = self.policy()
         contacts = [p.contact for p in batch]
         if self.crm is None:
-            return [entry_step(c, policy) for c in contacts], None
+            return _Prepared([entry_step(c, policy) for c in contacts])
+        assumed = self.crm.assume_new(contacts) if assume_new else None
+        if assumed is not None:
+            contacts, also = assumed
+            return _Prepared([entry_step(c, policy) for c in contacts], also, if_new=True)
         try:
             contacts, fresh = await self.crm.prepare_many(contacts)
         except Exception:
             log.warning("recognising an intake batch of %d failed; storing one by one", len(batch), exc_info=True)
             return None
-        return [entry_step(c, policy) for c in contacts], self.crm.new_customers_work(fresh) if fresh else None
+        also = self.crm.new_customers_work(fresh) if fresh else None
+        return _Prepared([entry_step(c, policy) for c in contacts], also)
 
     async def _store(
         self, batch: list[_Pending], prepared: _Prepared | None
     ) -> Sequence[tuple[Contact, bool] | BaseException]:
         if prepared is not None:
-            contacts, also = prepared
-            items = [(c, p.key) for c, p in zip(contacts, batch, strict=True)]
+            items = [(c, p.key) for c, p in zip(prepared.contacts, batch, strict=True)]
             if self.crm is None:
                 return await self.store.create_contacts(items)
             try:
-                return await self.store.create_contacts(items, also)
+                if prepared.if_new:
+                    return await self._store_if_new(batch, items, prepared.also)
+                return await self.store.create_contacts(items, prepared.also)
             except Exception:
                 # Most likely a customer created meanwhile (by another process, or by the
                 # batch written just before, recognised before it committed), or a reused
@@ -134,3 +160,19 @@ class Intake:
             *(self.store.create_contact(c, p.key) for c, p in zip(enriched, batch, strict=True)),
             return_exceptions=True,
         )
+
+    async def _store_if_new(
+        self, batch: list[_Pending], items: list[tuple[Contact, str | None]], new_customers: Any
+    ) -> Sequence[tuple[Contact, bool] | BaseException]:
+        """The batch as new customers' contacts; those of people found known are recognised
+        and stored after them."""
+        stored = await self.store.create_contacts_if_new(items, new_customers)
+        known = [i for i, answer in enumerate(stored) if answer is None]
+        answers: list[tuple[Contact, bool] | BaseException] = [a for a in stored if a is not None]
+        if known:
+            rest = [batch[i] for i in known]
+            for i, answer in zip(
+                known, await self._store(rest, await self._prepare(rest, assume_new=False)), strict=True
+            ):
+                answers.insert(i, answer)
+        return answers

@@ -50,6 +50,12 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     def rows_to_write(
         self, new_customers: Sequence[Customer], changed: Sequence[Deal] = (), history: Sequence[CrmEvent] = ()
     ) -> Any: ...
+    def rows_if_new(
+        self,
+        new_customers: Sequence[Customer],
+        keys_of: Mapping[str, Sequence[tuple[str, str]]],
+        history: Sequence[CrmEvent],
+    ) -> Any: ...
     async def save_customer(self, customer: Customer, *, new: bool, event: CrmEvent | None = None) -> None: ...
     async def list_customers(
         self, query: str | None = None, account_manager: str | None = None, limit: int = 100, offset: int = 0
@@ -247,26 +253,9 @@ class CrmService:
         and the customers to create (see `new_customer_rows`), for a caller that commits
         them in one transaction with the contacts."""
         now = self.clock()
-        ids: list[tuple[str | None, str | None]] = []
-        for c in contacts:
-            phone = normalize_phone(c.phone, self.region) if c.phone else None
-            email = normalize_email(c.email) if c.email else None
-            ids.append((phone, email))
+        ids = [self._keys_of(c) for c in contacts]
         found = await self.repo.customers_by_keys([p for p, _ in ids if p], [e for _, e in ids if e])
-        created: dict[tuple[str, str], Customer] = {}
-        fresh: list[Customer] = []
-        owners: list[Customer | None] = []
-        for c, (phone, email) in zip(contacts, ids, strict=True):
-            keys = [(kind, value) for kind, value in (("phone", phone), ("email", email)) if value]
-            customer = next((found[k] for k in keys if k in found), None)
-            if customer is None and keys:
-                customer = next((created[k] for k in keys if k in created), None)
-                if customer is None:
-                    customer = self._stranger(c, phone, email, now)
-                    fresh.append(customer)
-                for k in keys:
-                    created.setdefault(k, customer)
-            owners.append(customer)
+        owners, fresh, _ = self._owners(contacts, ids, found, now)
         fresh_ids = {cu.id for cu in fresh}
         repeat = {cu.id for cu in owners if cu is not None and cu.id not in fresh_ids}
         deals = await self.repo.deals_of_many(repeat) if repeat else {}
@@ -285,6 +274,59 @@ class CrmService:
             routed = [self._external(c, p, e, known=k, now=now) for c, (p, e), k in zip(out, ids, known, strict=True)]
             out = list(await asyncio.gather(*routed))
         return out, fresh
+
+    def assume_new(self, contacts: Sequence[Contact]) -> tuple[list[Contact], Any] | None:
+        """What `prepare_many` answers when nobody in `contacts` is known yet, without looking:
+        the contacts as new customers' (people sharing a phone or e-mail inside the batch
+        becoming one customer), and the work that writes those customers in the intake's
+        transaction. That work looks their phones and e-mails up there and then, writes
+        only the customers nobody holds a key of, and names the ones it held back: their
+        contacts are left out, for `prepare_many` to recognise. Most web leads come from
+        new people, so most batches cost one transaction and no look-up before it. None
+        when an external CRM takes part in recognition: it must be asked first."""
+        if self.external is not None:
+            return None
+        now = self.clock()
+        ids = [self._keys_of(c) for c in contacts]
+        owners, fresh, keys_of = self._owners(contacts, ids, {}, now)
+        out = [
+            c if customer is None else self._as_new(c, customer) for c, customer in zip(contacts, owners, strict=True)
+        ]
+        history = [CrmEvent(cu.created_at, cu.id, "created", by="intake") for cu in fresh]
+        return out, self.repo.rows_if_new(fresh, keys_of, history)
+
+    def _keys_of(self, contact: Contact) -> tuple[str | None, str | None]:
+        phone = normalize_phone(contact.phone, self.region) if contact.phone else None
+        email = normalize_email(contact.email) if contact.email else None
+        return phone, email
+
+    def _owners(
+        self,
+        contacts: Sequence[Contact],
+        ids: Sequence[tuple[str | None, str | None]],
+        found: Mapping[tuple[str, str], Customer],
+        now: float,
+    ) -> tuple[list[Customer | None], list[Customer], dict[str, list[tuple[str, str]]]]:
+        """Each contact's customer: the one `found` holding one of its keys, or a new one that
+        people sharing a key inside the batch share. Also the new customers, and by new
+        customer every key its contacts came with."""
+        created: dict[tuple[str, str], Customer] = {}
+        fresh: list[Customer] = []
+        owners: list[Customer | None] = []
+        keys_of: dict[str, list[tuple[str, str]]] = {}
+        for c, (phone, email) in zip(contacts, ids, strict=True):
+            keys = [(kind, value) for kind, value in (("phone", phone), ("email", email)) if value]
+            customer = next((found[k] for k in keys if k in found), None)
+            if customer is None and keys:
+                customer = next((created[k] for k in keys if k in created), None)
+                if customer is None:
+                    customer = self._stranger(c, phone, email, now)
+                    fresh.append(customer)
+                for k in keys:
+                    created.setdefault(k, customer)
+                keys_of.setdefault(customer.id, []).extend(keys)
+            owners.append(customer)
+        return owners, fresh, keys_of
 
     def new_customers_work(self, fresh: Sequence[Customer]) -> Any:
         """The customers from `prepare_many` as work for the intake's transaction

@@ -112,10 +112,10 @@ class _Key(NamedTuple):
 
 
 def _look_up_keys(
-    conn: Connection, wanted: list[tuple[str, str]]
+    conn: Connection, wanted: list[tuple[str, str]], with_customers: bool = True
 ) -> tuple[list[_Key], list[dict[str, Any]], list[_Key]]:
-    """The key rows of `wanted` (kind, value) keys; their customers' rows, and all the keys
-    those customers hold."""
+    """The key rows of `wanted` (kind, value) keys; with `with_customers`, also their customers'
+    rows and all the keys those customers hold."""
     k = customer_keys.c
     hits: list[_Key] = []
     for kind in ("phone", "email"):  # one indexed (kind, value) look-up each: an OR would scan
@@ -124,7 +124,7 @@ def _look_up_keys(
             query = sa.select(k.kind, k.value, k.customer_id).where(k.kind == kind, k.value.in_(values))
             hits += [_Key(*row) for row in conn.execute(query)]
     ids = sorted({key.customer_id for key in hits})
-    if not ids:
+    if not ids or not with_customers:
         return hits, [], []
     rows = [dict(row) for row in conn.execute(sa.select(customers).where(customers.c.id.in_(ids))).mappings()]
     query = sa.select(k.kind, k.value, k.customer_id).where(k.customer_id.in_(ids))
@@ -143,6 +143,32 @@ def _write_rows(
     if deal_rows:
         conn.execute(_deal_upsert(conn.dialect.name), deal_rows)
     insert_many(conn, events, event_rows)
+
+
+def _write_unless_known(
+    conn: Connection,
+    keys_of: dict[str, list[tuple[str, str]]],
+    customer_rows: list[dict[str, Any]],
+    key_rows: list[dict[str, Any]],
+    event_rows: list[dict[str, Any]],
+    held: set[str],
+) -> set[str]:
+    """Write the new customers, except the `held` ones and those with a phone or e-mail
+    (in `keys_of`, by customer) that somebody already holds; return the ones not written."""
+    held = set(held) | _known(conn, keys_of)
+    if held:
+        customer_rows = [r for r in customer_rows if r["id"] not in held]
+        key_rows = [r for r in key_rows if r["customer_id"] not in held]
+        event_rows = [r for r in event_rows if r["customer_id"] not in held]
+    _write_rows(conn, customer_rows, key_rows, [], event_rows)
+    return held
+
+
+def _known(conn: Connection, keys_of: dict[str, list[tuple[str, str]]]) -> set[str]:
+    """The customers of `keys_of` with a key somebody holds."""
+    wanted = list({key for keys in keys_of.values() for key in keys})
+    taken = {(key.kind, key.value) for key in _look_up_keys(conn, wanted, with_customers=False)[0]}
+    return {customer for customer, keys in keys_of.items() if not taken.isdisjoint(keys)} if taken else set()
 
 
 def _deal_upsert(dialect: str) -> Any:
@@ -312,6 +338,23 @@ class CrmStore:
             rows,
             _key_rows(new_customers),
             [_deal_row(d) for d in changed],
+            [_event_row(e) for e in history],
+        )
+
+    def rows_if_new(
+        self,
+        new_customers: Sequence[Customer],
+        keys_of: Mapping[str, Sequence[tuple[str, str]]],
+        history: Sequence[CrmEvent] = (),
+    ) -> Work:
+        """New customers as work for the intake's transaction, written only if nobody holds
+        any of their keys (`keys_of`, by customer: every key their contacts came with); the
+        work takes the customers to hold back anyway (`held`) and returns all it held back
+        (acd.storage.store.Store.create_contacts_if_new)."""
+        return _write_unless_known, (
+            {customer: list(keys) for customer, keys in keys_of.items()},
+            [_customer_row(c) for c in new_customers],
+            _key_rows(new_customers),
             [_event_row(e) for e in history],
         )
 

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import sqlalchemy as sa
 from alembic import command
@@ -54,7 +54,7 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 T = TypeVar("T")
 # Another feature's rows for a transaction of the store's: a module-level function taking
 # a connection, and its arguments (see Store._write_batch).
-Work = tuple[Callable[..., None], tuple[Any, ...]]
+Work = tuple[Callable[..., Any], tuple[Any, ...]]
 _OPEN_STATUSES: Final = tuple(s.value for s in ContactStatus if s.is_open)
 
 
@@ -218,18 +218,26 @@ class Store:
         that first runs `also` (another feature's rows that belong with these contacts, such
         as the customers they create: see `_write_batch`). All or nothing: any failure
         writes none of it."""
-        batch = []
-        for contact, key in items:
-            row = _contact_row(contact)
-            row["idempotency_key"] = key
-            batch.append((contact, row))
-        return await self._insert_batch(batch, also)
+        return await self._insert_batch(_rows(items), also)
+
+    async def create_contacts_if_new(
+        self, items: Sequence[tuple[Contact, str | None]], new_customers: Work
+    ) -> list[tuple[Contact, bool] | None]:
+        """`create_contacts` for contacts prepared as new customers' (acd.crm.service.CrmService
+        .assume_new): `new_customers` (acd.storage.crm.CrmStore.rows_if_new) writes those
+        nobody holds a key of, and the contacts of the others are left out (None), for the
+        caller to recognise. So are those of a customer whose contact repeats an
+        Idempotency-Key stored before: that contact is known, and so may its customer be."""
+        return await self._insert_some(_rows(items), new_customers, if_new=True)
 
     async def _insert_batch(
-        self,
-        batch: list[tuple[Contact, dict[str, Any]]],
-        also: Work | None = None,
+        self, batch: list[tuple[Contact, dict[str, Any]]], also: Work | None = None
     ) -> list[tuple[Contact, bool]]:
+        return cast(list[tuple[Contact, bool]], await self._insert_some(batch, also))  # nothing is left out
+
+    async def _insert_some(
+        self, batch: list[tuple[Contact, dict[str, Any]]], also: Work | None = None, *, if_new: bool = False
+    ) -> list[tuple[Contact, bool] | None]:
         first_by_key: dict[str, int] = {}
         fresh: list[int] = []
         for i, (_, row) in enumerate(batch):
@@ -239,11 +247,18 @@ class Store:
             if key is not None:
                 first_by_key[key] = i
             fresh.append(i)
-        seqs, existing = await self._write_batch(_write_contacts, [batch[i][1] for i in fresh], also)
-        out: list[tuple[Contact, bool]] = []
+        rows = [batch[i][1] for i in fresh]
+        if if_new:
+            assert also is not None
+            seqs, existing, left_out = await self._write_batch(_write_contacts_if_new, rows, also)
+        else:
+            (seqs, existing), left_out = await self._write_batch(_write_contacts, rows, also), set()
+        out: list[tuple[Contact, bool] | None] = []
         for contact, row in batch:
             key = row["idempotency_key"]
-            if row["id"] in seqs and (key is None or batch[first_by_key[key]][1]["id"] == row["id"]):
+            if (row["id"] if key is None else batch[first_by_key[key]][1]["id"]) in left_out:
+                out.append(None)
+            elif row["id"] in seqs and (key is None or batch[first_by_key[key]][1]["id"] == row["id"]):
                 out.append((evolve(contact, seq=seqs[row["id"]]), True))
             elif key is not None and key in existing:
                 out.append((existing[key], False))
@@ -609,6 +624,39 @@ def _contact_row(c: Contact) -> dict[str, Any]:
         "finished_at": c.finished_at,
         "payload": dict(c.payload),
     }
+
+
+def _rows(items: Sequence[tuple[Contact, str | None]]) -> list[tuple[Contact, dict[str, Any]]]:
+    batch = []
+    for contact, key in items:
+        row = _contact_row(contact)
+        row["idempotency_key"] = key
+        batch.append((contact, row))
+    return batch
+
+
+def _write_contacts_if_new(
+    conn: Connection, rows: list[dict[str, Any]], new_customers: Work
+) -> tuple[dict[str, int], dict[str, Contact], set[str]]:
+    """`_write_contacts` after `new_customers`, leaving out the contacts of the customers
+    it held back; also returns the ids of the contacts left out. A contact whose key was
+    stored before is answered by the stored one, and its customer is not written."""
+    keys = [row["idempotency_key"] for row in rows if row["idempotency_key"] is not None]
+    c = t.contacts.c
+    repeated = (
+        set(conn.execute(sa.select(c.idempotency_key).where(c.idempotency_key.in_(keys))).scalars()) if keys else set()
+    )
+    held = {row["customer_id"] for row in rows if row["idempotency_key"] in repeated and row["customer_id"]}
+    work, args = new_customers
+    held = work(conn, *args, held=held)
+    kept, left_out = [], set()
+    for row in rows:
+        if row["customer_id"] in held and row["idempotency_key"] not in repeated:
+            left_out.add(row["id"])
+        else:
+            kept.append(row)
+    seqs, existing = _write_contacts(conn, kept, None)
+    return seqs, existing, left_out
 
 
 def _write_contacts(
