@@ -8,8 +8,17 @@ are one number for a Russian deployment. E-mail addresses are compared case-inse
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import phonenumbers
+
+from acd.crm.model import Customer
+from acd.ids import new_id
+
+T = TypeVar("T")
+Key = tuple[str, str]  # ("phone", E.164) or ("email", address): what recognition compares
+NEW_CUSTOMER = "new customer"  # the contact's payload["crm"] when its customer was made for it
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DIGITS = re.compile(r"\d")
@@ -46,3 +55,49 @@ def normalize_email(raw: str) -> str | None:
     if text.startswith("mailto:"):
         text = text[7:]
     return text if _EMAIL.match(text) else None
+
+
+def keys(phone: str | None, email: str | None, region: str = "RU") -> list[Key]:
+    """The keys a contact's phone and e-mail are recognised by (none for what is not one)."""
+    out: list[Key] = []
+    if phone and (number := normalize_phone(phone, region)):
+        out.append(("phone", number))
+    if email and (address := normalize_email(email)):
+        out.append(("email", address))
+    return out
+
+
+def owners(keys_of: Sequence[Sequence[Key]], found: Mapping[Key, T], new: Callable[[int], T]) -> list[T | None]:
+    """Each contact's owner, by its keys: the one `found` holds one of them, or else a new
+    one, made by `new(i)` for the first contact i that needs it and shared by the contacts
+    of the batch that share a key with it; None for a contact without keys."""
+    made: dict[Key, T] = {}
+    out: list[T | None] = []
+    for i, held in enumerate(keys_of):
+        owner = next((found[k] for k in held if k in found), None)
+        if owner is None and held:
+            owner = next((made[k] for k in held if k in made), None)
+            if owner is None:
+                owner = new(i)
+            for k in held:
+                made.setdefault(k, owner)
+        out.append(owner)
+    return out
+
+
+def as_new_customers(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A contact's payload once a customer was made for it."""
+    return {**payload, "crm": NEW_CUSTOMER}
+
+
+def stranger(name: str, criteria: Mapping[str, str], phone: str | None, email: str | None, now: float) -> Customer:
+    """A new customer, made for the first contact of somebody nobody knows."""
+    return Customer(
+        id=new_id(),
+        name=name,
+        kind="person",
+        phones=(phone,) if phone else (),
+        emails=(email,) if email else (),
+        criteria=dict(criteria),
+        created_at=now,
+    )

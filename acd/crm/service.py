@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from acd.config import Deployment
 from acd.core.model import Contact, Manager, evolve
 from acd.crm import csvio
-from acd.crm.identity import normalize_email, normalize_phone
+from acd.crm.identity import as_new_customers, normalize_email, normalize_phone, owners, stranger
 from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
 from acd.crm.provider import DealRatings
 from acd.crm.ratings import DAY, Estimate, Lead, Opportunity, RatingParams, RatingTable, opportunities
@@ -50,12 +50,7 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     def rows_to_write(
         self, new_customers: Sequence[Customer], changed: Sequence[Deal] = (), history: Sequence[CrmEvent] = ()
     ) -> Any: ...
-    def rows_if_new(
-        self,
-        new_customers: Sequence[Customer],
-        keys_of: Mapping[str, Sequence[tuple[str, str]]],
-        history: Sequence[CrmEvent],
-    ) -> Any: ...
+    def new_people_work(self, region: str, now: float) -> Any: ...
     async def save_customer(self, customer: Customer, *, new: bool, event: CrmEvent | None = None) -> None: ...
     async def list_customers(
         self, query: str | None = None, account_manager: str | None = None, limit: int = 100, offset: int = 0
@@ -196,7 +191,7 @@ class CrmService:
             return contact
         customer = await self.repo.find_customer([phone] if phone else [], [email] if email else [])
         if customer is None:
-            customer = self._stranger(contact, phone, email, now)
+            customer = stranger(contact.customer_name, contact.criteria, phone, email, now)
             try:
                 await self.repo.save_customer(
                     customer, new=True, event=CrmEvent(now, customer.id, "created", by=f"contact:{contact.id}")
@@ -255,13 +250,13 @@ class CrmService:
         now = self.clock()
         ids = [self._keys_of(c) for c in contacts]
         found = await self.repo.customers_by_keys([p for p, _ in ids if p], [e for _, e in ids if e])
-        owners, fresh, _ = self._owners(contacts, ids, found, now)
+        customers, fresh = self._owners(contacts, ids, found, now)
         fresh_ids = {cu.id for cu in fresh}
-        repeat = {cu.id for cu in owners if cu is not None and cu.id not in fresh_ids}
+        repeat = {cu.id for cu in customers if cu is not None and cu.id not in fresh_ids}
         deals = await self.repo.deals_of_many(repeat) if repeat else {}
         vacations = await self.current_vacations(now) if repeat else []
         out: list[Contact] = []
-        for c, (phone, email), customer in zip(contacts, ids, owners, strict=True):
+        for c, (phone, email), customer in zip(contacts, ids, customers, strict=True):
             if customer is None:
                 out.append(c)
             elif customer.id in fresh_ids:
@@ -277,23 +272,17 @@ class CrmService:
 
     def assume_new(self, contacts: Sequence[Contact]) -> tuple[list[Contact], Any] | None:
         """What `prepare_many` answers when nobody in `contacts` is known yet, without looking:
-        the contacts as new customers' (people sharing a phone or e-mail inside the batch
-        becoming one customer), and the work that writes those customers in the intake's
-        transaction. That work looks their phones and e-mails up there and then, writes
-        only the customers nobody holds a key of, and names the ones it held back: their
-        contacts are left out, for `prepare_many` to recognise. Most web leads come from
-        new people, so most batches cost one transaction and no look-up before it. None
-        when an external CRM takes part in recognition: it must be asked first."""
+        the contacts, and the work that, in the intake's transaction, makes their customers
+        (people sharing a phone or e-mail inside the batch becoming one), checks there and
+        then that nobody holds their phones and e-mails, and writes those nobody holds,
+        filling in their contacts' customer; the contacts of the others are left out, for
+        `prepare_many` to recognise (acd.storage.crm.CrmStore.new_people_work). Most web
+        leads come from new people, so most batches cost one transaction and no look-up
+        before it. None when an external CRM takes part in recognition: it must be asked
+        first."""
         if self.external is not None:
             return None
-        now = self.clock()
-        ids = [self._keys_of(c) for c in contacts]
-        owners, fresh, keys_of = self._owners(contacts, ids, {}, now)
-        out = [
-            c if customer is None else self._as_new(c, customer) for c, customer in zip(contacts, owners, strict=True)
-        ]
-        history = [CrmEvent(cu.created_at, cu.id, "created", by="intake") for cu in fresh]
-        return out, self.repo.rows_if_new(fresh, keys_of, history)
+        return list(contacts), self.repo.new_people_work(self.region, self.clock())
 
     def _keys_of(self, contact: Contact) -> tuple[str | None, str | None]:
         phone = normalize_phone(contact.phone, self.region) if contact.phone else None
@@ -306,27 +295,17 @@ class CrmService:
         ids: Sequence[tuple[str | None, str | None]],
         found: Mapping[tuple[str, str], Customer],
         now: float,
-    ) -> tuple[list[Customer | None], list[Customer], dict[str, list[tuple[str, str]]]]:
-        """Each contact's customer: the one `found` holding one of its keys, or a new one that
-        people sharing a key inside the batch share. Also the new customers, and by new
-        customer every key its contacts came with."""
-        created: dict[tuple[str, str], Customer] = {}
+    ) -> tuple[list[Customer | None], list[Customer]]:
+        """Each contact's customer (identity.owners), and the new ones among them."""
         fresh: list[Customer] = []
-        owners: list[Customer | None] = []
-        keys_of: dict[str, list[tuple[str, str]]] = {}
-        for c, (phone, email) in zip(contacts, ids, strict=True):
-            keys = [(kind, value) for kind, value in (("phone", phone), ("email", email)) if value]
-            customer = next((found[k] for k in keys if k in found), None)
-            if customer is None and keys:
-                customer = next((created[k] for k in keys if k in created), None)
-                if customer is None:
-                    customer = self._stranger(c, phone, email, now)
-                    fresh.append(customer)
-                for k in keys:
-                    created.setdefault(k, customer)
-                keys_of.setdefault(customer.id, []).extend(keys)
-            owners.append(customer)
-        return owners, fresh, keys_of
+
+        def new(i: int) -> Customer:
+            (phone, email), contact = ids[i], contacts[i]
+            fresh.append(stranger(contact.customer_name, contact.criteria, phone, email, now))
+            return fresh[-1]
+
+        keys = [[(kind, value) for kind, value in (("phone", p), ("email", e)) if value] for p, e in ids]
+        return owners(keys, found, new), fresh
 
     def new_customers_work(self, fresh: Sequence[Customer]) -> Any:
         """The customers from `prepare_many` as work for the intake's transaction
@@ -334,19 +313,8 @@ class CrmService:
         history = [CrmEvent(cu.created_at, cu.id, "created", by="intake") for cu in fresh]
         return self.repo.rows_to_write(fresh, (), history)
 
-    def _stranger(self, contact: Contact, phone: str | None, email: str | None, now: float) -> Customer:
-        return Customer(
-            id=new_id(),
-            name=contact.customer_name,
-            kind="person",
-            phones=(phone,) if phone else (),
-            emails=(email,) if email else (),
-            criteria=dict(contact.criteria),
-            created_at=now,
-        )
-
     def _as_new(self, contact: Contact, customer: Customer) -> Contact:
-        return evolve(contact, customer_id=customer.id, payload={**contact.payload, "crm": "new customer"})
+        return evolve(contact, customer_id=customer.id, payload=as_new_customers(contact.payload))
 
     def _as_repeat(
         self, contact: Contact, customer: Customer, deals: list[Deal], vacations: list[Vacation], now: float

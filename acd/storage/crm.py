@@ -15,10 +15,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from acd.core.model import Contact
+from acd.crm import identity
 from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
 from acd.crm.ratings import Lead
 from acd.storage import tables as t
-from acd.storage.bulk import insert_many
+from acd.storage.bulk import insert_many, select_in
 from acd.storage.store import Conflict, Store, Work, _contact_from_row
 
 _serial = t._serial
@@ -121,8 +122,8 @@ def _look_up_keys(
     for kind in ("phone", "email"):  # one indexed (kind, value) look-up each: an OR would scan
         values = [value for held_kind, value in wanted if held_kind == kind]
         if values:
-            query = sa.select(k.kind, k.value, k.customer_id).where(k.kind == kind, k.value.in_(values))
-            hits += [_Key(*row) for row in conn.execute(query)]
+            found = select_in(conn, customer_keys, ["kind", "value", "customer_id"], "value", values, {"kind": kind})
+            hits += [_Key(*row) for row in found]
     ids = sorted({key.customer_id for key in hits})
     if not ids or not with_customers:
         return hits, [], []
@@ -145,23 +146,44 @@ def _write_rows(
     insert_many(conn, events, event_rows)
 
 
-def _write_unless_known(
-    conn: Connection,
-    keys_of: dict[str, list[tuple[str, str]]],
-    customer_rows: list[dict[str, Any]],
-    key_rows: list[dict[str, Any]],
-    event_rows: list[dict[str, Any]],
-    held: set[str],
+def _write_new_people(
+    conn: Connection, region: str, now: float, *, rows: list[dict[str, Any]], repeated: set[str]
 ) -> set[str]:
-    """Write the new customers, except the `held` ones and those with a phone or e-mail
-    (in `keys_of`, by customer) that somebody already holds; return the ones not written."""
-    held = set(held) | _known(conn, keys_of)
-    if held:
-        customer_rows = [r for r in customer_rows if r["id"] not in held]
-        key_rows = [r for r in key_rows if r["customer_id"] not in held]
-        event_rows = [r for r in event_rows if r["customer_id"] not in held]
-    _write_rows(conn, customer_rows, key_rows, [], event_rows)
-    return held
+    """In the intake's transaction (acd.storage.store.Store.create_contacts_if_new), before
+    its contact `rows` are written: make their people customers, as CrmService.prepare_many
+    would with nobody known (identity.owners), and write those whose phones and e-mails
+    nobody holds, filling in their rows' customer. Returns the ids of the contacts whose
+    customer somebody already is, to be left out. A contact that repeats a stored form
+    (its id in `repeated`) is answered by the stored one: its customer is not made."""
+    keys = [identity.keys(row["phone"], row["email"], region) for row in rows]
+
+    def new(i: int) -> Customer:
+        phone = next((v for kind, v in keys[i] if kind == "phone"), None)
+        email = next((v for kind, v in keys[i] if kind == "email"), None)
+        return identity.stranger(rows[i]["customer_name"], rows[i]["criteria"], phone, email, now)
+
+    owners = identity.owners(keys, {}, new)
+    keys_of: dict[str, list[tuple[str, str]]] = {}
+    for held_keys, owner in zip(keys, owners, strict=True):
+        if owner is not None:
+            keys_of.setdefault(owner.id, []).extend(held_keys)
+    held = _known(conn, keys_of) | {o.id for row, o in zip(rows, owners, strict=True) if o and row["id"] in repeated}
+    left_out: set[str] = set()
+    fresh: dict[str, Customer] = {}
+    for row, owner in zip(rows, owners, strict=True):
+        if owner is None:
+            continue
+        if owner.id in held:
+            if row["id"] not in repeated:
+                left_out.add(row["id"])
+            continue
+        fresh[owner.id] = owner
+        row["customer_id"] = owner.id
+        row["payload"] = identity.as_new_customers(row["payload"])
+    made = list(fresh.values())
+    history = [_event_row(CrmEvent(now, c.id, "created", by="intake")) for c in made]
+    _write_rows(conn, [_customer_row(c) for c in made], _key_rows(made), [], history)
+    return left_out
 
 
 def _known(conn: Connection, keys_of: dict[str, list[tuple[str, str]]]) -> set[str]:
@@ -341,22 +363,10 @@ class CrmStore:
             [_event_row(e) for e in history],
         )
 
-    def rows_if_new(
-        self,
-        new_customers: Sequence[Customer],
-        keys_of: Mapping[str, Sequence[tuple[str, str]]],
-        history: Sequence[CrmEvent] = (),
-    ) -> Work:
-        """New customers as work for the intake's transaction, written only if nobody holds
-        any of their keys (`keys_of`, by customer: every key their contacts came with); the
-        work takes the customers to hold back anyway (`held`) and returns all it held back
-        (acd.storage.store.Store.create_contacts_if_new)."""
-        return _write_unless_known, (
-            {customer: list(keys) for customer, keys in keys_of.items()},
-            [_customer_row(c) for c in new_customers],
-            _key_rows(new_customers),
-            [_event_row(e) for e in history],
-        )
+    def new_people_work(self, region: str, now: float) -> Work:
+        """The work that makes and writes the customers of an intake batch's new people, in
+        the batch's transaction (`_write_new_people`)."""
+        return _write_new_people, (region, now)
 
     async def get_deal(self, deal_id: str) -> Deal | None:
         row = await self._store._row(sa.select(deals).where(deals.c.id == deal_id))

@@ -39,7 +39,7 @@ from sqlalchemy.pool import StaticPool
 from acd.core.events import Candidate, Decision, ShadowChoice, Transition
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence, evolve
 from acd.storage import tables as t
-from acd.storage.bulk import insert_many
+from acd.storage.bulk import insert_many, select_in
 from acd.storage.writer import WriterGone, WriterProcess
 
 __all__ = ["Conflict", "StorageError", "Store", "default_sqlite_url", "open_store"]
@@ -223,11 +223,13 @@ class Store:
     async def create_contacts_if_new(
         self, items: Sequence[tuple[Contact, str | None]], new_customers: Work
     ) -> list[tuple[Contact, bool] | None]:
-        """`create_contacts` for contacts prepared as new customers' (acd.crm.service.CrmService
-        .assume_new): `new_customers` (acd.storage.crm.CrmStore.rows_if_new) writes those
-        nobody holds a key of, and the contacts of the others are left out (None), for the
-        caller to recognise. So are those of a customer whose contact repeats an
-        Idempotency-Key stored before: that contact is known, and so may its customer be."""
+        """`create_contacts` for contacts whose people are taken for new customers
+        (acd.crm.service.CrmService.assume_new). In the same transaction, `new_customers`
+        (acd.storage.crm.CrmStore.new_people_work) makes and writes the customers nobody
+        holds a phone or e-mail of, and fills in their contacts; it names the contacts of
+        the people found known, which are left out (None) for the caller to recognise. The
+        contacts come back with their customers. A contact that repeats an Idempotency-Key
+        stored before is answered by the stored one, as in `create_contacts`."""
         return await self._insert_some(_rows(items), new_customers, if_new=True)
 
     async def _insert_batch(
@@ -250,7 +252,11 @@ class Store:
         rows = [batch[i][1] for i in fresh]
         if if_new:
             assert also is not None
-            seqs, existing, left_out = await self._write_batch(_write_contacts_if_new, rows, also)
+            seqs, existing, left_out, filled = await self._write_batch(_write_contacts_if_new, rows, also)
+            batch = [
+                (evolve(c, customer_id=filled[r["id"]][0], payload=filled[r["id"]][1]) if r["id"] in filled else c, r)
+                for c, r in batch
+            ]
         else:
             (seqs, existing), left_out = await self._write_batch(_write_contacts, rows, also), set()
         out: list[tuple[Contact, bool] | None] = []
@@ -637,26 +643,21 @@ def _rows(items: Sequence[tuple[Contact, str | None]]) -> list[tuple[Contact, di
 
 def _write_contacts_if_new(
     conn: Connection, rows: list[dict[str, Any]], new_customers: Work
-) -> tuple[dict[str, int], dict[str, Contact], set[str]]:
-    """`_write_contacts` after `new_customers`, leaving out the contacts of the customers
-    it held back; also returns the ids of the contacts left out. A contact whose key was
-    stored before is answered by the stored one, and its customer is not written."""
+) -> tuple[dict[str, int], dict[str, Contact], set[str], dict[str, tuple[str | None, dict[str, Any]]]]:
+    """`_write_contacts` after `new_customers` (which may fill in the rows' customer and
+    payload), leaving out the contacts it names; also returns their ids, and the customer
+    and payload of each contact that has a customer."""
     keys = [row["idempotency_key"] for row in rows if row["idempotency_key"] is not None]
-    c = t.contacts.c
-    repeated = (
-        set(conn.execute(sa.select(c.idempotency_key).where(c.idempotency_key.in_(keys))).scalars()) if keys else set()
+    stored = (
+        {key for (key,) in select_in(conn, t.contacts, ["idempotency_key"], "idempotency_key", keys)} if keys else set()
     )
-    held = {row["customer_id"] for row in rows if row["idempotency_key"] in repeated and row["customer_id"]}
     work, args = new_customers
-    held = work(conn, *args, held=held)
-    kept, left_out = [], set()
-    for row in rows:
-        if row["customer_id"] in held and row["idempotency_key"] not in repeated:
-            left_out.add(row["id"])
-        else:
-            kept.append(row)
+    repeated = {row["id"] for row in rows if row["idempotency_key"] in stored}
+    left_out: set[str] = work(conn, *args, rows=rows, repeated=repeated)
+    kept = [row for row in rows if row["id"] not in left_out]
     seqs, existing = _write_contacts(conn, kept, None)
-    return seqs, existing, left_out
+    filled = {row["id"]: (row["customer_id"], row["payload"]) for row in kept if row["customer_id"] is not None}
+    return seqs, existing, left_out, filled
 
 
 def _write_contacts(
@@ -671,7 +672,7 @@ def _write_contacts(
     insert_many(conn, t.contacts, rows, skip_conflicts_on="idempotency_key")
     c = t.contacts.c
     ids = [row["id"] for row in rows]
-    seqs = {id_: int(seq) for id_, seq in conn.execute(sa.select(c.id, c.seq).where(c.id.in_(ids)))}
+    seqs = {id_: int(seq) for id_, seq in select_in(conn, t.contacts, ["id", "seq"], "id", ids)}
     lost = [row["idempotency_key"] for row in rows if row["id"] not in seqs]
     if any(key is None for key in lost):
         raise Conflict("a contact id was reused")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
@@ -41,7 +42,9 @@ class JSONText(sa.TypeDecorator[Any]):
             return None
         if not value and isinstance(value, list | dict):
             return "[]" if isinstance(value, list) else "{}"  # most rows: skip the encoder
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        # the JSON json.dumps(separators=(",", ":"), ensure_ascii=False) writes (an exponent
+        # may lose a leading zero), several times faster: much of writing a batch of leads
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         if value is None:
