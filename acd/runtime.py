@@ -20,14 +20,25 @@ def event_loop_runner() -> asyncio.Runner:
     return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
+# The young generation's size: 10,000 new objects, not 700. At 700, a burst of requests
+# has its short-lived objects (each in flight for a few milliseconds) scanned again and
+# again and promoted to older generations, whose collections then walk them once more: in
+# the intake bench the event loop spent about 9 % of its time collecting. At 10,000 most
+# of them die first; one young collection takes about 4 ms (at 50,000 about 20 ms, too
+# long a stall for a call). Alternating runs: CPU per lead -6 %, leads/s +7 % (median of 8).
+YOUNG_GENERATION = 10_000
+
+
 def settle_memory() -> None:
     """For a long-running server, once it has started: what start-up allocated (modules, the
     configuration, the restored queue) is frozen out of the garbage collector's scans, so a
     full collection walks only what the server allocated since, and stalls calls and requests
     for less. (FastAGI benchmark, alternating runs on a noisy machine: p99 round trip 16-39 ms
-    frozen, 22-95 ms not.)"""
+    frozen, 22-95 ms not.) The young generation is made larger (YOUNG_GENERATION)."""
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION, older, oldest)
 
 
 async def wait_a_while(event: asyncio.Event, seconds: float | None) -> None:
