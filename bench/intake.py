@@ -118,7 +118,7 @@ async def serve_and_hammer(args: list[str], log: Path, port: int, total: int, co
         await server.wait()
 
 
-async def measure(total: int = 6000, concurrency: int = 64, rounds: int = 3) -> dict[str, float]:
+async def measure(total: int = 6000, concurrency: int = 64, rounds: int = 5) -> dict[str, float]:
     """Each server `rounds` times, taking turns (bare, floor, acd, bare, ...), and the
     median of each figure: on a shared machine one slow moment must not decide the ratio."""
     runs: dict[str, list[Served]] = {"bare": [], "floor": [], "acd": []}
