@@ -146,13 +146,16 @@ class Intake:
                 return await self.store.create_contacts(items)
             try:
                 if prepared.if_new:
-                    return await self._store_if_new(batch, items, prepared.also)
-                return await self.store.create_contacts(items, prepared.also)
+                    stored = await self.store.create_contacts_if_new(items, prepared.also)
+                else:
+                    return await self.store.create_contacts(items, prepared.also)
             except Exception:
                 # Most likely a customer created meanwhile (by another process, or by the
                 # batch written just before, recognised before it committed), or a reused
                 # id: take the careful road, one contact at a time, so one bad row fails alone.
                 log.warning("intake batch of %d failed as a whole; storing one by one", len(batch), exc_info=True)
+            else:
+                return await self._recognise_left_out(batch, stored)
         assert self.crm is not None
         policy = self.policy()
         enriched = [entry_step(c, policy) for c in await self.crm.enrich_many([p.contact for p in batch])]
@@ -161,18 +164,16 @@ class Intake:
             return_exceptions=True,
         )
 
-    async def _store_if_new(
-        self, batch: list[_Pending], items: list[tuple[Contact, str | None]], new_customers: Any
+    async def _recognise_left_out(
+        self, batch: list[_Pending], stored: list[tuple[Contact, bool] | None]
     ) -> Sequence[tuple[Contact, bool] | BaseException]:
-        """The batch as new customers' contacts; those of people found known are recognised
-        and stored after them."""
-        stored = await self.store.create_contacts_if_new(items, new_customers)
+        """The answers of a batch stored as new customers' contacts (Store.create_contacts_if_new),
+        once the contacts it left out, of people found known, are recognised and stored."""
         known = [i for i, answer in enumerate(stored) if answer is None]
         answers: list[tuple[Contact, bool] | BaseException] = [a for a in stored if a is not None]
         if known:
             rest = [batch[i] for i in known]
-            for i, answer in zip(
-                known, await self._store(rest, await self._prepare(rest, assume_new=False)), strict=True
-            ):
+            recognised = await self._store(rest, await self._prepare(rest, assume_new=False))
+            for i, answer in zip(known, recognised, strict=True):
                 answers.insert(i, answer)
         return answers
