@@ -1,11 +1,12 @@
 """Recognition keys: phone numbers in the usual Russian and international formats become one
-E.164 number; e-mail addresses compare case-insensitively."""
+E.164 number; e-mail addresses compare case-insensitively; the contacts of a batch that
+share a key are one person."""
 
 from __future__ import annotations
 
 import pytest
 
-from acd.crm.identity import normalize_email, normalize_phone
+from acd.crm.identity import keys, normalize_email, normalize_phone, owners
 
 
 @pytest.mark.parametrize(
@@ -50,3 +51,22 @@ def test_email_addresses_are_trimmed_and_lower_cased_and_junk_is_refused() -> No
     assert normalize_email("mailto:a@b.ru") == "a@b.ru"
     assert normalize_email("ivan@") is None
     assert normalize_email("ivan petrov@example.ru") is None
+
+
+def test_contacts_of_a_batch_sharing_a_phone_or_an_email_are_one_person_and_a_known_one_wins() -> None:
+    batch = [
+        keys("8 916 100-00-01", None),  # 0: new
+        keys(None, "Anna@Example.ru"),  # 1: new
+        keys("+7 916 100-00-01", "anna@example.ru"),  # 2: shares a key with 0 (and one with 1)
+        keys("+7 916 100-00-02", None),  # 3: known
+        keys("not a phone", None),  # 4: nobody
+    ]
+    made: list[int] = []
+
+    def new(i: int) -> str:
+        made.append(i)
+        return f"new-{i}"
+
+    found = {("phone", "+79161000002"): "known"}
+    assert owners(batch, found, new) == ["new-0", "new-1", "new-0", "known", None]
+    assert made == [0, 1]  # one new person each for the first contacts that needed one

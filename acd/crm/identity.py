@@ -1,4 +1,5 @@
-"""Pure: phone numbers and e-mail addresses in the one form recognition compares.
+"""Pure: phone numbers and e-mail addresses in the one form recognition compares, and which
+contacts of a batch are one person.
 
 Phone numbers become E.164 through the phonenumbers library (libphonenumber's metadata), so
 "+7 495 123-45-67", "8 (495) 123-45-67", "84951234567", "74951234567" and "4951234567"
