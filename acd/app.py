@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import Gauge
@@ -208,6 +210,8 @@ def _recompute_ratings_periodically(crm: CrmService) -> Callable[[web.Applicatio
 
 
 LOST_LOCK_EXIT = 3  # the exit status of a node that lost the dispatcher lock (its supervisor restarts it)
+SHUTDOWN_LIMIT = 20.0  # seconds: a shutdown that takes longer is stuck
+SHUTDOWN_STUCK_EXIT = 4  # the exit status of a server whose shutdown got stuck
 
 
 def _cluster_settings(url: str, port: int | None, node_grace: float) -> ClusterSettings:
@@ -215,6 +219,32 @@ def _cluster_settings(url: str, port: int | None, node_grace: float) -> ClusterS
         return settings_for(url, port, node_grace=node_grace)
     except ValueError as err:
         raise ConfigError([f"--cluster: {err}"]) from None
+
+
+def _exit_stuck() -> None:
+    """A server asked to stop must stop, even when some part of it hangs: log where every
+    task is waiting (to find the part), then end at once, as after kill -9, which it
+    survives: every acknowledged write is committed, and the writer process ends with its
+    input."""
+    tasks = "\n".join(f"{task.get_name()}: {' <- '.join(_awaiting(task))}" for task in asyncio.all_tasks())
+    log.critical(
+        "shutdown did not finish within %.0f s; ending now. Tasks (innermost await first):\n%s", SHUTDOWN_LIMIT, tasks
+    )
+    logging.shutdown()
+    os._exit(SHUTDOWN_STUCK_EXIT)
+
+
+def _awaiting(task: asyncio.Task[Any]) -> list[str]:
+    """Where a suspended task waits: its chain of awaits (a task's own stack shows only the
+    outermost coroutine), innermost first."""
+    chain = []
+    coro: Any = task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            chain.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return chain[::-1]
 
 
 async def serve(
@@ -273,9 +303,17 @@ async def serve(
     for task in pending:
         task.cancel()
     log.info("shutting down: finishing requests in flight")
-    # Stop accepting, let requests in flight finish, then drain the dispatcher so nothing is
-    # left half-written.
-    await runner.cleanup()
-    await server.close()
+
+    async def close() -> None:
+        # Stop accepting, let requests in flight finish, then drain the dispatcher so nothing
+        # is left half-written.
+        await runner.cleanup()
+        await server.close()
+
+    closing = loop.create_task(close())
+    await asyncio.wait([closing], timeout=SHUTDOWN_LIMIT)
+    if not closing.done():
+        _exit_stuck()
+    closing.result()
     if lost.is_set():
         raise SystemExit(LOST_LOCK_EXIT)

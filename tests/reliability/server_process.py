@@ -12,6 +12,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from acd.app import SHUTDOWN_STUCK_EXIT
 from acd.pbxsim import PbxSim
 from tests.test_restart import ROOT
 
@@ -79,6 +80,12 @@ async def stop_both(proc: asyncio.subprocess.Process, sim: PbxSim, log: Path) ->
                 await proc.wait()
                 tail = log.read_text(errors="replace")[-3000:]
                 raise AssertionError(f"the server did not stop within 30 s of SIGTERM; its log ends:\n{tail}") from None
+            if proc.returncode == SHUTDOWN_STUCK_EXIT:
+                # It ended itself as after kill -9, which these tests show it survives; what
+                # hung is for the log (printed: `make reliability` runs with -s), not a failure
+                # of what the test checks.
+                tail = log.read_text(errors="replace")[-6000:]
+                print(f"\nRELIABILITY shutdown stuck, the server ended itself; its log ends:\n{tail}", flush=True)
     finally:
         try:
             await asyncio.wait_for(sim.close(), 30)
