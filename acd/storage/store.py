@@ -250,27 +250,32 @@ class Store:
                 first_by_key[key] = i
             fresh.append(i)
         rows = [batch[i][1] for i in fresh]
+        filled: dict[str, tuple[str | None, dict[str, Any]]] = {}
         if if_new:
             assert also is not None
             seqs, existing, left_out, filled = await self._write_batch(_write_contacts_if_new, rows, also)
-            batch = [
-                (evolve(c, customer_id=filled[r["id"]][0], payload=filled[r["id"]][1]) if r["id"] in filled else c, r)
-                for c, r in batch
-            ]
         else:
             (seqs, existing), left_out = await self._write_batch(_write_contacts, rows, also), set()
+
+        def stored(contact: Contact, row_id: str) -> Contact:
+            """The contact as its row went in: its seq, and the customer the transaction filled in."""
+            if row_id not in filled:
+                return evolve(contact, seq=seqs[row_id])
+            customer_id, payload = filled[row_id]
+            return evolve(contact, seq=seqs[row_id], customer_id=customer_id, payload=payload)
+
         out: list[tuple[Contact, bool] | None] = []
         for contact, row in batch:
             key = row["idempotency_key"]
             if (row["id"] if key is None else batch[first_by_key[key]][1]["id"]) in left_out:
                 out.append(None)
             elif row["id"] in seqs and (key is None or batch[first_by_key[key]][1]["id"] == row["id"]):
-                out.append((evolve(contact, seq=seqs[row["id"]]), True))
+                out.append((stored(contact, row["id"]), True))
             elif key is not None and key in existing:
                 out.append((existing[key], False))
             elif key is not None:
                 first = batch[first_by_key[key]]
-                out.append((evolve(first[0], seq=seqs[first[1]["id"]]), False))
+                out.append((stored(first[0], first[1]["id"]), False))
             else:
                 raise Conflict(f"contact {row['id']} was not stored")
         return out
