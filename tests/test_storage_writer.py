@@ -178,3 +178,15 @@ async def test_a_writer_that_dies_fails_every_request_in_flight_and_the_next_one
             await request
     assert await writer.run(seen) == []  # none of them committed
     assert writer.pid not in (None, pid)
+
+
+async def test_a_caller_that_gives_up_leaves_its_answer_and_the_next_caller_gets_its_own(
+    writer: WriterProcess,
+) -> None:
+    given_up = asyncio.ensure_future(writer.run(append, 1, 0.3))
+    await asyncio.sleep(0.1)  # sent, and running
+    given_up.cancel()
+    # its write still commits in its turn; the answer that comes for it is not handed on
+    assert await writer.run(seen) == [1]
+    assert await writer.run(append, 2, 0.0) is None
+    assert await writer.run(seen) == [1, 2]

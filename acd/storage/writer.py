@@ -30,8 +30,7 @@ import struct
 import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 T = TypeVar("T")
 _LENGTH = struct.Struct("!I")
@@ -42,14 +41,79 @@ class WriterGone(Exception):
     """The writer process ended during the transaction: it did not commit."""
 
 
-@dataclass(eq=False)
-class _Child:
-    """One writer process and the requests written to it whose answers are still to come:
-    it answers them in the order it got them."""
+class _Child(asyncio.SubprocessProtocol):
+    """One writer process, and the requests written to it whose answers are still to
+    come: it answers them in the order it got them. Its answers are read where the event
+    loop reads the pipe and handed to their callers there: a reader task in between (and
+    a shield) would cost an answer more turns of the loop, each behind everything else the
+    loop has to do (the HTTP requests of a burst), while the writer waits for the next batch."""
 
-    proc: asyncio.subprocess.Process
-    waiting: deque[asyncio.Future[tuple[bool, Any]]] = field(default_factory=deque)
-    reader: asyncio.Task[None] | None = None
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.started: asyncio.Future[None] = loop.create_future()
+        self.ended: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.SubprocessTransport | None = None
+        self.waiting: deque[asyncio.Future[tuple[bool, Any]]] = deque()
+        self._buffer = bytearray()
+        self._answers_ended = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.SubprocessTransport, transport)  # uvloop's is not a subclass
+
+    @property
+    def running(self) -> bool:
+        return not (self._answers_ended or self.ended.done())
+
+    def send(self, request: bytes) -> asyncio.Future[tuple[bool, Any]]:
+        answer: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
+        stdin = None if self.transport is None else self.transport.get_pipe_transport(0)
+        if stdin is None or stdin.is_closing() or not self.running:
+            answer.set_result((False, _gone()))
+            return answer
+        self.waiting.append(answer)
+        cast(asyncio.WriteTransport, stdin).write(_LENGTH.pack(len(request)) + request)
+        return answer
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd != 1:
+            return
+        self._buffer += data
+        if not self.started.done():
+            del self._buffer[:1]  # "+": it has opened the database
+            self.started.set_result(None)
+        at, end = 0, len(self._buffer)
+        while end - at >= _LENGTH.size:
+            size = _LENGTH.unpack_from(self._buffer, at)[0]
+            if end - at - _LENGTH.size < size:
+                break
+            answer = pickle.loads(self._buffer[at + _LENGTH.size : at + _LENGTH.size + size])
+            at += _LENGTH.size + size
+            waiting = self.waiting.popleft()
+            if not waiting.done():  # a caller that gave up left its answer here
+                waiting.set_result(answer)
+        del self._buffer[:at]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            self._answers_ended = True
+            self._fail_waiting()
+
+    def process_exited(self) -> None:
+        self._fail_waiting()
+        if not self.started.done():
+            self.started.set_exception(WriterGone("the database writer process did not start"))
+        if not self.ended.done():
+            self.ended.set_result(None)
+
+    def _fail_waiting(self) -> None:
+        while self.waiting:
+            waiting = self.waiting.popleft()
+            if not waiting.done():
+                waiting.set_result((False, _gone()))
+
+
+def _gone() -> WriterGone:
+    return WriterGone("the database writer process ended; the transaction did not commit")
 
 
 class WriterProcess:
@@ -65,7 +129,8 @@ class WriterProcess:
 
     @property
     def pid(self) -> int | None:
-        return None if self._child is None else self._child.proc.pid
+        child = self._child
+        return None if child is None or child.transport is None else child.transport.get_pid()
 
     async def start(self) -> None:
         await self._started()
@@ -73,88 +138,63 @@ class WriterProcess:
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(connection, *args)` in one transaction, committed when it returns."""
         request = pickle.dumps((work, args), pickle.HIGHEST_PROTOCOL)
-        child = await self._started()
-        assert child.proc.stdin is not None
-        answer: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
-        child.waiting.append(answer)
-        try:
-            child.proc.stdin.write(_LENGTH.pack(len(request)) + request)
-            await child.proc.stdin.drain()
-        except ConnectionError:
-            pass  # the reader sees the end too, and fails every request still waiting
-        # shielded: a caller that gives up leaves its answer to the reader, in its turn
-        ok, result = await asyncio.shield(answer)
+        child = self._child if self._child is not None and self._child.running else await self._started()
+        # A caller that gives up cancels its answer; the answer still comes, in its turn.
+        ok, result = await child.send(request)
         if not ok:
             raise result
         return result  # type: ignore[no-any-return]
 
-    async def _read_answers(self, child: _Child) -> None:
-        stdout = child.proc.stdout
-        assert stdout is not None
-        try:
-            while True:
-                size = _LENGTH.unpack(await stdout.readexactly(_LENGTH.size))[0]
-                answer = pickle.loads(await stdout.readexactly(size))
-                child.waiting.popleft().set_result(answer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            await self._ended(child)
-            gone = WriterGone("the database writer process ended; the transaction did not commit")
-            while child.waiting:
-                waiting = child.waiting.popleft()
-                if not waiting.done():
-                    waiting.set_result((False, gone))
-
     async def _started(self) -> _Child:
-        child = self._child
-        if child is not None and child.proc.returncode is None:
-            return child
         async with self._starting:
-            if self._child is not None and self._child.proc.returncode is None:
-                return self._child
-            proc = await asyncio.create_subprocess_exec(
+            if self._child is not None:
+                if self._child.running:
+                    return self._child
+                await self._ended(self._child)
+            loop = asyncio.get_running_loop()
+            _, child = await loop.subprocess_exec(
+                _Child,
                 sys.executable,
                 "-c",
                 "from acd.storage.writer import main; main()",
                 self._url,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                stderr=None,
             )
-            assert proc.stdout is not None
-            child = _Child(proc)
             try:
                 async with asyncio.timeout(START_TIMEOUT_S):
-                    await proc.stdout.readexactly(1)  # it has opened the database
-            except (asyncio.IncompleteReadError, TimeoutError) as err:
+                    await asyncio.shield(child.started)
+            except (WriterGone, TimeoutError) as err:
                 await self._ended(child)
                 raise WriterGone("the database writer process did not start") from err
-            child.reader = asyncio.create_task(self._read_answers(child))
             self._child = child
             return child
 
     async def _ended(self, child: _Child) -> None:
-        if child.proc.returncode is None:
-            child.proc.kill()
-        await child.proc.wait()
+        assert child.transport is not None
+        if child.running:
+            child.transport.kill()
+        await child.ended
+        child.transport.close()
         if self._child is child:
             self._child = None
 
     async def close(self) -> None:
         child, self._child = self._child, None
-        if child is None:
+        if child is None or child.transport is None:
             return
-        if child.proc.returncode is None:
-            assert child.proc.stdin is not None
-            child.proc.stdin.close()  # it ends at end of input, after the transactions in hand
+        if child.running:
+            stdin = child.transport.get_pipe_transport(0)
+            if stdin is not None:
+                stdin.close()  # it ends at end of input, after the transactions in hand
             try:
                 async with asyncio.timeout(10):
-                    await child.proc.wait()
+                    await asyncio.shield(child.ended)
             except TimeoutError:
-                child.proc.kill()
-                await child.proc.wait()
-        if child.reader is not None:
-            await child.reader
+                child.transport.kill()
+                await child.ended
+        child.transport.close()
 
 
 # ---- the writer process ----------------------------------------------------------------
