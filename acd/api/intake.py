@@ -25,11 +25,13 @@ from acd.core.policy import RoutingPolicy
 from acd.storage import Store
 
 log = logging.getLogger("acd.intake")
+_Results = Sequence[tuple[Contact, bool] | BaseException]
 
 
 class Recogniser(Protocol):
     """The CRM's side of intake (acd.crm.service.CrmService)."""
 
+    def looks_up_first(self) -> bool: ...
     def assume_new(self, contacts: Sequence[Contact]) -> tuple[list[Contact], Any] | None: ...
     async def prepare_many(self, contacts: Sequence[Contact]) -> tuple[list[Contact], list[Any]]: ...
     def new_customers_work(self, fresh: Sequence[Any]) -> Any: ...
@@ -73,43 +75,56 @@ class Intake:
         return await answer
 
     async def _drain(self) -> None:
-        # Writes keep their order: one at a time, in batch order. A batch whose preparation
-        # waits on a look-up (recognition before writing) is prepared while the one before
-        # it is written; one that costs no wait is taken only when that write is done, so
-        # that it holds everybody who came meanwhile.
-        writing: asyncio.Task[None] | None = None
-        looks_up = True
-        while True:
-            if writing is not None and not looks_up:
-                await writing
-                writing = None
-                continue
-            if not self._waiting:
-                if writing is None:
-                    return
+        # Writes keep their order: one at a time, in batch order, each batch holding
+        # everybody who came while the write before it went. The next write goes out the
+        # moment one is done, before the done batch's callers run: answering them only
+        # schedules them, and the writer must not wait while the event loop renders them.
+        if self._looks_up_first():
+            await self._drain_looking_up()
+            return
+        while self._waiting:
+            batch, prepared = await self._take()  # costs no look-up: it does not wait
+            self._settle(batch, await self._results(batch, prepared))
+
+    async def _drain_looking_up(self) -> None:
+        # A batch that needs a look-up before it is written (Recogniser.looks_up_first) is
+        # prepared while the write before it goes. Its look-up reaches the store's writer
+        # process after that write, so it sees what the write stored.
+        writing: tuple[list[_Pending], asyncio.Task[_Results]] | None = None
+        while self._waiting or writing is not None:
+            if self._waiting:
+                batch, prepared = await self._take()
+                if writing is not None:
+                    self._settle(writing[0], await writing[1])
+                writing = batch, asyncio.create_task(self._results(batch, prepared))
+                await asyncio.sleep(0)  # the write goes out before the next look-up
+            else:
+                assert writing is not None
                 self._more.clear()
                 more = asyncio.ensure_future(self._more.wait())
-                await asyncio.wait((writing, more), return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((writing[1], more), return_when=asyncio.FIRST_COMPLETED)
                 more.cancel()
-                if writing.done():
+                if writing[1].done():
+                    self._settle(writing[0], writing[1].result())
                     writing = None
-                continue
-            batch, self._waiting = self._waiting, []
-            prepared = await self._prepare(batch)
-            looks_up = prepared is None or not (prepared.if_new or self.crm is None)
-            if writing is not None:
-                await writing
-            writing = asyncio.create_task(self._answer(batch, prepared))
-            # let the write go out first: the store's writer process answers in order, so
-            # the next batch's look-up then runs right after this write commits, and sees it
-            await asyncio.sleep(0)
 
-    async def _answer(self, batch: list[_Pending], prepared: _Prepared | None) -> None:
+    def _looks_up_first(self) -> bool:
+        return self.crm is not None and self.crm.looks_up_first()
+
+    async def _take(self) -> tuple[list[_Pending], _Prepared | None]:
+        """Everybody waiting, prepared."""
+        batch, self._waiting = self._waiting, []
+        return batch, await self._prepare(batch)
+
+    async def _results(self, batch: list[_Pending], prepared: _Prepared | None) -> _Results:
         try:
-            results: Sequence[tuple[Contact, bool] | BaseException] = await self._store(batch, prepared)
+            return await self._store(batch, prepared)
         except Exception as err:  # handed to every caller: none of them was acknowledged
             log.exception("intake batch of %d failed", len(batch))
-            results = [err] * len(batch)
+            return [err] * len(batch)
+
+    @staticmethod
+    def _settle(batch: list[_Pending], results: _Results) -> None:
         for p, result in zip(batch, results, strict=True):
             if p.answer.done():
                 continue
@@ -137,9 +152,7 @@ class Intake:
         also = self.crm.new_customers_work(fresh) if fresh else None
         return _Prepared([entry_step(c, policy) for c in contacts], also)
 
-    async def _store(
-        self, batch: list[_Pending], prepared: _Prepared | None
-    ) -> Sequence[tuple[Contact, bool] | BaseException]:
+    async def _store(self, batch: list[_Pending], prepared: _Prepared | None) -> _Results:
         if prepared is not None:
             items = [(c, p.key) for c, p in zip(prepared.contacts, batch, strict=True)]
             if self.crm is None:
@@ -164,9 +177,7 @@ class Intake:
             return_exceptions=True,
         )
 
-    async def _recognise_left_out(
-        self, batch: list[_Pending], stored: list[tuple[Contact, bool] | None]
-    ) -> Sequence[tuple[Contact, bool] | BaseException]:
+    async def _recognise_left_out(self, batch: list[_Pending], stored: list[tuple[Contact, bool] | None]) -> _Results:
         """The answers of a batch stored as new customers' contacts (Store.create_contacts_if_new),
         once the contacts it left out, of people found known, are recognised and stored."""
         known = [i for i, answer in enumerate(stored) if answer is None]

@@ -270,6 +270,11 @@ class CrmService:
             out = list(await asyncio.gather(*routed))
         return out, fresh
 
+    def looks_up_first(self) -> bool:
+        """Whether recognition must look before a batch is written: an external CRM takes
+        part in it, and must be asked first (otherwise `assume_new` answers)."""
+        return self.external is not None
+
     def assume_new(self, contacts: Sequence[Contact]) -> tuple[list[Contact], Any] | None:
         """What `prepare_many` answers when nobody in `contacts` is known yet, without looking:
         the contacts, and the work that, in the intake's transaction, makes their customers
@@ -280,7 +285,7 @@ class CrmService:
         leads come from new people, so most batches cost one transaction and no look-up
         before it. None when an external CRM takes part in recognition: it must be asked
         first."""
-        if self.external is not None:
+        if self.looks_up_first():
             return None
         return list(contacts), self.repo.new_people_work(self.region, self.clock())
 
