@@ -190,3 +190,21 @@ async def test_a_caller_that_gives_up_leaves_its_answer_and_the_next_caller_gets
     assert await writer.run(seen) == [1]
     assert await writer.run(append, 2, 0.0) is None
     assert await writer.run(seen) == [1, 2]
+
+
+async def test_closing_lets_the_transactions_in_hand_commit_and_answers_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), str(ROOT)]))
+    process = WriterProcess(f"sqlite:///{tmp_path / 'probe.db'}")
+    await process.run(make_probe)
+    in_hand = [asyncio.ensure_future(process.run(append, n, 0.2)) for n in (1, 2)]
+    await asyncio.sleep(0.05)  # both sent
+    await process.close()
+    # the process ends right after its last answers: they still reach their callers
+    assert await asyncio.gather(*in_hand) == [None, None]
+    again = WriterProcess(f"sqlite:///{tmp_path / 'probe.db'}")
+    try:
+        assert await again.run(seen) == [1, 2]
+    finally:
+        await again.close()

@@ -23,6 +23,7 @@ again for the next one. It ends when its input closes, so it also ends when the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 import signal
@@ -55,6 +56,7 @@ class _Child(asyncio.SubprocessProtocol):
         self.transport: asyncio.SubprocessTransport | None = None
         self.waiting: deque[asyncio.Future[tuple[bool, Any]]] = deque()
         self._buffer = bytearray()
+        self._greeted = False  # its first byte, "+": it has opened the database
         self._answers_ended = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -78,9 +80,11 @@ class _Child(asyncio.SubprocessProtocol):
         if fd != 1:
             return
         self._buffer += data
-        if not self.started.done():
-            del self._buffer[:1]  # "+": it has opened the database
-            self.started.set_result(None)
+        if not self._greeted:
+            self._greeted = True
+            del self._buffer[:1]
+            if not self.started.done():
+                self.started.set_result(None)
         at, end = 0, len(self._buffer)
         while end - at >= _LENGTH.size:
             size = _LENGTH.unpack_from(self._buffer, at)[0]
@@ -94,12 +98,13 @@ class _Child(asyncio.SubprocessProtocol):
         del self._buffer[:at]
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        # Only the end of its answers fails what is still waiting: the process may be
+        # reported gone before the last answers it wrote are read.
         if fd == 1:
             self._answers_ended = True
             self._fail_waiting()
 
     def process_exited(self) -> None:
-        self._fail_waiting()
         if not self.started.done():
             self.started.set_exception(WriterGone("the database writer process did not start"))
         if not self.ended.done():
@@ -173,8 +178,9 @@ class WriterProcess:
 
     async def _ended(self, child: _Child) -> None:
         assert child.transport is not None
-        if child.running:
-            child.transport.kill()
+        if not child.ended.done():
+            with contextlib.suppress(ProcessLookupError):
+                child.transport.kill()
         await child.ended
         child.transport.close()
         if self._child is child:
@@ -184,7 +190,7 @@ class WriterProcess:
         child, self._child = self._child, None
         if child is None or child.transport is None:
             return
-        if child.running:
+        if not child.ended.done():
             stdin = child.transport.get_pipe_transport(0)
             if stdin is not None:
                 stdin.close()  # it ends at end of input, after the transactions in hand
