@@ -132,3 +132,24 @@ async def test_a_batch_that_fails_as_a_whole_is_stored_one_by_one(
     ids = [body["customer_id"] for _, body in results]
     assert ids[0] == ids[2] != ids[1]
     assert len(await customers(running)) == 2
+
+
+async def test_a_batch_that_cannot_be_prepared_answers_its_callers_with_the_error() -> None:
+    """A bug before the write (here the routing policy cannot be read) must not leave the
+    batch's callers waiting for ever: each gets an error, and nothing is stored."""
+    from acd.api.intake import Intake
+    from acd.core.model import Channel, Contact
+
+    class Unwritten:
+        async def create_contacts(self, items: object, also: object = None) -> list[Any]:
+            raise AssertionError("nothing may be written")
+
+    def broken_policy() -> Any:
+        raise RuntimeError("policy unreadable")
+
+    intake = Intake(Unwritten(), broken_policy)  # type: ignore[arg-type]
+    leads = [Contact(id=f"c{i}", channel=Channel.WEB, arrived_at=1.0) for i in range(3)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(intake.submit(c, None) for c in leads), return_exceptions=True), 5
+    )
+    assert all(isinstance(r, Exception) and not isinstance(r, TimeoutError) for r in results)

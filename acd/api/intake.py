@@ -112,9 +112,13 @@ class Intake:
         return self.crm is not None and self.crm.looks_up_first()
 
     async def _take(self) -> tuple[list[_Pending], _Prepared | None]:
-        """Everybody waiting, prepared."""
+        """Everybody waiting, prepared (None: the careful road, see `_store`)."""
         batch, self._waiting = self._waiting, []
-        return batch, await self._prepare(batch)
+        try:
+            return batch, await self._prepare(batch)
+        except Exception:  # a bug must not leave the batch's callers waiting for ever
+            log.exception("preparing an intake batch of %d failed", len(batch))
+            return batch, None
 
     async def _results(self, batch: list[_Pending], prepared: _Prepared | None) -> _Results:
         try:
