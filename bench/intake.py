@@ -49,16 +49,19 @@ async def spawn(args: list[str], log: Path) -> asyncio.subprocess.Process:
     return proc
 
 
-async def cpu_per_request(pid: int, url: str, total: int, concurrency: int) -> tuple[float, int, float, float]:
-    """`hammer`, and the server's CPU time (user + system) per request in µs: its own
-    processes all together (acd's SQLite writer among them), and the serving one alone."""
+async def cpu_per_request(pid: int, url: str, total: int, concurrency: int) -> tuple[float, int, float, float, float]:
+    """`hammer`, and the CPU time (user + system) per request in µs: the server's own
+    processes all together (acd's SQLite writer among them), the serving one alone, and
+    the client's (this process: it shares the machine's cores with the server)."""
     server = psutil.Process(pid)
     processes = [server, *server.children(recursive=True)]
     before = [p.cpu_times() for p in processes]
+    client_before = time.process_time()
     rate, errors = await hammer(url, total, concurrency)
+    client = time.process_time() - client_before
     after = [p.cpu_times() for p in processes]
     used = [(a.user - b.user) + (a.system - b.system) for a, b in zip(after, before, strict=True)]
-    return rate, errors, sum(used) / total * 1e6, used[0] / total * 1e6
+    return rate, errors, sum(used) / total * 1e6, used[0] / total * 1e6, client / total * 1e6
 
 
 async def hammer(url: str, total: int, concurrency: int) -> tuple[float, int]:
@@ -101,6 +104,7 @@ class Served:
     errors: int
     cpu_us: float  # the server's CPU time per request, all its processes
     loop_cpu_us: float  # the same, the process serving HTTP alone
+    client_cpu_us: float  # the client's CPU time per request
     rss_mb: float
 
 
@@ -109,10 +113,10 @@ async def serve_and_hammer(args: list[str], log: Path, port: int, total: int, co
     server = await spawn(args, log)
     try:
         url = f"http://127.0.0.1:{port}/api/leads"
-        rate, errors, cpu, loop_cpu = await cpu_per_request(server.pid, url, total, concurrency)
+        rate, errors, cpu, loop_cpu, client_cpu = await cpu_per_request(server.pid, url, total, concurrency)
         processes = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
         rss = sum(p.memory_info().rss for p in processes) / 2**20
-        return Served(rate, errors, cpu, loop_cpu, rss)
+        return Served(rate, errors, cpu, loop_cpu, client_cpu, rss)
     finally:
         server.terminate()
         await server.wait()
@@ -148,6 +152,10 @@ async def measure(total: int = 6000, concurrency: int = 64, rounds: int = 5) -> 
         "intake_server_loop_cpu_per_lead_us": acd.loop_cpu_us,
         "intake_bare_cpu_per_request_us": bare.cpu_us,
         "intake_floor_cpu_per_request_us": floor.cpu_us,
+        # the bare handler's rate is about what the client can send on its share of the
+        # cores: its CPU per request bounds it
+        "intake_client_cpu_per_bare_request_us": bare.client_cpu_us,
+        "intake_client_cpu_per_lead_us": acd.client_cpu_us,
         "intake_server_rss_mb": max(r.rss_mb for r in runs["acd"]),
         "intake_ratio_lowest_round": min(a.rate / b.rate for a, b in zip(runs["acd"], runs["bare"], strict=True)),
         "intake_ratio_highest_round": max(a.rate / b.rate for a, b in zip(runs["acd"], runs["bare"], strict=True)),
@@ -161,6 +169,7 @@ def _median(served: list[Served]) -> Served:
         errors=max(s.errors for s in served),
         cpu_us=statistics.median(s.cpu_us for s in served),
         loop_cpu_us=statistics.median(s.loop_cpu_us for s in served),
+        client_cpu_us=statistics.median(s.client_cpu_us for s in served),
         rss_mb=statistics.median(s.rss_mb for s in served),
     )
 
