@@ -46,6 +46,40 @@ class _Item:
 
 
 @dataclass(slots=True)
+class _Arrivals:
+    """Contacts posted as arrived one after another, routed in one pass of the core
+    (Switchboard.handle_arrivals): a burst of web leads costs one routing pass, not one
+    each. Nobody waits for their outcome."""
+
+    contacts: list[Contact]
+
+
+def _arrivals_together(items: list[_Item]) -> list[_Item | _Arrivals]:
+    """`items` in order, each run of posted arrivals of two or more as one."""
+    out: list[_Item | _Arrivals] = []
+    run: list[_Item] = []
+    contacts: list[Contact] = []
+
+    def close_run() -> None:
+        if len(run) < 2:
+            out.extend(run)
+        else:
+            out.append(_Arrivals(list(contacts)))
+        run.clear()
+        contacts.clear()
+
+    for item in items:
+        if isinstance(item.event, ev.ContactArrived) and item.reply is None:
+            run.append(item)
+            contacts.append(item.event.contact)
+        else:
+            close_run()
+            out.append(item)
+    close_run()
+    return out
+
+
+@dataclass(slots=True)
 class _Batch:
     contacts: dict[str, Contact] = field(default_factory=dict)
     managers: dict[str, Manager] = field(default_factory=dict)
@@ -150,7 +184,14 @@ class Dispatcher:
     async def _process(self, items: list[_Item]) -> None:
         batch = _Batch()
         outcomes: list[tuple[_Item, list[ev.Command] | BaseException]] = []
-        for item in items:
+        for item in _arrivals_together(items):
+            if isinstance(item, _Arrivals):
+                try:
+                    batch.add(self.board.handle_arrivals(item.contacts, self.clock()))
+                    self.processed += len(item.contacts)
+                except Exception:  # a bug in the core must not kill routing for everyone
+                    log.exception("core failed on the arrival of %d contacts", len(item.contacts))
+                continue
             try:
                 out = self.board.handle(item.event, self.clock())
             except CoreError as err:

@@ -65,6 +65,16 @@ class Harness:
         c.arrived_at = c.arrived_at or self.now
         return self.send(ev.ContactArrived(qualify(c, self.board.policy)))
 
+    def arrive_together(self, *contacts: Contact) -> list[ev.Command]:
+        """A burst of arrivals routed in one pass (Switchboard.handle_arrivals)."""
+        for c in contacts:
+            self.seq += 1
+            c.seq = c.seq or self.seq
+            c.arrived_at = c.arrived_at or self.now
+        out = self.board.handle_arrivals([qualify(c, self.board.policy) for c in contacts], self.now)
+        self.record(out)
+        return out
+
     def join(self, *managers: Manager) -> None:
         for m in managers:
             self.send(ev.ManagerSaved(m))

@@ -357,3 +357,29 @@ def test_a_contact_that_ends_without_a_finish_is_explained_in_the_decision_log_w
         ("c1", None, "ended: node b:4573 gone"),
     ]
     assert h.board.managers["a"].load.get(Channel.CALL, 0) == 0
+
+
+def test_a_burst_of_arrivals_routed_in_one_pass_gets_the_offers_it_would_get_one_by_one():
+    def offers(together: bool) -> tuple[list[tuple[str, str]], set[str]]:
+        h = harness()
+        h.join(manager("anna", skills=SKILLED), manager("boris", skills=SKILLED))
+        h.send(ev.ManagerSaved(manager("vera", skills=SKILLED)))  # staffed later: offline now
+        burst = [contact(f"c{i}") for i in range(4)]
+        if together:
+            h.arrive_together(*burst)
+        else:
+            for c in burst:
+                h.arrive(c)
+        waiting = {cid for cid, c in h.board.contacts.items() if c.status is ContactStatus.WAITING}
+        return [(o.contact.id, o.manager.id) for o in h.offers()], waiting
+
+    assert offers(together=True) == offers(together=False)
+    assert offers(together=True)[1] == {"c2", "c3"}
+
+
+def test_in_a_burst_routed_in_one_pass_the_more_urgent_contact_is_offered_first():
+    h = harness()
+    h.join(manager("anna", skills=SKILLED))
+    h.arrive_together(contact("calm", priority=0), contact("urgent", priority=10))
+    assert [o.contact.id for o in h.offers()] == ["urgent"]
+    assert h.board.contacts["calm"].status is ContactStatus.WAITING

@@ -78,3 +78,23 @@ async def test_a_refused_request_is_answered_with_the_core_error() -> None:
         await d.submit(ev.OfferAccepted("nope", "anna"))
     assert err.value.code == "no_such_contact"
     await d.stop()
+
+
+async def test_leads_posted_together_are_routed_in_one_pass_in_order_with_the_events_around_them() -> None:
+    """Posted arrivals queued together go through the core in one pass; an event between
+    them (here one whose caller waits) keeps its place, so what follows sees its effect."""
+    store = FlakyStore()
+    d = await started(store)
+    offers: list[tuple[str, str]] = []
+    d.subscribe(
+        lambda cmd: offers.append((cmd.contact.id, cmd.manager.id)) if isinstance(cmd, ev.OfferContact) else None
+    )
+    d.post(ev.ContactArrived(contact("c1", arrived_at=1.0, seq=1)))
+    d.post(ev.ContactArrived(contact("c2", arrived_at=2.0, seq=2)))
+    joined = asyncio.ensure_future(d.submit(ev.PresenceSet("anna", Presence.AVAILABLE)))
+    d.post(ev.ContactArrived(contact("c3", arrived_at=3.0, seq=3)))
+    await asyncio.wait_for(joined, 10)
+    await d.stop()
+    assert d.processed == 4
+    assert offers == [("c1", "anna")]  # the first in the queue when anna joined
+    assert {c.id for c in d.board.contacts.values()} == {"c1", "c2", "c3"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from acd.core import events as ev
@@ -76,6 +76,20 @@ class Switchboard:
         self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
         try:
             self._apply(event)
+            return self._flush()
+        finally:
+            self._pass = None
+
+    def handle_arrivals(self, contacts: Sequence[Contact], now: float) -> list[ev.Command]:
+        """`handle` of ContactArrived for each of `contacts`, in one pass: all of them join
+        the queue, then routing runs once, taking them in queue order (a more urgent one of
+        the same burst is offered first) and learning once per kind of contact that nobody
+        can take it now. An arrival is never refused, so one pass answers for all."""
+        self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
+        try:
+            for contact in contacts:
+                self._arrive(contact)
+            self._dispatch()
             return self._flush()
         finally:
             self._pass = None
