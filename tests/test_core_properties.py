@@ -18,9 +18,21 @@ SCALE = 20 if os.environ.get("HYPOTHESIS_PROFILE") == "reliability" else 1
 MANAGERS = ["m0", "m1", "m2", "m3"]
 CHANNELS = [Channel.CALL, Channel.WEB, Channel.EMAIL]
 SKILLS = [frozenset(), frozenset({"sales"}), frozenset({"training"})]
+TEAMS = ["t0", "t1"]
 
 op = st.one_of(
-    st.tuples(st.just("arrive"), st.sampled_from(CHANNELS), st.sampled_from(SKILLS), st.integers(0, 2)),
+    st.tuples(
+        st.just("arrive"), st.sampled_from(CHANNELS), st.sampled_from(SKILLS), st.integers(0, 2), st.sampled_from(TEAMS)
+    ),
+    # a burst routed in one pass (Switchboard.handle_arrivals), as the dispatcher does
+    st.tuples(
+        st.just("burst"),
+        st.lists(
+            st.tuples(st.sampled_from(CHANNELS), st.sampled_from(SKILLS), st.integers(0, 2), st.sampled_from(TEAMS)),
+            min_size=2,
+            max_size=6,
+        ),
+    ),
     st.tuples(st.just("presence"), st.sampled_from(MANAGERS), st.sampled_from(["available", "paused", "offline"])),
     st.tuples(st.just("accept"), st.integers(0, 30)),
     st.tuples(st.just("decline"), st.integers(0, 30)),
@@ -82,10 +94,16 @@ def test_core_invariants_hold_over_any_sequence_of_events(ops) -> None:  # type:
         kind = operation[0]
         try:
             if kind == "arrive":
-                _, channel, skills, prio = operation
+                _, channel, skills, prio, team = operation
                 cid = f"c{len(ids)}"
                 ids.append(cid)
-                out = h.arrive(contact(cid, channel, required_skills=skills, priority=prio, team="t0"))
+                out = h.arrive(contact(cid, channel, required_skills=skills, priority=prio, team=team))
+            elif kind == "burst":
+                burst = []
+                for channel, skills, prio, team in operation[1]:
+                    ids.append(cid := f"c{len(ids)}")
+                    burst.append(contact(cid, channel, required_skills=skills, priority=prio, team=team))
+                out = h.arrive_together(*burst)
             elif kind == "presence":
                 out = h.send(ev.PresenceSet(operation[1], Presence(operation[2]), "test"))
             elif kind == "tick":

@@ -383,3 +383,16 @@ def test_in_a_burst_routed_in_one_pass_the_more_urgent_contact_is_offered_first(
     h.arrive_together(contact("calm", priority=0), contact("urgent", priority=10))
     assert [o.contact.id for o in h.offers()] == ["urgent"]
     assert h.board.contacts["calm"].status is ContactStatus.WAITING
+
+
+def test_a_contact_nobody_in_its_team_can_take_does_not_hold_back_another_teams_contact():
+    """Routing learns once per pass that nobody can take a kind of contact; at the team
+    step the kind includes the team (and the preferred managers)."""
+    steps = (EscalationStep(Pool.TEAM, 20), EscalationStep(Pool.ANY))
+    h = harness(steps=steps)
+    h.join(manager("anna", team="t0", skills=SKILLED), manager("boris", team="t1", skills=SKILLED))
+    h.arrive(contact("first", team="t0"))  # anna is offered it: staffed, not available
+    assert h.offered_to("first") == "anna"
+    h.arrive_together(contact("t0-lead", team="t0"), contact("t1-lead", team="t1"))
+    assert h.offered_to("t1-lead") == "boris"
+    assert h.board.contacts["t0-lead"].status is ContactStatus.WAITING

@@ -612,9 +612,7 @@ class Switchboard:
         while True:
             step = steps[min(c.step, len(steps) - 1)]
             pool = Pool.PREFERRED if c.pinned_to else step.pool
-            memo = (
-                None if pool in (Pool.PREFERRED, Pool.TEAM) or c.pinned_to or c.declined_by else self._class_of(c, pool)
-            )
+            memo = None if c.pinned_to or c.declined_by else self._class_of(c, pool)
             if memo is not None and memo in self._p.hopeless:
                 return
             candidates = [m for m in self._available.values() if self._reject(c, m, pool) is None]
@@ -633,7 +631,15 @@ class Switchboard:
             return
 
     def _class_of(self, c: Contact, pool: Pool) -> tuple[object, ...]:
-        return (pool, c.channel, c.required_skills if pool is not Pool.ANY else None, c.language)
+        """What decides, for a contact neither pinned nor declined, who in `pool` may take
+        it (_reject) and whether its step may be skipped (_skippable): contacts of one
+        class that nobody could take in this pass need not be looked at again."""
+        members: object = None  # who is in the pool, where that depends on the contact
+        if pool is Pool.PREFERRED:
+            members = frozenset(c.preferred)
+        elif pool is Pool.TEAM:
+            members = (frozenset(c.preferred), c.team)
+        return (c.step, pool, c.channel, c.required_skills if pool is not Pool.ANY else None, c.language, members)
 
     def _in_pool(self, c: Contact, m: Manager, pool: Pool) -> bool:
         if c.pinned_to:
