@@ -59,19 +59,19 @@ class Harness:
             self.send(ev.TimerFired(key))
         self.now = target
 
-    def arrive(self, c: Contact) -> list[ev.Command]:
+    def _stamped(self, c: Contact) -> Contact:
+        """`c` as intake hands it over: numbered, timed, qualified."""
         self.seq += 1
         c.seq = c.seq or self.seq
         c.arrived_at = c.arrived_at or self.now
-        return self.send(ev.ContactArrived(qualify(c, self.board.policy)))
+        return qualify(c, self.board.policy)
+
+    def arrive(self, c: Contact) -> list[ev.Command]:
+        return self.send(ev.ContactArrived(self._stamped(c)))
 
     def arrive_together(self, *contacts: Contact) -> list[ev.Command]:
         """A burst of arrivals routed in one pass (Switchboard.handle_arrivals)."""
-        for c in contacts:
-            self.seq += 1
-            c.seq = c.seq or self.seq
-            c.arrived_at = c.arrived_at or self.now
-        out = self.board.handle_arrivals([qualify(c, self.board.policy) for c in contacts], self.now)
+        out = self.board.handle_arrivals([self._stamped(c) for c in contacts], self.now)
         self.record(out)
         return out
 

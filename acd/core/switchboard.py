@@ -636,9 +636,9 @@ class Switchboard:
         class that nobody could take in this pass need not be looked at again."""
         members: object = None  # who is in the pool, where that depends on the contact
         if pool is Pool.PREFERRED:
-            members = frozenset(c.preferred)
+            members = c.preferred
         elif pool is Pool.TEAM:
-            members = (frozenset(c.preferred), c.team)
+            members = (c.preferred, c.team)
         return (c.step, pool, c.channel, c.required_skills if pool is not Pool.ANY else None, c.language, members)
 
     def _in_pool(self, c: Contact, m: Manager, pool: Pool) -> bool:

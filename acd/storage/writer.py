@@ -194,13 +194,10 @@ class WriterProcess:
             stdin = child.transport.get_pipe_transport(0)
             if stdin is not None:
                 stdin.close()  # it ends at end of input, after the transactions in hand
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(10):
                     await asyncio.shield(child.ended)
-            except TimeoutError:
-                child.transport.kill()
-                await child.ended
-        child.transport.close()
+        await self._ended(child)  # killed if it is still there
 
 
 # ---- the writer process ----------------------------------------------------------------
