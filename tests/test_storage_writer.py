@@ -6,8 +6,10 @@ never outlives its server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -88,6 +90,31 @@ async def test_a_writer_that_dies_fails_the_batch_in_flight_and_is_started_again
     assert created and (await store.get_contact("c-1")) == stored
     assert store._writer.pid not in (None, first_pid)
     assert not alive(first_pid)
+
+
+def in_the_database_file(path: Path, contact_id: str) -> bool:
+    """Whether the contact's row is in the database file itself, not only in its log."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as db:
+            return db.execute("SELECT 1 FROM contacts WHERE id = ?", (contact_id,)).fetchone() is not None
+    except sqlite3.DatabaseError:  # read in the middle of a checkpoint
+        return False
+
+
+async def test_the_writer_copies_its_log_into_the_database_file_after_its_transactions(
+    store: Store, tmp_path: Path
+) -> None:
+    # SQLite's own checkpoint would wait for a log of 1,000 pages, and run inside the commit
+    # that crosses it; the writer's thread does it after each transaction, out of its way.
+    await store.create_contacts([(lead("c-1"), None)])
+    deadline = time.monotonic() + 10
+    while not in_the_database_file(tmp_path / "acd.db", "c-1"):
+        assert time.monotonic() < deadline, "the transaction stayed in the write-ahead log"
+        await asyncio.sleep(0.02)
+    await store.create_contacts([(lead("c-2"), None)])  # and it goes on after one
+    while not in_the_database_file(tmp_path / "acd.db", "c-2"):
+        assert time.monotonic() < deadline, "the second transaction stayed in the write-ahead log"
+        await asyncio.sleep(0.02)
 
 
 async def test_closing_the_store_ends_the_writer(tmp_path: Path) -> None:
