@@ -40,7 +40,7 @@ from acd.core.events import Candidate, Decision, ShadowChoice, Transition
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence, evolve
 from acd.storage import tables as t
 from acd.storage.bulk import insert_many, select_in
-from acd.storage.writer import WriterGone, WriterProcess
+from acd.storage.writer import WriterGone, WriterProcess, checkpoint_backstop
 
 __all__ = ["Conflict", "StorageError", "Store", "default_sqlite_url", "open_store"]
 
@@ -92,7 +92,7 @@ async def open_store(url: str, *, schema: str | None = None, writer_process: boo
     if backend == "sqlite":
         if schema is not None:
             raise ValueError("schema= is for PostgreSQL; SQLite keeps one installation per file")
-        engine = _sqlite_engine(sa_url)
+        engine = _sqlite_engine(sa_url, checkpointed_by_writer=writer_process)
     elif backend == "postgresql":
         if schema is not None and not _SCHEMA_NAME.fullmatch(schema):
             raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
@@ -537,7 +537,7 @@ def _with_async_driver(url: URL) -> URL:
     return url
 
 
-def _sqlite_engine(url: URL) -> AsyncEngine:
+def _sqlite_engine(url: URL, *, checkpointed_by_writer: bool = False) -> AsyncEngine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
     if in_memory:
@@ -549,6 +549,8 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
         # look-ups (CRM recognition on every lead) does not queue for the pool
         engine = create_async_engine(url, pool_size=10, max_overflow=20)
     event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+    if checkpointed_by_writer:
+        event.listen(engine.sync_engine, "connect", checkpoint_backstop)
     return engine
 
 

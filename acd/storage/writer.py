@@ -208,9 +208,10 @@ class WriterProcess:
 # The write-ahead log is copied back into the database file by a thread of this process,
 # between transactions, rather than by whichever commit crosses SQLite's threshold: that
 # commit waits for the copy and two fsyncs (5-6 ms in the intake bench, one batch in about
-# 25), and so does every lead of its batch. The commits' own checkpoint stays, later, as
-# the backstop for a log the thread cannot keep short (its checkpoints never wait for the
-# writer, so under a steady stream of batches the log may start over less often).
+# 25), and so does every lead of its batch, or, in the server's own process, every write
+# queued behind it. The commits' own checkpoint stays, on every connection, as the backstop
+# for a log the thread cannot keep short (its checkpoints never wait for a writer, so under
+# a steady stream of batches the log starts over less often).
 CHECKPOINT_EVERY_S = 0.05
 BACKSTOP_PAGES = 4000
 
@@ -251,7 +252,8 @@ class _Checkpoints:
             conn.close()
 
 
-def _backstop(dbapi_connection: Any, _record: Any) -> None:
+def checkpoint_backstop(dbapi_connection: Any, _record: Any) -> None:
+    """For every connection to a database whose writer process checkpoints its log."""
     dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
 
 
@@ -262,7 +264,7 @@ def _serve(url: str, requests: BinaryIO, answers: BinaryIO) -> None:
 
     engine = sa.create_engine(url, pool_size=1, max_overflow=0)
     sa.event.listen(engine, "connect", sqlite_pragmas)
-    sa.event.listen(engine, "connect", _backstop)
+    sa.event.listen(engine, "connect", checkpoint_backstop)
     with engine.connect():
         pass  # open the file (and fail here, not on the first lead, if it cannot)
     path = engine.url.database
