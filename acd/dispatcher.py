@@ -21,6 +21,7 @@ from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.model import Contact, Manager
 from acd.core.switchboard import Switchboard
+from acd.deadlines import Deadlines
 from acd.storage.store import Conflict, StorageError
 
 log = logging.getLogger("acd.dispatcher")
@@ -113,7 +114,7 @@ class Dispatcher:
         self.store = store
         self.clock = clock
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
-        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._timers: Deadlines[tuple[str, str]] = Deadlines(self._fire, clock)
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
@@ -136,8 +137,6 @@ class Dispatcher:
         await self._queue.put(None)
         await self._task
         self._task = None
-        for handle in self._timers.values():
-            handle.cancel()
         self._timers.clear()
 
     def subscribe(self, listener: Listener) -> None:
@@ -251,19 +250,12 @@ class Dispatcher:
             )
 
     def _effects(self, effects: list[ev.Command]) -> None:
-        loop = asyncio.get_running_loop()
         for cmd in effects:
             match cmd:
                 case ev.StartTimer(key, at):
-                    old = self._timers.pop(key, None)
-                    if old is not None:
-                        old.cancel()
-                    delay = max(0.0, at - self.clock())
-                    self._timers[key] = loop.call_later(delay, self._fire, key)
+                    self._timers.set(key, at)
                 case ev.CancelTimer(key):
-                    old = self._timers.pop(key, None)
-                    if old is not None:
-                        old.cancel()
+                    self._timers.cancel(key)
                 case _:
                     _log_effect(cmd)
                     for listener in self._listeners:
@@ -273,7 +265,6 @@ class Dispatcher:
                             log.exception("listener failed on %s", type(cmd).__name__)
 
     def _fire(self, key: tuple[str, str]) -> None:
-        self._timers.pop(key, None)
         self.post(ev.TimerFired(key))
 
 

@@ -420,8 +420,6 @@ class ClusterDispatcher(Dispatcher):
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        for handle in self._timers.values():
-            handle.cancel()
         self._timers.clear()
         while not self._queue.empty():
             item = self._queue.get_nowait()
