@@ -11,8 +11,9 @@ the same SQL and the same values, without the per-row overhead.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,9 +27,24 @@ class _Compiled:
     sql: str
     keys: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
+    # the row's values in the statement's order, taken in one C call, and then the few
+    # that need their type's processing: the intake's rows are written on its critical path
+    _take: Callable[[Mapping[str, Any]], Any] = field(init=False)
+    _processed: tuple[tuple[int, Callable[[Any], Any]], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        take = operator.itemgetter(*self.keys)
+        object.__setattr__(self, "_take", take if len(self.keys) > 1 else lambda row: (take(row),))
+        processed = tuple((i, p) for i, p in enumerate(self.processors) if p is not None)
+        object.__setattr__(self, "_processed", processed)
 
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(row[k] if p is None else p(row[k]) for k, p in zip(self.keys, self.processors, strict=True))
+        if not self._processed:
+            return tuple(self._take(row))
+        out = list(self._take(row))
+        for i, process in self._processed:
+            out[i] = process(out[i])
+        return tuple(out)
 
 
 _cache: dict[tuple[str, str, tuple[str, ...], str | None], _Compiled] = {}
