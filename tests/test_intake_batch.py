@@ -64,6 +64,38 @@ async def test_a_known_person_in_a_burst_of_strangers_is_recognised_and_the_stra
     assert "storing one by one" not in caplog.text  # found by the batch's own look-up, not by a collision
 
 
+async def test_recognising_a_known_person_does_not_hold_up_the_leads_behind(running: Running) -> None:
+    """A known person's contact is recognised on the side (look-ups, then its own write):
+    strangers who come meanwhile are stored and answered without waiting for it, and the
+    known person is answered with their customer once recognition is done."""
+    status, known = await running.call("POST", "/api/leads", json=lead("+7 916 555-45-00", name="Старый"))
+    assert status == 201
+    crm = running.server.services.intake.crm
+    assert crm is not None
+    prepare_many = crm.prepare_many
+    looking = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def slow_look_up(contacts: Any) -> Any:
+        looking.set()
+        await go_on.wait()
+        return await prepare_many(contacts)
+
+    crm.prepare_many = slow_look_up  # type: ignore[method-assign]
+    repeat = asyncio.create_task(running.call("POST", "/api/leads", json=lead("8 916 555-45-00")))
+    await asyncio.wait_for(looking.wait(), 10)
+    strangers = [running.call("POST", "/api/leads", json=lead(f"+7 916 555-46-{i:02d}")) for i in range(3)]
+    answered = await asyncio.wait_for(asyncio.gather(*strangers), 10)  # while the look-up still waits
+    assert [status for status, _ in answered] == [201] * 3
+    assert not repeat.done()
+    go_on.set()
+    status, again = await asyncio.wait_for(repeat, 10)
+    assert status == 201 and again["customer_id"] == known["customer_id"]
+    # written after them, it arrived before them: the queue orders by arrival (seq only breaks ties)
+    assert again["seq"] > max(body["seq"] for _, body in answered)
+    assert again["arrived_at"] < min(body["arrived_at"] for _, body in answered)
+
+
 async def test_a_form_sent_again_later_makes_no_second_contact_or_customer(running: Running) -> None:
     headers = {"Idempotency-Key": "later-1"}
     status1, first = await running.call("POST", "/api/leads", json=lead("+7 916 555-50-00"), headers=headers)

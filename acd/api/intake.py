@@ -7,7 +7,9 @@ A batch is first prepared as if everyone in it were a new customer (most web lea
 which needs no look-up: the transaction itself checks that nobody holds their phones and
 e-mails, and leaves out the contacts of the people it finds known. Those are then
 recognised through the CRM and written as its repeat customers (the careful road, one at a
-time, when even that fails as a whole). A contact is stored at its entry escalation step
+time, when even that fails as a whole), on the side: their look-ups and write take several
+round trips, and the batches behind do not wait for them (their queue order is their
+arrival time, whatever order their rows went in). A contact is stored at its entry escalation step
 (acd.core.intake.entry_step), once its customer is known: the dispatcher then has nothing
 to rewrite when it arrives."""
 
@@ -25,7 +27,8 @@ from acd.core.policy import RoutingPolicy
 from acd.storage import Store
 
 log = logging.getLogger("acd.intake")
-_Results = Sequence[tuple[Contact, bool] | BaseException]
+_ON_THE_SIDE = None  # a result still to come: the contact is being recognised (Intake._recognise)
+_Results = Sequence[tuple[Contact, bool] | BaseException | None]
 
 
 class Recogniser(Protocol):
@@ -63,6 +66,7 @@ class Intake:
         self._waiting: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
         self._more = asyncio.Event()  # set by each submit: the drain may start the next batch
+        self._recognising: set[asyncio.Task[None]] = set()
 
     async def submit(self, contact: Contact, key: str | None) -> tuple[Contact, bool]:
         """Store one new contact (idempotent under `key`); returns it with its intake `seq`
@@ -130,7 +134,7 @@ class Intake:
     @staticmethod
     def _settle(batch: list[_Pending], results: _Results) -> None:
         for p, result in zip(batch, results, strict=True):
-            if p.answer.done():
+            if p.answer.done() or result is _ON_THE_SIDE:
                 continue
             if isinstance(result, BaseException):
                 p.answer.set_exception(result)
@@ -182,13 +186,20 @@ class Intake:
         )
 
     async def _recognise_left_out(self, batch: list[_Pending], stored: list[tuple[Contact, bool] | None]) -> _Results:
-        """The answers of a batch stored as new customers' contacts (Store.create_contacts_if_new),
-        once the contacts it left out, of people found known, are recognised and stored."""
-        known = [i for i, answer in enumerate(stored) if answer is None]
-        answers: list[tuple[Contact, bool] | BaseException] = [a for a in stored if a is not None]
+        """The answers of a batch stored as new customers' contacts (Store.create_contacts_if_new).
+        The contacts it left out, of people found known, are answered once they are
+        recognised and stored, on the side (`_recognise`)."""
+        known = [batch[i] for i, answer in enumerate(stored) if answer is None]
         if known:
-            rest = [batch[i] for i in known]
-            recognised = await self._store(rest, await self._prepare(rest, assume_new=False))
-            for i, answer in zip(known, recognised, strict=True):
-                answers.insert(i, answer)
-        return answers
+            task = asyncio.create_task(self._recognise(known))
+            self._recognising.add(task)  # held until done: the loop keeps only weak references
+            task.add_done_callback(self._recognising.discard)
+        return stored
+
+    async def _recognise(self, known: list[_Pending]) -> None:
+        try:
+            results = await self._store(known, await self._prepare(known, assume_new=False))
+        except Exception as err:  # a bug must not leave these callers waiting for ever
+            log.exception("recognising %d known customer(s) of an intake batch failed", len(known))
+            results = [err] * len(known)
+        self._settle(known, results)
