@@ -43,10 +43,9 @@ class CrmError(Exception):
 class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     async def find_customer(self, phones: Sequence[str] = (), emails: Sequence[str] = ()) -> Customer | None: ...
     async def get_customer(self, customer_id: str) -> Customer | None: ...
-    async def customers_by_keys(
+    async def people_by_keys(
         self, phones: Iterable[str] = (), emails: Iterable[str] = ()
-    ) -> dict[tuple[str, str], Customer]: ...
-    async def deals_of_many(self, customer_ids: Iterable[str]) -> dict[str, list[Deal]]: ...
+    ) -> tuple[dict[tuple[str, str], Customer], dict[str, list[Deal]]]: ...
     def rows_to_write(
         self, new_customers: Sequence[Customer], changed: Sequence[Deal] = (), history: Sequence[CrmEvent] = ()
     ) -> Any: ...
@@ -249,11 +248,10 @@ class CrmService:
         them in one transaction with the contacts."""
         now = self.clock()
         ids = [self._keys_of(c) for c in contacts]
-        found = await self.repo.customers_by_keys([p for p, _ in ids if p], [e for _, e in ids if e])
+        found, deals = await self.repo.people_by_keys([p for p, _ in ids if p], [e for _, e in ids if e])
         customers, fresh = self._owners(contacts, ids, found, now)
         fresh_ids = {cu.id for cu in fresh}
         repeat = {cu.id for cu in customers if cu is not None and cu.id not in fresh_ids}
-        deals = await self.repo.deals_of_many(repeat) if repeat else {}
         vacations = await self.current_vacations(now) if repeat else []
         out: list[Contact] = []
         for c, (phone, email), customer in zip(contacts, ids, customers, strict=True):

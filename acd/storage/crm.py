@@ -132,6 +132,18 @@ def _look_up_keys(
     return hits, rows, [_Key(*row) for row in conn.execute(query)]
 
 
+def _look_up_people(
+    conn: Connection, wanted: list[tuple[str, str]]
+) -> tuple[list[_Key], list[dict[str, Any]], list[_Key], list[dict[str, Any]]]:
+    """`_look_up_keys`, and the rows of the deals of the customers found, newest first."""
+    hits, rows, held = _look_up_keys(conn, wanted)
+    ids = sorted({row["id"] for row in rows})
+    if not ids:
+        return hits, rows, held, []
+    query = sa.select(deals).where(deals.c.customer_id.in_(ids)).order_by(deals.c.opened_at.desc())
+    return hits, rows, held, [dict(row) for row in conn.execute(query).mappings()]
+
+
 def _write_rows(
     conn: Connection,
     customer_rows: list[dict[str, Any]],
@@ -228,30 +240,25 @@ class CrmStore:
                 return _customer(row, held)
         return None
 
-    async def customers_by_keys(
+    async def people_by_keys(
         self, phones: Iterable[str] = (), emails: Iterable[str] = ()
-    ) -> dict[tuple[str, str], Customer]:
-        """Every customer holding one of these phones or e-mails, by ("phone"|"email", value):
-        the look-up of a whole intake batch in one connection and a handful of queries."""
+    ) -> tuple[dict[tuple[str, str], Customer], dict[str, list[Deal]]]:
+        """Every customer holding one of these phones or e-mails, by ("phone"|"email", value),
+        and each one's deals, newest first: the look-up of a whole intake batch, in one round
+        trip (to the writer process where there is one: the intake's critical path is there,
+        and the event loop's own connection costs it more)."""
         wanted = [("phone", p) for p in set(phones) if p] + [("email", e) for e in set(emails) if e]
         if not wanted:
-            return {}
-        hits, rows, held = await self._store._read_batch(_look_up_keys, wanted)
+            return {}, {}
+        hits, rows, held, deal_rows = await self._store._read_batch(_look_up_people, wanted)
         keys_of: dict[str, list[Any]] = {}
         for key in held:
             keys_of.setdefault(key.customer_id, []).append(key)
         loaded = {r["id"]: _customer(r, keys_of.get(r["id"], [])) for r in rows}
-        return {(h.kind, h.value): loaded[h.customer_id] for h in hits if h.customer_id in loaded}
-
-    async def deals_of_many(self, customer_ids: Iterable[str]) -> dict[str, list[Deal]]:
-        ids = sorted(set(customer_ids))
-        out: dict[str, list[Deal]] = {i: [] for i in ids}
-        if not ids:
-            return out
-        query = sa.select(deals).where(deals.c.customer_id.in_(ids)).order_by(deals.c.opened_at.desc())
-        for r in await self._store._rows(query):
-            out[r["customer_id"]].append(_deal(r))
-        return out
+        deals_of: dict[str, list[Deal]] = {i: [] for i in loaded}
+        for r in deal_rows:
+            deals_of[r["customer_id"]].append(_deal(r))
+        return {(h.kind, h.value): loaded[h.customer_id] for h in hits if h.customer_id in loaded}, deals_of
 
     async def get_customer(self, customer_id: str) -> Customer | None:
         async with self._store._read() as conn:
@@ -516,7 +523,7 @@ def _deal_row(d: Deal) -> dict[str, Any]:
     }
 
 
-def _deal(r: sa.RowMapping) -> Deal:
+def _deal(r: Mapping[str, Any] | sa.RowMapping) -> Deal:
     return Deal(
         id=r["id"],
         customer_id=r["customer_id"],
