@@ -511,6 +511,7 @@ class ClusterDispatcher(Dispatcher):
     async def _handle_one(self, body: dict[str, Any]) -> dict[str, Any] | None:
         try:
             event = decode_event(body, self._reload_policy)
+            await self._arrived_first(event)
             await super().submit(event)
         except CoreError as err:
             return {"code": err.code, "message": str(err)[:500]}
@@ -520,6 +521,19 @@ class ClusterDispatcher(Dispatcher):
         except Exception as err:
             return {"code": "internal", "message": str(err)[:500]}
         return None
+
+    async def _arrived_first(self, event: ev.Event) -> None:
+        """A contact another node committed arrives here before an event about it: its
+        announcement travels apart from the events (a caller who hangs up at once can
+        overtake it), and the core would refuse the event for a contact it never had."""
+        contact_id = getattr(event, "contact_id", None)
+        if not isinstance(contact_id, str) or contact_id in self.board.contacts or contact_id in self._seen:
+            return
+        contact = await self._store.get_contact(contact_id)
+        if contact is None or contact.status is not ContactStatus.WAITING or contact_id in self._seen:
+            return
+        self._seen[contact_id] = contact.arrived_at
+        super().post(ev.ContactArrived(contact))
 
     def _committed(self) -> None:
         if self.leading:

@@ -155,6 +155,25 @@ async def test_a_twilio_callback_asked_of_one_node_is_rung_by_the_dispatching_no
     assert follower.server.app[CALLBACKS].results.empty()
 
 
+async def test_a_caller_who_hangs_up_before_the_dispatching_node_heard_of_the_call_is_abandoned(
+    office: Office, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The follower's note that it queued a call travels apart from its events: here it is
+    lost altogether, and the hang-up reaches the dispatching node first."""
+    a, b = office.nodes
+    for mid in list(a.server.dispatcher.board.managers):
+        await a.server.dispatcher.submit(ev.PresenceSet(mid, Presence.PAUSED, "lunch"))
+    monkeypatch.setattr(dispatcher(b), "_announce", lambda contact: None)
+    gone = {"CallSid": "CA" + "5" * 32, "From": "+79165550000", "To": OUR_NUMBER}
+    await queue_a_call(b, gone)
+    (queued,) = await b.server.store.list_contacts("waiting", limit=10)
+    assert queued.id not in a.server.dispatcher.board.contacts
+    status, _ = await hook(b, "/twilio/voice/status", {**gone, "CallStatus": "completed"})
+    assert status == 200
+    await until_stored(a, queued.id, ContactStatus.ABANDONED)
+    assert queued.id not in a.server.dispatcher.board.contacts  # and it is not picked up again later
+
+
 async def test_calls_waiting_when_the_dispatching_node_stops_are_abandoned_or_offered_and_connected_by_the_next_one(
     office: Office, pg_schema: Place
 ) -> None:
