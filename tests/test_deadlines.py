@@ -17,9 +17,11 @@ class Recorder:
     def __init__(self) -> None:
         self.fired: list[tuple[str, float]] = []
         self.deadlines: Deadlines[str] = Deadlines(self.fire, time.monotonic)
+        self.more = asyncio.Event()
 
     def fire(self, key: str) -> None:
         self.fired.append((key, time.monotonic()))
+        self.more.set()
 
     @property
     def keys(self) -> list[str]:
@@ -28,6 +30,14 @@ class Recorder:
     def at(self, delay: float) -> float:
         return time.monotonic() + delay
 
+    async def until_fired(self, n: int, settle: float = 30 * MS) -> None:
+        """Until `n` have fired (a busy machine may wake this late), and a little longer."""
+        async with asyncio.timeout(10):
+            while len(self.fired) < n:
+                self.more.clear()
+                await self.more.wait()
+        await asyncio.sleep(settle)
+
 
 async def test_each_deadline_fires_once_after_its_time_in_deadline_order() -> None:
     r = Recorder()
@@ -35,7 +45,7 @@ async def test_each_deadline_fires_once_after_its_time_in_deadline_order() -> No
     for key, at in wanted.items():
         r.deadlines.set(key, at)
     assert len(r.deadlines) == 3
-    await asyncio.sleep(80 * MS)
+    await r.until_fired(3)
     assert r.keys == ["a", "b", "c"]
     for key, fired_at in r.fired:
         assert fired_at >= wanted[key] - 2 * MS  # the loop's timer resolution, not earlier
@@ -48,9 +58,9 @@ async def test_setting_a_key_again_moves_its_deadline_either_way() -> None:
     r.deadlines.set("sooner", r.at(400 * MS))
     r.deadlines.set("later", r.at(300 * MS))  # moved back: not at 10 ms
     r.deadlines.set("sooner", r.at(5 * MS))  # moved forward: the timer is set again for it
-    await asyncio.sleep(100 * MS)
+    await r.until_fired(1)
     assert r.keys == ["sooner"]
-    await asyncio.sleep(300 * MS)
+    await r.until_fired(2)
     assert r.keys == ["sooner", "later"]
 
 
@@ -61,7 +71,7 @@ async def test_a_cancelled_deadline_never_fires_and_the_others_do() -> None:
     r.deadlines.cancel("first")  # the one the loop timer was set for
     r.deadlines.cancel("never-set")
     assert "first" not in r.deadlines and "second" in r.deadlines
-    await asyncio.sleep(50 * MS)
+    await r.until_fired(1, settle=50 * MS)
     assert r.keys == ["second"]
 
 
@@ -74,7 +84,7 @@ async def test_deadlines_due_together_fire_in_the_order_they_were_set_and_past_o
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert r.keys == ["past"]
-    await asyncio.sleep(400 * MS)
+    await r.until_fired(4)
     assert r.keys == ["past", "x", "y", "z"]
 
 
@@ -92,7 +102,7 @@ async def test_many_deadlines_moved_and_cancelled_fire_exactly_the_live_ones_in_
             live[key] = r.at(rng.uniform(5, 60) * MS)
             r.deadlines.set(key, live[key])
     assert len(r.deadlines) == len(live)
-    await asyncio.sleep(150 * MS)
+    await r.until_fired(len(live), settle=80 * MS)
     assert sorted(r.keys) == sorted(live)  # each live key once, nothing else
     assert r.keys == sorted(live, key=live.__getitem__)
 
@@ -105,5 +115,5 @@ async def test_clearing_stops_every_deadline() -> None:
     await asyncio.sleep(50 * MS)
     assert r.fired == [] and len(r.deadlines) == 0
     r.deadlines.set("again", r.at(5 * MS))  # and it works again afterwards
-    await asyncio.sleep(30 * MS)
+    await r.until_fired(1)
     assert r.keys == ["again"]
