@@ -58,21 +58,18 @@ class _Arrivals:
 def _arrivals_together(items: list[_Item]) -> list[_Item | _Arrivals]:
     """`items` in order, each run of posted arrivals of two or more as one."""
     out: list[_Item | _Arrivals] = []
-    run: list[_Item] = []
-    contacts: list[Contact] = []
+    run: list[Contact] = []
 
     def close_run() -> None:
-        if len(run) < 2:
-            out.extend(run)
-        else:
-            out.append(_Arrivals(list(contacts)))
+        if len(run) == 1:
+            out.append(_Item(ev.ContactArrived(run[0])))
+        elif run:
+            out.append(_Arrivals(list(run)))
         run.clear()
-        contacts.clear()
 
     for item in items:
         if isinstance(item.event, ev.ContactArrived) and item.reply is None:
-            run.append(item)
-            contacts.append(item.event.contact)
+            run.append(item.event.contact)
         else:
             close_run()
             out.append(item)

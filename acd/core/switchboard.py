@@ -15,6 +15,7 @@ import bisect
 import heapq
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from acd.core import events as ev
@@ -73,26 +74,20 @@ class Switchboard:
 
     def handle(self, event: ev.Event, now: float) -> list[ev.Command]:
         """Apply one event; return the commands that follow, persistence first."""
-        self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
-        try:
+        with self._one_pass(now):
             self._apply(event)
             return self._flush()
-        finally:
-            self._pass = None
 
     def handle_arrivals(self, contacts: Sequence[Contact], now: float) -> list[ev.Command]:
         """`handle` of ContactArrived for each of `contacts`, in one pass: all of them join
         the queue, then routing runs once, taking them in queue order (a more urgent one of
         the same burst is offered first) and learning once per kind of contact that nobody
         can take it now. An arrival is never refused, so one pass answers for all."""
-        self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
-        try:
+        with self._one_pass(now):
             for contact in contacts:
                 self._arrive(contact)
             self._dispatch()
             return self._flush()
-        finally:
-            self._pass = None
 
     def restore(self, contacts: Iterable[Contact], managers: Iterable[Manager], now: float) -> list[ev.Command]:
         """Rebuild after a restart from what the store holds.
@@ -104,8 +99,7 @@ class Switchboard:
         of `now` (the wall clock was stepped back between two runs, `acd.clock`) counts from
         `now`, so no wrap-up, escalation step or inactivity limit runs longer by the step.
         """
-        self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
-        try:
+        with self._one_pass(now):
             for m in managers:
                 m.load = {}
                 m.offer_contact_id = None
@@ -145,6 +139,13 @@ class Switchboard:
             self._p.everything = True
             self._dispatch()
             return self._flush()
+
+    @contextmanager
+    def _one_pass(self, now: float) -> Iterator[None]:
+        """The state of one call of `handle` (or `restore`): the time, and what it changed."""
+        self._pass = _Pass(now=now, day=self.policy.calendar.day_key(now))
+        try:
+            yield
         finally:
             self._pass = None
 
