@@ -155,17 +155,13 @@ async def measure(total: int = 6000, concurrency: int = 64, rounds: int = 5) -> 
             port = free_port()
             floor_args = [sys.executable, "-m", "bench.floor_server", str(port), str(tmp / f"floor{n}.db")]
             runs["floor"].append(await serve_and_hammer(floor_args, tmp / "floor.log", port, total, concurrency))
-            port = free_port()
-            db = f"sqlite+aiosqlite:///{tmp / f'acd{n}.db'}"
-            acd_args = [sys.executable, "-m", "acd.cli", "serve", "--config", str(config_for_bench(tmp))]
-            acd_args += ["--db", db, "--port", str(port), "--demo"]
-            runs["acd"].append(await serve_and_hammer(acd_args, tmp / "acd.log", port, total, concurrency))
-            port = free_port()
-            db = f"sqlite+aiosqlite:///{tmp / f'repeat{n}.db'}"
-            acd_args = [sys.executable, "-m", "acd.cli", "serve", "--config", str(config_for_bench(tmp))]
-            acd_args += ["--db", db, "--port", str(port), "--demo"]
-            served = await serve_and_hammer(acd_args, tmp / "acd.log", port, total, concurrency, REPEAT)
-            runs["repeat"].append(served)
+            for name, repeat in (("acd", 0.0), ("repeat", REPEAT)):
+                port = free_port()
+                db = f"sqlite+aiosqlite:///{tmp / f'{name}{n}.db'}"
+                acd_args = [sys.executable, "-m", "acd.cli", "serve", "--config", str(config_for_bench(tmp))]
+                acd_args += ["--db", db, "--port", str(port), "--demo"]
+                served = await serve_and_hammer(acd_args, tmp / "acd.log", port, total, concurrency, repeat)
+                runs[name].append(served)
     bare, floor, acd, repeat = (_median(runs[k]) for k in ("bare", "floor", "acd", "repeat"))
     return {
         "intake_leads_per_s": acd.rate,

@@ -9,9 +9,9 @@ e-mails, and leaves out the contacts of the people it finds known. Those are the
 recognised through the CRM and written as its repeat customers (the careful road, one at a
 time, when even that fails as a whole), on the side: their look-ups and write take several
 round trips, and the batches behind do not wait for them (their queue order is their
-arrival time, whatever order their rows went in). A contact is stored at its entry escalation step
-(acd.core.intake.entry_step), once its customer is known: the dispatcher then has nothing
-to rewrite when it arrives."""
+arrival time, whatever order their rows went in). A contact is stored at its entry
+escalation step (acd.core.intake.entry_step), once its customer is known: the dispatcher
+then has nothing to rewrite when it arrives."""
 
 from __future__ import annotations
 
@@ -176,7 +176,7 @@ class Intake:
                 # id: take the careful road, one contact at a time, so one bad row fails alone.
                 log.warning("intake batch of %d failed as a whole; storing one by one", len(batch), exc_info=True)
             else:
-                return await self._recognise_left_out(batch, stored)
+                return self._recognise_left_out(batch, stored)
         assert self.crm is not None
         policy = self.policy()
         enriched = [entry_step(c, policy) for c in await self.crm.enrich_many([p.contact for p in batch])]
@@ -185,7 +185,7 @@ class Intake:
             return_exceptions=True,
         )
 
-    async def _recognise_left_out(self, batch: list[_Pending], stored: list[tuple[Contact, bool] | None]) -> _Results:
+    def _recognise_left_out(self, batch: list[_Pending], stored: list[tuple[Contact, bool] | None]) -> _Results:
         """The answers of a batch stored as new customers' contacts (Store.create_contacts_if_new).
         The contacts it left out, of people found known, are answered once they are
         recognised and stored, on the side (`_recognise`)."""

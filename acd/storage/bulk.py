@@ -40,7 +40,7 @@ class _Compiled:
 
     def values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         if not self._processed:
-            return tuple(self._take(row))
+            return self._take(row)  # type: ignore[no-any-return]
         out = list(self._take(row))
         for i, process in self._processed:
             out[i] = process(out[i])
