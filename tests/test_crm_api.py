@@ -46,7 +46,9 @@ async def test_a_first_lead_creates_its_customer_and_a_second_from_another_forma
     first = await lead(running, "+7 (495) 123-45-67", email="Ivan@Example.ru")
     assert first["customer_id"]
     second = await lead(running, "8 495 1234567")
-    third = await running.call("POST", "/api/leads", json={"email": "ivan@example.RU", "criteria": HOT_BIG})
+    third = await running.call(
+        "POST", "/api/leads", running.supervisor, json={"email": "ivan@example.RU", "criteria": HOT_BIG}
+    )
     assert second["customer_id"] == first["customer_id"] == third[1]["customer_id"]
     status, card = await running.call("GET", "/api/crm/lookup?phone=84951234567", running.supervisor)
     assert status == 200 and card["customer"]["phones"] == ["+74951234567"]

@@ -16,7 +16,7 @@ def lead(phone: str, name: str = "Пётр") -> dict[str, object]:
 
 async def test_a_burst_from_one_new_customer_makes_one_customer(running: Running) -> None:
     results = await asyncio.gather(
-        *(running.call("POST", "/api/leads", json=lead("+7 916 555-00-01")) for _ in range(8))
+        *(running.call("POST", "/api/leads", running.supervisor, json=lead("+7 916 555-00-01")) for _ in range(8))
     )
     assert all(status == 201 for status, _ in results)
     assert len({body["customer_id"] for _, body in results}) == 1
@@ -24,17 +24,24 @@ async def test_a_burst_from_one_new_customer_makes_one_customer(running: Running
 
 async def test_a_burst_of_strangers_makes_one_customer_each_and_finds_them_again(running: Running) -> None:
     phones = [f"+7 916 555-10-{i:02d}" for i in range(12)]
-    first = await asyncio.gather(*(running.call("POST", "/api/leads", json=lead(p)) for p in phones))
+    first = await asyncio.gather(
+        *(running.call("POST", "/api/leads", running.supervisor, json=lead(p)) for p in phones)
+    )
     ids = [body["customer_id"] for _, body in first]
     assert len(set(ids)) == len(phones)
-    again = await asyncio.gather(*(running.call("POST", "/api/leads", json=lead("8" + p[2:])) for p in phones))
+    again = await asyncio.gather(
+        *(running.call("POST", "/api/leads", running.supervisor, json=lead("8" + p[2:])) for p in phones)
+    )
     assert [body["customer_id"] for _, body in again] == ids  # 8-prefixed forms find the same people
 
 
 async def test_a_double_submit_inside_one_burst_stays_one_lead(running: Running) -> None:
     headers = {"Idempotency-Key": "burst-1"}
     results = await asyncio.gather(
-        *(running.call("POST", "/api/leads", json=lead("+7 916 555-20-00"), headers=headers) for _ in range(6))
+        *(
+            running.call("POST", "/api/leads", running.supervisor, json=lead("+7 916 555-20-00"), headers=headers)
+            for _ in range(6)
+        )
     )
     assert len({body["id"] for _, body in results}) == 1
     assert sorted(status for status, _ in results) == [200] * 5 + [201]
@@ -51,11 +58,15 @@ async def test_a_known_person_in_a_burst_of_strangers_is_recognised_and_the_stra
 ) -> None:
     """A batch is written as if everyone in it were new; the transaction finds the known
     person, leaves their contact out, and it is recognised and stored as a repeat."""
-    status, known = await running.call("POST", "/api/leads", json=lead("+7 916 555-40-00", name="Старый"))
+    status, known = await running.call(
+        "POST", "/api/leads", running.supervisor, json=lead("+7 916 555-40-00", name="Старый")
+    )
     assert status == 201
     phones = [f"+7 916 555-41-{i:02d}" for i in range(6)]
     burst = [lead(p) for p in phones[:3]] + [lead("8 916 555-40-00")] + [lead(p) for p in phones[3:]]
-    results = await asyncio.gather(*(running.call("POST", "/api/leads", json=body) for body in burst))
+    results = await asyncio.gather(
+        *(running.call("POST", "/api/leads", running.supervisor, json=body) for body in burst)
+    )
     assert [status for status, _ in results] == [201] * 7
     ids = [body["customer_id"] for _, body in results]
     assert ids[3] == known["customer_id"]
@@ -68,7 +79,9 @@ async def test_recognising_a_known_person_does_not_hold_up_the_leads_behind(runn
     """A known person's contact is recognised on the side (look-ups, then its own write):
     strangers who come meanwhile are stored and answered without waiting for it, and the
     known person is answered with their customer once recognition is done."""
-    status, known = await running.call("POST", "/api/leads", json=lead("+7 916 555-45-00", name="Старый"))
+    status, known = await running.call(
+        "POST", "/api/leads", running.supervisor, json=lead("+7 916 555-45-00", name="Старый")
+    )
     assert status == 201
     crm = running.server.services.intake.crm
     assert crm is not None
@@ -82,9 +95,11 @@ async def test_recognising_a_known_person_does_not_hold_up_the_leads_behind(runn
         return await prepare_many(contacts)
 
     crm.prepare_many = slow_look_up  # type: ignore[method-assign]
-    repeat = asyncio.create_task(running.call("POST", "/api/leads", json=lead("8 916 555-45-00")))
+    repeat = asyncio.create_task(running.call("POST", "/api/leads", running.supervisor, json=lead("8 916 555-45-00")))
     await asyncio.wait_for(looking.wait(), 10)
-    strangers = [running.call("POST", "/api/leads", json=lead(f"+7 916 555-46-{i:02d}")) for i in range(3)]
+    strangers = [
+        running.call("POST", "/api/leads", running.supervisor, json=lead(f"+7 916 555-46-{i:02d}")) for i in range(3)
+    ]
     answered = await asyncio.wait_for(asyncio.gather(*strangers), 10)  # while the look-up still waits
     assert [status for status, _ in answered] == [201] * 3
     assert not repeat.done()
@@ -98,11 +113,15 @@ async def test_recognising_a_known_person_does_not_hold_up_the_leads_behind(runn
 
 async def test_a_form_sent_again_later_makes_no_second_contact_or_customer(running: Running) -> None:
     headers = {"Idempotency-Key": "later-1"}
-    status1, first = await running.call("POST", "/api/leads", json=lead("+7 916 555-50-00"), headers=headers)
+    status1, first = await running.call(
+        "POST", "/api/leads", running.supervisor, json=lead("+7 916 555-50-00"), headers=headers
+    )
     # the same form again, its phone corrected meanwhile, among strangers: the form is
     # answered by the contact stored first, and its new phone makes nobody new
-    again = [running.call("POST", "/api/leads", json=lead("+7 916 555-59-99"), headers=headers)]
-    again += [running.call("POST", "/api/leads", json=lead(f"+7 916 555-51-{i:02d}")) for i in range(3)]
+    again = [running.call("POST", "/api/leads", running.supervisor, json=lead("+7 916 555-59-99"), headers=headers)]
+    again += [
+        running.call("POST", "/api/leads", running.supervisor, json=lead(f"+7 916 555-51-{i:02d}")) for i in range(3)
+    ]
     (status2, second), *_ = await asyncio.gather(*again)
     assert (status1, status2) == (201, 200)
     assert second["id"] == first["id"] and second["customer_id"] == first["customer_id"]
@@ -130,9 +149,9 @@ async def test_a_person_who_becomes_known_while_their_batch_waits_stays_one_cust
         return await write_batch(*args, **kw)
 
     intake.store.create_contacts_if_new = slow_first_write  # type: ignore[method-assign]
-    first = asyncio.create_task(running.call("POST", "/api/leads", json=lead("+7 916 555-30-01")))
+    first = asyncio.create_task(running.call("POST", "/api/leads", running.supervisor, json=lead("+7 916 555-30-01")))
     await writing.wait()
-    second = asyncio.create_task(running.call("POST", "/api/leads", json=lead("+7 916 555-30-01")))
+    second = asyncio.create_task(running.call("POST", "/api/leads", running.supervisor, json=lead("+7 916 555-30-01")))
     await asyncio.sleep(0.3)  # the second batch is prepared meanwhile, and waits for the first write
     held.set()
     (status1, body1), (status2, body2) = await first, await second
@@ -158,7 +177,9 @@ async def test_a_batch_that_fails_as_a_whole_is_stored_one_by_one(
 
     intake.store.create_contacts_if_new = fail_once  # type: ignore[method-assign]
     phones = ["+7 916 555-60-01", "+7 916 555-60-02", "8 916 555-60-01"]
-    results = await asyncio.gather(*(running.call("POST", "/api/leads", json=lead(p)) for p in phones))
+    results = await asyncio.gather(
+        *(running.call("POST", "/api/leads", running.supervisor, json=lead(p)) for p in phones)
+    )
     assert [status for status, _ in results] == [201] * 3
     assert failed and "storing one by one" in caplog.text
     ids = [body["customer_id"] for _, body in results]

@@ -64,6 +64,23 @@ async def test_a_filled_honeypot_gets_a_convincing_answer_and_makes_no_lead(runn
     status, body = await running.call("POST", "/api/leads", json={**LEAD, "website": "http://spam"})
     assert status == 201 and body["status"] == "waiting" and body["id"]
     assert len(await running.server.store.list_contacts()) == before
+    _, real = await running.call("POST", "/api/leads", json=LEAD)
+    assert body.keys() == real.keys(), "a real lead's answer must not tell the bot apart"
+
+
+async def test_an_anonymous_lead_is_answered_with_a_receipt_and_staff_see_the_contact(running: Running) -> None:
+    status, receipt = await running.call("POST", "/api/leads", json=LEAD, headers={"Origin": SHOP})
+    # whether the customer was known, the priority and the routing are not the visitor's to read
+    assert status == 201 and receipt == {"id": receipt["id"], "status": "waiting"}
+    status, contact = await running.call("POST", "/api/leads", running.supervisor, json=LEAD)
+    assert status == 201 and contact["customer_id"] and contact["required_skills"]
+    manager = await running.manager_token(next(iter(running.server.dispatcher.board.managers)))
+    status, answer = await running.call("POST", "/api/leads", manager, json=LEAD)
+    assert status == 201 and answer.keys() == {"id", "status"}
+    before = len(await running.server.store.list_contacts())
+    status, refused = await running.call("POST", "/api/leads", "not-a-token", json=LEAD)
+    assert status == 401 and refused["error"]["code"] == "unauthenticated"
+    assert len(await running.server.store.list_contacts()) == before
 
 
 async def test_the_public_intake_answers_429_with_cors_headers_past_the_limit(backend: Backend) -> None:
@@ -140,5 +157,7 @@ async def test_the_csv_exports_keep_customer_text_inert(running: Running) -> Non
 
 async def test_a_callback_from_the_widget_is_a_lead_on_the_callback_channel(running: Running) -> None:
     body = {**LEAD, "channel": "callback", "note": "Обратный звонок: 15:30"}
-    status, lead = await running.call("POST", "/api/leads", json=body, headers={"Origin": SHOP})
-    assert status == 201 and lead["channel"] == "callback" and lead["note"] == "Обратный звонок: 15:30"
+    status, receipt = await running.call("POST", "/api/leads", json=body, headers={"Origin": SHOP})
+    assert status == 201
+    status, lead = await running.call("GET", f"/api/contacts/{receipt['id']}", running.supervisor)
+    assert lead["channel"] == "callback" and lead["note"] == "Обратный звонок: 15:30"

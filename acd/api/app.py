@@ -16,7 +16,7 @@ from acd.api import schemas as s
 from acd.api.intake import Intake
 from acd.api.routing import ROUTES, ApiError, Registry, json_response, parse_body
 from acd.api.security import Identity, RateLimiter, TokenCache
-from acd.api.views import contact_json, decision_json, manager_json, transition_json
+from acd.api.views import contact_json, decision_json, lead_receipt, manager_json, transition_json
 from acd.config import Deployment
 from acd.core import events as ev
 from acd.core.errors import CoreError
@@ -118,9 +118,7 @@ async def auth_middleware(
     svc = request.app[SERVICES]
     browser = request.app.get(BROWSER_AUTH)
     if header.startswith("Bearer "):
-        ident = await svc.tokens.identify(header[7:].strip())
-        if ident is None:
-            raise ApiError(401, "unauthenticated", "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+        ident = await _bearer(request, header)
         limit_key = header
     elif browser is not None and (found := await browser(request)) is not None:
         ident, limit_key = found, f"session:{found.actor}"
@@ -131,6 +129,13 @@ async def auth_middleware(
     svc.api_limit.check(limit_key)
     request[IDENTITY] = ident
     return await handler(request)
+
+
+async def _bearer(request: web.Request, header: str) -> Identity:
+    ident = await request.app[SERVICES].tokens.identify(header.removeprefix("Bearer ").strip())
+    if ident is None:
+        raise ApiError(401, "unauthenticated", "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
+    return ident
 
 
 def _canonical(request: web.Request) -> str:
@@ -193,11 +198,20 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(svc.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-@api.add("POST", "/api/leads", "Create a web-form lead (idempotent under Idempotency-Key)", role=None, body=s.LeadIn)
+@api.add(
+    "POST",
+    "/api/leads",
+    "Create a web-form lead (idempotent under Idempotency-Key); answers its id and status, "
+    "or the whole contact to a supervisor's or admin's bearer token",
+    role=None,
+    body=s.LeadIn,
+)
 async def create_lead(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     started = time.perf_counter()
     svc.lead_limit.check(_client_ip(request))
+    header = request.headers.get("Authorization")
+    staff = header is not None and (await _bearer(request, header)).at_least("supervisor")
     body = await parse_body(request, s.LeadIn)
     key = request.headers.get("Idempotency-Key") or body.idempotency_key
     criteria = _answers(svc.deployment, body.criteria)
@@ -223,7 +237,8 @@ async def create_lead(request: web.Request) -> web.Response:
         payload={"note": body.note} if body.note else {},
     )
     stored, created = await svc.intake.submit(contact, key)
-    response = json_response(contact_json(stored), status=201 if created else 200)
+    answer = contact_json(stored) if staff else lead_receipt(stored)
+    response = json_response(answer, status=201 if created else 200)
     if created:
         # the core takes this object over; the answer above was rendered before it could change
         svc.dispatcher.post(ev.ContactArrived(stored))

@@ -43,6 +43,13 @@ def contact_json(c: Contact, now: float | None = None) -> dict[str, Any]:
     return out
 
 
+def lead_receipt(c: Contact) -> dict[str, Any]:
+    """What a public intake tells an anonymous caller about the contact it made. Not the
+    contact: whether its customer was known, its priority and where it is routed are the
+    business's own; and a honeypot's answer (acd.web.pages) has this shape too."""
+    return {"id": c.id, "status": c.status.value}
+
+
 def manager_json(m: Manager) -> dict[str, Any]:
     return {
         "id": m.id,
