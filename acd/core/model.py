@@ -56,6 +56,7 @@ class Outcome(StrEnum):
     WON = "won"
     LOST = "lost"
     TRANSFERRED = "transferred"
+    UNREACHED = "unreached"  # the work ended without reaching the customer (a callback nobody answered)
 
 
 @dataclass(slots=True)

@@ -46,7 +46,7 @@ from acd.asterisk.ami import AmiClient
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.intake import qualify
-from acd.core.model import Channel, Contact, ContactStatus, Manager
+from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome
 from acd.dispatcher import Dispatcher
 from acd.ids import new_id
 from acd.runtime import cancel_and_wait, wait_a_while
@@ -116,7 +116,7 @@ class Callbacks:
                 # In flight when we stopped: the outcome is unknown, so it counts as a failed
                 # attempt, and the contact leaves the queue until its back-off is over.
                 if held is not None and held.status is ContactStatus.ASSIGNED:
-                    self.dispatcher.post(ev.WorkFinished(cb.contact_id, held.assigned_to))
+                    self.dispatcher.post(ev.WorkFinished(cb.contact_id, held.assigned_to, Outcome.UNREACHED))
                 elif held is not None:
                     self.dispatcher.post(ev.ContactAbandoned(cb.contact_id, "callback attempt cut by a restart"))
                 self._tasks_add(self._after_attempt(cb, None, "unknown: server restarted"))
@@ -451,7 +451,8 @@ class Callbacks:
         self._release(flight)
         attempt = flight.attempt
         attempt.dial_status, attempt.ended_at = status, self.clock()
-        self.dispatcher.post(ev.WorkFinished(flight.contact_id, attempt.manager_id))
+        outcome = Outcome.DONE if status == "ANSWER" else Outcome.UNREACHED  # a retry queues it again
+        self.dispatcher.post(ev.WorkFinished(flight.contact_id, attempt.manager_id, outcome))
         self._tasks_add(self._after_attempt_id(attempt, status))
 
     async def _after_attempt_id(self, attempt: Attempt, status: str) -> None:

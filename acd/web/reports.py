@@ -100,6 +100,7 @@ def day_report(
             "won": 0,
             "lost": 0,
             "done": 0,
+            "unreached": 0,
             "pauses": [],
             "paused_seconds": 0.0,
         }
@@ -125,7 +126,7 @@ def day_report(
             if "last_offered_to" in i:
                 managers[i["last_offered_to"]]["abandoned"].append(_brief(c))
         if c.status is ContactStatus.FINISHED and c.assigned_to and c.outcome is not None:
-            key = c.outcome.value if c.outcome.value in ("won", "lost") else "done"
+            key = c.outcome.value if c.outcome.value in ("won", "lost", "unreached") else "done"
             managers[c.assigned_to][key] += 1
     for d in decisions:
         if d.manager_id and d.kind != "override" and start <= d.at < end:

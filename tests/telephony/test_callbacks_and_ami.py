@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp.test_utils import TestClient, TestServer
-from telephony_harness import DEVICES, Harness
+from telephony_harness import DEVICES, Harness, start_harness
 
 from acd.core import events as ev
-from acd.core.model import Channel, ContactStatus, Presence
+from acd.core.model import Channel, ContactStatus, Outcome, Presence
 from acd.pbxsim import Phone
+from acd.web.reports import day_report
 
 CUSTOMER = "Local/79165550000@acd-outbound"  # asterisk.outbound_dial with the customer's number
 
@@ -44,9 +45,31 @@ async def test_a_callback_with_a_busy_customer_is_retried_and_completed(h: Harne
     contact = await h.server.store.get_contact(cb.contact_id)
     await h.settle()
     contact = h.board.contacts.get(cb.contact_id) or await h.server.store.get_contact(cb.contact_id)
-    assert contact is not None and contact.status is ContactStatus.FINISHED
+    assert contact is not None and contact.status is ContactStatus.FINISHED and contact.outcome is Outcome.DONE
     originates = [s for sess in h.sim.ami.all_sessions for s in sess.actions if ("Action", "Originate") in s]
     assert len(originates) == 2  # one per attempt, never twice
+
+
+async def test_a_callback_given_up_leaves_its_contact_unreached_not_done() -> None:
+    harness, stop = await start_harness(callback_attempts=2)
+    try:
+        h = harness
+        h.sim.add_phone(Phone(CUSTOMER, busy=True))
+        cb = await h.telephony.callbacks.request(phone="+7 916 555-00-00")
+        tried = [await asyncio.wait_for(h.telephony.callbacks.results.get(), 5) for _ in range(2)]
+        assert [a.dial_status for a in tried] == ["BUSY", "BUSY"]
+        await h.settle()
+        row = await h.telephony.tstore.get_callback(cb.id)
+        assert row is not None and row.status == "failed" and row.attempts == 2
+        contact = await h.server.store.get_contact(cb.contact_id)
+        # finished by its manager, but nobody reached the customer: reports must not count it as done
+        assert contact is not None and contact.status is ContactStatus.FINISHED
+        assert contact.outcome is Outcome.UNREACHED and contact.assigned_to == tried[-1].manager_id
+        now = h.server.services.clock()
+        report = day_report([contact], [], [], "UTC", now - 3600, now + 1, {}, now)
+        assert report["managers"][0]["unreached"] == 1 and report["managers"][0]["done"] == 0
+    finally:
+        await stop()
 
 
 async def test_a_scheduled_callback_waits_for_its_time_and_the_api_shows_its_attempts(h: Harness) -> None:

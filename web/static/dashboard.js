@@ -476,8 +476,8 @@ function renderPerf() {
         el(
           "tr",
           {},
-          ["col.manager", "col.offered", "col.answered", "col.won", "col.lost", "col.conversion", "col.missed",
-            "col.abandoned", "col.pauses"].map((k) => el("th", { scope: "col" }, t(k))),
+          ["col.manager", "col.offered", "col.answered", "col.won", "col.lost", "col.unreached", "col.conversion",
+            "col.missed", "col.abandoned", "col.pauses"].map((k) => el("th", { scope: "col" }, t(k))),
         ),
       ),
       el(
@@ -492,6 +492,7 @@ function renderPerf() {
             el("td", {}, m.answered),
             el("td", {}, m.won),
             el("td", {}, m.lost),
+            el("td", {}, m.unreached),
             el("td", {}, pct(m.conversion)),
             el("td", {}, list(m.missed)),
             el("td", {}, list(m.abandoned)),
