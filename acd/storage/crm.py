@@ -36,7 +36,7 @@ customers = sa.Table(
     sa.Column("criteria", JSONText(), nullable=False),
     sa.Column("note", sa.Text(), nullable=False),
     sa.Column("created_at", sa.Double(), nullable=False),
-    sa.Index(None, "account_manager"),
+    sa.Index(None, "account_manager", **t.not_null("account_manager")),  # a new customer has none
 )
 
 # One row per phone number (E.164) or e-mail address (lower case): recognition is one
@@ -88,7 +88,7 @@ events = sa.Table(
     sa.Column("by", sa.String(), nullable=False),
     sa.Column("detail", JSONText(), nullable=False),
     sa.Index(None, "customer_id", "at"),
-    sa.Index(None, "deal_id", "at"),
+    sa.Index(None, "deal_id", "at", **t.not_null("deal_id")),  # "created" and the like are a customer's
     sqlite_autoincrement=True,
 )
 

@@ -31,6 +31,15 @@ metadata = sa.MetaData(
 )
 
 
+def not_null(column: str) -> dict[str, Any]:
+    """An index's options that leave out the rows where `column` is NULL, on both databases:
+    for a column most new rows leave empty and no look-up asks for empty (an equality
+    implies the condition, so the planners still use the index). The intake's commit then
+    writes one index fewer (migration 0011)."""
+    where = sa.text(f"{column} IS NOT NULL")
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
 class JSONText(sa.TypeDecorator[Any]):
     """JSON in a TEXT column: exact floats, stable key order, identical on both databases."""
 
@@ -96,7 +105,7 @@ contacts = sa.Table(
     sa.Column("payload", JSONText(), nullable=False),
     sa.Column("first_wait", sa.Double(), nullable=True),  # migration 0007: a funnel stage's wait
     sa.Index(None, "status", "seq"),
-    sa.Index(None, "assigned_to"),
+    sa.Index(None, "assigned_to", **not_null("assigned_to")),  # a new contact is nobody's yet
     sa.Index(None, "arrived_at"),
     sqlite_autoincrement=True,
 )
