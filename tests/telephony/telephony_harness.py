@@ -4,6 +4,7 @@ server and AMI client, talking to the simulated PBX over real sockets."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 from acd.app import Server, build
 from acd.config import AmiSettings, Deployment, FastAgiSettings, load_deployment
 from acd.core import events as ev
-from acd.core.hours import Calendar
+from acd.core.hours import Calendar, Schedule
 from acd.core.model import Channel
 from acd.core.policy import ChannelRules
 from acd.pbxsim import PbxSim, Phone
@@ -23,6 +24,14 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "acd.example.yaml"
 TIME_SCALE = 0.02  # telephone seconds → real seconds
 OFFER_TIMEOUT = 2.0  # real seconds (the server's clock is not scaled)
+
+
+def closed_now() -> Calendar:
+    """Open one hour a week, two days after today (UTC): closed whenever a test runs (a fixed
+    day and hour was open on Mondays from 9 to 10)."""
+    day = (datetime.datetime.now(datetime.UTC).weekday() + 2) % 7
+    hour = ((datetime.time(9), datetime.time(10)),)
+    return Calendar(tz="UTC", default=Schedule(tz="UTC", week={d: () for d in range(7)} | {day: hour}))
 
 
 def telephony_deployment(

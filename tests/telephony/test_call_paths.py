@@ -4,14 +4,12 @@ the panel API, overflow after max_wait, ring stop when an offer moves on, voicem
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import Callable
 
 from aiohttp.test_utils import TestClient, TestServer
-from telephony_harness import DEVICES, Harness, start_harness
+from telephony_harness import DEVICES, Harness, closed_now, start_harness
 
 from acd.core import events as ev
-from acd.core.hours import Calendar, Schedule
 from acd.core.model import Channel, ContactStatus, Presence
 from acd.pbxsim import Caller, PbxSim, Phone, Press
 
@@ -204,11 +202,7 @@ async def test_an_expired_offer_has_stopped_ringing_before_the_next_manager_is_r
 
 
 async def test_out_of_hours_a_caller_who_stays_on_the_line_leaves_a_voicemail_kept_as_work() -> None:
-    closed = Calendar(
-        tz="UTC",
-        default=Schedule(tz="UTC", week={d: () for d in range(7)} | {0: ((datetime.time(9), datetime.time(10)),)}),
-    )
-    h, stop = await start_harness(calendar=closed)
+    h, stop = await start_harness(calendar=closed_now())
     try:
         steps = [Press("#", after=2.5, on="RECORD FILE")]
         call = h.sim.call(Caller(number="79160000015", name="Пётр", dialled=MOSCOW, steps=steps))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from telephony_harness import DEVICES, OFFER_TIMEOUT, Harness, start_harness
+from telephony_harness import DEVICES, OFFER_TIMEOUT, Harness, closed_now, start_harness
 
 from acd.core import events as ev
-from acd.core.hours import Calendar, Schedule
 from acd.core.model import ContactStatus, Presence
 from acd.pbxsim import Caller, HangUp, Press
 
@@ -150,14 +149,7 @@ async def test_a_repeat_caller_skips_the_questions_already_answered() -> None:
 
 
 async def test_out_of_hours_the_caller_is_offered_a_callback_when_we_open() -> None:
-    closed = Calendar(
-        tz="UTC",
-        default=Schedule(
-            tz="UTC",
-            week={d: () for d in range(7)} | {0: ((__import__("datetime").time(9), __import__("datetime").time(10)),)},
-        ),
-    )
-    h, stop = await start_harness(calendar=closed)
+    h, stop = await start_harness(calendar=closed_now())
     try:
         call = h.sim.call(Caller(number="79160000002", dialled=MOSCOW, steps=[Press("1")]))
         await call.ended.wait()
