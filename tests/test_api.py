@@ -133,6 +133,11 @@ async def test_malformed_input_gets_a_4xx_with_a_message_never_a_500(running: Ru
         ("POST", "/api/leads", {"json": {"phone": "1", "surprise": True}}),
         ("POST", "/api/leads", {"json": {"phone": "1", "email": "not-an-email"}}),
         ("GET", "/api/nowhere", {}),
+        # numbers that only look like one, or that no database key can hold (found by the fuzz test)
+        ("GET", "/api/decisions?limit=²", {}),
+        ("GET", "/api/decisions?limit=" + "9" * 5000, {}),
+        ("DELETE", "/api/crm/vacations/999999999999999999999999999999", {}),
+        ("DELETE", "/api/crm/vacations/²", {}),
     ]
     for method, path, kw in cases:
         status, body = await running.call(method, path, running.admin, **kw)

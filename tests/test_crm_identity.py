@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from acd.crm.identity import keys, normalize_email, normalize_phone, owners
+from acd.crm.identity import dial_digits, keys, normalize_email, normalize_phone, owners
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,9 @@ def test_contacts_of_a_batch_sharing_a_phone_or_an_email_are_one_person_and_a_kn
     found = {("phone", "+79161000002"): "known"}
     assert owners(batch, found, new) == ["new-0", "new-1", "new-0", "known", None]
     assert made == [0, 1]  # one new person each for the first contacts that needed one
+
+
+def test_a_dial_string_gets_ascii_digits_only() -> None:
+    # str.isdigit takes "²" and other scripts' digits: no PBX dials them
+    assert dial_digits("+7 (916) 555-00-00") == "79165550000"
+    assert dial_digits("+7 916 555²00 ٠٠") == "791655500"

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from acd.api import schemas as s
 from acd.api.intake import Intake
-from acd.api.routing import ROUTES, ApiError, Registry, json_response, parse_body
+from acd.api.routing import ROUTES, ApiError, Registry, json_response, parse_body, whole_number
 from acd.api.security import Identity, RateLimiter, TokenCache
 from acd.api.views import contact_json, decision_json, lead_receipt, manager_json, transition_json
 from acd.config import Deployment
@@ -170,10 +170,10 @@ def _query_float(request: web.Request, name: str) -> float | None:
 
 
 def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
-    raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    number = whole_number(request.query.get("limit", str(default)))
+    if number is None or not 1 <= number <= most:
         raise ApiError(400, "invalid", f"limit: a whole number from 1 to {most}")
-    return int(raw)
+    return number
 
 
 # ---- public -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from acd.api import schemas as s
 from acd.api.app import SERVICES, _limit, _me, _visible_contact, api
-from acd.api.routing import ApiError, parse_body
+from acd.api.routing import ApiError, parse_body, whole_number
 from acd.core import events as ev
 from acd.core.model import ContactStatus, Outcome
 from acd.crm.model import CrmEvent, Customer, Deal, Vacation
@@ -433,9 +433,10 @@ async def add_vacation(request: web.Request) -> web.Response:
 @_crm_errors
 async def delete_vacation(request: web.Request) -> web.Response:
     raw = request.match_info["vacation_id"]
-    if not raw.isdigit() or not await _crm(request).delete_vacation(int(raw)):
+    number = whole_number(raw)
+    if number is None or not await _crm(request).delete_vacation(number):
         raise ApiError(404, "no_such_vacation", f"no vacation {raw}")
-    return web.json_response({"id": int(raw), "deleted": True})
+    return web.json_response({"id": number, "deleted": True})
 
 
 @api.add(

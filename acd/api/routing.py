@@ -146,6 +146,15 @@ async def request_json(request: web.Request) -> Any:
     return data
 
 
+def whole_number(raw: str) -> int | None:
+    """`raw` as a whole number a database key can hold (0 to 2^63 - 1), or None: ASCII
+    digits only (`str.isdigit` also takes "²", which `int` refuses)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+        return None
+    number = int(raw)
+    return number if number < 2**63 else None
+
+
 def json_response(data: Any, status: int = 200) -> web.Response:
     """`web.json_response` through orjson, for the answers on the intake path."""
     body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)

@@ -116,7 +116,7 @@ PromptSpec = dict[Lang, Annotated[PromptTextSpec, BeforeValidator(_prompt_text)]
 
 def _phone(value: str) -> str:
     digits = value.lstrip("+")
-    if not digits.isdigit() or not 3 <= len(digits) <= 15:
+    if not (digits.isascii() and digits.isdigit()) or not 3 <= len(digits) <= 15:
         raise ValueError("must be a dialled number: digits, optionally after +")
     return digits
 

@@ -23,6 +23,7 @@ NEW_CUSTOMER = "new customer"  # the contact's payload["crm"] when its customer 
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DIGITS = re.compile(r"\d")
+_NOT_DIALLED = re.compile(r"[^0-9]")
 
 
 def normalize_phone(raw: str, region: str = "RU") -> str | None:
@@ -48,6 +49,12 @@ def normalize_phone(raw: str, region: str = "RU") -> str | None:
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def dial_digits(raw: str) -> str:
+    """The ASCII digits of `raw`, all a dial string may carry: `str.isdigit` also takes "²"
+    and other scripts' digits, which no PBX dials."""
+    return _NOT_DIALLED.sub("", raw)
 
 
 def normalize_email(raw: str) -> str | None:

@@ -30,7 +30,7 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from acd.config.messaging import TwilioSettings
 from acd.core.model import Manager
-from acd.crm.identity import normalize_phone
+from acd.crm.identity import dial_digits, normalize_phone
 from acd.messaging.twilio_voice import LANGUAGES, path
 from acd.telephony.callback_dialers import Flight, Outcomes
 
@@ -54,7 +54,7 @@ def e164(phone: str, region: str) -> str:
     written the national way is read in `region` (in Russia `8 916 555-00-00` → `+79165550000`,
     not `+89165550000`). A number the numbering plan cannot read is passed on as its digits
     after a `+`: Twilio's refusal then says what is wrong with it."""
-    return normalize_phone(phone, region) or "+" + "".join(ch for ch in phone if ch.isdigit())
+    return normalize_phone(phone, region) or "+" + dial_digits(phone)
 
 
 class TwilioDialer:

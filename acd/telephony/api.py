@@ -27,6 +27,7 @@ from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.intake import derived
 from acd.core.model import Channel, Contact
+from acd.crm.identity import dial_digits
 from acd.storage import StorageError
 from acd.storage.telephony import CallbackRow
 from acd.telephony.callbacks import Callbacks
@@ -84,7 +85,7 @@ async def request_callback(request: web.Request) -> web.Response:
     callbacks = _callbacks(request)
     svc.lead_limit.check(_client_ip(request))
     body = await parse_body(request, CallbackIn)
-    digits = "".join(ch for ch in body.phone if ch.isdigit())
+    digits = dial_digits(body.phone)
     if len(digits) < 3:
         raise ApiError(400, "invalid", "phone: a number to call back")
     language = body.language or svc.deployment.languages[0]

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from acd.asterisk.ami import AmiClient, AmiError, AmiLinkLost, AmiNotConnected, OriginateReason
 from acd.core.model import Contact, Manager
+from acd.crm.identity import dial_digits
 from acd.storage.telephony import Attempt
 
 log = logging.getLogger("acd.telephony.callbacks")
@@ -127,7 +128,7 @@ class AmiDialer:
         if client is None or not client.connected or ring < 0.5:
             await outcomes.not_sent(flight, "AMI not connected" if ring >= 0.5 else "offer expired")
             return
-        number = "".join(ch for ch in flight.contact.phone if ch.isdigit())  # the dialplan adds any prefix
+        number = dial_digits(flight.contact.phone)  # the dialplan adds any prefix
         action = [
             ("ActionID", flight.attempt_id),
             ("Channel", flight.manager.device),

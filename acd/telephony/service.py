@@ -31,6 +31,7 @@ from acd.config import Deployment
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Presence
+from acd.crm.identity import dial_digits
 from acd.dispatcher import Dispatcher
 from acd.storage import Store
 from acd.storage.telephony import TelephonyStore
@@ -409,7 +410,7 @@ class Telephony:
             raise AmiError("AMI is not configured")
         client = self.servers.client_for_device(manager.device)
         s = self.callbacks.settings
-        number = "".join(ch for ch in contact.phone if ch.isdigit())  # the dialplan adds any prefix
+        number = dial_digits(contact.phone)  # the dialplan adds any prefix
         return await client.originate(
             [
                 ("Channel", manager.device),
