@@ -138,6 +138,8 @@ async def test_malformed_input_gets_a_4xx_with_a_message_never_a_500(running: Ru
         ("GET", "/api/decisions?limit=" + "9" * 5000, {}),
         ("DELETE", "/api/crm/vacations/999999999999999999999999999999", {}),
         ("DELETE", "/api/crm/vacations/²", {}),
+        ("GET", "/api/decisions?since=nan", {}),
+        ("GET", "/api/contacts?since=inf", {}),
     ]
     for method, path, kw in cases:
         status, body = await running.call(method, path, running.admin, **kw)

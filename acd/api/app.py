@@ -4,6 +4,7 @@ core events for the dispatcher, and read state for answers; they never route."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -164,9 +165,12 @@ def _query_float(request: web.Request, name: str) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        number = float(raw)
     except ValueError:
         raise ApiError(400, "invalid", f"{name}: not a number") from None
+    if not math.isfinite(number):  # "nan" and "inf" parse, and would compare with nothing
+        raise ApiError(400, "invalid", f"{name}: a finite number")
+    return number
 
 
 def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
