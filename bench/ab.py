@@ -39,8 +39,7 @@ def checkout(rev: str, into: Path) -> Path:
 async def one(tree: Path, tmp: Path, n: int, share: float, total: int) -> intake.Served:
     intake.ROOT = tree  # the server runs that tree's code (spawn's cwd and PYTHONPATH)
     port = intake.free_port()
-    args = [sys.executable, "-m", "acd.cli", "serve", "--config", str(intake.config_for_bench(tmp))]
-    args += ["--db", f"sqlite+aiosqlite:///{tmp / f'{tree.name}{n}.db'}", "--port", str(port), "--demo"]
+    args = intake.acd_args(tmp, tmp / f"{tree.name}{n}.db", port)
     return await intake.serve_and_hammer(args, tmp / "acd.log", port, total, 64, share)
 
 

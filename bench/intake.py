@@ -116,6 +116,13 @@ def config_for_bench(tmp: Path) -> Path:
     return path
 
 
+def acd_args(tmp: Path, db: Path, port: int) -> list[str]:
+    """The command that serves acd on `port`, on the bench's configuration, with demo managers."""
+    config = str(config_for_bench(tmp))
+    db_url = f"sqlite+aiosqlite:///{db}"
+    return [sys.executable, "-m", "acd.cli", "serve", "--config", config, "--db", db_url, "--port", str(port), "--demo"]
+
+
 @dataclass(frozen=True, slots=True)
 class Served:
     rate: float  # requests/s
@@ -157,10 +164,8 @@ async def measure(total: int = 6000, concurrency: int = 64, rounds: int = 5) -> 
             runs["floor"].append(await serve_and_hammer(floor_args, tmp / "floor.log", port, total, concurrency))
             for name, repeat in (("acd", 0.0), ("repeat", REPEAT)):
                 port = free_port()
-                db = f"sqlite+aiosqlite:///{tmp / f'{name}{n}.db'}"
-                acd_args = [sys.executable, "-m", "acd.cli", "serve", "--config", str(config_for_bench(tmp))]
-                acd_args += ["--db", db, "--port", str(port), "--demo"]
-                served = await serve_and_hammer(acd_args, tmp / "acd.log", port, total, concurrency, repeat)
+                args = acd_args(tmp, tmp / f"{name}{n}.db", port)
+                served = await serve_and_hammer(args, tmp / "acd.log", port, total, concurrency, repeat)
                 runs[name].append(served)
     bare, floor, acd, repeat = (_median(runs[k]) for k in ("bare", "floor", "acd", "repeat"))
     return {
