@@ -58,10 +58,10 @@ async def compare(rev_a: str, rev_b: str, pairs: int) -> None:
                 print(f"{name:>12} {served.rate:7.0f}/s errors {served.errors} cpu {served.cpu_us:.0f} µs", flush=True)
     ratios = [y.rate / x.rate for x, y in zip(runs[a], runs[b], strict=True)]
     print(f"B/A {statistics.mean(ratios):.3f} (sd {statistics.stdev(ratios):.3f}, {len(ratios)} ratios)")
-    # The CPU time per lead, server and client together, moves less than the rate does: with
-    # the machine's cores shared by both, the rate follows it. Paired the same way.
-    cpu = [(y.cpu_us + y.client_cpu_us) / (x.cpu_us + x.client_cpu_us) for x, y in zip(runs[a], runs[b], strict=True)]
-    print(f"CPU per lead B/A {statistics.mean(cpu):.3f} (sd {statistics.stdev(cpu):.3f}), server and client together")
+    # The rate follows the CPU time per lead, server and client together (they share the
+    # machine's cores); this says which side of the rate moved. Paired the same way.
+    both = [(y.cpu_us + y.client_cpu_us) / (x.cpu_us + x.client_cpu_us) for x, y in zip(runs[a], runs[b], strict=True)]
+    print(f"CPU per lead B/A {statistics.mean(both):.3f} (sd {statistics.stdev(both):.3f}), server and client together")
     for rev, tree in ((rev_a, a), (rev_b, b)):
         cpu = statistics.mean(s.cpu_us for s in runs[tree])
         loop = statistics.mean(s.loop_cpu_us for s in runs[tree])
