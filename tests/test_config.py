@@ -71,6 +71,14 @@ def test_the_example_builds_the_routing_policy_with_its_version_and_escalation_s
     assert policy.missed_offers_to_pause == 1
     assert policy.inactivity_pause == 600
     assert policy.voice_is_exclusive is True
+    assert policy.hold_outside_hours is False  # empty steps are skipped at once, night or day
+
+
+def test_holding_contacts_outside_working_hours_is_a_policy_switch(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda c: c["policy"].update(hold_outside_hours=True))
+    assert load_deployment(path, environ={}).policy.hold_outside_hours is True
+    path = write_config(tmp_path, lambda c: c["policy"].update(hold_outside_hours="at night"))
+    assert any("policy.hold_outside_hours" in p for p in problems_of(path))
 
 
 def test_the_example_policy_takes_weights_skills_and_priorities_from_the_criteria_options(

@@ -382,6 +382,7 @@ def _build(
         min_rated_deals=p.min_rated_deals,
         seed=p.seed,
         calendar=calendar,
+        hold_outside_hours=p.hold_outside_hours,
         shadow=ShadowPolicy(
             p.shadow.version,
             p.shadow.strategy,

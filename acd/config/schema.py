@@ -376,6 +376,7 @@ class PolicySpec(Spec):
     voice_is_exclusive: StrictBool = True
     min_rated_deals: Count = 10
     seed: StrictInt = 0
+    hold_outside_hours: StrictBool = False
     shadow: ShadowSpec | None = None
 
 

@@ -58,12 +58,13 @@ def entry_step_index(contact: Contact, policy: RoutingPolicy) -> int:
         return contact.step
     last = len(policy.steps) - 1
     step = 0
-    while step < last and _empty_by_construction(policy.steps[step].pool, contact):
+    while step < last and empty_by_construction(policy.steps[step].pool, contact):
         step += 1
     return step
 
 
-def _empty_by_construction(pool: Pool, c: Contact) -> bool:
+def empty_by_construction(pool: Pool, c: Contact) -> bool:
+    """Whether the ring can hold nobody for this contact, whoever is logged in."""
     if pool is Pool.PREFERRED:
         return not c.preferred
     if pool is Pool.TEAM:

@@ -111,6 +111,9 @@ class RoutingPolicy:
     min_rated_deals: int = 10  # below this a manager counts as "new" for exploration
     seed: int = 0
     calendar: Calendar = field(default_factory=Calendar)
+    # outside its team's working hours a contact waits at its step: no skipping, and the
+    # step's timeout counts from the next opening (Switchboard._held)
+    hold_outside_hours: bool = False
     shadow: ShadowPolicy | None = None
 
     def rules(self, channel: Channel) -> ChannelRules:

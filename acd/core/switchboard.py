@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from acd.core import events as ev
 from acd.core.errors import CoreError
-from acd.core.intake import entry_step_index
+from acd.core.intake import empty_by_construction, entry_step_index
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence
 from acd.core.policy import Pool, RoutingPolicy, SkipWhen
 from acd.core.presence import ACTIVE, Cause, PresenceError, next_presence
@@ -445,10 +445,7 @@ class Switchboard:
                 return c.offer_expires_at if c.status is ContactStatus.OFFERED else None
             if kind == "pin":
                 return c.pin_expires_at if c.pinned_to else None
-            timeout = self._step_timeout(c)
-            if c.status is not ContactStatus.WAITING or timeout is None:
-                return None
-            return c.step_since + timeout
+            return self._step_due(c) if c.status is ContactStatus.WAITING else None
         m = self.managers.get(ident)
         if m is None:
             return None
@@ -624,7 +621,12 @@ class Switchboard:
             if candidates:
                 self._offer(c, candidates, pool)
                 return
-            if c.step < len(steps) - 1 and not c.pinned_to and self._skippable(c, pool, step.skip_when):
+            if (
+                c.step < len(steps) - 1
+                and not c.pinned_to
+                and not self._held(c, pool)
+                and self._skippable(c, pool, step.skip_when)
+            ):
                 self._advance(c, f"nobody {'staffed' if step.skip_when is SkipWhen.NOBODY_STAFFED else 'available'}")
                 continue
             if memo is not None:
@@ -640,7 +642,9 @@ class Switchboard:
             members = c.preferred
         elif pool is Pool.TEAM:
             members = (c.preferred, c.team)
-        return (c.step, pool, c.channel, c.required_skills if pool is not Pool.ANY else None, c.language, members)
+        held_by = c.team if self.policy.hold_outside_hours else None  # whose hours may hold it (_held)
+        skills = c.required_skills if pool is not Pool.ANY else None
+        return (c.step, pool, c.channel, skills, c.language, members, held_by)
 
     def _in_pool(self, c: Contact, m: Manager, pool: Pool) -> bool:
         if c.pinned_to:
@@ -713,10 +717,33 @@ class Switchboard:
             return c.first_wait
         return steps[c.step].timeout
 
-    def _start_step_timer(self, c: Contact) -> None:
+    def _step_due(self, c: Contact) -> float | None:
+        """When the contact's step times out: its timeout after the step began or, where
+        the policy holds contacts outside working hours, after its team next opened."""
         timeout = self._step_timeout(c)
-        if timeout is not None:
-            self._cmd(ev.StartTimer(("escalate", c.id), c.step_since + timeout))
+        if timeout is None:
+            return None
+        start = c.step_since
+        if self.policy.hold_outside_hours:
+            opens = self.policy.calendar.schedule(c.team).next_open(start)
+            start = start if opens is None else max(start, opens)
+        return start + timeout
+
+    def _start_step_timer(self, c: Contact) -> None:
+        due = self._step_due(c)
+        if due is not None:
+            self._cmd(ev.StartTimer(("escalate", c.id), due))
+
+    def _held(self, c: Contact, pool: Pool) -> bool:
+        """Whether the contact waits at its step, not skipped for nobody being there: its
+        team is closed now, and opens again (policy.hold_outside_hours), and the step's
+        ring can hold somebody. A lead that comes at night then waits for the people of
+        its first step (a repeat customer's deal owner) instead of going to whoever logs
+        in first in the morning."""
+        if not self.policy.hold_outside_hours or empty_by_construction(pool, c):
+            return False
+        schedule = self.policy.calendar.schedule(c.team)
+        return not schedule.is_open(self._now) and schedule.next_open(self._now) is not None
 
     def _offer(self, c: Contact, candidates: list[Manager], pool: Pool) -> None:
         today = {m.id: self._taken_today(m) for m in candidates}
