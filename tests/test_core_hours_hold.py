@@ -91,3 +91,15 @@ def test_a_team_without_working_hours_is_never_held() -> None:
     h = office(hold=True)
     h.arrive(contact("c1", preferred=("owner",), team="support"))
     assert h.offered_to("c1") == "night"
+
+
+def test_after_a_restart_in_the_night_the_contact_is_still_held() -> None:
+    h = office(hold=True)
+    h.arrive(contact("c1", preferred=("owner",), team="sales"))
+    stored = h.board.contacts["c1"]
+    assert MORNING is not None
+    restarted = office(hold=True)
+    restarted.now = NIGHT + 4 * 3600
+    restarted.record(restarted.board.restore([stored], list(restarted.board.managers.values()), restarted.now))
+    assert restarted.offered_to("c1") is None and restarted.board.contacts["c1"].step == 0
+    assert restarted.timers[("escalate", "c1")] == MORNING + 20
