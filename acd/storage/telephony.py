@@ -38,7 +38,9 @@ callbacks = sa.Table(
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("last_result", sa.String(), nullable=True),
     sa.Column("updated_at", sa.Double(), nullable=False),
+    sa.Column("idempotency_key", sa.String(), nullable=True),  # migration 0012: the form's key
     sa.Index(None, "status", "next_at"),
+    sa.Index(None, "idempotency_key", unique=True),
 )
 
 callback_attempts = sa.Table(
@@ -75,6 +77,7 @@ class CallbackRow:
     status: str = "pending"
     last_result: str | None = None
     updated_at: float = 0.0
+    idempotency_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -112,6 +115,10 @@ class TelephonyStore:
 
     async def get_callback(self, callback_id: str) -> CallbackRow | None:
         row = await self._store._row(sa.select(callbacks).where(callbacks.c.id == callback_id))
+        return None if row is None else _cb(row)
+
+    async def callback_by_key(self, idempotency_key: str) -> CallbackRow | None:
+        row = await self._store._row(sa.select(callbacks).where(callbacks.c.idempotency_key == idempotency_key))
         return None if row is None else _cb(row)
 
     async def callback_for_contact(self, contact_id: str) -> CallbackRow | None:

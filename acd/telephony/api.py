@@ -46,13 +46,15 @@ def _callbacks(request: web.Request) -> Callbacks:
 
 class CallbackIn(Body):
     """A callback request. `after` (ISO 8601 with a zone, or POSIX seconds) schedules it:
-    "call me after 18:00"."""
+    "call me after 18:00". `idempotency_key` (or the `Idempotency-Key` header) makes a form
+    sent twice one request: the second send is answered 200 with the first."""
 
     phone: str = Field(min_length=3, max_length=40)
     name: str = Field("", max_length=200)
     criteria: dict[str, str] = Field(default_factory=dict)
     language: str | None = Field(None, max_length=8)
     after: str | float | None = None
+    idempotency_key: str | None = Field(None, max_length=200)
 
 
 def _telephony(request: web.Request) -> Telephony:
@@ -102,7 +104,8 @@ async def request_callback(request: web.Request) -> web.Response:
         if when.tzinfo is None:
             raise ApiError(400, "invalid", "after: give the time zone, e.g. +03:00")
         not_before = when.timestamp()
-    cb = await callbacks.request(
+    cb, created = await callbacks.submit(
+        request.headers.get("Idempotency-Key") or body.idempotency_key,
         phone=body.phone,
         name=body.name,
         criteria=_answers(svc.deployment, body.criteria),
@@ -112,7 +115,7 @@ async def request_callback(request: web.Request) -> web.Response:
     )
     body_out = _callback_json(cb)
     body_out["who"] = await _who_calls(request, svc, body.phone, cb.criteria)
-    return web.json_response(body_out, status=201)
+    return web.json_response(body_out, status=201 if created else 200)
 
 
 async def _who_calls(

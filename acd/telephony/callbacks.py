@@ -50,7 +50,7 @@ from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome
 from acd.dispatcher import Dispatcher
 from acd.ids import new_id
 from acd.runtime import cancel_and_wait, wait_a_while
-from acd.storage import Store
+from acd.storage import Conflict, Store
 from acd.storage.telephony import Attempt, CallbackRow, TelephonyStore
 from acd.telephony.callback_dialers import AmiDialer, CallbackDialer, CallbackSettings, Flight
 from acd.telephony.queue_log import QueueLog
@@ -185,8 +185,10 @@ class Callbacks:
         requested_at: float | None = None,
         not_before: float | None = None,
         source: str = "api",
+        idempotency_key: str | None = None,
     ) -> CallbackRow:
-        """Store a callback request; it enters the queue when due (at once if nothing holds it)."""
+        """Store a callback request; it enters the queue when due (at once if nothing holds it).
+        A request whose `idempotency_key` is stored already raises Conflict (see `submit`)."""
         now = self.clock()
         cb = CallbackRow(
             id=new_id(),
@@ -200,6 +202,7 @@ class Callbacks:
             not_before=not_before if not_before is not None else self.wall(),
             max_attempts=self.settings.max_attempts,
             updated_at=now,
+            idempotency_key=idempotency_key,
         )
         cb.next_at = max(self.wall(), cb.not_before)
         self._known.add(cb.id)
@@ -212,6 +215,40 @@ class Callbacks:
             except Exception:  # an acknowledgement must never lose the request
                 log.exception("callback %s: could not acknowledge the request to the customer", cb.id)
         return cb
+
+    async def submit(
+        self,
+        idempotency_key: str | None,
+        *,
+        phone: str,
+        name: str = "",
+        criteria: Mapping[str, str] | None = None,
+        language: str | None = None,
+        not_before: float | None = None,
+        source: str = "api",
+    ) -> tuple[CallbackRow, bool]:
+        """`request`, as a website form sends it, and whether it was made now. Under an
+        Idempotency-Key, a form sent again (a double click, a retry after a lost answer)
+        makes no second request and gets the first one back."""
+        known = None if idempotency_key is None else await self.tstore.callback_by_key(idempotency_key)
+        if known is not None:
+            return known, False
+        try:
+            made = await self.request(
+                phone=phone,
+                name=name,
+                criteria=criteria,
+                language=language,
+                not_before=not_before,
+                source=source,
+                idempotency_key=idempotency_key,
+            )
+        except Conflict:
+            known = None if idempotency_key is None else await self.tstore.callback_by_key(idempotency_key)
+            if known is None:
+                raise
+            return known, False  # the same form, sent at the same moment, went in first
+        return made, True
 
     def _contact(self, cb: CallbackRow) -> Contact:
         return Contact(
