@@ -47,6 +47,20 @@ async def test_a_double_submitted_form_makes_one_lead(running: Running) -> None:
     assert sorted(status for status, _ in results).count(201) == 1
 
 
+async def test_an_idempotency_key_too_long_to_index_is_refused_and_stores_nothing(running: Running) -> None:
+    """PostgreSQL cannot index a key of a few kilobytes: that must be the client's 400, not a
+    503 saying the database is away (which tells the client to send it again)."""
+    before = len(await running.server.store.list_contacts())
+    for headers in ({"Idempotency-Key": "k" * 201}, {"Idempotency-Key": "f" * 6000}):
+        status, body = await running.call("POST", "/api/leads", json=LEAD, headers=headers)
+        assert status == 400 and "Idempotency-Key" in body["error"]["message"]
+    status, _ = await running.call("POST", "/api/leads", json={**LEAD, "idempotency_key": "k" * 201})
+    assert status == 400
+    assert len(await running.server.store.list_contacts()) == before
+    status, _ = await running.call("POST", "/api/leads", json=LEAD, headers={"Idempotency-Key": "k" * 200})
+    assert status == 201
+
+
 async def test_the_manager_accepts_and_finishes_their_offer(running: Running) -> None:
     _, lead = await running.call("POST", "/api/leads", json=LEAD)
     await running.settle()

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from acd.api import schemas as s
 from acd.api.intake import Intake
-from acd.api.routing import ROUTES, ApiError, Registry, json_response, parse_body, whole_number
+from acd.api.routing import ROUTES, ApiError, Registry, idempotency_key, json_response, parse_body, whole_number
 from acd.api.security import Identity, RateLimiter, TokenCache
 from acd.api.views import contact_json, decision_json, lead_receipt, manager_json, transition_json
 from acd.config import Deployment
@@ -217,7 +217,7 @@ async def create_lead(request: web.Request) -> web.Response:
     header = request.headers.get("Authorization")
     staff = header is not None and (await _bearer(request, header)).at_least("supervisor")
     body = await parse_body(request, s.LeadIn)
-    key = request.headers.get("Idempotency-Key") or body.idempotency_key
+    key = idempotency_key(request, body.idempotency_key)
     criteria = _answers(svc.deployment, body.criteria)
     language = body.language or svc.deployment.languages[0]
     if language not in svc.deployment.languages:

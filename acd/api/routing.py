@@ -19,6 +19,18 @@ ROUTES = web.AppKey("routes", dict)
 BODY = web.RequestKey("json_body", object)
 
 
+IDEMPOTENCY_KEY_MAX = 200  # characters: a UUID is 36; a unique index entry must stay small
+
+
+def idempotency_key(request: web.Request, in_body: str | None) -> str | None:
+    """The key a form was sent with: the `Idempotency-Key` header, else the body's field.
+    A key too long for the unique index is the client's mistake (400), never the database's."""
+    key = request.headers.get("Idempotency-Key") or in_body
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApiError(400, "invalid", f"Idempotency-Key: at most {IDEMPOTENCY_KEY_MAX} characters")
+    return key
+
+
 class ApiError(web.HTTPException):
     """An error with a stable `code`, returned as {"error": {"code", "message"}}."""
 

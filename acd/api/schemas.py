@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from acd.api.routing import IDEMPOTENCY_KEY_MAX
 from acd.core.model import Channel, Outcome
 
 
@@ -33,7 +34,7 @@ class LeadIn(Body):
     note: str = Field("", max_length=4000)
     priority: int = Field(0, ge=-100, le=100)
     channel: Literal["web", "email", "callback"] = "web"
-    idempotency_key: str | None = Field(None, max_length=200)
+    idempotency_key: str | None = Field(None, max_length=IDEMPOTENCY_KEY_MAX)
 
 
 class ManagerIn(Body):

@@ -19,7 +19,7 @@ from pydantic import Field
 from acd.api.app import SERVICES, Services, _answers, _client_ip, _me, api, core_refusal, database_away
 from acd.api.cluster import RELAY, error_answer, raise_if_error
 from acd.api.crm import CRM
-from acd.api.routing import ApiError, parse_body
+from acd.api.routing import IDEMPOTENCY_KEY_MAX, ApiError, idempotency_key, parse_body
 from acd.api.schemas import Body
 from acd.asterisk.ami import AmiError
 from acd.cluster.relay import Relay, Unanswered
@@ -54,7 +54,7 @@ class CallbackIn(Body):
     criteria: dict[str, str] = Field(default_factory=dict)
     language: str | None = Field(None, max_length=8)
     after: str | float | None = None
-    idempotency_key: str | None = Field(None, max_length=200)
+    idempotency_key: str | None = Field(None, max_length=IDEMPOTENCY_KEY_MAX)
 
 
 def _telephony(request: web.Request) -> Telephony:
@@ -105,7 +105,7 @@ async def request_callback(request: web.Request) -> web.Response:
             raise ApiError(400, "invalid", "after: give the time zone, e.g. +03:00")
         not_before = when.timestamp()
     cb, created = await callbacks.submit(
-        request.headers.get("Idempotency-Key") or body.idempotency_key,
+        idempotency_key(request, body.idempotency_key),
         phone=body.phone,
         name=body.name,
         criteria=_answers(svc.deployment, body.criteria),

@@ -38,3 +38,10 @@ async def test_a_form_without_a_key_is_a_request_each_time(h: Harness) -> None:
         statuses = [(await http.post("/api/callbacks", json=FORM)).status for _ in range(2)]
     assert statuses == [201, 201]
     assert len(await h.telephony.tstore.open_callbacks()) == 2
+
+
+async def test_a_key_too_long_to_index_is_refused(h: Harness) -> None:
+    async with TestClient(TestServer(h.server.app)) as http:
+        resp = await http.post("/api/callbacks", json=FORM, headers={"Idempotency-Key": "k" * 5000})
+        assert resp.status == 400 and "Idempotency-Key" in (await resp.json())["error"]["message"]
+    assert await h.telephony.tstore.open_callbacks() == []
