@@ -5,6 +5,7 @@ ratings from closed deals, import with rejected rows, export."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -271,3 +272,13 @@ async def test_sales_leaders_carry_a_forecast_at_each_managers_present_pace(runn
     assert abs(anna["revenue"] - 3.0 * overall["expected_value"]) < 1.0
     assert boris["opportunities"] == 0.0 and boris["revenue"] == 0.0  # no recent pace, whatever his rating
     assert "per day" in anna["method"]
+
+
+async def test_an_email_longer_than_an_address_can_be_is_refused(running: Running) -> None:
+    """On PostgreSQL a key of kilobytes cannot go into the key index: refused as the
+    client's mistake (400), not answered as the database being away (503)."""
+    for email in ("x" * 244 + "@example.ru", secrets.token_urlsafe(6000) + "@example.ru"):
+        status, body = await running.call(
+            "POST", "/api/crm/customers", running.supervisor, json={"name": "ООО Длинный", "emails": [email]}
+        )
+        assert status == 400 and body["error"]["code"] == "invalid", body

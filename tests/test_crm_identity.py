@@ -51,6 +51,8 @@ def test_email_addresses_are_trimmed_and_lower_cased_and_junk_is_refused() -> No
     assert normalize_email("mailto:a@b.ru") == "a@b.ru"
     assert normalize_email("ivan@") is None
     assert normalize_email("ivan petrov@example.ru") is None
+    assert normalize_email("i" * 243 + "@example.ru") is not None  # 254 characters: the longest address
+    assert normalize_email("i" * 244 + "@example.ru") is None
 
 
 def test_contacts_of_a_batch_sharing_a_phone_or_an_email_are_one_person_and_a_known_one_wins() -> None:

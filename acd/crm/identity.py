@@ -21,6 +21,7 @@ T = TypeVar("T")
 Key = tuple[str, str]  # ("phone", E.164) or ("email", address): what recognition compares
 NEW_CUSTOMER = "new customer"  # the contact's payload["crm"] when its customer was made for it
 
+EMAIL_MAX = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DIGITS = re.compile(r"\d")
 _NOT_DIALLED = re.compile(r"[^0-9]")
@@ -58,11 +59,12 @@ def dial_digits(raw: str) -> str:
 
 
 def normalize_email(raw: str) -> str | None:
-    """The address in lower case without surrounding spaces, or None if it is not one."""
+    """The address in lower case without surrounding spaces, or None if it is not one (an
+    address has at most 254 characters: RFC 5321's path limit, less its brackets)."""
     text = raw.strip().lower()
     if text.startswith("mailto:"):
         text = text[7:]
-    return text if _EMAIL.match(text) else None
+    return text if len(text) <= EMAIL_MAX and _EMAIL.match(text) else None
 
 
 def keys(phone: str | None, email: str | None, region: str = "RU") -> list[Key]:
