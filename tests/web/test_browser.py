@@ -93,6 +93,7 @@ class StubTelephony:
     def __init__(self, clock: Any) -> None:
         self.calls: list[tuple[str, str]] = []
         self.requests: list[dict[str, Any]] = []
+        self.keys: list[str | None] = []  # the Idempotency-Key each request came with
         self.callbacks = self
         self.clock = clock
 
@@ -107,6 +108,10 @@ class StubTelephony:
         return CallbackRow(
             id="cb1", contact_id="c1", phone=kw["phone"], requested_at=now, not_before=when, next_at=when
         )
+
+    async def submit(self, idempotency_key: str | None, **kw: Any) -> tuple[CallbackRow, bool]:
+        self.keys.append(idempotency_key)
+        return await self.request(**kw), True
 
 
 def telephony(site: Running, on: bool) -> StubTelephony | None:
@@ -426,6 +431,7 @@ async def test_the_widget_books_a_callback_through_the_telephony_and_says_when_a
         await playwright_api.expect(dialog).to_contain_text("Спасибо! Мы перезвоним вам в ближайшее время.")
         await playwright_api.expect(dialog).not_to_contain_text("позвонит")
         assert len(stub.requests) == 2 and stub.requests[1].get("not_before") is None
+        assert stub.keys[0] and stub.keys[1] and stub.keys[0] != stub.keys[1], "one Idempotency-Key per form"
     finally:
         site.server.services.deployment = deployment
         await host.close()
