@@ -1,19 +1,29 @@
 """Fuzzing the HTTP API from its own OpenAPI document (schemathesis): whatever a client
-sends, the server answers without a 500 and keeps serving."""
+sends, the server answers without a 500 and keeps serving, on SQLite and on PostgreSQL
+(whose limits differ: a B-tree index entry holds at most about 2.7 KB)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from sqlalchemy.engine import make_url
+
+from acd.cluster.leader import dsn
+from tests.storage_fixtures import PG_URL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,14 +36,44 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+async def _database(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(dsn(url), timeout=10)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def _place(backend: str, tmp: Path) -> Iterator[str]:
+    """The server's database: a SQLite file, or a PostgreSQL database of its own (a server
+    process takes a URL, not a schema), dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp / 'acd.db'}"
+        return
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
+        pytest.skip(f"{PG_URL_ENV} is not set, so the PostgreSQL variant does not run")
+    name = f"acd_fuzz_{secrets.token_hex(6)}"
+    asyncio.run(_database(url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(make_url(url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        asyncio.run(_database(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """A real `acd serve` process with the example deployment, and an admin token."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    with _place(request.param, tmp) as db:
+        yield from _serving(tmp, db)
+
+
+def _serving(tmp: Path, db: str) -> Iterator[tuple[str, str]]:
     from tests.test_restart import test_config
 
-    tmp = tmp_path_factory.mktemp("fuzz")
     config = test_config(tmp)
-    db = f"sqlite+aiosqlite:///{tmp / 'acd.db'}"
     port = _free_port()
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen(
