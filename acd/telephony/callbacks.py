@@ -230,8 +230,11 @@ class Callbacks:
         """`request`, as a website form sends it, and whether it was made now. Under an
         Idempotency-Key, a form sent again (a double click, a retry after a lost answer)
         makes no second request and gets the first one back."""
-        known = None if idempotency_key is None else await self.tstore.callback_by_key(idempotency_key)
-        if known is not None:
+
+        async def sent_before() -> CallbackRow | None:
+            return None if idempotency_key is None else await self.tstore.callback_by_key(idempotency_key)
+
+        if (known := await sent_before()) is not None:
             return known, False
         try:
             made = await self.request(
@@ -244,8 +247,7 @@ class Callbacks:
                 idempotency_key=idempotency_key,
             )
         except Conflict:
-            known = None if idempotency_key is None else await self.tstore.callback_by_key(idempotency_key)
-            if known is None:
+            if (known := await sent_before()) is None:
                 raise
             return known, False  # the same form, sent at the same moment, went in first
         return made, True
