@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import smtplib
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from storage_fixtures import Backend
 from acd.api.messaging import MESSAGING
 from acd.core import events as ev
 from acd.core.model import Channel, ContactStatus
+from acd.messaging.mail import Refused
 from acd.messaging.service import Messaging
 
 
@@ -190,3 +192,23 @@ async def test_supervisors_see_the_fairness_counts_of_first_time_enquiries(maile
     assert set(board.managers) <= set(counts)  # every seller who takes e-mail, zeros included
     assert sum(counts.values()) == 6
     assert (await mailed.call("GET", "/api/email/fairness", None))[0] == 401
+
+
+async def test_a_message_id_longer_than_a_key_can_be_still_dedupes_and_threads(mailed: Running) -> None:
+    """A Message-ID of kilobytes (as a mailbox may hand over, though no line should pass 998
+    characters) stands for itself by its hash: on PostgreSQL the index could not hold it,
+    and the message would be retried and refused for ever."""
+    long_id = "<" + secrets.token_urlsafe(3000) + "@client.test>"
+    raw = (
+        "From: Иван Петров <ivan@client.test>\r\nTo: sales@romashka.test\r\nSubject: Вопрос\r\n"
+        f"Message-ID: {long_id}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nХочу купить\r\n"
+    ).encode()
+    intake = messaging(mailed).intake
+    first = await intake.receive(raw, "imap")
+    again = await intake.receive(raw, "imap")
+    reply = enquiry("<short-reply@client.test>", subject="Re: Вопрос", in_reply_to=long_id)
+    answered = await intake.receive(reply, "imap")
+    await mailed.settle()
+    assert len(await email_contacts(mailed)) == 1
+    assert not isinstance(first, Refused) and not isinstance(again, Refused) and not isinstance(answered, Refused)
+    assert first.contact_id == again.contact_id == answered.contact_id

@@ -23,6 +23,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses
 
 _MSGID = re.compile(r"<[^<>\s]+>")
+MESSAGE_ID_MAX = 250  # characters (an ordinary one has 30-80)
 _WORDS = re.compile(r"\w+", re.UNICODE)
 # Defects after which the body cannot be trusted; the rest (a missing MIME-Version...) are noise.
 _FATAL_DEFECTS = (
@@ -68,7 +69,17 @@ def too_large(head: bytes, size: int, max_size: int) -> Refused:
 
 
 def message_ids(value: str | None) -> list[str]:
-    return _MSGID.findall(value or "")
+    """The Message-IDs in a header, each one short enough to be a key (`MESSAGE_ID_MAX`)."""
+    return [_keyable(found) for found in _MSGID.findall(value or "")]
+
+
+def _keyable(message_id: str) -> str:
+    # RFC 5322 bounds only the line (998 characters), and a store's index entry holds less
+    # (PostgreSQL: about 2.7 KB): a longer ID stands for itself by its hash, the same
+    # wherever it is read (Message-ID, In-Reply-To, References), so dedupe and threads hold.
+    if len(message_id) <= MESSAGE_ID_MAX:
+        return message_id
+    return "<sha256-" + hashlib.sha256(message_id.encode()).hexdigest()[:32] + "@acd.local>"
 
 
 def read_mail(raw: bytes, max_size: int) -> Mail | Refused:
