@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from api_fixtures import Running, start, stop
@@ -209,5 +210,56 @@ async def test_imap_enquiries_are_taken_once_bad_ones_quarantined_and_a_reply_ar
         _, thread = await r.call("GET", f"/api/contacts/{contact['id']}/emails", r.supervisor)
         incoming = [m["message_id"] for m in thread["messages"] if m["direction"] == "in"]
         assert incoming == ["<imap-1@client.test>", "<imap-2@client.test>"]
+    finally:
+        await stop(r)
+
+
+async def test_a_message_that_cannot_be_stored_does_not_hold_up_the_mailbox(
+    dovecot: Dovecot, sink: Sink, tmp_path: Path
+) -> None:
+    """The intake fails on one message (here on purpose; for real, a bug or a database
+    limit): the messages behind it still go in, it stays unseen, and once it can be stored
+    the next scan takes it."""
+    for n in (1, 2, 3):
+        await asyncio.to_thread(dovecot.append, enquiry(f"<imap-stuck-{n}@client.test>", text=f"Вопрос {n}"))
+    settings = ImapSettings("127.0.0.1", USER, dovecot.port, ssl=False, password=PASSWORD, poll_interval=30)
+    d = mail_deployment(sink.port, smtp_listener=False)
+    d = replace(d, email=replace(d.email, imap=settings))
+    r: Running = await start(Backend("sqlite", default_sqlite_url(tmp_path / "data")), d)
+    intake = r.server.app[MESSAGING].intake
+    receive = intake.receive
+    broken = True
+    taken: list[bytes] = []
+    progressed = asyncio.Event()
+
+    async def failing_on_the_second(raw: bytes, source: str) -> Any:
+        if broken and b"<imap-stuck-2@client.test>" in raw:
+            raise RuntimeError("cannot store this one")
+        received = await receive(raw, source)
+        taken.append(raw)
+        progressed.set()
+        return received
+
+    async def until_taken(n: int) -> None:
+        async with asyncio.timeout(10):  # the poller reconnects after a second's back-off
+            while len(taken) < n:
+                progressed.clear()
+                await progressed.wait()
+
+    intake.receive = failing_on_the_second  # type: ignore[method-assign]
+    try:
+        await until_taken(2)
+        assert not any(b"<imap-stuck-2@" in raw for raw in taken)
+        assert len(await asyncio.to_thread(dovecot.unseen)) == 1  # the second one, left for later
+        poller = r.server.app[MESSAGING].imap
+        assert poller is not None
+        poller.scanned.clear()
+        broken = False
+        await until_taken(3)
+        await asyncio.wait_for(poller.scanned.wait(), 10)  # the whole scan is done: all marked seen
+        await r.settle()
+        _, body = await r.call("GET", "/api/contacts?limit=100", r.supervisor)
+        assert sum(c["channel"] == "email" for c in body["contacts"]) == 3
+        assert await asyncio.to_thread(dovecot.unseen) == []
     finally:
         await stop(r)

@@ -6,7 +6,9 @@ otherwise. A message is marked \\Seen only after the intake stored it (or quaran
 a crash in between means one redelivery, which the Message-ID dedupe absorbs. The size is
 read first (RFC822.SIZE): an oversized message is quarantined from its headers and never
 downloaded. A lost connection or a refused login is logged and retried with back-off; the
-poller never dies of a bad message.
+poller never dies of a bad message, and a message that cannot be stored (a bug, a database
+limit) stays unseen, is tried again after the back-off, and does not hold up the ones
+behind it.
 """
 
 from __future__ import annotations
@@ -114,17 +116,29 @@ class ImapPoller:
     async def _scan(self, client: aioimaplib.IMAP4) -> None:
         found = _ok(await client.uid_search("UNSEEN", charset=None), "search")
         uids = [u for line in found.lines[:1] for u in line.split() if u.isdigit()]
+        failed: list[str] = []
         for uid in (u.decode() for u in uids):
             sized = _ok(await client.uid("fetch", uid, "(RFC822.SIZE)"), f"fetch size {uid}")
             m = next((_SIZE.search(bytes(line)) for line in sized.lines if _SIZE.search(bytes(line))), None)
             size = int(m.group(1)) if m else 0
-            if size > self.max_size:
-                head = _literal(_ok(await client.uid("fetch", uid, "(BODY.PEEK[HEADER])"), f"fetch header {uid}"))
-                await self.intake.refuse_too_large(head, size, "imap")
-            else:
-                raw = _literal(_ok(await client.uid("fetch", uid, "(BODY.PEEK[])"), f"fetch {uid}"))
-                await self.intake.receive(raw, "imap")
+            try:
+                if size > self.max_size:
+                    head = _literal(_ok(await client.uid("fetch", uid, "(BODY.PEEK[HEADER])"), f"fetch header {uid}"))
+                    await self.intake.refuse_too_large(head, size, "imap")
+                else:
+                    raw = _literal(_ok(await client.uid("fetch", uid, "(BODY.PEEK[])"), f"fetch {uid}"))
+                    await self.intake.receive(raw, "imap")
+            except ImapError:
+                raise  # the connection's trouble, not the message's
+            except Exception:
+                # Left unseen for the next scan, and the messages behind it still go in: one
+                # that cannot be stored (a bug, a database limit) must not hold up the mailbox.
+                log.exception("IMAP message %s could not be taken in; it stays unseen and is tried again", uid)
+                failed.append(uid)
+                continue
             _ok(await client.uid("store", uid, "+FLAGS.SILENT", r"(\Seen)"), f"store {uid}")
+        if failed:
+            raise ImapError(f"{len(failed)} message(s) not taken in (UID {', '.join(failed)}); retrying after a pause")
 
 
 def _literal(response: aioimaplib.Response) -> bytes:
