@@ -17,6 +17,7 @@ import asyncio
 import logging
 import re
 import ssl
+from collections.abc import Awaitable
 
 import aioimaplib
 
@@ -121,15 +122,14 @@ class ImapPoller:
             sized = _ok(await client.uid("fetch", uid, "(RFC822.SIZE)"), f"fetch size {uid}")
             m = next((_SIZE.search(bytes(line)) for line in sized.lines if _SIZE.search(bytes(line))), None)
             size = int(m.group(1)) if m else 0
+            if size > self.max_size:
+                head = _literal(_ok(await client.uid("fetch", uid, "(BODY.PEEK[HEADER])"), f"fetch header {uid}"))
+                taking: Awaitable[object] = self.intake.refuse_too_large(head, size, "imap")
+            else:
+                raw = _literal(_ok(await client.uid("fetch", uid, "(BODY.PEEK[])"), f"fetch {uid}"))
+                taking = self.intake.receive(raw, "imap")
             try:
-                if size > self.max_size:
-                    head = _literal(_ok(await client.uid("fetch", uid, "(BODY.PEEK[HEADER])"), f"fetch header {uid}"))
-                    await self.intake.refuse_too_large(head, size, "imap")
-                else:
-                    raw = _literal(_ok(await client.uid("fetch", uid, "(BODY.PEEK[])"), f"fetch {uid}"))
-                    await self.intake.receive(raw, "imap")
-            except ImapError:
-                raise  # the connection's trouble, not the message's
+                await taking
             except Exception:
                 # Left unseen for the next scan, and the messages behind it still go in: one
                 # that cannot be stored (a bug, a database limit) must not hold up the mailbox.
