@@ -25,6 +25,7 @@ from acd.api.cluster import RELAY
 from acd.api.crm import CRM
 from acd.api.crm_sync import CRM_SYNC
 from acd.api.messaging import start_messaging
+from acd.api.proxies import behind_proxies
 from acd.clock import SteadyClock
 from acd.cluster import ClusterDispatcher, ClusterSettings, cluster_dispatcher, settings_for
 from acd.cluster.relay import Relay
@@ -125,6 +126,8 @@ async def build(
         app.cleanup_ctx.append(external.running)  # the push outbox's worker
         app[CRM_SYNC] = external
     install_web(app, services)
+    if services.deployment.server.trusted_proxies:  # outermost: every limit counts the real client
+        app.middlewares.insert(0, behind_proxies(services.deployment.server.trusted_proxies))
     relay: Relay | None = None
     if isinstance(dispatcher, ClusterDispatcher):
         dispatcher.follow(app[HUB].on_command)  # offers made on the leader reach panels on this node

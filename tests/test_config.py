@@ -81,6 +81,13 @@ def test_holding_contacts_outside_working_hours_is_a_policy_switch(tmp_path: Pat
     assert any("policy.hold_outside_hours" in p for p in problems_of(path))
 
 
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
+    path = write_config(tmp_path, lambda c: c["server"].update(trusted_proxies=["127.0.0.1", "10.0.0.0/8"]))
+    assert load_deployment(path, environ={}).server.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8")
+    path = write_config(tmp_path, lambda c: c["server"].update(trusted_proxies=["nginx.local"]))
+    assert any("server.trusted_proxies" in p for p in problems_of(path))
+
+
 def test_the_example_policy_takes_weights_skills_and_priorities_from_the_criteria_options(
     example: Deployment,
 ) -> None:

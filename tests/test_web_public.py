@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 
 from api_fixtures import Running, example_deployment, start, stop
 from storage_fixtures import Backend
+
+from acd.config import Deployment
 
 SHOP = "https://romashka-soft.ru"  # in web.allowed_origins of the example configuration
 LEAD = {"name": "Иван", "phone": "+7 495 123-45-67", "criteria": {"temperature": "hot"}}
@@ -161,3 +164,59 @@ async def test_a_callback_from_the_widget_is_a_lead_on_the_callback_channel(runn
     assert status == 201
     status, lead = await running.call("GET", f"/api/contacts/{receipt['id']}", running.supervisor)
     assert lead["channel"] == "callback" and lead["note"] == "Обратный звонок: 15:30"
+
+
+def _behind(trusted: tuple[str, ...]) -> Deployment:
+    """The example with two forms a minute per client, served behind the given proxies."""
+    d = example_deployment(leads_per_minute=2)
+    return replace(d, server=replace(d.server, trusted_proxies=trusted))
+
+
+async def test_behind_a_trusted_proxy_each_visitor_has_their_own_limit(backend: Backend) -> None:
+    """The proxy (here 127.0.0.1, the test's own address) names the visitor in
+    X-Forwarded-For: one visitor's forms do not use up another's, and a visitor who sends
+    an X-Forwarded-For of their own (the proxy appends the real address) gains nothing."""
+    r = await start(backend, _behind(("127.0.0.1/32", "10.0.0.0/8")))
+    try:
+
+        async def send(forwarded_for: str) -> int:
+            return (await r.call("POST", "/api/leads", json=LEAD, headers={"X-Forwarded-For": forwarded_for}))[0]
+
+        assert [await send("203.0.113.7") for _ in range(3)] == [201, 201, 429]
+        assert await send("198.51.100.9") == 201  # another visitor
+        assert await send("192.0.2.1, 203.0.113.7") == 429  # a made-up address in front changes nothing
+        assert await send("203.0.113.8, 10.1.2.3") == 201  # through a second proxy of ours
+        assert await send("unknown, 203.0.113.9") == 201  # as Squid writes it: the address our proxy saw counts
+        assert await send("unknown, 203.0.113.9") == 201
+        assert await send("203.0.113.9") == 429
+        async with r.session.ws_connect(
+            r.url("/api/ws"), headers={"Authorization": f"Bearer {r.supervisor}", "X-Forwarded-For": "198.51.100.9"}
+        ) as ws:
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"  # the live feed works behind it too
+    finally:
+        await stop(r)
+
+
+async def test_x_forwarded_for_from_anybody_else_is_ignored(backend: Backend) -> None:
+    r = await start(backend, _behind(("10.9.9.9",)))  # the proxy is elsewhere: 127.0.0.1 is a client
+    try:
+        statuses = [
+            (await r.call("POST", "/api/leads", json=LEAD, headers={"X-Forwarded-For": f"203.0.113.{n}"}))[0]
+            for n in range(3)
+        ]
+        assert statuses == [201, 201, 429]
+    finally:
+        await stop(r)
+
+
+def test_the_client_address_is_the_nearest_one_no_proxy_of_ours_wrote() -> None:
+    from ipaddress import ip_network
+
+    from acd.api.proxies import client_address
+
+    ours = [ip_network("127.0.0.1/32"), ip_network("10.0.0.0/8"), ip_network("fd00::/8")]
+    assert client_address(ours, "127.0.0.1", []) == "127.0.0.1"  # the proxy's own request
+    assert client_address(ours, "127.0.0.1", ["unknown"]) == "127.0.0.1"  # it did not know either
+    assert client_address(ours, "127.0.0.1", ["1.2.3.4, 10.0.0.5", "fd00::7"]) == "1.2.3.4"  # two headers
+    assert client_address(ours, "127.0.0.1", ["2001:db8::1"]) == "2001:db8::1"
+    assert client_address(ours, "198.51.100.1", ["1.2.3.4"]) == "198.51.100.1"  # not from a proxy of ours

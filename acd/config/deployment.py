@@ -84,6 +84,7 @@ class ServerSettings:
     db_url: str | None = None  # None: the server's default SQLite file
     cluster: bool = False  # one of several nodes on one PostgreSQL (docs/deployment.md)
     node_grace: float = 10.0  # cluster: seconds a node holding calls may be gone before its calls end
+    trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For names the client
 
 
 @dataclass(frozen=True, slots=True)

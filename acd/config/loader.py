@@ -412,6 +412,7 @@ def _build(
             environ.get(DB_URL_ENV) or spec.server.db_url,
             spec.server.cluster,
             spec.server.node_grace,
+            tuple(str(n) for n in spec.server.trusted_proxies),
         ),
         asterisk=AsteriskSettings(
             ami=AmiSettings(ami.host, ami.port, ami.username, ami.secret_env, environ.get(ami.secret_env)),

@@ -13,7 +13,16 @@ from datetime import date, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    StrictBool,
+    StrictInt,
+)
 
 from acd.config.crm_external import ExternalCrmSpec
 from acd.config.messaging import EmailSpec, NotificationsSpec, TwilioSpec
@@ -215,6 +224,8 @@ class ServerSpec(Spec):
     db_url: str | None = None
     cluster: bool = False
     node_grace: PositiveSeconds = 10.0
+    # reverse proxies (addresses or networks) whose X-Forwarded-For names the client (acd.api.proxies)
+    trusted_proxies: list[IPvAnyNetwork] = []
 
 
 class AmiSpec(Spec):
