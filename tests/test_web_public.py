@@ -197,6 +197,26 @@ async def test_behind_a_trusted_proxy_each_visitor_has_their_own_limit(backend: 
         await stop(r)
 
 
+async def test_an_ipv6_visitor_is_counted_by_their_network(backend: Backend) -> None:
+    """A host may take any address of its /64: counting single IPv6 addresses would let one
+    visitor send without limit. An IPv4 address written as IPv6 is the same visitor."""
+    r = await start(backend, _behind(("127.0.0.1",)))
+    try:
+
+        async def send(forwarded_for: str) -> int:
+            return (await r.call("POST", "/api/leads", json=LEAD, headers={"X-Forwarded-For": forwarded_for}))[0]
+
+        assert [await send(f"2001:db8::{n}") for n in (1, 2, 3)] == [201, 201, 429]
+        assert await send("2001:db8:0:1::1") == 201  # the next /64: somebody else
+        assert [await send("203.0.113.7"), await send("::ffff:203.0.113.7"), await send("203.0.113.7")] == [
+            201,
+            201,
+            429,
+        ]
+    finally:
+        await stop(r)
+
+
 async def test_x_forwarded_for_from_anybody_else_is_ignored(backend: Backend) -> None:
     r = await start(backend, _behind(("10.9.9.9",)))  # the proxy is elsewhere: 127.0.0.1 is a client
     try:

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from acd.api import schemas as s
 from acd.api.intake import Intake
+from acd.api.proxies import limit_key
 from acd.api.routing import ROUTES, ApiError, Registry, idempotency_key, json_response, parse_body, whole_number
 from acd.api.security import Identity, RateLimiter, TokenCache
 from acd.api.views import contact_json, decision_json, lead_receipt, manager_json, transition_json
@@ -156,10 +157,6 @@ def _self_or_supervisor(request: web.Request, manager_id: str) -> Identity:
     return me
 
 
-def _client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
-
-
 def _query_float(request: web.Request, name: str) -> float | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -213,7 +210,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def create_lead(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     started = time.perf_counter()
-    svc.lead_limit.check(_client_ip(request))
+    svc.lead_limit.check(limit_key(request))
     header = request.headers.get("Authorization")
     staff = header is not None and (await _bearer(request, header)).at_least("supervisor")
     body = await parse_body(request, s.LeadIn)

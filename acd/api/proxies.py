@@ -1,4 +1,4 @@
-"""Adapter: who the client is behind a reverse proxy.
+"""Adapter: who the client is, behind a reverse proxy too, and what their limits count against.
 
 In production a proxy (nginx, Caddy...) terminates TLS in front of the server (the panel's
 session cookie is Secure), so every request comes from the proxy's address, and the limits
@@ -19,7 +19,7 @@ entry: what lies left of the last address our own proxy wrote is the client's to
 from __future__ import annotations
 
 from collections.abc import Sequence
-from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
+from ipaddress import IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -41,6 +41,21 @@ def behind_proxies(trusted: Sequence[str]) -> Middleware:
         return await handler(request.clone(remote=client))
 
     return middleware
+
+
+def limit_key(request: web.Request) -> str:
+    """What the limits per client count against: the client's address, or for IPv6 its /64
+    (one subscriber's network, in which a host may take any of 2^64 addresses)."""
+    remote = request.remote or "unknown"
+    try:
+        ip = ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(ip, IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 def client_address(networks: Sequence[IPv4Network | IPv6Network], peer: str, forwarded_for: Sequence[str]) -> str:

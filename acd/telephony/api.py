@@ -16,9 +16,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field
 
-from acd.api.app import SERVICES, Services, _answers, _client_ip, _me, api, core_refusal, database_away
+from acd.api.app import SERVICES, Services, _answers, _me, api, core_refusal, database_away
 from acd.api.cluster import RELAY, error_answer, raise_if_error
 from acd.api.crm import CRM
+from acd.api.proxies import limit_key
 from acd.api.routing import IDEMPOTENCY_KEY_MAX, ApiError, idempotency_key, parse_body
 from acd.api.schemas import Body
 from acd.asterisk.ami import AmiError
@@ -85,7 +86,7 @@ def _callback_json(cb: CallbackRow) -> dict[str, object]:
 async def request_callback(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     callbacks = _callbacks(request)
-    svc.lead_limit.check(_client_ip(request))
+    svc.lead_limit.check(limit_key(request))
     body = await parse_body(request, CallbackIn)
     digits = dial_digits(body.phone)
     if len(digits) < 3:

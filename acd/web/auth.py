@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import Field
 
 from acd.api.app import IDENTITY, SERVICES, api
+from acd.api.proxies import limit_key
 from acd.api.routing import ApiError, parse_body
 from acd.api.schemas import Body
 from acd.api.security import Identity, RateLimiter
@@ -149,7 +150,7 @@ def _set_cookie(response: web.Response, secret: str) -> None:
     tag="web",
 )
 async def login(request: web.Request) -> web.Response:
-    request.app[LOGIN_LIMIT].check(request.remote or "unknown")
+    request.app[LOGIN_LIMIT].check(limit_key(request))
     body = await parse_body(request, LoginIn)
     accounts = request.app[ACCOUNTS]
     account = await accounts.check_password(body.username, body.password)

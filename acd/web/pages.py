@@ -14,6 +14,7 @@ from aiohttp import web
 
 from acd.api.app import IDENTITY, SERVICES, api
 from acd.api.crm import CRM, deal_json
+from acd.api.proxies import limit_key
 from acd.api.routing import ApiError, json_response, request_json
 from acd.api.views import contact_json
 from acd.core.model import Contact
@@ -63,7 +64,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise ApiError(403, "origin_not_allowed", f"{origin} is not in web.allowed_origins")
     try:
         if request.method == "POST" and request.path != "/api/public/form" and await _is_bot(request):
-            request.app[SERVICES].lead_limit.check(request.remote or "unknown")
+            request.app[SERVICES].lead_limit.check(limit_key(request))
             response: web.StreamResponse = json_response(
                 {"id": new_id(), "status": "waiting" if request.path == "/api/leads" else "pending"},
                 status=201,
