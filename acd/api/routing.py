@@ -17,18 +17,7 @@ Handler = Callable[..., Awaitable[web.StreamResponse]]
 ROLES = ("manager", "supervisor", "admin")
 ROUTES = web.AppKey("routes", dict)
 BODY = web.RequestKey("json_body", object)
-
-
 IDEMPOTENCY_KEY_MAX = 200  # characters: a UUID is 36; a unique index entry must stay small
-
-
-def idempotency_key(request: web.Request, in_body: str | None) -> str | None:
-    """The key a form was sent with: the `Idempotency-Key` header, else the body's field.
-    A key too long for the unique index is the client's mistake (400), never the database's."""
-    key = request.headers.get("Idempotency-Key") or in_body
-    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
-        raise ApiError(400, "invalid", f"Idempotency-Key: at most {IDEMPOTENCY_KEY_MAX} characters")
-    return key
 
 
 class ApiError(web.HTTPException):
@@ -165,6 +154,15 @@ def whole_number(raw: str) -> int | None:
         return None
     number = int(raw)
     return number if number < 2**63 else None
+
+
+def idempotency_key(request: web.Request, in_body: str | None) -> str | None:
+    """The key a form was sent with: the `Idempotency-Key` header, else the body's field.
+    A key too long for the unique index is the client's mistake (400), never the database's."""
+    key = request.headers.get("Idempotency-Key") or in_body
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApiError(400, "invalid", f"Idempotency-Key: at most {IDEMPOTENCY_KEY_MAX} characters")
+    return key
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
