@@ -22,7 +22,7 @@ from acd.core.errors import CoreError
 from acd.core.model import Contact, Manager
 from acd.core.switchboard import Switchboard
 from acd.deadlines import Deadlines
-from acd.storage.store import Conflict, StorageError
+from acd.storage.store import Conflict, Refused, StorageError
 
 log = logging.getLogger("acd.dispatcher")
 
@@ -230,7 +230,7 @@ class Dispatcher:
                 await self._commit(batch)
                 return None
             except StorageError as err:
-                if isinstance(err, Conflict):
+                if isinstance(err, (Conflict, Refused)):
                     log.critical("commit refused, batch dropped: %s", err)
                     return err
                 log.warning("database unavailable (%s); retrying in %.2f s", err, delay)

@@ -165,6 +165,33 @@ async def test_malformed_input_gets_a_4xx_with_a_message_never_a_500(running: Ru
     assert status == 400 and "state" in body["error"]["message"]
 
 
+async def test_text_with_a_nul_character_is_refused_and_routing_goes_on(running: Running) -> None:
+    """PostgreSQL's text cannot hold NUL. CI's fuzz sent one in a manager's device: the
+    dispatcher retried PostgreSQL's refusal as an outage, and every manager request after
+    it waited for ever. Now it is a 400 before anything reaches the routing core."""
+    cases = [
+        ("POST", "/api/managers", {"id": "nul", "device": "\x92\x00\xf3"}),
+        ("PATCH", "/api/managers/anna", {"name": "Anna\x00"}),
+        ("POST", "/api/managers/anna/presence", {"state": "paused", "reason": "lunch\x00"}),
+        ("POST", "/api/leads", {**LEAD, "note": "call me\x00"}),
+        ("POST", "/api/leads", {**LEAD, "criteria": {"temperature\x00": "hot"}}),
+    ]
+    for method, path, body in cases:
+        status, answer = await asyncio.wait_for(running.call(method, path, running.admin, json=body), 10)
+        assert status == 400 and "NUL" in answer["error"]["message"], (method, path, status, answer)
+    status, _ = await running.call("GET", "/api/managers/nul", running.admin)
+    assert status == 404
+    # the path and the query reach only look-ups: an answer, never the 503 that says "retry"
+    for path in ("/api/contacts/%00", "/api/managers/%00", "/api/decisions?contact_id=%00"):
+        status, answer = await asyncio.wait_for(running.call("GET", path, running.admin), 10)
+        assert status < 500, (path, status, answer)
+    status, answer = await asyncio.wait_for(
+        running.call("POST", "/api/managers/anna/presence", running.admin, json={"state": "paused", "reason": "lunch"}),
+        10,
+    )
+    assert status == 200, answer
+
+
 async def test_the_queue_snapshot_lists_waiting_contacts_in_order(running: Running) -> None:
     for mid in ("anna", "boris", "vera", "grigory", "daria", "egor"):
         await running.call(

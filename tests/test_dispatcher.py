@@ -11,7 +11,7 @@ from acd.core.model import Presence
 from acd.core.policy import RoutingPolicy
 from acd.core.switchboard import Switchboard
 from acd.dispatcher import Dispatcher
-from acd.storage import StorageError
+from acd.storage import Refused, StorageError
 from tests.core_helpers import contact, manager
 
 
@@ -64,6 +64,19 @@ async def test_a_batch_the_store_refuses_as_bad_data_is_dropped_and_routing_goes
     d = await started(store)
     store.fail_with = [TypeError("'NoneType' object is not iterable")]
     with pytest.raises(TypeError):
+        await asyncio.wait_for(d.submit(ev.PresenceSet("anna", Presence.AVAILABLE)), 10)
+    await asyncio.wait_for(d.submit(ev.ContactArrived(contact("c1", arrived_at=1.0))), 10)
+    assert store.commits[-1][0] == ["c1"]
+    await d.stop()
+
+
+async def test_a_value_the_database_refuses_is_not_retried_as_if_it_were_an_outage() -> None:
+    """PostgreSQL refusing a value (text with a NUL) answered at once, routing goes on: the
+    same write would be refused for ever, and retrying it stalled every event behind it."""
+    store = FlakyStore()
+    d = await started(store)
+    store.fail_with = [Refused('invalid byte sequence for encoding "UTF8": 0x00')]
+    with pytest.raises(Refused):
         await asyncio.wait_for(d.submit(ev.PresenceSet("anna", Presence.AVAILABLE)), 10)
     await asyncio.wait_for(d.submit(ev.ContactArrived(contact("c1", arrived_at=1.0))), 10)
     assert store.commits[-1][0] == ["c1"]

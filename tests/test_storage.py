@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import secrets
 import signal
 import sqlite3
 import subprocess
@@ -21,7 +22,7 @@ from alembic.migration import MigrationContext
 
 from acd.core.events import Candidate, Decision, Transition
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Outcome, Presence
-from acd.storage import Conflict, StorageError, Store, default_sqlite_url, open_store
+from acd.storage import Conflict, Refused, StorageError, Store, default_sqlite_url, open_store
 from acd.storage.tables import metadata
 
 if TYPE_CHECKING:
@@ -355,6 +356,23 @@ async def test_a_payload_json_cannot_encode_is_refused_before_anything_is_writte
         await store.create_contact(a_contact("c-1", payload={"when": object()}))
 
     assert await store.get_contact("c-1") is None
+
+
+async def test_a_value_postgresql_cannot_hold_is_refused_not_an_outage(store: Store, backend: Backend) -> None:
+    """A NUL in text and an index entry over 2.7 KB (compressed): PostgreSQL refuses them for good, so
+    they must not read as "the database is away, retry" (the dispatcher retried for ever).
+    SQLite takes both."""
+    nul = replace(a_full_manager(), device="SIP/\0")
+    long_key = secrets.token_urlsafe(4500)  # random: a repetitive key compresses to fit
+    if backend.name == "sqlite":
+        await store.apply([], [nul], [], [])
+        assert (await store.create_contact(a_contact("c-1"), long_key))[1]
+        return
+    with pytest.raises(Refused):
+        await store.apply([], [nul], [], [])
+    with pytest.raises(Refused):
+        await store.create_contact(a_contact("c-1"), long_key)
+    assert await store.get_manager("m-1") is None and await store.get_contact("c-1") is None
 
 
 # ---- decision and transition logs ---------------------------------------------------

@@ -27,7 +27,7 @@ from acd.core.model import Channel, Contact, ContactStatus, Manager, Presence
 from acd.dispatcher import Dispatcher
 from acd.ids import new_id
 from acd.metrics import Metrics
-from acd.storage import StorageError, Store
+from acd.storage import Refused, StorageError, Store
 
 log = logging.getLogger("acd.api")
 api = Registry()
@@ -90,6 +90,11 @@ async def errors_middleware(
     except CoreError as err:
         svc.metrics.requests.labels("409").inc()
         raise core_refusal(err) from None
+    except Refused:
+        # the same request would be refused again: the client's to mend, not to retry
+        log.warning("the database refused a value on %s %s", request.method, request.path, exc_info=True)
+        svc.metrics.requests.labels("400").inc()
+        raise ApiError(400, "refused", "the database cannot store a value in this request") from None
     except StorageError:
         # nothing was written: the client may safely retry (with the same Idempotency-Key)
         log.exception("database unavailable on %s %s", request.method, request.path)

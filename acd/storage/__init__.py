@@ -6,6 +6,6 @@
 Only this package imports SQLAlchemy; it hands back and takes core objects.
 """
 
-from acd.storage.store import Conflict, StorageError, Store, default_sqlite_url, open_store
+from acd.storage.store import Conflict, Refused, StorageError, Store, default_sqlite_url, open_store
 
-__all__ = ["Conflict", "StorageError", "Store", "default_sqlite_url", "open_store"]
+__all__ = ["Conflict", "Refused", "StorageError", "Store", "default_sqlite_url", "open_store"]

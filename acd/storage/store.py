@@ -31,7 +31,7 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
@@ -63,12 +63,19 @@ class StorageError(Exception):
     COMMIT leaves the outcome unknown: acknowledge nothing then).
 
     StorageError        the database is unreachable, or refused the write
-     └── Conflict       the write reused a unique id (a contact's or a decision's)
+     ├── Conflict       the write reused a unique id (a contact's or a decision's)
+     └── Refused        the database will never take a value in it
     """
 
 
 class Conflict(StorageError):
     """The caller reused an id that must be unique; nothing was written."""
+
+
+class Refused(StorageError):
+    """The database refused a value: text with a NUL character or an index entry over
+    PostgreSQL's 2.7 KB, a number out of range. Nothing was written, and the same write
+    would be refused again: unlike an outage, it is never worth a retry."""
 
 
 def default_sqlite_url(data_dir: str | Path) -> str:
@@ -516,6 +523,8 @@ def _translated_errors() -> Iterator[None]:
     except IntegrityError as exc:
         raise Conflict(str(exc.orig)) from exc
     except DBAPIError as exc:
+        if _refused_value(exc):
+            raise Refused(str(exc.orig)) from exc
         raise StorageError(str(exc.orig)) from exc
     except StatementError as exc:
         # A value the database never saw (a payload JSON cannot encode): the caller's error.
@@ -524,6 +533,21 @@ def _translated_errors() -> Iterator[None]:
         raise
     except (PoolTimeoutError, OSError, WriterGone) as exc:
         raise StorageError(str(exc)) from exc
+
+
+# SQLSTATE classes of a value the database will never take: 22 "data exception" (a NUL
+# in text, a number out of range) and 54 "program limit exceeded" (an index entry too big)
+_REFUSED_CLASSES: Final = ("22", "54")
+
+
+def _refused_value(exc: DBAPIError) -> bool:
+    if isinstance(exc, DataError):  # SQLite's "string or blob too big"
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate[:2] in _REFUSED_CLASSES
+    # asyncpg refuses some values itself, before sending them (its DataError is a ValueError)
+    return isinstance(getattr(exc.orig, "__cause__", None), ValueError)
 
 
 # ---- engines and migrations ---------------------------------------------------------
