@@ -212,3 +212,20 @@ async def test_a_message_id_longer_than_a_key_can_be_still_dedupes_and_threads(m
     assert len(await email_contacts(mailed)) == 1
     assert not isinstance(first, Refused) and not isinstance(again, Refused) and not isinstance(answered, Refused)
     assert first.contact_id == again.contact_id == answered.contact_id
+
+
+async def test_a_message_carrying_nul_characters_goes_in_with_them_replaced(mailed: Running) -> None:
+    """A mislabelled UTF-16 body or an encoded word can decode to NUL, which PostgreSQL's
+    text cannot hold: the enquiry still goes in, each NUL shown as U+FFFD."""
+    raw = (
+        b"From: =?utf-8?b?0JjQstCw0L0A?= <ivan@client.test>\r\nTo: sales@romashka.test\r\n"
+        b"Subject: =?utf-8?b?0JLQvtC/0YDQvtGBAA==?=\r\nMessage-ID: <nul-1@client.test>\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"0KXQvtGH0YMA0LrRg9C/0LjRgtGM\r\n"
+    )
+    got = await messaging(mailed).intake.receive(raw, "imap")
+    await mailed.settle()
+    assert not isinstance(got, Refused), got
+    contact = await mailed.server.store.get_contact(got.contact_id)
+    assert contact is not None and contact.customer_name == "Иван\ufffd"
+    assert contact.payload["subject"] == "Вопрос\ufffd" and contact.payload["text"] == "Хочу\ufffdкупить"

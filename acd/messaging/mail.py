@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from email import errors as email_errors
 from email import policy
 from email.message import EmailMessage
@@ -83,6 +83,23 @@ def _keyable(message_id: str) -> str:
 
 
 def read_mail(raw: bytes, max_size: int) -> Mail | Refused:
+    return _storable(_read_mail(raw, max_size))
+
+
+def _storable(found: Mail | Refused) -> Mail | Refused:
+    """`found` with each NUL character shown as U+FFFD: PostgreSQL's text cannot hold NUL,
+    and a mislabelled UTF-16 body or an encoded word can decode to one."""
+    changes: dict[str, object] = {}
+    for f in fields(found):
+        value = getattr(found, f.name)
+        if isinstance(value, str) and "\0" in value:
+            changes[f.name] = value.replace("\0", "\ufffd")
+        elif isinstance(value, tuple) and any("\0" in v for v in value):
+            changes[f.name] = tuple(v.replace("\0", "\ufffd") for v in value)
+    return replace(found, **changes) if changes else found
+
+
+def _read_mail(raw: bytes, max_size: int) -> Mail | Refused:
     size = len(raw)
     if size > max_size:
         return too_large(raw, size, max_size)
