@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from acd.config import load_deployment
 from acd.sim import backtest as bt
 
@@ -58,9 +60,11 @@ def test_every_past_contact_is_replayed_and_linear_piles_on_the_first_manager() 
     assert bt.replay(parsed.contacts, managers, d.policy, "best-match").assigned == best.assigned  # reproducible
 
 
-def test_acd_simulate_backtest_prints_who_would_have_got_what(tmp_path: Path) -> None:
+@pytest.mark.parametrize("encoding", ["utf-8", "cp1251"])  # cp1251: Excel's "CSV" in a Russian locale
+def test_acd_simulate_backtest_prints_who_would_have_got_what(tmp_path: Path, encoding: str) -> None:
     path = tmp_path / "october.csv"
-    path.write_text(month_csv(80), encoding="utf-8")
+    cyrillic = "заявка-1,2026-10-03T10:00:00+00:00,web,anna,5,won,30000,hot,purchase,low\n"
+    path.write_text(month_csv(80) + cyrillic, encoding=encoding)
     out = subprocess.run(
         [sys.executable, "-m", "acd.cli", "simulate", "--backtest", str(path), "--policies", "best-match,linear"],
         cwd=ROOT,

@@ -282,3 +282,24 @@ async def test_an_email_longer_than_an_address_can_be_is_refused(running: Runnin
             "POST", "/api/crm/customers", running.supervisor, json={"name": "ООО Длинный", "emails": [email]}
         )
         assert status == 400 and body["error"]["code"] == "invalid", body
+
+
+async def test_an_import_takes_what_russian_excel_saves_and_refuses_a_file_that_is_not_text(running: Running) -> None:
+    """Excel in a Russian locale saves "CSV" in Windows-1251 and "Unicode text" in UTF-16:
+    both were a 500 (the body was read as UTF-8). A file holding NUL characters is not a
+    CSV text at all (and PostgreSQL could not store one): a 400 that says what to do."""
+    table = "name,phone\nАльфа {},+7 495 000-00-0{}\n"
+    encodings = ("cp1251", "utf-16", "utf-8-sig")
+    for i, encoding in enumerate(encodings):
+        body = table.format(encoding, i).encode(encoding)
+        status, report = await running.call("POST", "/api/crm/import/customers", running.admin, data=body)
+        assert status == 200 and report["imported"] == 1, (encoding, status, report)
+    _, found = await running.call("GET", "/api/crm/customers", running.supervisor)
+    assert {c["name"] for c in found["customers"]} == {f"Альфа {e}" for e in encodings}
+    for body in ("name,phone\nБета\x00,+7 495 000-00-02\n".encode(), table.encode("utf-16-le")):  # no BOM
+        status, answer = await running.call("POST", "/api/crm/import/customers", running.admin, data=body)
+        assert status == 400 and "CSV UTF-8" in answer["error"]["message"], (body[:20], status, answer)
+    status, answer = await running.call(
+        "POST", "/api/crm/import/deals", running.admin, data=b"customer_name,status\n\xd0\x91\x00,open\n"
+    )
+    assert status == 400 and answer["error"]["code"] == "not_text"

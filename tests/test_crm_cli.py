@@ -32,3 +32,18 @@ def test_import_recompute_and_export_from_the_command_line(tmp_path: Path, capsy
     assert table[1].split()[:3] == ["anna", "1", "1"]
     assert main(["crm", "export", "deals", *common]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_the_command_line_imports_a_windows_1251_file_and_refuses_one_that_is_not_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'acd.db'}"
+    common = ["--config", CONFIG, "--db", db]
+    (tmp_path / "deals.csv").write_text(DEALS, encoding="cp1251")  # Excel's "CSV" in a Russian locale
+    assert main(["crm", "import", "deals", str(tmp_path / "deals.csv"), *common]) == 0
+    assert "imported 2, new customers 1, rejected 1" in capsys.readouterr().out
+    assert main(["crm", "export", "customers", *common]) == 0
+    assert "Альфа" in capsys.readouterr().out
+    (tmp_path / "book.xls").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00")  # a spreadsheet's own format
+    assert main(["crm", "import", "deals", str(tmp_path / "book.xls"), *common]) == 2
+    assert "save it as CSV UTF-8" in capsys.readouterr().err

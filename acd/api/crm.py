@@ -17,6 +17,7 @@ from acd.api.app import SERVICES, _limit, _me, _visible_contact, api
 from acd.api.routing import ApiError, parse_body, whole_number
 from acd.core import events as ev
 from acd.core.model import ContactStatus, Outcome
+from acd.crm import csvio
 from acd.crm.model import CrmEvent, Customer, Deal, Vacation
 from acd.crm.service import CrmError, CrmService
 
@@ -526,7 +527,7 @@ async def recompute(request: web.Request) -> web.Response:
 )
 @_crm_errors
 async def import_customers(request: web.Request) -> web.Response:
-    report = await _crm(request).import_customers(await request.text(), _me(request).actor)
+    report = await _crm(request).import_customers(await _csv_upload(request), _me(request).actor)
     return web.json_response(report.json())
 
 
@@ -535,8 +536,15 @@ async def import_customers(request: web.Request) -> web.Response:
 )
 @_crm_errors
 async def import_deals(request: web.Request) -> web.Response:
-    report = await _crm(request).import_deals(await request.text(), _me(request).actor)
+    report = await _crm(request).import_deals(await _csv_upload(request), _me(request).actor)
     return web.json_response(report.json())
+
+
+async def _csv_upload(request: web.Request) -> str:
+    try:
+        return csvio.decoded(await request.read())
+    except csvio.NotText as err:
+        raise ApiError(400, "not_text", str(err)) from None
 
 
 def _csv(text: str, name: str) -> web.Response:

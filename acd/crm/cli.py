@@ -59,6 +59,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _command(args: argparse.Namespace, deployment: Deployment, store: Store) -> int:
+    from acd.crm import csvio
     from acd.crm.provider import DealRatings
     from acd.crm.service import CrmService, rating_params
     from acd.storage.crm import CrmStore
@@ -94,7 +95,11 @@ async def _command(args: argparse.Namespace, deployment: Deployment, store: Stor
     if args.crm_command == "export":
         sys.stdout.write(await (crm.export_customers() if args.what == "customers" else crm.export_deals()))
         return 0
-    text = args.file.read_text(encoding="utf-8-sig")
+    try:
+        text = csvio.decoded(args.file.read_bytes())
+    except csvio.NotText as err:
+        print(f"{args.file}: {err}", file=sys.stderr)
+        return 2
     report = await (crm.import_customers(text) if args.what == "customers" else crm.import_deals(text))
     for r in report.rejected:
         print(f"{args.file}:{r.line}: {r.reason}", file=sys.stderr)

@@ -12,6 +12,7 @@ decimal comma and spaces as thousands separators ("1 250 000,50").
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -87,6 +88,30 @@ class Parsed:
 
 class RowError(ValueError):
     pass
+
+
+class NotText(ValueError):
+    """The file is not a text table (a spreadsheet's own format, say)."""
+
+
+def decoded(body: bytes) -> str:
+    """The text of an uploaded CSV file. Excel in a Russian locale saves "CSV" in
+    Windows-1251 and "Unicode text" in UTF-16 with a byte-order mark; everything else
+    is expected to be UTF-8 (a BOM, as Excel's "CSV UTF-8" writes it, is dropped)."""
+    if body.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        text = body.decode("utf-16", errors="replace")
+    else:
+        try:
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            try:
+                text = body.decode("cp1251")
+            except UnicodeDecodeError:
+                raise NotText("the file is neither UTF-8 nor Windows-1251 text: save it as CSV UTF-8") from None
+    if "\0" in text:
+        # a spreadsheet's binary format, or UTF-16 without its byte-order mark
+        raise NotText("the file holds NUL characters, so it is not a CSV text: save it as CSV UTF-8")
+    return text
 
 
 def _reader(text: str) -> csv.DictReader[str]:

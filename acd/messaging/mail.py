@@ -21,6 +21,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
+from typing import Any
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 MESSAGE_ID_MAX = 250  # characters (an ordinary one has 30-80)
@@ -89,7 +90,7 @@ def read_mail(raw: bytes, max_size: int) -> Mail | Refused:
 def _storable(found: Mail | Refused) -> Mail | Refused:
     """`found` with each NUL character shown as U+FFFD: PostgreSQL's text cannot hold NUL,
     and a mislabelled UTF-16 body or an encoded word can decode to one."""
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     for f in fields(found):
         value = getattr(found, f.name)
         if isinstance(value, str) and "\0" in value:

@@ -30,16 +30,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def backtest(csv_path: Path, config: Path, policies: str | None) -> int:
     from acd.config import ConfigError, load_deployment
+    from acd.crm.csvio import NotText, decoded
     from acd.sim import backtest as bt
 
     try:
         deployment = load_deployment(config)
-        text = csv_path.read_text(encoding="utf-8")
+        text = decoded(csv_path.read_bytes())  # an export from Excel, often Windows-1251
     except ConfigError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return 1
-    except OSError as err:
+    except (OSError, NotText) as err:
         print(f"{csv_path}: {err}", file=sys.stderr)
         return 1
     managers = list(deployment.managers)
