@@ -4,10 +4,15 @@ changes nothing a single lead would see."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from api_fixtures import Running
+
+from acd.storage import Refused, Store
+
+if TYPE_CHECKING:
+    from storage_fixtures import Backend
 
 
 def lead(phone: str, name: str = "Пётр") -> dict[str, object]:
@@ -206,3 +211,25 @@ async def test_a_batch_that_cannot_be_prepared_answers_its_callers_with_the_erro
         asyncio.gather(*(intake.submit(c, None) for c in leads), return_exceptions=True), 5
     )
     assert all(isinstance(r, Exception) and not isinstance(r, TimeoutError) for r in results)
+
+
+async def test_a_lead_the_database_refuses_fails_alone_not_with_its_batch(store: Store, backend: Backend) -> None:
+    """Without the CRM a batch is one INSERT: a value PostgreSQL will never take (a NUL, which
+    the API refuses first, but this is the last line) must not take its batch down with it."""
+    from acd.api.intake import Intake
+    from acd.core.model import Channel, Contact
+    from acd.core.policy import RoutingPolicy
+
+    intake = Intake(store, RoutingPolicy)
+    names = ["Анна", "Бо\0рис", "Вера"]
+    leads = [Contact(id=f"c{i}", channel=Channel.WEB, arrived_at=1.0, customer_name=n) for i, n in enumerate(names)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*(intake.submit(c, None) for c in leads), return_exceptions=True), 10
+    )
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    if backend.name == "sqlite":
+        assert len(stored) == 3
+        return
+    assert isinstance(results[1], Refused)
+    assert [c.customer_name for c, created in stored] == ["Анна", "Вера"]
+    assert {c.id for c in await store.load_open_contacts()} == {"c0", "c2"}

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from acd.core.intake import entry_step
 from acd.core.model import Contact
 from acd.core.policy import RoutingPolicy
-from acd.storage import Store
+from acd.storage import Refused, Store
 
 log = logging.getLogger("acd.intake")
 _ON_THE_SIDE = None  # a result still to come: the contact is being recognised (Intake._recognise)
@@ -164,7 +164,14 @@ class Intake:
         if prepared is not None:
             items = [(c, p.key) for c, p in zip(prepared.contacts, batch, strict=True)]
             if self.crm is None:
-                return await self.store.create_contacts(items)
+                try:
+                    return await self.store.create_contacts(items)
+                except Refused:
+                    if len(items) == 1:
+                        raise
+                    # a value the database will never take: it must fail alone, not its batch
+                    log.warning("intake batch of %d refused as a whole; storing one by one", len(batch), exc_info=True)
+                    return await self._one_by_one(items)
             try:
                 if prepared.if_new:
                     stored = await self.store.create_contacts_if_new(items, prepared.also)
@@ -180,10 +187,10 @@ class Intake:
         assert self.crm is not None
         policy = self.policy()
         enriched = [entry_step(c, policy) for c in await self.crm.enrich_many([p.contact for p in batch])]
-        return await asyncio.gather(
-            *(self.store.create_contact(c, p.key) for c, p in zip(enriched, batch, strict=True)),
-            return_exceptions=True,
-        )
+        return await self._one_by_one([(c, p.key) for c, p in zip(enriched, batch, strict=True)])
+
+    async def _one_by_one(self, items: list[tuple[Contact, str | None]]) -> _Results:
+        return await asyncio.gather(*(self.store.create_contact(c, key) for c, key in items), return_exceptions=True)
 
     def _recognise_left_out(self, batch: list[_Pending], stored: list[tuple[Contact, bool] | None]) -> _Results:
         """The answers of a batch stored as new customers' contacts (Store.create_contacts_if_new).
