@@ -233,3 +233,17 @@ async def test_a_lead_the_database_refuses_fails_alone_not_with_its_batch(store:
     assert isinstance(results[1], Refused)
     assert [c.customer_name for c, created in stored] == ["Анна", "Вера"]
     assert {c.id for c in await store.load_open_contacts()} == {"c0", "c2"}
+
+
+async def test_a_burst_larger_than_one_statement_can_take_is_stored_whole(store: Store) -> None:
+    """Leads that piled up while the database was slow: PostgreSQL takes at most 32,767
+    parameters in a statement, and one write of them all failed every lead with a 503."""
+    from acd.api.intake import Intake
+    from acd.core.model import Channel, Contact
+    from acd.core.policy import RoutingPolicy
+
+    intake = Intake(store, RoutingPolicy)
+    leads = [Contact(id=f"c{i}", channel=Channel.WEB, arrived_at=1.0) for i in range(33_000)]
+    results = await asyncio.gather(*(intake.submit(c, f"key-{c.id}") for c in leads), return_exceptions=True)
+    assert not [r for r in results if isinstance(r, BaseException)][:1]
+    assert len(await store.load_open_contacts()) == len(leads)

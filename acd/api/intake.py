@@ -29,6 +29,10 @@ from acd.storage import Refused, Store
 log = logging.getLogger("acd.intake")
 _ON_THE_SIDE = None  # a result still to come: the contact is being recognised (Intake._recognise)
 _Results = Sequence[tuple[Contact, bool] | BaseException | None]
+# Leads in one write at most: PostgreSQL takes at most 32,767 parameters in a statement
+# (a look-up by the batch's ids is one each), and a burst that piled up while the
+# database was slow must not become one write it refuses.
+MAX_BATCH = 1000
 
 
 class Recogniser(Protocol):
@@ -116,8 +120,8 @@ class Intake:
         return self.crm is not None and self.crm.looks_up_first()
 
     async def _take(self) -> tuple[list[_Pending], _Prepared | None]:
-        """Everybody waiting, prepared (None: the careful road, see `_store`)."""
-        batch, self._waiting = self._waiting, []
+        """Everybody waiting, up to MAX_BATCH, prepared (None: the careful road, see `_store`)."""
+        batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
         try:
             return batch, await self._prepare(batch)
         except Exception:  # a bug must not leave the batch's callers waiting for ever
