@@ -17,6 +17,7 @@ from storage_fixtures import Backend
 from acd.api.messaging import MESSAGING
 from acd.core import events as ev
 from acd.core.model import Channel, ContactStatus
+from acd.messaging.intake import EmailIntake
 from acd.messaging.mail import Refused
 from acd.messaging.service import Messaging
 
@@ -229,3 +230,26 @@ async def test_a_message_carrying_nul_characters_goes_in_with_them_replaced(mail
     contact = await mailed.server.store.get_contact(got.contact_id)
     assert contact is not None and contact.customer_name == "Иван\ufffd"
     assert contact.payload["subject"] == "Вопрос\ufffd" and contact.payload["text"] == "Хочу\ufffdкупить"
+
+
+async def test_a_reply_with_tens_of_thousands_of_references_still_joins_its_thread(
+    backend: Backend, sink: Sink
+) -> None:
+    """References are threaded by the newest hundred: a look-up by all of them passed
+    PostgreSQL's 32,767 parameters, and the message was retried and refused for ever."""
+    mailed = await start(backend, mail_deployment(sink.port, max_size=10 * 1024 * 1024))  # the default
+    try:
+        await _a_reply_with_40_000_references(messaging(mailed).intake)
+    finally:
+        await stop(mailed)
+
+
+async def _a_reply_with_40_000_references(intake: EmailIntake) -> None:
+    first = await intake.receive(enquiry("<t1@client.test>", subject="Покупка"), "imap")
+    assert not isinstance(first, Refused)
+    junk = " ".join(f"<j{i}@x.test>" for i in range(40_000))
+    raw = enquiry("<t2@client.test>", subject="Re: Покупка", in_reply_to="<t1@client.test>")
+    raw = raw.replace(b"References: <t1@client.test>", f"References: {junk} <t1@client.test>".encode())
+    assert len(raw) < 1_000_000
+    reply = await intake.receive(raw, "imap")
+    assert not isinstance(reply, Refused) and reply.contact_id == first.contact_id

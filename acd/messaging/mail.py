@@ -36,6 +36,9 @@ _FATAL_DEFECTS = (
     email_errors.MissingHeaderBodySeparatorDefect,
 )
 MAX_TEXT = 20_000  # characters of body text kept on the contact
+# The newest references a reply is threaded by: a thread is seldom a tenth as deep, and a
+# look-up by tens of thousands (PostgreSQL takes at most 32,767 parameters) would fail for ever
+MAX_REFERENCES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +145,7 @@ def _read_mail(raw: bytes, max_size: int) -> Mail | Refused:
         sender_name=name,
         subject=subject,
         text=text[:MAX_TEXT],
-        in_reply_to=tuple(dict.fromkeys(r for r in refs if r != message_id)),
+        in_reply_to=tuple(dict.fromkeys(r for r in refs if r != message_id))[:MAX_REFERENCES],
         size=size,
         attachments=tuple(attachments),
         language=language,
