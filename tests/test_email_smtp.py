@@ -7,7 +7,7 @@ import asyncio
 import logging
 import secrets
 import smtplib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from api_fixtures import Running, start, stop
@@ -20,6 +20,7 @@ from acd.core.model import Channel, ContactStatus
 from acd.messaging.intake import EmailIntake
 from acd.messaging.mail import Refused
 from acd.messaging.service import Messaging
+from acd.storage import Refused as StoreRefused
 
 
 @pytest.fixture
@@ -253,3 +254,26 @@ async def _a_reply_with_40_000_references(intake: EmailIntake) -> None:
     assert len(raw) < 1_000_000
     reply = await intake.receive(raw, "imap")
     assert not isinstance(reply, Refused) and reply.contact_id == first.contact_id
+
+
+async def test_a_message_the_database_refuses_is_quarantined_not_retried_for_ever(mailed: Running) -> None:
+    """A value the database will never take (simulated here: the two found so far, NUL and
+    tens of thousands of references, are mended where they enter) gets a 550 and goes to the
+    quarantine: a 451 would have the sender's server retry it for days, and an IMAP scan
+    would leave it unseen for good."""
+    intake = messaging(mailed).intake
+    real = intake.messages.thread_contact
+
+    async def refusing(message_ids: Sequence[str]) -> str | None:
+        if "<refused@client.test>" in message_ids:
+            raise StoreRefused('invalid byte sequence for encoding "UTF8": 0x00')
+        return await real(message_ids)
+
+    intake.messages.thread_contact = refusing  # type: ignore[method-assign]
+    with pytest.raises(smtplib.SMTPDataError) as err:
+        await deliver(mailed, enquiry("<refused@client.test>"))
+    assert err.value.smtp_code == 550
+    _, body = await mailed.call("GET", "/api/email/quarantine", mailed.admin)
+    assert [q["message_id"] for q in body["quarantine"]] == ["<refused@client.test>"]
+    assert "database cannot store" in body["quarantine"][0]["reason"]
+    assert await deliver(mailed, enquiry("<after-refused@client.test>")) == {}

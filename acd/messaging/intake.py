@@ -3,7 +3,8 @@
 Both ways in (the SMTP listener and the IMAP poller) hand raw bytes to `EmailIntake.receive`,
 which decides, in this order:
 
-1. malformed (see `acd.messaging.mail`): quarantined, logged with the reason, `Refused`;
+1. malformed (see `acd.messaging.mail`), or holding a value the database refuses:
+   quarantined, logged with the reason, `Refused`;
 2. a Message-ID seen before: the same contact comes back, nothing new is queued;
 3. a reply (In-Reply-To / References name a message of ours) whose contact is still open:
    the message joins that contact's thread and its owner is told;
@@ -29,6 +30,7 @@ from acd.core.model import Channel, Contact
 from acd.dispatcher import Dispatcher
 from acd.ids import new_id
 from acd.messaging.mail import Mail, Refused, infer_criteria, read_mail, too_large
+from acd.storage import Refused as StoreRefused
 from acd.storage import Store
 from acd.storage.messaging import MessagingStore
 
@@ -72,6 +74,18 @@ class EmailIntake:
         if isinstance(mail, Refused):
             await self._quarantine(mail, raw, source, settings.max_size)
             return mail
+        try:
+            return await self._take_in(mail, source)
+        except StoreRefused as err:
+            # Retrying (the next IMAP scan, the sender's server after a 451) would meet the
+            # same refusal for ever: the message goes where malformed ones go.
+            refused = Refused(
+                f"the database cannot store it ({err})", mail.message_id, mail.sender, mail.subject, mail.size
+            )
+            await self._quarantine(refused, raw, source, settings.max_size)
+            return refused
+
+    async def _take_in(self, mail: Mail, source: str) -> Received:
         known = await self.messages.thread_contact([mail.message_id])
         if known is not None:
             log.info("duplicate e-mail %s from %s: contact %s already has it", mail.message_id, mail.sender, known)
