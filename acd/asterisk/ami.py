@@ -427,7 +427,8 @@ class AmiClient:
                     waiter.cancel()
                     stopper.cancel()
 
-        await asyncio.wait_for(_wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await _wait()
 
     async def _wait_terminal(self) -> None:
         if self._supervisor is not None:
@@ -532,7 +533,8 @@ class AmiClient:
         assert pending.list_done is not None and pending.list_items is not None
         remaining = max(0.0, pending.deadline - time.monotonic())
         try:
-            complete = await asyncio.wait_for(asyncio.shield(pending.list_done), remaining)
+            async with asyncio.timeout(remaining):
+                complete = await asyncio.shield(pending.list_done)
         except TimeoutError:
             if link is not None:
                 link.pending.pop(action_id, None)
@@ -621,8 +623,12 @@ class AmiClient:
 
     async def _await_pending(self, pending: _Pending) -> AmiMessage:
         remaining = max(0.0, pending.deadline - time.monotonic())
+        # asyncio.timeout, not wait_for: on Python 3.11 a task cancelled inside wait_for just as
+        # the reply arrives returns the reply and loses the cancellation (a shutdown waited
+        # for the reconciler that kept going, acd.runtime.cancel_and_wait says more)
         try:
-            return await asyncio.wait_for(asyncio.shield(pending.future), remaining)
+            async with asyncio.timeout(remaining):
+                return await asyncio.shield(pending.future)
         except TimeoutError:
             waited = pending.deadline - pending.sent_at
             raise AmiTimeout(f"{pending.action}: no response within {waited:.1f}s") from None
@@ -679,7 +685,8 @@ class AmiClient:
             fut.set_exception(exc)
 
     async def _connect_and_login(self) -> _Link:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port), self.connect_timeout)
+        async with asyncio.timeout(self.connect_timeout):
+            reader, writer = await asyncio.open_connection(self.host, self.port)
         link = _Link(reader, writer)
         self._link = link
         reader_task = asyncio.create_task(self._read_loop(link), name="ami-reader")

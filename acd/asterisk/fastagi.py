@@ -379,7 +379,8 @@ class FastAgiServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            env = await asyncio.wait_for(read_env(reader), self.env_timeout)
+            async with asyncio.timeout(self.env_timeout):  # not wait_for: see AmiClient._await_pending
+                env = await read_env(reader)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             log.warning("FastAGI: no usable env block: %r", exc)
             writer.close()

@@ -109,7 +109,8 @@ class ImapPoller:
                 waiting = await client.idle_start(timeout=s.poll_interval)
                 push = await client.wait_server_push(timeout=s.poll_interval + 30)
                 client.idle_done()
-                await asyncio.wait_for(waiting, self.timeout)
+                async with asyncio.timeout(self.timeout):  # not wait_for: it can lose a cancellation
+                    await waiting
                 log.debug("IMAP push: %r", push)
             else:
                 await asyncio.sleep(s.poll_interval)  # the poll period itself

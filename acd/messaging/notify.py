@@ -126,7 +126,8 @@ class SmtpSender:
         msg["Content-Language"] = n.language
         msg.set_content(n.body)
         try:
-            await asyncio.wait_for(asyncio.to_thread(self._deliver, msg), s.timeout + 5)
+            async with asyncio.timeout(s.timeout + 5):  # not wait_for: it can lose a cancellation
+                await asyncio.to_thread(self._deliver, msg)
         except (smtplib.SMTPException, OSError, TimeoutError) as err:
             raise SendError(f"SMTP {s.host}:{s.port}: {type(err).__name__}: {err}") from err
         return msg_id

@@ -33,6 +33,7 @@ from acd.core.errors import CoreError
 from acd.core.model import Channel, Contact, ContactStatus, Manager, Presence
 from acd.crm.identity import dial_digits
 from acd.dispatcher import Dispatcher
+from acd.runtime import cancel_and_wait
 from acd.storage import Store
 from acd.storage.telephony import TelephonyStore
 from acd.telephony.callbacks import Callbacks, CallbackSettings
@@ -208,9 +209,8 @@ class Telephony:
 
     async def close(self) -> None:
         if self._reconciler is not None:
-            self._reconciler.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reconciler
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(self._reconciler)
         await self.agi.close()
         await self.callbacks.close()
         for client in self.amis.values():

@@ -192,3 +192,20 @@ async def test_close_stops_a_client_that_is_backing_off(sim: PbxSim) -> None:
     await asyncio.wait_for(client.close(), 1)
     assert client.state is LinkState.CLOSED
     assert len(sim.ami.all_sessions) == 1
+
+
+async def test_a_task_cancelled_just_as_its_reply_arrives_stays_cancelled(sim: PbxSim) -> None:
+    """On Python 3.11 `asyncio.wait_for` hands back the reply and drops the cancellation: the
+    telephony's reconciler, cancelled at shutdown in the middle of a resync, went on to sleep
+    its full period and the shutdown overran its 20 s (CI's reliability run)."""
+    client = client_for(sim)
+    await client.start()
+    asking = asyncio.ensure_future(client.send({"Action": "Ping"}))
+    await asyncio.sleep(0)  # the action is written; its reply is awaited
+    assert client._link is not None
+    [pending] = client._link.pending.values()
+    pending.future.add_done_callback(lambda _: asking.cancel())  # the reply and the cancel, together
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await asking
+    await client.close()

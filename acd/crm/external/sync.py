@@ -106,7 +106,8 @@ class ExternalSync:
         if now < self._paused_until:
             return None
         try:
-            match = await asyncio.wait_for(self.adapter.lookup(phone, email), s.timeout)
+            async with asyncio.timeout(s.timeout):  # not wait_for: it can lose a cancellation
+                match = await self.adapter.lookup(phone, email)
         except Exception as err:
             why = f"took over {s.timeout:.1f} s" if isinstance(err, TimeoutError) else f"failed ({err})"
             log.warning("%s look-up %s; routing without it for %.0f s", self.adapter.name, why, LOOKUP_PAUSE)
