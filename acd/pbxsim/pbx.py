@@ -664,7 +664,8 @@ class PbxSim:
         if self.agi_target is None or self.refuse_agi:
             return "FAILURE", []  # "Failed to connect to FastAGI server": AGISTATUS=FAILURE
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(*self.agi_target), 5)
+            async with asyncio.timeout(5):  # not wait_for: on Python 3.11 it can lose a cancellation
+                reader, writer = await asyncio.open_connection(*self.agi_target)
         except (OSError, TimeoutError):
             return "FAILURE", []
         run = AgiRun(
@@ -1223,13 +1224,15 @@ class PbxSim:
             wait = self.scaled(phone.answer_after)
             if wait <= self.scaled(timeout):
                 try:
-                    await asyncio.wait_for(leg1.hungup.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await leg1.hungup.wait()
                 except TimeoutError:
                     answered = True
         if not answered:
             if phone.answer_after is None or self.scaled(phone.answer_after) > self.scaled(timeout):
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(leg1.hungup.wait(), self.scaled(timeout))
+                    async with asyncio.timeout(self.scaled(timeout)):
+                        await leg1.hungup.wait()
             respond(False, 3, None)
             self._finish(leg1, 19)
             if far is not leg1:
