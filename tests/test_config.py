@@ -331,6 +331,19 @@ def test_a_file_that_is_not_a_mapping_is_a_problem(tmp_path: Path) -> None:
     assert problems_of(path) == [f"{path}: the file must be a mapping of sections (site, criteria, teams, policy...)"]
 
 
+def test_text_holding_a_nul_character_is_a_problem_that_names_its_key(tmp_path: Path) -> None:
+    """YAML's "\\0": SQLite stores it, PostgreSQL refuses it, so the server would start on
+    one database and stop at start on the other."""
+
+    def change(data: dict[str, Any]) -> None:
+        data["managers"][0]["name"] = "Анна\0"
+        data["teams"]["sales"]["label"]["ru"] = "Отдел\0продаж"
+
+    path = write_config(tmp_path, change)
+    nul = 'holds the NUL character ("\\0"), which the database cannot store'
+    assert problems_of(path) == [f"{path}: teams.sales.label.ru: {nul}", f"{path}: managers[0].name: {nul}"]
+
+
 # ---- values written in friendly forms -------------------------------------------------------
 
 

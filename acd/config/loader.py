@@ -63,6 +63,9 @@ def load_deployment(path: str | Path, environ: Mapping[str, str] | None = None) 
     if not isinstance(raw, dict):
         problems.whole("the file must be a mapping of sections (site, criteria, teams, policy...)")
         raise ConfigError(problems.items)
+    _nul_characters(raw, problems)
+    if problems:
+        raise ConfigError(problems.items)
     try:
         spec = DeploymentSpec.model_validate(raw)
     except ValidationError as e:
@@ -152,6 +155,21 @@ def _read_yaml(path: Path, problems: Problems) -> Any:
     except yaml.YAMLError as e:
         problems.whole(f"invalid YAML: {e}")
     return None
+
+
+def _nul_characters(value: Any, problems: Problems, loc: Loc = ()) -> None:
+    """Text holding YAML's "\\0": PostgreSQL stores no NUL, and a manager named so would stop
+    the server at start on PostgreSQL only."""
+    if isinstance(value, str):
+        if "\0" in value:
+            problems.add(loc, 'holds the NUL character ("\\0"), which the database cannot store')
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            _nul_characters(key, problems, loc)
+            _nul_characters(inner, problems, (*loc, str(key)))
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            _nul_characters(inner, problems, (*loc, i))
 
 
 # ---- pass 3: rules across the file --------------------------------------------------------
