@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,14 +30,10 @@ from pathlib import Path
 import aiohttp
 import psutil
 
+from acd.free_port import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 LEAD = {"name": "Bench", "phone": "+7 900 000-00-00", "criteria": {"temperature": "hot", "price_tier": "high"}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def spawn(args: list[str], log: Path) -> asyncio.subprocess.Process:

@@ -26,6 +26,7 @@ from storage_fixtures import Backend
 
 from acd.api.messaging import MESSAGING
 from acd.config.messaging import ImapSettings
+from acd.free_port import free_port
 from acd.storage import default_sqlite_url
 
 USER, PASSWORD = "enquiries", "s3cret-imap"
@@ -57,12 +58,6 @@ class Dovecot:
             c.logout()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
     binary = shutil.which("dovecot") or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None)
@@ -90,7 +85,7 @@ def dovecot(tmp_path: Path) -> Iterator[Dovecot]:
     # a short folder of its own, not the (possibly deep) pytest temp folder
     run = Path(tempfile.mkdtemp(prefix="acd-dovecot-"))
     run.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     (root / "users").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     conf = root / "dovecot.conf"
     conf.write_text(

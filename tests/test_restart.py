@@ -7,12 +7,13 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
+
+from acd.free_port import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LEAD = {"name": "Нина", "phone": "+7 900 000-00-00", "criteria": {"temperature": "hot"}}
@@ -31,12 +32,6 @@ def test_config(tmp_path: Path) -> Path:
 
 
 test_config.__test__ = False  # type: ignore[attr-defined]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start_server(config: Path, db: str, port: int, log: Path) -> asyncio.subprocess.Process:

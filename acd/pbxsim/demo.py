@@ -20,25 +20,19 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from acd.free_port import free_port
 from acd.pbxsim.pbx import PbxSim
 from acd.pbxsim.scenario import Caller, Phone, Press, Step
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "demo-ami-secret"  # the simulator's, for this demo only; a real site keeps its own in the environment
 MOSCOW = "74951234567"  # the flow's Russian number: no language question
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def demo_config(config: Path, data: Path, ami_port: int, agi_port: int) -> tuple[Path, dict[str, str]]:
@@ -93,7 +87,7 @@ def a_caller(rng: random.Random, n: int) -> Caller:
 
 async def run(args: argparse.Namespace) -> int:
     rng = random.Random(args.seed)
-    agi_port = _free_port()
+    agi_port = free_port()
     sim = PbxSim(agi_target=("127.0.0.1", agi_port), ami_secret=SECRET, time_scale=args.time_scale)
     await sim.start()
     config, devices = demo_config(args.config, args.data, sim.ami_port, agi_port)

@@ -10,7 +10,6 @@ import itertools
 import os
 import random
 import signal
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ import pytest
 from cluster_fixtures import Place
 
 from acd.cluster.leader import dsn
+from acd.free_port import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAD = {"name": "Нина", "phone": "+7 900 000-00-00", "criteria": {"temperature": "hot"}}
@@ -50,12 +50,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float, every:
             if await check():
                 return time.perf_counter() - started
             await asyncio.sleep(every)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Node:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,12 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy.engine import make_url
 
 from acd.cluster.leader import dsn
+from acd.free_port import free_port
 from tests.storage_fixtures import PG_URL_ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _database(url: str, statement: str) -> None:
@@ -74,7 +68,7 @@ def _serving(tmp: Path, db: str) -> Iterator[tuple[str, str]]:
     from tests.test_restart import test_config
 
     config = test_config(tmp)
-    port = _free_port()
+    port = free_port()
     log = (tmp / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "acd.cli", "serve", "--config", str(config), "--db", db, "--port", str(port), "--demo"],

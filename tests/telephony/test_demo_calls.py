@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from acd.free_port import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_calls_demo_puts_callers_through_to_the_example_managers(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = subprocess.run(
         [
             sys.executable,
