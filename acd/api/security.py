@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -48,23 +49,33 @@ class TokenCache:
 
 
 class RateLimiter:
-    """A token bucket per key: `per_minute` requests a minute, bursts up to that many."""
+    """A token bucket per key: `per_minute` requests a minute, bursts up to that many.
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    At most `max_keys` keys are remembered; past that the one checked longest ago is
+    forgotten (it starts again with a full bucket). So a flood from more addresses than
+    that costs bounded memory and O(1) a request: pruning every idle key at once did
+    nothing, and ran again on every request, once all of them were active."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(max(1, per_minute))
+        self.max_keys = max_keys
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # in the order of their last check; an OrderedDict, because taking a plain dict's
+        # first key scans the holes its deletions left, O(n) again under a flood
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def check(self, key: str) -> None:
         """Spend one token for `key`, or raise 429 with Retry-After."""
         now = self._clock()
-        tokens, last = self._buckets.get(key, (self.burst, now))
+        buckets = self._buckets
+        tokens, last = buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens < 1.0:
+        refused = tokens < 1.0
+        buckets[key] = (tokens if refused else tokens - 1.0, now)
+        buckets.move_to_end(key)
+        if len(buckets) > self.max_keys:
+            buckets.popitem(last=False)
+        if refused:
             retry = max(1, int((1.0 - tokens) / self.rate) + 1)
             raise ApiError(429, "rate_limited", "too many requests, try again later", {"Retry-After": str(retry)})
-        self._buckets[key] = (tokens - 1.0, now)
-        if len(self._buckets) > 100_000:  # forget idle clients rather than grow without bound
-            cutoff = now - self.burst / self.rate
-            self._buckets = {k: v for k, v in self._buckets.items() if v[1] > cutoff}
