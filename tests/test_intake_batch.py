@@ -235,15 +235,17 @@ async def test_a_lead_the_database_refuses_fails_alone_not_with_its_batch(store:
     assert {c.id for c in await store.load_open_contacts()} == {"c0", "c2"}
 
 
-async def test_a_burst_larger_than_one_statement_can_take_is_stored_whole(store: Store) -> None:
+async def test_a_burst_larger_than_one_statement_can_take_is_stored_whole(store: Store, backend: Backend) -> None:
     """Leads that piled up while the database was slow: PostgreSQL takes at most 32,767
-    parameters in a statement, and one write of them all failed every lead with a 503."""
+    parameters in a statement, and one write of them all failed every lead with a 503.
+    (SQLite looks up a batch's keys as one JSON array: a few writes' worth shows the rest.)"""
     from acd.api.intake import Intake
     from acd.core.model import Channel, Contact
     from acd.core.policy import RoutingPolicy
 
     intake = Intake(store, RoutingPolicy)
-    leads = [Contact(id=f"c{i}", channel=Channel.WEB, arrived_at=1.0) for i in range(33_000)]
+    count = 3_500 if backend.name == "sqlite" else 33_000
+    leads = [Contact(id=f"c{i}", channel=Channel.WEB, arrived_at=1.0) for i in range(count)]
     results = await asyncio.gather(*(intake.submit(c, f"key-{c.id}") for c in leads), return_exceptions=True)
     assert not [r for r in results if isinstance(r, BaseException)][:1]
     assert len(await store.load_open_contacts()) == len(leads)
