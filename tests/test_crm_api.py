@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from api_fixtures import Running
 
 from acd.api.crm import CRM
+from acd.crm import csvio
 
 HOT_BIG = {"temperature": "hot", "purpose": "purchase", "price_tier": "high"}
 
@@ -303,3 +304,25 @@ async def test_an_import_takes_what_russian_excel_saves_and_refuses_a_file_that_
         "POST", "/api/crm/import/deals", running.admin, data=b"customer_name,status\n\xd0\x91\x00,open\n"
     )
     assert status == 400 and answer["error"]["code"] == "not_text"
+
+
+async def test_an_id_too_long_for_a_key_rejects_its_row_and_the_import_goes_on(running: Running) -> None:
+    """PostgreSQL's index cannot hold an id of kilobytes: the whole import stopped there
+    (a 503, and the rows before it stored). Now that row is rejected with its reason."""
+    big = "x" * (csvio.ID_MAX + 1)
+    rows = f"id,name,phone\n{big},Альфа,+7 495 000-00-01\nc2,Бета,+7 495 000-00-02\n"
+    status, report = await running.call("POST", "/api/crm/import/customers", running.admin, data=rows.encode())
+    assert status == 200 and report["imported"] == 1
+    assert [(r["line"], r["reason"]) for r in report["rejected"]] == [(2, f"id: at most {csvio.ID_MAX} characters")]
+    deals = (
+        "id,customer_id,customer_name,amount,status,owner,opened,closed\n"
+        f"{big},,Гамма,100,won,anna,2025-01-10,2025-02-01\n"
+        f"d2,{big},Гамма,100,won,anna,2025-01-10,2025-02-01\n"
+        "d3,,Гамма,100,won,anna,2025-01-10,2025-02-01\n"
+    )
+    status, report = await running.call("POST", "/api/crm/import/deals", running.admin, data=deals.encode())
+    assert status == 200 and report["imported"] == 1
+    assert [r["reason"] for r in report["rejected"]] == [
+        f"id: at most {csvio.ID_MAX} characters",
+        f"customer_id: at most {csvio.ID_MAX} characters",
+    ]

@@ -40,6 +40,7 @@ DEAL_COLUMNS = (
     "closed",
 )
 _SPACES = re.compile(r"[\s\u00a0\u202f]")
+ID_MAX = 200  # characters: an id is a key, and PostgreSQL's index entries hold about 2.7 KB
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +129,13 @@ def _clean(row: Mapping[str | None, object]) -> dict[str, str]:
     return {str(k).strip().lower(): str(v or "").strip() for k, v in row.items() if k is not None}
 
 
+def _id(row: Mapping[str, str], column: str) -> str | None:
+    value = row.get(column) or None
+    if value is not None and len(value) > ID_MAX:
+        raise RowError(f"{column}: at most {ID_MAX} characters")
+    return value
+
+
 def _split(cell: str) -> list[str]:
     return [p.strip() for p in re.split(r"[;\n]", cell) if p.strip()]
 
@@ -187,7 +195,7 @@ def parse_customers(text: str, region: str, managers: Iterable[str]) -> Parsed:
             if am is not None and am not in known:
                 raise RowError(f"account_manager: no manager {am!r}")
             out.customers.append(
-                CustomerRow(i, row.get("id") or None, name, kind, tuple(phones), tuple(emails), am, row.get("note", ""))
+                CustomerRow(i, _id(row, "id"), name, kind, tuple(phones), tuple(emails), am, row.get("note", ""))
             )
         except RowError as err:
             out.rejected.append(Rejected(i, str(err), row))
@@ -251,13 +259,13 @@ def parse_deals(
                 email = normalize_email(row["customer_email"])
                 if email is None:
                     raise RowError(f"customer_email: {row['customer_email']!r} is not an e-mail address")
-            cid = row.get("customer_id") or None
+            cid = _id(row, "customer_id")
             if not (cid or phone or email or row.get("customer_name")):
                 raise RowError("a deal needs its customer: customer_id, customer_phone, customer_email or name")
             out.deals.append(
                 DealRow(
                     line=i,
-                    id=row.get("id") or None,
+                    id=_id(row, "id"),
                     customer_id=cid,
                     phone=phone,
                     email=email,
