@@ -326,3 +326,19 @@ async def test_an_id_too_long_for_a_key_rejects_its_row_and_the_import_goes_on(r
         f"id: at most {csvio.ID_MAX} characters",
         f"customer_id: at most {csvio.ID_MAX} characters",
     ]
+
+
+async def test_a_customer_search_ignores_case_in_cyrillic_too(running: Running) -> None:
+    """SQLite folds the case of ASCII letters only: "альфа" missed "ООО «Альфа»" on the
+    default database and found it on PostgreSQL."""
+    for name in ("ООО «Альфа»", "Ёлка и Ко", "Alpha Ltd"):
+        status, _ = await running.call("POST", "/api/crm/customers", running.supervisor, json={"name": name})
+        assert status == 201
+    for query, found in (
+        ("альфа", "ООО «Альфа»"),
+        ("АЛЬФА", "ООО «Альфа»"),
+        ("ёлка", "Ёлка и Ко"),
+        ("ALPHA", "Alpha Ltd"),
+    ):
+        _, body = await running.call("GET", "/api/crm/customers", running.supervisor, params={"q": query})
+        assert [c["name"] for c in body["customers"]] == [found], query

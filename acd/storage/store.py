@@ -579,6 +579,9 @@ def _sqlite_engine(url: URL, *, checkpointed_by_writer: bool = False) -> AsyncEn
 
 
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite's own lower() folds ASCII only, so a search (ILIKE: lower() LIKE lower()) for
+    # "альфа" missed "Альфа" here, and found it on PostgreSQL
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -588,6 +591,10 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _postgres_engine(url: URL, schema: str | None) -> AsyncEngine:
