@@ -342,3 +342,14 @@ async def test_a_customer_search_ignores_case_in_cyrillic_too(running: Running) 
     ):
         _, body = await running.call("GET", "/api/crm/customers", running.supervisor, params={"q": query})
         assert [c["name"] for c in body["customers"]] == [found], query
+
+
+async def test_a_customer_search_takes_percent_and_underscore_as_typed(running: Running) -> None:
+    """They were LIKE's wildcards: "50%" found every name with a 50 in it."""
+    for name in ("Скидка 50% и Ко", "Рост 500 ООО", "a_b\\c", "axb"):
+        status, _ = await running.call("POST", "/api/crm/customers", running.supervisor, json={"name": name})
+        assert status == 201
+    for query, found in (("50%", ["Скидка 50% и Ко"]), ("a_b", ["a_b\\c"]), ("b\\c", ["a_b\\c"]), ("50", None)):
+        _, body = await running.call("GET", "/api/crm/customers", running.supervisor, params={"q": query})
+        names = sorted(c["name"] for c in body["customers"])
+        assert names == (found or ["Рост 500 ООО", "Скидка 50% и Ко"]), query

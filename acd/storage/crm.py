@@ -275,7 +275,9 @@ class CrmStore:
         c = customers.c
         select = sa.select(customers).order_by(c.created_at.desc(), c.id).limit(limit).offset(offset)
         if query:
-            select = select.where(c.name.ilike(f"%{query}%"))
+            # the words as typed: "50%" or "a_b" are no wildcards to the person searching
+            literal = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            select = select.where(c.name.ilike(f"%{literal}%", escape="\\"))
         if account_manager:
             select = select.where(c.account_manager == account_manager)
         async with self._store._read() as conn:
