@@ -47,15 +47,15 @@ def limit_key(request: web.Request) -> str:
     """What the limits per client count against: the client's address, or for IPv6 its /64
     (one subscriber's network, in which a host may take any of 2^64 addresses)."""
     remote = request.remote or "unknown"
+    if ":" not in remote:  # IPv4 as the socket gives it (or no address): nothing to parse on each form
+        return remote
     try:
-        ip = ip_address(remote)
+        ip = IPv6Address(remote)
     except ValueError:
         return remote
-    if isinstance(ip, IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ip_network(f"{ip}/64", strict=False))
-    return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip_network(f"{ip}/64", strict=False))
 
 
 def client_address(networks: Sequence[IPv4Network | IPv6Network], peer: str, forwarded_for: Sequence[str]) -> str:
