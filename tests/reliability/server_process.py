@@ -27,8 +27,9 @@ def calls_config(tmp_path: Path, ami_port: int, agi_port: int, edits: Mapping[st
     text = re.sub(r"(?m)^    hours:\n      week:\n.*\n", "", text)  # nor a team's
     for old, new in (
         ("  enabled: false             # true: start", "  enabled: true             # true: start"),
-        ("    port: 5038", f"    port: {ami_port}"),
-        ("    port: 4573", f"    port: {agi_port}"),
+        # whole lines: an AMI port such as 45735 must not then be taken for the FastAGI line
+        ("    port: 5038\n", f"    port: {ami_port}\n"),
+        ("    port: 4573\n", f"    port: {agi_port}\n"),
         ("  reconcile_interval: 1m", "  reconcile_interval: 1s"),
         ("flows_dir: ../ivr_flows", f"flows_dir: {ROOT / 'ivr_flows'}"),
         *(edits or {}).items(),
