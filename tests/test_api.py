@@ -6,6 +6,8 @@ import asyncio
 
 from api_fixtures import Running
 
+from acd.api.security import BAD_CREDENTIALS_PER_MINUTE
+
 LEAD = {
     "name": "Иван Петров",
     "phone": "+7 495 123-45-67",
@@ -109,6 +111,33 @@ async def test_a_manager_acts_only_on_themself(running: Running) -> None:
     assert status == 401
     status, _ = await running.call("GET", "/api/queue", "not-a-token")
     assert status == 401
+
+
+async def test_unknown_tokens_from_one_client_are_refused_before_the_database_is_asked(running: Running) -> None:
+    """Each unknown token costs a look-up, and the API's rate limit is keyed by the token:
+    past BAD_CREDENTIALS_PER_MINUTE failures a client gets 429 without one. A token already
+    known stays usable; one not yet seen waits for the bucket to refill."""
+    tokens = running.server.services.tokens
+    asked: list[str] = []
+    verify = tokens._verify
+
+    async def counted(token: str) -> tuple[str, str | None] | None:
+        asked.append(token)
+        return await verify(token)
+
+    tokens._verify = counted
+    boris = await running.manager_token("boris")
+    assert (await running.call("GET", "/api/contacts/x", boris))[0] == 404  # known from here on
+    statuses = [(await running.call("GET", "/api/queue", f"guess-{n}"))[0] for n in range(BAD_CREDENTIALS_PER_MINUTE)]
+    assert statuses == [401] * BAD_CREDENTIALS_PER_MINUTE
+    assert len(asked) == 1 + BAD_CREDENTIALS_PER_MINUTE
+    status, body = await running.call("GET", "/api/queue", "guess-again")
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    status, _ = await running.call("POST", "/api/leads", "guess-again", json=LEAD)
+    assert status == 429  # a staff token on the public form is checked the same way
+    assert len(asked) == 1 + BAD_CREDENTIALS_PER_MINUTE  # no look-up for either
+    assert (await running.call("GET", "/api/contacts/x", boris))[0] == 404
+    assert (await running.call("GET", "/api/queue", running.supervisor))[0] == 429  # not seen yet
 
 
 async def test_an_admin_creates_and_updates_managers(running: Running) -> None:

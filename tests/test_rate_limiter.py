@@ -51,3 +51,24 @@ def test_a_flood_of_distinct_clients_keeps_the_table_at_its_bound() -> None:
     for i in range(250_000):
         limiter.check(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
     assert len(limiter._buckets) == 100_000
+
+
+def test_a_limit_on_failures_is_asked_before_the_attempt_and_charged_after_a_failure() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2, clock)
+    for _ in range(5):
+        limiter.refuse_if_spent("a")  # asking spends nothing
+    limiter.spend("a")
+    limiter.refuse_if_spent("a")
+    limiter.spend("a")
+    try:
+        limiter.refuse_if_spent("a")
+    except ApiError as err:
+        assert err.status == 429 and int(err.headers["Retry-After"]) == 31
+    else:
+        raise AssertionError("two failures spent a limit of two")
+    limiter.spend("a")  # a failure past the limit raises nothing: its answer is already chosen
+    limiter.refuse_if_spent("b")
+    clock.now += 30  # half a minute: one failure's worth
+    limiter.refuse_if_spent("a")
+    assert refused(limiter, "a") is False and refused(limiter, "a") is True

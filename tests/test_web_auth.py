@@ -15,9 +15,10 @@ from argon2 import PasswordHasher
 from storage_fixtures import Backend
 
 from acd import cli
+from acd.api.security import BAD_CREDENTIALS_PER_MINUTE
 from acd.core.events import PresenceSet
 from acd.core.model import Presence
-from acd.storage.accounts import Accounts
+from acd.storage.accounts import Accounts, Session
 from acd.storage.store import default_sqlite_url, open_store
 from acd.web.auth import ACCOUNTS
 
@@ -144,6 +145,30 @@ async def test_signing_out_ends_the_session_for_good(people: Running, browser: B
     assert status == 401
     status, _ = await people.call("GET", "/api/auth/session", headers={"Cookie": f"acd_session={stolen}"})
     assert status == 401, "the old cookie opens nothing"
+
+
+async def test_unknown_session_cookies_from_one_client_are_refused_before_the_database_is_asked(
+    people: Running, browser: Browser
+) -> None:
+    accounts = people.server.app[ACCOUNTS]
+    asked: list[str] = []
+    session = accounts.session
+
+    async def counted(secret: str, now: float) -> Session | None:
+        asked.append(secret)
+        return await session(secret, now)
+
+    accounts.session = counted  # type: ignore[method-assign]
+    await browser.login("anna", "anna-password")
+    assert (await browser.call("GET", "/api/auth/session"))[0] == 200
+    for n in range(BAD_CREDENTIALS_PER_MINUTE):
+        status, _ = await people.call("GET", "/api/auth/session", headers={"Cookie": f"acd_session=guess-{n}"})
+        assert status == 401
+    assert len(asked) == 1 + BAD_CREDENTIALS_PER_MINUTE
+    status, body = await people.call("GET", "/api/auth/session", headers={"Cookie": "acd_session=guess-again"})
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    assert len(asked) == 1 + BAD_CREDENTIALS_PER_MINUTE
+    assert (await browser.call("GET", "/api/auth/session"))[0] == 200, "a session already known goes on"
 
 
 async def test_a_manager_acts_only_on_their_own_work(people: Running, browser: Browser) -> None:

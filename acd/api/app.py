@@ -17,7 +17,7 @@ from acd.api import schemas as s
 from acd.api.intake import Intake
 from acd.api.proxies import limit_key
 from acd.api.routing import ROUTES, ApiError, Registry, idempotency_key, json_response, parse_body, whole_number
-from acd.api.security import Identity, RateLimiter, TokenCache
+from acd.api.security import BAD_CREDENTIALS_PER_MINUTE, Identity, RateLimiter, TokenCache
 from acd.api.views import contact_json, decision_json, lead_receipt, manager_json, transition_json
 from acd.config import Deployment
 from acd.core import events as ev
@@ -48,12 +48,14 @@ class Services:
     tokens: TokenCache = field(init=False)
     lead_limit: RateLimiter = field(init=False)
     api_limit: RateLimiter = field(init=False)
+    bad_credentials: RateLimiter = field(init=False)  # per client address
 
     def __post_init__(self) -> None:
         self.tokens = TokenCache(self.store.verify_token)
         limits = self.deployment.web.rate_limits
         self.lead_limit = RateLimiter(limits.leads_per_minute)
         self.api_limit = RateLimiter(limits.api_per_minute)
+        self.bad_credentials = RateLimiter(BAD_CREDENTIALS_PER_MINUTE)
         self.intake = Intake(self.store, lambda: self.dispatcher.board.policy)
 
 
@@ -139,8 +141,11 @@ async def auth_middleware(
 
 
 async def _bearer(request: web.Request, header: str) -> Identity:
-    ident = await request.app[SERVICES].tokens.identify(header.removeprefix("Bearer ").strip())
+    svc = request.app[SERVICES]
+    token = header.removeprefix("Bearer ").strip()
+    ident = await svc.tokens.identify(token, lambda: svc.bad_credentials.refuse_if_spent(limit_key(request)))
     if ident is None:
+        svc.bad_credentials.spend(limit_key(request))
         raise ApiError(401, "unauthenticated", "unknown or revoked token", {"WWW-Authenticate": "Bearer"})
     return ident
 

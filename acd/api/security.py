@@ -23,6 +23,13 @@ class Identity:
         return f"{self.role}:{self.manager_id}" if self.manager_id else self.role
 
 
+# An unknown token or session cookie costs a database look-up, and comes before the API's
+# rate limit (which is keyed by the credential): past this many a minute from one client,
+# its look-ups are refused (429) until the bucket refills. The sign-in form's own limit is
+# the same.
+BAD_CREDENTIALS_PER_MINUTE = 20
+
+
 class TokenCache:
     """Verified tokens for a few seconds, so a busy panel does not hit the database on
     every request; a revoked token stops working within `ttl` seconds."""
@@ -32,11 +39,15 @@ class TokenCache:
         self._ttl = ttl
         self._seen: dict[str, tuple[float, Identity | None]] = {}
 
-    async def identify(self, token: str) -> Identity | None:
+    async def identify(self, token: str, before_lookup: Callable[[], None] | None = None) -> Identity | None:
+        """The token's identity, or None; `before_lookup` runs when the database must be
+        asked (it may raise to refuse that)."""
         now = time.monotonic()
         hit = self._seen.get(token)
         if hit and hit[0] > now:
             return hit[1]
+        if before_lookup is not None:
+            before_lookup()
         found = await self._verify(token)
         ident = Identity(found[0], found[1]) if found else None
         if len(self._seen) > 10_000:
@@ -67,15 +78,30 @@ class RateLimiter:
 
     def check(self, key: str) -> None:
         """Spend one token for `key`, or raise 429 with Retry-After."""
+        self._refuse(self._settle(key, 1.0))
+
+    def refuse_if_spent(self, key: str) -> None:
+        """Raise 429 as `check` would, spending nothing: for a limit on failures, asked
+        before the attempt (which `spend` then charges if it fails)."""
+        self._refuse(self._settle(key, 0.0))
+
+    def spend(self, key: str) -> None:
+        """Spend one token for `key` if it has one; never raises."""
+        self._settle(key, 1.0)
+
+    def _settle(self, key: str, cost: float) -> float:
+        """The tokens `key` has now, before `cost` is taken from them (when there is one)."""
         now = self._clock()
         buckets = self._buckets
         tokens, last = buckets.get(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
-        refused = tokens < 1.0
-        buckets[key] = (tokens if refused else tokens - 1.0, now)
+        buckets[key] = (tokens if tokens < 1.0 else tokens - cost, now)
         buckets.move_to_end(key)
         if len(buckets) > self.max_keys:
             buckets.popitem(last=False)
-        if refused:
+        return tokens
+
+    def _refuse(self, tokens: float) -> None:
+        if tokens < 1.0:
             retry = max(1, int((1.0 - tokens) / self.rate) + 1)
             raise ApiError(429, "rate_limited", "too many requests, try again later", {"Retry-After": str(retry)})

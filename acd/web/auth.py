@@ -99,8 +99,9 @@ async def browser_identity(request: web.Request) -> Identity | None:
     secret = request.cookies.get(COOKIE)
     if not secret:
         return None
-    session = await _session(request.app, secret)
+    session = await _session(request.app, secret, request)
     if session is None:
+        request.app[SERVICES].bad_credentials.spend(limit_key(request))
         return None
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
@@ -110,12 +111,13 @@ async def browser_identity(request: web.Request) -> Identity | None:
     return WebIdentity(a.role, a.manager_id, a.username, session.csrf)
 
 
-async def _session(app: web.Application, secret: str) -> Session | None:
+async def _session(app: web.Application, secret: str, request: web.Request) -> Session | None:
     cache: dict[str, tuple[float, Session | None]] = app[SESSIONS]
     now = time.time()
     hit = cache.get(secret)
     if hit is not None and hit[0] > now:
         return hit[1]
+    app[SERVICES].bad_credentials.refuse_if_spent(limit_key(request))  # before the look-up
     accounts = app[ACCOUNTS]
     session = await accounts.session(secret, now)
     if session is not None and now - session.last_seen_at > TOUCH_EVERY:
