@@ -22,6 +22,11 @@ async def test_the_public_form_lists_the_configured_questions_for_allowed_origin
     names = [c["name"] for c in form["criteria"]]
     assert names == [c.name for c in running.server.deployment.criteria]
     assert form["criteria"][0]["options"][0]["label"]["ru"]
+    assert form["callback_email"] is False, "customers are not notified: the callback form asks no e-mail"
+    svc = running.server.services
+    svc.deployment = replace(svc.deployment, notifications=replace(svc.deployment.notifications, enabled=True))
+    _, form = await running.call("GET", "/api/public/form", headers={"Origin": SHOP})
+    assert form["callback_email"] is True
     async with running.session.get(running.url("/api/public/form"), headers={"Origin": SHOP}) as resp:
         assert resp.headers["Access-Control-Allow-Origin"] == SHOP and "Origin" in resp.headers["Vary"]
 

@@ -30,6 +30,7 @@
       name: "Ваше имя",
       phone: "Телефон",
       email: "E-mail",
+      email_updates: "E-mail для уведомлений о звонке",
       when: "Когда позвонить",
       asap: "Как можно скорее",
       at: "В указанное время",
@@ -60,6 +61,7 @@
       name: "Your name",
       phone: "Phone",
       email: "E-mail",
+      email_updates: "E-mail for updates about your call",
       when: "When to call",
       asap: "As soon as possible",
       at: "At a given time",
@@ -220,7 +222,7 @@
       err,
       el("label", { for: id + "n" }, t(lang, "name"), name),
       el("label", { for: id + "p" }, t(lang, "phone"), phone),
-      kind === "web" ? el("label", { for: id + "e" }, t(lang, "email"), email) : null,
+      kind === "web" || config.callback_email ? el("label", { for: id + "e" }, t(lang, kind === "web" ? "email" : "email_updates"), email) : null,
       kind === "callback"
         ? el(
             "fieldset",
@@ -262,6 +264,7 @@
         // the PBX calls back: phone, name, answers, and the time in the site's time zone
         url = base + "/api/callbacks";
         body = { name: body.name, phone: p, language: lang, criteria: body.criteria };
+        if (m) body.email = m;
         if (when) body.after = nextAt(when, config.tz);
       }
       if (hp.value) body[config.honeypot || "website"] = hp.value;

@@ -39,6 +39,7 @@ callbacks = sa.Table(
     sa.Column("last_result", sa.String(), nullable=True),
     sa.Column("updated_at", sa.Double(), nullable=False),
     sa.Column("idempotency_key", sa.String(), nullable=True),  # migration 0012: the form's key
+    sa.Column("email", sa.String(), nullable=False, server_default=""),  # migration 0013
     sa.Index(None, "status", "next_at"),
     sa.Index(None, "idempotency_key", unique=True),
 )
@@ -78,6 +79,7 @@ class CallbackRow:
     last_result: str | None = None
     updated_at: float = 0.0
     idempotency_key: str | None = None
+    email: str = ""  # where the customer is told how it goes, when there is no SMS
 
 
 @dataclass(slots=True)

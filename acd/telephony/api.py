@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import EmailStr, Field
 
 from acd.api.app import SERVICES, Services, _answers, _me, api, core_refusal, database_away
 from acd.api.cluster import RELAY, error_answer, raise_if_error
@@ -52,6 +52,7 @@ class CallbackIn(Body):
 
     phone: str = Field(min_length=3, max_length=40)
     name: str = Field("", max_length=200)
+    email: EmailStr | None = None  # to be told how it goes, where there is no SMS
     criteria: dict[str, str] = Field(default_factory=dict)
     language: str | None = Field(None, max_length=8)
     after: str | float | None = None
@@ -70,6 +71,7 @@ def _callback_json(cb: CallbackRow) -> dict[str, object]:
         "id": cb.id,
         "contact_id": cb.contact_id,
         "phone": cb.phone,
+        "email": cb.email,
         "status": cb.status,
         "requested_at": cb.requested_at,
         "not_before": cb.not_before,
@@ -113,6 +115,7 @@ async def request_callback(request: web.Request) -> web.Response:
         language=language,
         not_before=not_before,
         source="api",
+        email=str(body.email or ""),
     )
     body_out = _callback_json(cb)
     body_out["who"] = await _who_calls(request, svc, body.phone, cb.criteria)

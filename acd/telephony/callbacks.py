@@ -186,6 +186,7 @@ class Callbacks:
         not_before: float | None = None,
         source: str = "api",
         idempotency_key: str | None = None,
+        email: str = "",
     ) -> CallbackRow:
         """Store a callback request; it enters the queue when due (at once if nothing holds it).
         A request whose `idempotency_key` is stored already raises Conflict (see `submit`)."""
@@ -203,6 +204,7 @@ class Callbacks:
             max_attempts=self.settings.max_attempts,
             updated_at=now,
             idempotency_key=idempotency_key,
+            email=email,
         )
         cb.next_at = max(self.wall(), cb.not_before)
         self._known.add(cb.id)
@@ -226,6 +228,7 @@ class Callbacks:
         language: str | None = None,
         not_before: float | None = None,
         source: str = "api",
+        email: str = "",
     ) -> tuple[CallbackRow, bool]:
         """`request`, as a website form sends it, and whether it was made now. Under an
         Idempotency-Key, a form sent again (a double click, a retry after a lost answer)
@@ -245,6 +248,7 @@ class Callbacks:
                 not_before=not_before,
                 source=source,
                 idempotency_key=idempotency_key,
+                email=email,
             )
         except Conflict:
             if (known := await sent_before()) is None:
@@ -260,6 +264,7 @@ class Callbacks:
             criteria=dict(cb.criteria),
             customer_name=cb.customer_name,
             phone=cb.phone,
+            email=cb.email,
             language=cb.language,
             payload={"callback_id": cb.id, "attempt": cb.attempts + 1},
         )
@@ -361,6 +366,7 @@ class Callbacks:
                 max_attempts=self.settings.max_attempts,
                 status="queued",
                 updated_at=now,
+                email=contact.email,
             )
             self._known.add(cb.id)
             await self.tstore.save_callback(cb)

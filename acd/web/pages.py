@@ -140,6 +140,10 @@ async def public_form(request: web.Request) -> web.Response:
             # callback requests go to /api/callbacks (the PBX calls back) when telephony is on,
             # else they are leads on the "callback" channel that a manager calls back by hand
             "callbacks": request.app.get(TELEPHONY) is not None,
+            # the callback form asks for an e-mail address (optional) when the customer may be
+            # told by e-mail how the request goes
+            "callback_email": d.notifications.enabled
+            and "email" in d.notifications.customer.get("callback_requested", ()),
             "honeypot": HONEYPOT,
             "criteria": [
                 {

@@ -398,7 +398,11 @@ async def test_the_widget_books_a_callback_through_the_telephony_and_says_when_a
     await host.start_server()
     origin = f"http://127.0.0.1:{host.port}"
     deployment = site.server.services.deployment
-    site.server.services.deployment = replace(deployment, web=replace(deployment.web, allowed_origins=(origin,)))
+    # customers are told by e-mail how a callback goes: the form asks for an address
+    notices = replace(deployment.notifications, enabled=True)
+    site.server.services.deployment = replace(
+        deployment, web=replace(deployment.web, allowed_origins=(origin,)), notifications=notices
+    )
     before = len(await site.server.store.list_contacts())
     tz = ZoneInfo(deployment.tz)
     # office hours, and hours away from now on the site's clock (a time a minute ahead would
@@ -416,7 +420,7 @@ async def test_the_widget_books_a_callback_through_the_telephony_and_says_when_a
         await playwright_api.expect(dialog).to_contain_text(f"{hour:02d}:30.")
         await playwright_api.expect(dialog).to_contain_text("Вам позвонит Анна Соколова.")  # the pinned manager
         [asked] = stub.requests
-        assert asked["phone"] == "+7 900 222-33-44" and asked["name"] == "Лютик"
+        assert asked["phone"] == "+7 900 222-33-44" and asked["name"] == "Лютик" and asked["email"] == ""
         when = datetime.fromtimestamp(asked["not_before"], tz)
         assert (when.hour, when.minute) == (hour, 30), "the time the visitor chose, in the site's time zone"
         assert 0 < asked["not_before"] - time.time() <= 86400
@@ -427,10 +431,12 @@ async def test_the_widget_books_a_callback_through_the_telephony_and_says_when_a
         await page.get_by_role("button", name="Перезвоните мне").click()
         dialog = page.get_by_role("dialog")
         await dialog.get_by_label("Телефон").fill("+7 900 999-88-77")
+        await dialog.get_by_label("E-mail для уведомлений о звонке").fill("stranger@example.ru")
         await dialog.get_by_role("button", name="Отправить").click()
         await playwright_api.expect(dialog).to_contain_text("Спасибо! Мы перезвоним вам в ближайшее время.")
         await playwright_api.expect(dialog).not_to_contain_text("позвонит")
         assert len(stub.requests) == 2 and stub.requests[1].get("not_before") is None
+        assert stub.requests[1]["email"] == "stranger@example.ru"
         assert stub.keys[0] and stub.keys[1] and stub.keys[0] != stub.keys[1], "one Idempotency-Key per form"
     finally:
         site.server.services.deployment = deployment
