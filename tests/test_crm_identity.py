@@ -4,8 +4,10 @@ share a key are one person."""
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 
+from acd.crm import identity
 from acd.crm.identity import dial_digits, keys, normalize_email, normalize_phone, owners
 
 
@@ -78,3 +80,19 @@ def test_a_dial_string_gets_ascii_digits_only() -> None:
     # str.isdigit takes "²" and other scripts' digits: no PBX dials them
     assert dial_digits("+7 (916) 555-00-00") == "79165550000"
     assert dial_digits("+7 916 555²00 ٠٠") == "791655500"
+
+
+def test_a_number_seen_again_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A customer's number comes back all day (calls, callbacks, repeat leads): it is parsed once."""
+    identity.normalize_phone.cache_clear()
+    parsed: list[str] = []
+    parse = phonenumbers.parse
+
+    def counted(text: str, region: str) -> phonenumbers.PhoneNumber:
+        parsed.append(text)
+        return parse(text, region)
+
+    monkeypatch.setattr(phonenumbers, "parse", counted)
+    assert [identity.normalize_phone("8 (916) 123-45-67") for _ in range(3)] == ["+79161234567"] * 3
+    assert identity.normalize_phone("8 (916) 123-45-67", "KZ") == "+79161234567"  # another region: parsed
+    assert len(parsed) == 2
