@@ -158,3 +158,50 @@ def test_a_repeat_customer_goes_to_the_stage_owner_or_to_their_substitute_on_vac
     assert (r.preferred, r.team) == (("boris",), "sales")  # the deal that moved last, its owner
     r = route_repeat(Customer("c2", account_manager="vera", pinned_to="anna"), [], stages, [], 10.0)
     assert r.preferred == ("anna", "vera") and r.override
+
+
+def test_a_cards_trend_is_what_a_table_built_back_then_would_say_to_the_bit() -> None:
+    rng = random.Random(3)
+    params = RatingParams(half_life_days=90, segment_order=("price_tier",))
+    now = 400 * DAY
+    segments = [("purchase", "mid", "hot"), ("renewal", "low", "cold"), ("*", "*", "hot"), ("*", "mid", "*")]
+    opps = [
+        Opportunity(
+            f"o{i}",
+            rng.choice(["anna", "boris", "vera"]),
+            rng.choice(["sales", "service", None]),
+            rng.choice(segments),
+            rng.random() < 0.4,
+            rng.choice([0.0, 1000.0, 2500.5]),
+            rng.uniform(0, now + 5 * DAY),  # a few dated after `now`, as an import may
+        )
+        for i in range(600)
+    ]
+    table = RatingTable.build(opps, params, now)
+
+    def built_back_then(manager: str, team: str | None, at: float) -> object:
+        past = RatingTable.build((o for o in table._by_id.values() if o.at <= at), params, at)
+        return past.estimate(manager, team, ("*", "*", "*"), at)
+
+    points = [now - days * DAY for days in (365, 180, 90, 0)]
+    for manager, team in [("anna", "sales"), ("boris", None), ("vera", "service"), ("nobody", "sales")]:
+        assert [table.overall_then(manager, team, at) for at in points] == [
+            built_back_then(manager, team, at) for at in points
+        ]
+    table.upsert(Opportunity("o1", "anna", "sales", SEG, True, 10.0, now - 200 * DAY))  # kept figures go stale
+    table.discard("o2")
+    assert [table.overall_then("anna", "sales", at) for at in points] == [
+        built_back_then("anna", "sales", at) for at in points
+    ]
+
+
+def test_a_managers_opportunities_follow_upserts_and_discards_newest_first() -> None:
+    table = RatingTable.build([opp(i, "anna", i % 2 == 0, at=float(i % 3)) for i in range(6)], FLAT, 0.0)
+    table.upsert(opp(0, "anna", True, at=5.0))
+    table.upsert(Opportunity("anna-1", "boris", "sales", SEG, True, 1.0, 1.0))  # handed to boris
+    table.discard("anna-2")
+    table.discard("nobody-1")
+    assert [o.id for o in table.opportunities_of("anna")] == ["anna-0", "anna-5", "anna-4", "anna-3"]
+    assert [o.id for o in table.opportunities_of("boris")] == ["anna-1"]
+    table.discard("anna-1")
+    assert table.managers() == {"anna"} and table.opportunities_of("boris") == []

@@ -28,8 +28,11 @@ class DealRatings:
 
     def replace_all(self, opps: Iterable[Opportunity], as_of: float) -> None:
         """A full recomputation: a fresh table, swapped in at once."""
-        self.table = RatingTable.build(opps, self.params, t_ref=as_of)
-        self.as_of = as_of
+        self.swap(RatingTable.build(opps, self.params, t_ref=as_of), as_of)
+
+    def swap(self, table: RatingTable, as_of: float) -> None:
+        """A table built elsewhere (off the event loop) takes over, at once."""
+        self.table, self.as_of = table, as_of
 
     def update(self, opps: Iterable[Opportunity], as_of: float) -> None:
         """One or a few deals closed: O(levels) each."""

@@ -73,13 +73,15 @@ class RatingParams:
     min_level_deals: float = 8.0
     interval: float = 0.9
     untouched_lead_days: float = 30.0
+    # Kept key indices per level, coarse to fine: {}, {purpose}, {purpose, tier}, ... Worked
+    # out once: every opportunity added and every estimate reads them.
+    levels: tuple[frozenset[int], ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def levels(self) -> tuple[frozenset[int], ...]:
-        """Kept key indices per level, coarse to fine: {}, {purpose}, {purpose, tier}, ..."""
+    def __post_init__(self) -> None:
         order = [k for k in (self.segment_order or self.segment_keys) if k in self.segment_keys]
         order += [k for k in self.segment_keys if k not in order]
-        return tuple(frozenset(self.segment_keys.index(k) for k in order[:i]) for i in range(len(order) + 1))
+        levels = tuple(frozenset(self.segment_keys.index(k) for k in order[:i]) for i in range(len(order) + 1))
+        object.__setattr__(self, "levels", levels)
 
 
 def mask(segment: tuple[str, ...], kept: frozenset[int]) -> tuple[str, ...]:
@@ -197,6 +199,7 @@ class RatingTable:
     t_ref: float = 0.0
     _sums: dict[tuple[tuple[str, ...], tuple[str, ...]], _Sums] = field(default_factory=dict)
     _by_id: dict[str, Opportunity] = field(default_factory=dict)
+    _by_manager: dict[str, dict[str, Opportunity]] = field(default_factory=dict)  # in `_by_id`'s order
     _memo: dict[tuple[object, ...], object] = field(default_factory=dict)
 
     @classmethod
@@ -210,26 +213,35 @@ class RatingTable:
         return len(self._by_id)
 
     def managers(self) -> set[str]:
-        return {o.manager_id for o in self._by_id.values()}
+        return set(self._by_manager)
 
     def opportunities_of(self, manager_id: str) -> list[Opportunity]:
-        return sorted((o for o in self._by_id.values() if o.manager_id == manager_id), key=lambda o: -o.at)
+        """Newest first; ties in the order they were added."""
+        return sorted(self._by_manager.get(manager_id, {}).values(), key=lambda o: -o.at)
 
     def upsert(self, o: Opportunity) -> None:
         """Add an opportunity, replacing an earlier one with the same id (an untouched deal
         counted lost that was then closed for real)."""
-        old = self._by_id.pop(o.id, None)
-        if old is not None:
-            self._apply(old, -1)
+        self._forget(o.id)
         self._by_id[o.id] = o
+        self._by_manager.setdefault(o.manager_id, {})[o.id] = o
         self._apply(o, +1)
         self._memo.clear()
 
     def discard(self, opp_id: str) -> None:
-        old = self._by_id.pop(opp_id, None)
-        if old is not None:
-            self._apply(old, -1)
+        if self._forget(opp_id):
             self._memo.clear()
+
+    def _forget(self, opp_id: str) -> bool:
+        old = self._by_id.pop(opp_id, None)
+        if old is None:
+            return False
+        self._apply(old, -1)
+        mine = self._by_manager[old.manager_id]
+        del mine[opp_id]
+        if not mine:
+            del self._by_manager[old.manager_id]
+        return True
 
     def _weight(self, at: float) -> float:
         h = self.params.half_life_days
@@ -241,7 +253,35 @@ class RatingTable:
         for kept in self.params.levels:
             cell = mask(o.segment, kept)
             for scope in scopes:
-                self._sums.setdefault((scope, cell), _Sums()).add(w, o, sign)
+                s = self._sums.get((scope, cell))
+                if s is None:  # not setdefault(key, _Sums()): a build would make and drop millions
+                    s = self._sums[scope, cell] = _Sums()
+                s.add(w, o, sign)
+
+    def overall_then(self, manager_id: str, team: str | None, at: float) -> Estimate:
+        """The manager's all-segments estimate as it stood at `at` (a rating card's trend):
+        what `RatingTable.build` at `at` from the opportunities up to `at` would answer, to
+        the bit, without building it. That estimate reads only the all-segments cells of
+        the manager, their team and the company; each is kept until this table changes."""
+        star = (ALL,) * len(self.params.segment_keys)
+        past = RatingTable(self.params, at)
+        for scope in (("m", manager_id), ("t", team or ""), ("all",)):
+            past._sums[scope, star] = self._overall_sums_then(scope, at)
+        return past.estimate(manager_id, team, star, at)
+
+    def _overall_sums_then(self, scope: tuple[str, ...], at: float) -> _Sums:
+        hit = self._memo.get(("then", scope, at))
+        if hit is None:
+            match scope:
+                case ("m", manager_id):
+                    opps: Iterable[Opportunity] = self._by_manager.get(manager_id, {}).values()
+                case ("t", team):
+                    opps = (o for o in self._by_id.values() if (o.team or "") == team)
+                case _:
+                    opps = self._by_id.values()
+            hit = self._memo[("then", scope, at)] = _overall_sums(opps, self.params, at)
+        assert isinstance(hit, _Sums)
+        return hit
 
     # ---- reading -----------------------------------------------------------------
 
@@ -329,6 +369,31 @@ class RatingTable:
         if len(self._memo) > 200_000:
             self._memo.clear()
         return est
+
+
+def _overall_sums(opps: Iterable[Opportunity], params: RatingParams, at: float) -> _Sums:
+    """The all-segments cell a `RatingTable` at `at` makes of the opportunities up to `at`:
+    the same additions in the same order, so the same bits, in a tight loop (a year's
+    opportunities each time a card's trend is asked for after a change)."""
+    h = params.half_life_days
+    star = (ALL,) * len(params.segment_keys)
+    n = raw_wins = 0
+    w = wins = won_amount = 0.0
+    for o in opps:
+        if o.at > at:
+            continue
+        x = 1.0 if h <= 0 else 2.0 ** ((o.at - at) / (h * DAY))  # as RatingTable._weight
+        # Level 0 adds every opportunity to this cell, and a finer level adds it again if its
+        # kept values are themselves "*".
+        times = 1 if ALL not in o.segment else sum(mask(o.segment, kept) == star for kept in params.levels)
+        n += times
+        for _ in range(times):  # as _Sums.add
+            w += x
+            if o.won:
+                raw_wins += 1
+                wins += x
+                won_amount += x * o.amount
+    return _Sums(n, w, wins, won_amount, raw_wins)
 
 
 def _clip(p: float) -> float:

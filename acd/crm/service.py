@@ -29,6 +29,7 @@ from acd.ids import new_id
 
 FORECAST_DAYS = 30
 FORECAST_PACE_DAYS = 90
+TREND_DAYS = (365, 180, 90, 0)  # a rating card's trend: the overall win rate that many days ago
 log = logging.getLogger("acd.crm")
 
 
@@ -56,7 +57,7 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     ) -> list[Customer]: ...
     async def customers_of(self, manager_id: str) -> list[str]: ...
     async def contacts_of(self, customer_id: str, limit: int = 50) -> list[Contact]: ...
-    async def leads(self) -> list[Lead]: ...
+    async def leads(self, as_of: float | None = None, age: float = 0.0) -> list[Lead]: ...
     async def save_deals(self, changed: Sequence[Deal], history: Sequence[CrmEvent] = ()) -> None: ...
     async def save_customers_and_deals(
         self, new_customers: Sequence[Customer], changed: Sequence[Deal], history: Sequence[CrmEvent]
@@ -143,6 +144,8 @@ class CrmService:
         self.clock = clock
         self._vacations: tuple[float, list[Vacation]] | None = None
         self.external: ExternalRouting | None = None
+        self._recomputing = asyncio.Lock()
+        self._closed_meanwhile: list[tuple[list[Opportunity], float]] | None = None
 
     @property
     def deployment(self) -> Deployment:
@@ -546,7 +549,10 @@ class CrmService:
         kind = closed.status.value
         event = CrmEvent(now, d.customer_id, kind, d.id, d.stage, d.owner, by, {"amount": amount, "reason": reason})
         await self.repo.save_deals([closed], [event])
-        self.ratings.update(self._opportunities([closed], [], now), now)
+        opps = self._opportunities([closed], [], now)
+        self.ratings.update(opps, now)
+        if self._closed_meanwhile is not None:  # a recompute read the deals before this, maybe
+            self._closed_meanwhile.append((opps, now))
         return closed
 
     # ---- vacations and rotation -------------------------------------------------------
@@ -620,15 +626,30 @@ class CrmService:
         return opportunities(deals, leads, teams, self.ratings.params, now)
 
     async def recompute(self) -> dict[str, Any]:
-        """Every rating from scratch (also counts leads that have gone untouched meanwhile)."""
-        started = time.perf_counter()
-        now = self.clock()
-        self.ratings.params = rating_params(self.deployment)
-        opps = self._opportunities(await self.repo.all_deals(), await self.repo.leads(), now)
-        self.ratings.replace_all(opps, now)
+        """Every rating from scratch (also counts leads that have gone untouched meanwhile).
+
+        A year of deals and leads is seconds of work, which must not hold the event loop
+        (offers, intake) that long: the table is built in a worker thread and swapped in at
+        once, with the deals closed while it was built added again. One at a time."""
+        async with self._recomputing:
+            started = time.perf_counter()
+            now = self.clock()
+            params = self.ratings.params = rating_params(self.deployment)
+            self._closed_meanwhile = []
+            try:
+                deals = await self.repo.all_deals()
+                age = params.untouched_lead_days * DAY  # only leads this old count (`opportunities`)
+                leads = await self.repo.leads(now, age) if age > 0 else []
+                teams = {m.id: m.team for m in self._managers().values()}
+                table = await asyncio.to_thread(_rating_table, deals, leads, teams, params, now)
+                self.ratings.swap(table, now)
+                for opps, at in self._closed_meanwhile:
+                    self.ratings.update(opps, at)
+            finally:
+                self._closed_meanwhile = None
         return {
-            "opportunities": len(opps),
-            "managers": len({o.manager_id for o in opps}),
+            "opportunities": len(table),
+            "managers": len(table.managers()),
             "seconds": round(time.perf_counter() - started, 3),
         }
 
@@ -649,10 +670,8 @@ class CrmService:
             by_segment.append(_estimate_json(e, keys, prm.prior_strength))
         opps = self.ratings.table.opportunities_of(manager.id)
         trend = []
-        for days in (365, 180, 90, 0):
-            at = now - days * DAY
-            past = RatingTable.build((o for o in self.ratings.table._by_id.values() if o.at <= at), prm, at)
-            e = past.estimate(manager.id, manager.team, tuple("*" for _ in keys), at)
+        for days in TREND_DAYS:
+            e = self.ratings.table.overall_then(manager.id, manager.team, now - days * DAY)
             trend.append({"days_ago": days, "win_rate": round(e.win_rate, 4), "deals": e.deals})
         return {
             "manager_id": manager.id,
@@ -846,6 +865,13 @@ class CrmService:
     async def export_deals(self) -> str:
         d = self.deployment
         return csvio.deals_csv(await self.repo.all_deals(), d.tz, d.policy.segment_keys)
+
+
+def _rating_table(
+    deals: Sequence[Deal], leads: Sequence[Lead], teams: Mapping[str, str | None], params: RatingParams, now: float
+) -> RatingTable:
+    """Pure, for a worker thread: the table of every opportunity as of `now`."""
+    return RatingTable.build(opportunities(deals, leads, teams, params, now), params, now)
 
 
 def _routed_by_us(before: Contact, after: Contact) -> bool:

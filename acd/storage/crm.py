@@ -327,19 +327,38 @@ class CrmStore:
         query = sa.select(t.contacts).where(c.customer_id == customer_id).order_by(c.seq.desc()).limit(limit)
         return [_contact_from_row(r) for r in await self._store._rows(query)]
 
-    async def leads(self) -> list[Lead]:
+    async def leads(self, as_of: float | None = None, age: float = 0.0) -> list[Lead]:
         """New customers' contacts a manager took, not placed by a supervisor (ratings count
-        those that never became a deal)."""
+        those that never became a deal); with `as_of`, only those `age` seconds old by then.
+
+        The database leaves out the rest: most contacts of a year are repeat customers' or
+        deals' (hundreds of thousands), and fetching and decoding them held the event loop
+        for seconds. What is left comes in slices, each a few milliseconds of the loop."""
         c = t.contacts.c
-        query = sa.select(c.id, c.assigned_to, c.criteria, c.arrived_at, c.payload).where(
-            c.customer_id.is_not(None), c.assigned_to.is_not(None), c.override.is_(False)
+
+        def payload_text(key: str) -> sa.ColumnElement[Any]:
+            if self._store.backend == "postgresql":
+                # JSON kept as text (tables.JSONText). Reading one key de-escapes every string,
+                # and no PostgreSQL text holds the \u0000 a note may have: read it as a space.
+                payload = sa.func.replace(c.payload, "\\u0000", "\\u0020")
+                return sa.cast(payload, postgresql.JSON)[key].astext
+            return sa.func.json_extract(c.payload, f"$.{key}")
+
+        query = sa.select(c.id, c.assigned_to, c.criteria, c.arrived_at).where(
+            c.customer_id.is_not(None),
+            c.assigned_to.is_not(None),
+            c.override.is_(False),
+            # not routed to an open deal or to a repeat customer's people (CrmService._as_repeat,
+            # which sets a deal_id only when there is one: never an empty one)
+            sa.func.coalesce(payload_text("deal_id"), "") == "",
+            sa.func.coalesce(payload_text("routed_by"), "") != "repeat",
         )
+        if as_of is not None:
+            query = query.where(c.arrived_at + age <= as_of)  # the test `ratings.opportunities` makes
         out = []
-        for r in await self._store._rows(query):
-            payload = r["payload"] or {}
-            if payload.get("deal_id") or payload.get("routed_by") == "repeat":
-                continue
-            out.append(Lead(r["id"], r["assigned_to"], r["criteria"] or {}, r["arrived_at"]))
+        async with self._store._read() as conn:
+            async for rows in (await conn.stream(query)).mappings().partitions(1000):
+                out += [Lead(r["id"], r["assigned_to"], r["criteria"] or {}, r["arrived_at"]) for r in rows]
         return out
 
     # ---- deals and history --------------------------------------------------------
@@ -408,7 +427,14 @@ class CrmStore:
         return [_deal(r) for r in await self._store._rows(query)]
 
     async def all_deals(self) -> list[Deal]:
-        return [_deal(r) for r in await self._store._rows(sa.select(deals).order_by(deals.c.opened_at, deals.c.id))]
+        """Oldest first, fetched in slices: a year's deals in one piece held the event loop a third
+        of a second."""
+        out = []
+        async with self._store._read() as conn:
+            query = sa.select(deals).order_by(deals.c.opened_at, deals.c.id)
+            async for rows in (await conn.stream(query)).mappings().partitions(1000):
+                out += [_deal(r) for r in rows]
+        return out
 
     async def history(self, customer_id: str | None = None, deal_id: str | None = None) -> list[CrmEvent]:
         """Oldest first."""
