@@ -303,9 +303,11 @@ class Store:
         since: float | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        until: float | None = None,
     ) -> list[Contact]:
         """Newest first. `manager_id` matches the manager holding or being offered the contact;
-        `since` keeps contacts that arrived at or after that time."""
+        `since` keeps contacts that arrived at or after that time, `until` those before it."""
         c = t.contacts.c
         query = sa.select(t.contacts).order_by(c.seq.desc()).limit(limit).offset(offset)
         if status is not None:
@@ -314,6 +316,8 @@ class Store:
             query = query.where(sa.or_(c.assigned_to == manager_id, c.offered_to == manager_id))
         if since is not None:
             query = query.where(c.arrived_at >= since)
+        if until is not None:
+            query = query.where(c.arrived_at < until)
         return [_contact_from_row(row) for row in await self._rows(query)]
 
     # ---- managers -------------------------------------------------------------------
@@ -365,8 +369,11 @@ class Store:
         manager_id: str | None = None,
         since: float | None = None,
         limit: int = 100,
+        *,
+        until: float | None = None,
     ) -> list[Decision]:
-        """The decision log, newest first, each with its full explanation."""
+        """The decision log, newest first, each with its full explanation; `since` and
+        `until` keep decisions made at or after, and before, those times."""
         c = t.decisions.c
         query = sa.select(t.decisions).order_by(c.at.desc(), c.n.desc()).limit(limit)
         if contact_id is not None:
@@ -375,18 +382,27 @@ class Store:
             query = query.where(c.manager_id == manager_id)
         if since is not None:
             query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at < until)
         return [_decision_from_row(row) for row in await self._rows(query)]
 
     async def list_transitions(
-        self, manager_id: str | None = None, since: float | None = None, limit: int = 1000
+        self,
+        manager_id: str | None = None,
+        since: float | None = None,
+        limit: int = 1000,
+        *,
+        until: float | None = None,
     ) -> list[Transition]:
-        """Presence changes, newest first."""
+        """Presence changes, newest first; `since` and `until` as for decisions."""
         c = t.transitions.c
         query = sa.select(t.transitions).order_by(c.at.desc(), c.n.desc()).limit(limit)
         if manager_id is not None:
             query = query.where(c.manager_id == manager_id)
         if since is not None:
             query = query.where(c.at >= since)
+        if until is not None:
+            query = query.where(c.at < until)
         return [_transition_from_row(row) for row in await self._rows(query)]
 
     # ---- audit ----------------------------------------------------------------------

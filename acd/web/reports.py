@@ -14,6 +14,7 @@ import bisect
 import csv
 import io
 import json
+import logging
 from collections import Counter, defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -21,10 +22,12 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from acd.api.app import SERVICES, api
+from acd.api.app import SERVICES, Services, api
 from acd.api.routing import ApiError
 from acd.core.events import Decision, Transition
 from acd.core.model import Contact, ContactStatus
+
+log = logging.getLogger("acd.web")
 
 # Answered within this many seconds counts towards the service level (the classic 80/20 for
 # voice; a web lead or an e-mail is "answered" when a manager takes it).
@@ -184,13 +187,16 @@ def _add_pause(m: dict[str, Any], began: Transition, ended: float | None, stop: 
 # ---- routes ------------------------------------------------------------------------------
 
 
-async def _day_data(request: web.Request) -> tuple[list[Contact], list[Decision], list[Transition], float, float]:
-    svc = request.app[SERVICES]
-    _, start, end = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
-    contacts = await svc.store.list_contacts(None, None, start, MOST)
-    decisions = [d for d in await svc.store.list_decisions(None, None, start, MOST) if d.at < end]
-    transitions = [t for t in await svc.store.list_transitions(None, start - 86400, MOST) if t.at < end]
-    return contacts, decisions, transitions, start, end
+async def _load(svc: Services, since: float, until: float) -> tuple[list[Contact], list[Decision], list[Transition]]:
+    """The contacts that arrived and the decisions made in [since, until), and the transitions
+    from a day earlier (a pause running at midnight began the day before). Newest first, so
+    when a window holds more than MOST rows it is its oldest that are left out."""
+    contacts = await svc.store.list_contacts(None, None, since, MOST, until=until)
+    decisions = await svc.store.list_decisions(None, None, since, MOST, until=until)
+    transitions = await svc.store.list_transitions(None, since - 86400, MOST, until=until)
+    if MOST in (len(contacts), len(decisions), len(transitions)):
+        log.warning("reports: more than %d rows between %s and %s; the oldest are left out", MOST, since, until)
+    return contacts, decisions, transitions
 
 
 @api.add(
@@ -203,26 +209,40 @@ async def _day_data(request: web.Request) -> tuple[list[Contact], list[Decision]
 )
 async def report_day(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    contacts, decisions, transitions, start, end = await _day_data(request)
+    tz, now = svc.deployment.tz, svc.clock()
+    day, start, end = _day_bounds(tz, request.query.get("date"), now)
+    # The week ends with the chosen day, so one load serves both: the day is cut out of it
+    # with the same bounds _load would give it alone.
+    first = day - timedelta(days=6)
+    week_start = datetime(first.year, first.month, first.day, tzinfo=ZoneInfo(tz)).timestamp()
+    contacts, decisions, transitions = await _load(svc, week_start, end)
     names = {m.id: m.name for m in svc.dispatcher.board.managers.values()}
-    report = day_report(contacts, decisions, transitions, svc.deployment.tz, start, end, names, svc.clock())
-    report["week"], report["week_managers"] = await _week(request, start, names)
+    report = day_report(
+        contacts,
+        [d for d in decisions if d.at >= start],
+        [t for t in transitions if t.at >= start - 86400],
+        tz,
+        start,
+        end,
+        names,
+        now,
+    )
+    report["week"], report["week_managers"] = _week(contacts, decisions, transitions, tz, first, names, now)
     return web.json_response(report)
 
 
-async def _week(
-    request: web.Request, day_start: float, names: dict[str, str]
+def _week(
+    contacts: list[Contact],
+    decisions: list[Decision],
+    transitions: list[Transition],
+    tz: str,
+    first: date,
+    names: dict[str, str],
+    now: float,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The seven days up to the chosen one: contacts, service level and each manager's
-    conversion per day (each day counted as the day report counts it)."""
-    svc = request.app[SERVICES]
-    zone = ZoneInfo(svc.deployment.tz)
-    last = datetime.fromtimestamp(day_start, zone).date()
-    first = last - timedelta(days=6)
-    since = datetime(first.year, first.month, first.day, tzinfo=zone).timestamp()
-    contacts = await svc.store.list_contacts(None, None, since, MOST)
-    decisions = await svc.store.list_decisions(None, None, since, MOST)
-    transitions = await svc.store.list_transitions(None, since - 86400, MOST)
+    """The seven days from `first`: contacts, service level and each manager's conversion
+    per day (each day counted as the day report counts it)."""
+    zone = ZoneInfo(tz)
     week: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i in range(7):
@@ -233,11 +253,11 @@ async def _week(
             contacts,
             [x for x in decisions if lo <= x.at < hi],
             [x for x in transitions if x.at < hi],
-            svc.deployment.tz,
+            tz,
             lo,
             hi,
             names,
-            min(svc.clock(), hi),
+            min(now, hi),
         )
         conversion = {m["id"]: m["conversion"] for m in r["managers"] if m["conversion"] is not None}
         seen.update(conversion)
@@ -281,8 +301,8 @@ def _iso(ts: float | None, zone: ZoneInfo) -> str:
 async def export_contacts(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     zone = ZoneInfo(svc.deployment.tz)
-    contacts, decisions, transitions, start, end = await _day_data(request)
-    contacts = [c for c in contacts if c.arrived_at < end]
+    _, start, end = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
+    contacts, decisions, transitions = await _load(svc, start, end)
     info = outcomes(contacts, decisions, transitions)
     rows: list[list[Any]] = [
         [
@@ -341,7 +361,8 @@ async def export_contacts(request: web.Request) -> web.Response:
 async def export_decisions(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     zone = ZoneInfo(svc.deployment.tz)
-    _, decisions, _, start, _ = await _day_data(request)
+    _, start, end = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
+    decisions = await svc.store.list_decisions(None, None, start, MOST, until=end)
     rows: list[list[Any]] = [
         [
             "at",
