@@ -425,25 +425,17 @@ async def decisions(request: web.Request) -> web.Response:
 )
 async def shadow(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
-    rows = [
-        d for d in await svc.store.list_decisions(None, None, None, _limit(request, 500, 10000)) if d.kind == "offer"
-    ]
-    compared = [d for d in rows if d.shadow is not None]
+    offers = await svc.store.shadow_picks(_limit(request, 500, 10000))
+    compared = [(d, c, offered, pick) for d, c, offered, pick in offers if pick is not None]
     differ: dict[tuple[str | None, str | None], int] = {}
     recent: list[dict[str, Any]] = []
-    for d in compared:
-        assert d.shadow is not None
-        if d.shadow.manager_id != d.manager_id:
-            pair = (d.manager_id, d.shadow.manager_id)
+    for decision_id, contact_id, offered, pick in compared:
+        if pick.manager_id != offered:
+            pair = (offered, pick.manager_id)
             differ[pair] = differ.get(pair, 0) + 1
             if len(recent) < 20:
                 recent.append(
-                    {
-                        "decision_id": d.id,
-                        "contact_id": d.contact_id,
-                        "live": d.manager_id,
-                        "shadow": d.shadow.manager_id,
-                    }
+                    {"decision_id": decision_id, "contact_id": contact_id, "live": offered, "shadow": pick.manager_id}
                 )
     agreed = len(compared) - sum(differ.values())
     live = svc.dispatcher.board.policy
@@ -453,7 +445,7 @@ async def shadow(request: web.Request) -> web.Response:
             "shadow": None
             if live.shadow is None
             else {"version": live.shadow.version, "strategy": live.shadow.strategy.value},
-            "decisions": len(rows),
+            "decisions": len(offers),
             "compared": len(compared),
             "agreed": agreed,
             "agreement": agreed / len(compared) if compared else None,

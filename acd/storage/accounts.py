@@ -231,15 +231,23 @@ class Accounts:
     # ---- the client card's history ----------------------------------------------------
 
     async def earlier_contacts(self, contact: Contact, limit: int = 20) -> list[Contact]:
-        """The same customer's other contacts (same phone or e-mail), newest first."""
+        """The same customer's other contacts, newest first: those of the contact's customer,
+        and those without a customer that have its phone or e-mail.
+
+        The CRM gives every contact with a phone or e-mail the customer who holds it, so
+        contacts sharing one share their customer; only contacts the CRM never saw have none
+        (callbacks, contacts from before it, one whose look-up failed), and those are matched
+        by phone or e-mail as they stand. A contact whose phone the CRM holds for another
+        customer is that customer's. Each part is the look-up of an index a new lead enters
+        only through its customer (acd.storage.tables.contacts): a scan of the phones and
+        e-mails of every contact took 100 ms on a year of data."""
         c = t.contacts.c
-        same = []
+        unknown = c.customer_id.is_(None)  # in each part, so that the partial indexes serve it
+        same = [c.customer_id == contact.customer_id] if contact.customer_id else []
         if contact.phone:
-            same.append(c.phone == contact.phone)
+            same.append(sa.and_(unknown, c.phone == contact.phone))
         if contact.email:
-            same.append(c.email == contact.email)
-        if contact.customer_id:
-            same.append(c.customer_id == contact.customer_id)
+            same.append(sa.and_(unknown, c.email == contact.email))
         if not same:
             return []
         query = sa.select(t.contacts).where(sa.or_(*same), c.id != contact.id).order_by(c.seq.desc()).limit(limit)

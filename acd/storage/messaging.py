@@ -92,6 +92,7 @@ notifications = sa.Table(
     sa.Column("sent_at", sa.Double(), nullable=True),
     sa.Index(None, "status", "next_at"),
     sa.Index(None, "contact_id"),
+    sa.Index(None, "created_at"),  # the newest first, without sorting them all (migration 0015)
 )
 
 notification_attempts = sa.Table(

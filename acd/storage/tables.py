@@ -70,6 +70,11 @@ def _log_key() -> sa.Column[int]:
     return sa.Column("n", _serial(), sa.Identity(), primary_key=True)
 
 
+_without_customer: dict[str, Any] = {
+    "sqlite_where": sa.text("customer_id IS NULL"),
+    "postgresql_where": sa.text("customer_id IS NULL"),
+}
+
 contacts = sa.Table(
     "contacts",
     metadata,
@@ -106,7 +111,16 @@ contacts = sa.Table(
     sa.Column("first_wait", sa.Double(), nullable=True),  # migration 0007: a funnel stage's wait
     sa.Index(None, "status", "seq"),
     sa.Index(None, "assigned_to", **not_null("assigned_to")),  # a new contact is nobody's yet
+    sa.Index(None, "offered_to", **not_null("offered_to")),  # nor offered to anybody (migration 0014)
     sa.Index(None, "arrived_at"),
+    # A customer's contacts (the client card, the CRM's customer page): the CRM gives every
+    # contact with a phone or e-mail its customer; a new customer's id is the newest, so a new
+    # person's lead goes at the end (migration 0014).
+    sa.Index(None, "customer_id", **not_null("customer_id")),
+    # Contacts the CRM has not seen (callbacks, contacts from before it, a failed look-up) are
+    # found by phone or e-mail instead; a new lead, which has a customer, enters neither index.
+    sa.Index(None, "phone", **_without_customer),
+    sa.Index(None, "email", **_without_customer),
     sqlite_autoincrement=True,
 )
 
