@@ -576,7 +576,14 @@ async def test_the_migrated_schema_matches_the_declared_tables(store: Store, bac
 async def test_indexes_of_mostly_empty_columns_leave_the_empty_rows_out(store: Store, backend: Backend) -> None:
     # a new lead is nobody's yet, an intake customer has no account manager, a customer's own
     # events have no deal: the intake's commit must not write an index entry for any of them
-    partial = {"ix_contacts_assigned_to", "ix_crm_customers_account_manager", "ix_crm_events_deal_id_at"}
+    # (nor offered to anybody), and a customer's contacts leave out those without one
+    partial = {
+        "ix_contacts_assigned_to",
+        "ix_contacts_offered_to",
+        "ix_contacts_customer_id",
+        "ix_crm_customers_account_manager",
+        "ix_crm_events_deal_id_at",
+    }
 
     def definitions(conn: sa.Connection) -> dict[str, str]:
         if conn.dialect.name == "sqlite":
@@ -589,6 +596,10 @@ async def test_indexes_of_mostly_empty_columns_leave_the_empty_rows_out(store: S
         found = await conn.run_sync(definitions)
     for name in partial:
         assert "IS NOT NULL" in found[name], found[name]
+    # a new lead has its customer: the look-ups by phone and e-mail (contacts the CRM never
+    # saw) leave it out too
+    for name in ("ix_contacts_phone", "ix_contacts_email"):
+        assert "customer_id IS NULL" in found[name], found[name]
     assert "WHERE" not in found["ix_contacts_arrived_at"]
 
 

@@ -23,7 +23,7 @@ from acd.storage.crm import CrmStore
 from acd.storage.messaging import MessagingStore, Notification
 
 if TYPE_CHECKING:
-    from storage_fixtures import Backend
+    pass
 
 T0 = 1_700_000_000.0
 
@@ -244,23 +244,3 @@ async def test_the_shadow_report_reads_the_offers_among_the_newest_decisions(sto
     assert picks == [("d3", "c3", "anna", NOBODY), ("d1", "c1", "anna", None)]
     full = {d.id: d for d in await store.list_decisions(limit=10)}
     assert [(i, c, m, full[i].shadow) for i, c, m, _ in picks] == picks
-
-
-# ---- what the intake's commit writes ----------------------------------------------------
-
-
-async def test_the_new_contact_indexes_leave_out_what_a_new_lead_holds(store: Store, backend: Backend) -> None:
-    def definitions(conn: sa.Connection) -> dict[str, str]:
-        if conn.dialect.name == "sqlite":
-            query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-        else:
-            query = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
-        return {name: sql for name, sql in conn.exec_driver_sql(query)}
-
-    async with backend.raw() as conn:
-        found = await conn.run_sync(definitions)
-    for name in ("ix_contacts_customer_id", "ix_contacts_offered_to"):
-        assert "IS NOT NULL" in found[name], found[name]
-    for name in ("ix_contacts_phone", "ix_contacts_email"):
-        assert "customer_id IS NULL" in found[name], found[name]
-    assert "WHERE" not in found["ix_crm_customers_created_at_id"]
