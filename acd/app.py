@@ -106,7 +106,10 @@ async def build(
     dispatcher.subscribe(metrics.observe)
     services = Services(deployment=deployment, store=store, dispatcher=dispatcher, metrics=metrics, clock=clock)
     crm = CrmService(CrmStore(store), lambda: services.deployment, lambda: dispatcher.board.managers, ratings, clock)
-    await crm.recompute()
+    try:
+        await crm.recompute()
+    except Exception:  # the server must still start: offers use configured proficiency until it works
+        log.exception("ratings recomputation failed at start; the hourly one retries")
     crm.external = external
     services.enrich = crm.enrich
     services.intake.crm = crm

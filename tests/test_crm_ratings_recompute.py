@@ -11,7 +11,7 @@ import time
 from dataclasses import fields
 
 import pytest
-from api_fixtures import example_deployment
+from api_fixtures import example_deployment, start, stop
 from storage_fixtures import Backend
 
 from acd.core.model import Channel, Contact, Manager
@@ -235,3 +235,23 @@ async def test_the_event_loop_keeps_running_while_the_tables_are_built() -> None
     # Held on the loop, the build is one gap as long as the recompute itself; in a worker
     # thread the loop gets the interpreter back every few milliseconds (sys.getswitchinterval).
     assert gap < took / 4, f"the loop stalled {gap * 1000:.0f} ms of a {took * 1000:.0f} ms recompute"
+
+
+async def test_the_server_starts_when_the_first_recompute_fails(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A year of history the database cannot read (say, one payload its JSON parser refuses)
+    must not keep the server down: offers use the configured proficiency meanwhile."""
+
+    async def unreadable(self: CrmStore, as_of: float | None = None, age: float = 0.0) -> list[Lead]:
+        raise ValueError("invalid input syntax for type json")
+
+    monkeypatch.setattr(CrmStore, "leads", unreadable)
+    running = await start(backend, example_deployment())
+    try:
+        status, body = await running.call("GET", "/healthz")
+        assert status == 200 and body["db"] is True
+        status, _ = await running.call("POST", "/api/leads", json={"name": "Ада", "phone": "+7 916 555-00-03"})
+        assert status == 201
+    finally:
+        await stop(running)
