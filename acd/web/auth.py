@@ -99,7 +99,7 @@ async def browser_identity(request: web.Request) -> Identity | None:
     secret = request.cookies.get(COOKIE)
     if not secret:
         return None
-    session = await _session(request.app, secret, request)
+    session = await _session(request, secret)
     if session is None:
         request.app[SERVICES].bad_credentials.spend(limit_key(request))
         return None
@@ -111,7 +111,8 @@ async def browser_identity(request: web.Request) -> Identity | None:
     return WebIdentity(a.role, a.manager_id, a.username, session.csrf)
 
 
-async def _session(app: web.Application, secret: str, request: web.Request) -> Session | None:
+async def _session(request: web.Request, secret: str) -> Session | None:
+    app = request.app
     cache: dict[str, tuple[float, Session | None]] = app[SESSIONS]
     now = time.time()
     hit = cache.get(secret)
