@@ -138,7 +138,7 @@ async def build(
         relay = app[RELAY] = await open_relay(dispatcher)
     telephony = build_telephony(lambda: services.deployment, store, dispatcher, clock=clock)
     if telephony is not None:
-        telephony.desk.enrich = getattr(services, "enrich", None)
+        telephony.desk.enrich = telephony.callbacks.enrich = getattr(services, "enrich", None)
         telephony.desk.known = _known_by_crm(crm)
         transition_observers.append(telephony.observe)
         app[TELEPHONY] = telephony

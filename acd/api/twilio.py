@@ -93,6 +93,11 @@ class TwilioVoice:
             dialer=self._dialer,
             clock=svc.clock,
         )
+
+        async def enrich(contact: Contact) -> Contact:  # the CRM's, as for a call (set after this is built)
+            return contact if svc.enrich is None else await svc.enrich(contact)
+
+        self.callbacks.enrich = enrich
         if isinstance(svc.dispatcher, ClusterDispatcher):
             svc.dispatcher.subscribe(self._on_callbacks_command)
             self._runner = asyncio.create_task(

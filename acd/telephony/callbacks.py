@@ -95,6 +95,9 @@ class Callbacks:
         #: Told when a request is stored: (the contact it will be, callback id) — the composition
         #: root points it at the "we got your request" notice.
         self.requested: Callable[[Contact, str], Awaitable[object]] | None = None
+        #: The CRM's intake step for a request that falls due (customer, deal owner, pin, team),
+        #: as calls have: the composition root points it at CrmService.enrich.
+        self.enrich: Callable[[Contact], Awaitable[Contact]] | None = None
         #: Told when the customer leg of an attempt failed (busy, no answer...): (contact id,
         #: attempt number). The composition root points it at the "we tried to call you back" notice.
         self.customer_missed: Callable[[str, int], Awaitable[object]] | None = None
@@ -289,7 +292,10 @@ class Callbacks:
 
     async def _due(self, cb: CallbackRow, wall_now: float) -> None:
         policy = self.dispatcher.board.policy
-        contact = qualify(self._contact(cb), policy)
+        contact = self._contact(cb)
+        if self.enrich is not None:
+            contact = await self.enrich(contact)
+        contact = qualify(contact, policy)
         opens = policy.calendar.schedule(contact.team).next_open(wall_now)
         if opens is None or opens > wall_now:
             cb.next_at = opens if opens is not None else wall_now + 86400
