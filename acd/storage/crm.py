@@ -7,8 +7,8 @@ as soon as this module is imported; migration 0003_crm (branch "crm") builds the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +23,7 @@ from acd.storage.bulk import insert_many, select_in
 from acd.storage.store import Conflict, Store, Work, _contact_from_row
 
 _serial = t._serial
+T = TypeVar("T")
 JSONText = t.JSONText
 
 EXPORT_PAGE = 1000  # customers per query of an export
@@ -210,6 +211,10 @@ def _known(conn: Connection, keys_of: dict[str, list[tuple[str, str]]]) -> set[s
     return {customer for customer, keys in keys_of.items() if not taken.isdisjoint(keys)} if taken else set()
 
 
+def _lead(r: sa.RowMapping) -> Lead:
+    return Lead(r["id"], r["assigned_to"], r["criteria"] or {}, r["arrived_at"])
+
+
 def _deal_upsert(dialect: str) -> Any:
     statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(deals)
     updated = {c.name: statement.excluded[c.name] for c in deals.c if c.name != "id"}
@@ -376,11 +381,9 @@ class CrmStore:
         )
         if as_of is not None:
             query = query.where(c.arrived_at + age <= as_of)  # the test `ratings.opportunities` makes
-        out = []
-        async with self._store._read() as conn:
-            async for rows in (await conn.stream(query)).mappings().partitions(1000):
-                out += [Lead(r["id"], r["assigned_to"], r["criteria"] or {}, r["arrived_at"]) for r in rows]
-        return out
+        return await self._in_slices(
+            query, lambda r: Lead(r["id"], r["assigned_to"], r["criteria"] or {}, r["arrived_at"])
+        )
 
     # ---- deals and history --------------------------------------------------------
 
@@ -450,11 +453,15 @@ class CrmStore:
     async def all_deals(self) -> list[Deal]:
         """Oldest first, fetched in slices: a year's deals in one piece held the event loop a third
         of a second."""
-        out = []
+        return await self._in_slices(sa.select(deals).order_by(deals.c.opened_at, deals.c.id), _deal)
+
+    async def _in_slices(self, query: sa.Select[Any], row_to: Callable[[sa.RowMapping], T]) -> list[T]:
+        """Every row of `query`, fetched a thousand at a time: each slice holds the event loop
+        for milliseconds, where the whole of a year's rows held it for seconds."""
+        out: list[T] = []
         async with self._store._read() as conn:
-            query = sa.select(deals).order_by(deals.c.opened_at, deals.c.id)
             async for rows in (await conn.stream(query)).mappings().partitions(1000):
-                out += [_deal(r) for r in rows]
+                out += [row_to(r) for r in rows]
         return out
 
     async def history(self, customer_id: str | None = None, deal_id: str | None = None) -> list[CrmEvent]:
