@@ -141,8 +141,13 @@ class RateLimits:
 
 @dataclass(frozen=True, slots=True)
 class WebSettings:
+    """`name_the_manager`: a callback's confirmation names the manager a known customer is
+    pinned to. Off by default: whoever types a number would learn whether it belongs to a
+    customer and who looks after them; the team the answers call for is named either way."""
+
     allowed_origins: tuple[str, ...] = ()
     rate_limits: RateLimits = RateLimits()
+    name_the_manager: bool = False
 
 
 @dataclass(frozen=True, slots=True)

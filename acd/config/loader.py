@@ -457,7 +457,9 @@ def _build(
             ),
         ),
         web=WebSettings(
-            tuple(web.allowed_origins), RateLimits(web.rate_limits.leads_per_minute, web.rate_limits.api_per_minute)
+            tuple(web.allowed_origins),
+            RateLimits(web.rate_limits.leads_per_minute, web.rate_limits.api_per_minute),
+            web.name_the_manager,
         ),
         crm=CrmSettings(
             spec.crm.default_region,

@@ -281,6 +281,7 @@ class RateLimitsSpec(Spec):
 class WebSpec(Spec):
     allowed_origins: list[str] = []
     rate_limits: RateLimitsSpec = RateLimitsSpec()
+    name_the_manager: bool = False
 
 
 # ---- qualification -------------------------------------------------------------------

@@ -126,11 +126,12 @@ async def _who_calls(
     request: web.Request, svc: Services, phone: str, criteria: Mapping[str, str]
 ) -> dict[str, object] | None:
     """Who will call back, as far as the server can tell now: the manager a known customer is
-    pinned to (routing offers it to them first), else the team the answers call for; None
-    when nobody in particular (any free manager)."""
+    pinned to (routing offers it to them first) where the deployment lets the site say so
+    (`web.name_the_manager`), else the team the answers call for; None when nobody in
+    particular (any free manager)."""
     crm = request.app.get(CRM)
     board = svc.dispatcher.board
-    if crm is not None:
+    if crm is not None and svc.deployment.web.name_the_manager:
         customer = await crm.recognise(phone)
         manager = board.managers.get(customer.pinned_to or "") if customer else None
         if manager is not None:

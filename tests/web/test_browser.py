@@ -401,7 +401,9 @@ async def test_the_widget_books_a_callback_through_the_telephony_and_says_when_a
     # customers are told by e-mail how a callback goes: the form asks for an address
     notices = replace(deployment.notifications, enabled=True)
     site.server.services.deployment = replace(
-        deployment, web=replace(deployment.web, allowed_origins=(origin,)), notifications=notices
+        deployment,
+        web=replace(deployment.web, allowed_origins=(origin,), name_the_manager=True),
+        notifications=notices,
     )
     before = len(await site.server.store.list_contacts())
     tz = ZoneInfo(deployment.tz)
