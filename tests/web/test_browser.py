@@ -508,3 +508,85 @@ async def test_a_manager_transfers_a_contact_to_a_colleague_from_the_panel(site:
     assert c.assigned_to is None and "boris" in (c.pinned_to, c.offered_to)
     decisions = await site.server.store.list_decisions(contact_id=taken["id"])
     assert any(d.kind == "transfer" for d in decisions), [d.kind for d in decisions]
+
+
+async def test_the_dashboard_shows_no_made_up_time_in_state_for_a_manager_it_has_no_time_for(
+    site: Running, page: Any
+) -> None:
+    # a new hire added by the admin has not been on line yet: the server has no "since" for them
+    status, _ = await site.call(
+        "POST",
+        "/api/managers",
+        site.admin,
+        json={"id": "zoya", "name": "Зоя Новая", "team": "sales", "skills": {"sales": 3}, "capacity": {"web": 3}},
+    )
+    assert status == 201
+    assert site.server.dispatcher.board.managers["zoya"].presence_since == 0
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    zoya = page.locator('#managers tr[data-manager="zoya"] td').nth(1)
+    await playwright_api.expect(zoya).to_have_text("Не в сети")  # not "Не в сети 499076 ч 03 мин"
+    anna = page.locator('#managers tr[data-manager="anna"] td').nth(1)
+    await playwright_api.expect(anna).to_contain_text(" с")  # a real time in state is still shown
+    await page.locator("#lang").click()
+    await playwright_api.expect(zoya).to_have_text("Offline")
+    await page.locator("#lang").click()
+
+
+async def test_the_decision_log_names_every_kind_and_counts_steps_as_the_summary_does(site: Running, page: Any) -> None:
+    await only(site, "anna")
+    taken = await lead(site, "Клиент Для Журнала")
+    await site.settle()
+    anna = await site.manager_token("anna")
+    status, _ = await site.call("POST", f"/api/contacts/{taken['id']}/accept", anna)
+    assert status == 200
+    status, _ = await site.call("POST", f"/api/contacts/{taken['id']}/transfer", anna, json={"to_manager": "boris"})
+    assert status == 200
+    decisions = await site.server.store.list_decisions(contact_id=taken["id"])
+    offer = next(d for d in decisions if d.kind == "offer")
+    assert f"step {offer.step + 1} '{offer.pool}'" in offer.summary
+
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    log = page.locator("#decisions")
+    transfer = log.locator("details").filter(has_text="передача менеджером")
+    await playwright_api.expect(transfer).to_have_count(1)
+    await playwright_api.expect(log).not_to_contain_text("kind.")
+    entry = log.locator("details").filter(has_text=offer.summary)
+    await entry.locator("summary").click()
+    # the same step number as the summary (and the admin page's numbered list of steps)
+    await playwright_api.expect(entry.locator(".why")).to_contain_text(f"шаг {offer.step + 1} ({offer.pool})")
+    await page.locator("#lang").click()
+    await playwright_api.expect(log.locator("details").filter(has_text="transfer by a manager")).to_have_count(1)
+    await playwright_api.expect(entry.locator(".why")).to_contain_text(f"step {offer.step + 1} ({offer.pool})")
+    await playwright_api.expect(log).not_to_contain_text("kind.")
+    await page.locator("#lang").click()
+
+
+async def test_switching_the_language_redraws_the_client_cards_in_the_panel(site: Running, page: Any) -> None:
+    await only(site, "anna")
+    first = await lead(site, "Клиент Карточки", note="перезвонить вечером")
+    await site.settle()
+    status, _ = await site.call("POST", f"/api/contacts/{first['id']}/accept", await site.manager_token("anna"))
+    assert status == 200
+    await sign_in(page, site, "anna", "anna-password", "/panel")
+    row = page.locator(f'#mine tr[data-contact="{first["id"]}"]')
+    await row.get_by_role("button", name="Клиент Карточки", exact=True).click()
+    selected = page.locator("#selected-card")
+    await playwright_api.expect(selected).to_contain_text("Горячий")
+    await lead(site, "Второй Клиент", phone="+7 900 123-00-00")  # and an offer rings meanwhile
+    card = page.locator("#client-card")
+    await playwright_api.expect(card).to_contain_text("Второй Клиент")
+    await playwright_api.expect(card).to_contain_text("Горячий")  # the full card has come
+
+    await page.locator("#lang").click()
+    await playwright_api.expect(page.get_by_role("heading", name="Client card")).to_be_visible()
+    for box in (selected, card):
+        await playwright_api.expect(box).to_contain_text("Hot")
+        await playwright_api.expect(box).to_contain_text("Earlier contacts")
+        await playwright_api.expect(box).to_contain_text("Web lead")
+        await playwright_api.expect(box).not_to_contain_text("Горячий")
+        await playwright_api.expect(box).not_to_contain_text("Прошлые обращения")
+    await playwright_api.expect(selected).to_contain_text("Note: перезвонить вечером")  # the customer's words stay
+
+    await page.locator("#lang").click()
+    await playwright_api.expect(card).to_contain_text("Прошлые обращения")
+    await playwright_api.expect(selected).to_contain_text("Горячий")

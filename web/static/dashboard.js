@@ -42,6 +42,12 @@ function reasonText(r) {
   return text === key ? r : text;
 }
 
+function kindText(kind) {
+  const key = `kind.${kind}`;
+  const text = t(key);
+  return text === key ? kind : text;
+}
+
 function managerName(id) {
   return live.managers.find((m) => m.id === id)?.name || id || "—";
 }
@@ -215,7 +221,9 @@ function drawManagers() {
               {},
               el("span", { class: "badge", dataset: { state: m.presence } }, t(`pr.${m.presence}`)),
               m.pause_reason ? el("span", { class: "muted" }, ` ${reasonText(m.pause_reason)}`) : "",
-              el("span", { class: "muted small" }, ` ${fmtDur(clock.now() - m.presence_since)}`),
+              // presence_since is 0 for a manager whose state has not changed since the server
+              // started (or who was just created): how long is unknown, not 56 years
+              m.presence_since > 0 ? el("span", { class: "muted small" }, ` ${fmtDur(clock.now() - m.presence_since)}`) : "",
             ),
             el("td", { class: "small" }, load),
             el(
@@ -331,13 +339,14 @@ function decisionItem(d, open = false) {
       el("span", { class: "muted" }, fmtTime(d.at)),
       " ",
       el("strong", {}, chosen),
-      ` · ${t(`kind.${d.kind}`)} · `,
+      ` · ${kindText(d.kind)} · `,
       d.summary || "",
     ),
     el(
       "div",
       { class: "why" },
-      el("p", {}, t("dash.why.policy", { strategy: d.strategy, step: d.step, pool: d.pool, v: d.policy_version })),
+      // d.step counts from 0; the summary and the admin page's list of steps count from 1
+      el("p", {}, t("dash.why.policy", { strategy: d.strategy, step: d.step + 1, pool: d.pool, v: d.policy_version })),
       d.candidates.length
         ? el(
             "table",

@@ -103,13 +103,23 @@ $("rejoin").addEventListener("click", async () => {
   }
 });
 
+// ---- client cards (the offer's and the one opened from my contacts) -------------------
+// Each card's data is kept with it, so a language switch draws it again in the new language.
+
+const shownCards = new Map();
+
+function showCard(target, card) {
+  shownCards.set(target, card);
+  renderCard(target, card);
+}
+
 // ---- the offer -----------------------------------------------------------------------
 
 async function showOffer(msg) {
   offer = msg;
   offerArrived = performance.now();
   $("offer").hidden = false;
-  renderCard($("client-card"), { contact: msg.contact, criteria_labels: {}, earlier: [], deals: [] });
+  showCard($("client-card"), { contact: msg.contact, criteria_labels: {}, earlier: [], deals: [] });
   $("offer-announce").textContent = t("panel.offer.announce", { name: msg.contact.name || t("card.noname") });
   $("accept").focus();
   tick();
@@ -117,7 +127,7 @@ async function showOffer(msg) {
   ticker = setInterval(tick, 250);
   try {
     const card = await api("GET", `/api/contacts/${encodeURIComponent(msg.contact.id)}/card`);
-    if (offer?.contact.id === msg.contact.id) renderCard($("client-card"), card);
+    if (offer?.contact.id === msg.contact.id) showCard($("client-card"), card);
   } catch (err) {
     if (err.status !== 404) showError(err);
   }
@@ -330,7 +340,7 @@ async function finish(id, outcome) {
 async function openCard(id) {
   try {
     const card = await api("GET", `/api/contacts/${encodeURIComponent(id)}/card`);
-    renderCard($("selected-card"), card);
+    showCard($("selected-card"), card);
     $("selected").hidden = false;
     $("selected").dataset.contact = id;
     $("selected-h").focus?.();
@@ -382,6 +392,7 @@ setInterval(heartbeat, HEARTBEAT_MS);
 document.addEventListener("visibilitychange", heartbeat);
 document.addEventListener("acd:lang", () => {
   if (me) showMe(me);
+  for (const [target, card] of shownCards) renderCard(target, card);
   refreshMine();
 });
 applyI18n(document);
