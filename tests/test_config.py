@@ -436,3 +436,117 @@ def test_an_unclosed_quote_names_the_line_where_it_opened(tmp_path: Path) -> Non
     path.write_text('site:\n  name: "Ромашка\npolicy:\n  version: "1"\n', encoding="utf-8")
     (problem,) = problems_of(path)
     assert problem.startswith(f"{path}: line ") and "at line 2" in problem
+
+
+# ---- dates and weekly hours as administrators type them -----------------------------------
+
+
+def example_text(tmp_path: Path, old: str, new: str) -> Path:
+    """The example file as text, with one line edited the way an administrator would."""
+    text = EXAMPLE.read_text(encoding="utf-8").replace("flows_dir: ../ivr_flows", f"flows_dir: {FLOWS}")
+    assert old in text
+    path = tmp_path / "acd.yaml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("typo", ["2026-02-30", "2026-13-01", "2026-02-23..2026-02-30"])
+def test_an_impossible_holiday_date_is_a_problem_that_names_its_key(tmp_path: Path, typo: str) -> None:
+    """Unquoted, YAML reads 2026-02-30 as a date and PyYAML raised ValueError: a traceback
+    from check-config, serve and a reload."""
+    path = example_text(tmp_path, "- 2026-02-23 ", f"- {typo} ")
+    (problem,) = problems_of(path)
+    assert problem == (
+        f"{path}: hours.holidays[1]: must be a date 2026-01-01 or a range 2026-01-01..2026-01-08 "
+        f"(got '{typo}': {'month must be in 1..12' if '-13-' in typo else 'day is out of range for month'})"
+    )
+
+
+def test_an_impossible_date_in_an_ivr_flow_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    config, flow = write_flow(tmp_path, lambda f: None)
+    flow.write_text(flow.read_text(encoding="utf-8") + "updated: 2026-11-31\n", encoding="utf-8")
+    assert problems_of(config) == [f"{flow}: updated: unknown key (misspelt, or not allowed here)"]
+
+
+def test_a_value_yaml_cannot_build_is_a_problem_at_its_line(tmp_path: Path) -> None:
+    path = example_text(tmp_path, "  port: 8080", "  port: !!int eighty")
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}: line 24: cannot read 'eighty' as int"), problem
+
+
+def test_a_holiday_is_a_whole_day(tmp_path: Path) -> None:
+    path = example_text(tmp_path, "- 2026-02-23 ", "- 2026-02-23 10:00:00 ")
+    assert problems_of(path) == [
+        f"{path}: hours.holidays[1]: a holiday is a whole day: write the date without a time, e.g. 2026-01-01"
+    ]
+
+
+def test_a_week_line_written_without_quotes_means_the_same_line(tmp_path: Path) -> None:
+    """`- mon-fri: 09:00-18:00` is a one-key mapping to YAML: it was refused as
+    "must be a valid string", with no hint that quotes were missing."""
+    path = example_text(
+        tmp_path,
+        '        - "mon-fri: 08:00-17:00"',
+        "        - mon-fri: 08:00-12:00, 13:00-17:00\n        - sat: 10:00-14:00",
+    )
+    calendar = load_deployment(path, environ={}).policy.calendar
+    assert calendar.is_open("logistics", at(2026, 11, 23, 8, 30))  # a Monday
+    assert not calendar.is_open("logistics", at(2026, 11, 23, 12, 30))  # lunch
+    assert calendar.is_open("logistics", at(2026, 11, 28, 11, 0))  # a Saturday
+    assert not calendar.is_open("logistics", at(2026, 11, 28, 14, 0))
+
+
+def test_a_week_line_that_is_not_a_line_says_how_to_write_one(tmp_path: Path) -> None:
+    path = example_text(tmp_path, '    - "mon-fri: 09:00-18:00"\n  holidays', "    - sat: 10:00\n  holidays")
+    assert problems_of(path) == [
+        f'{path}: hours.week[0]: must be one quoted line per list item, e.g. - "mon-fri: 09:00-18:00"'
+    ]
+    path = example_text(tmp_path, '    - "mon-fri: 09:00-18:00"\n  holidays', "    -\n  holidays")
+    assert problems_of(path) == [
+        f'{path}: hours.week[0]: must be a line such as "mon-fri: 09:00-18:00" in quotes (got None)'
+    ]
+
+
+def test_check_config_lists_an_impossible_holiday_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from acd.cli import check_config
+
+    path = example_text(tmp_path, "- 2026-11-04 ", "- 2026-11-31 ")
+    assert check_config(path) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"{path}: hours.holidays[6]: must be a date 2026-01-01 or a range 2026-01-01..2026-01-08 "
+        "(got '2026-11-31': day is out of range for month)",
+        f"{path}: 1 problem(s)",
+    ]
+
+
+def test_a_later_week_line_cannot_silently_leave_a_short_friday_open(tmp_path: Path) -> None:
+    """A day's intervals are the union of its lines: "fri: 09:00-16:45" after "mon-fri:
+    09:00-18:00" was accepted and Friday stayed open until 18:00."""
+    path = example_text(
+        tmp_path, '        - "mon-fri: 08:00-17:00"', '        - "mon-fri: 09:00-18:00"\n        - "fri: 09:00-16:45"'
+    )
+    assert problems_of(path) == [
+        f"{path}: teams.logistics.hours.week[1]: fri 09:00-16:45 overlaps 09:00-18:00 from "
+        "teams.logistics.hours.week[0]: a day's hours add up over every line that names it, so to give fri "
+        "other hours leave it out of the other line (e.g. mon-thu and fri apart)"
+    ]
+    path = example_text(tmp_path, '    - "mon-fri: 09:00-18:00"', '    - "mon-fri: 09:00-18:00, 17:00-20:00"')
+    assert problems_of(path) == [f"{path}: hours.week[0]: mon 17:00-20:00 overlaps 09:00-18:00 in the same line"]
+
+
+def test_week_lines_that_only_touch_add_up(tmp_path: Path) -> None:
+    path = example_text(
+        tmp_path,
+        '        - "mon-fri: 08:00-17:00"',
+        '        - "mon-thu: 09:00-18:00"\n        - "fri: 09:00-16:45"\n'
+        '        - "mon-fri: 18:00-24:00"\n        - "sat: 00:00-06:00"',
+    )
+    calendar = load_deployment(path, environ={}).policy.calendar
+    assert calendar.is_open("logistics", at(2026, 11, 26, 17, 0))  # a Thursday
+    assert not calendar.is_open("logistics", at(2026, 11, 27, 17, 0))  # Friday: short
+    assert calendar.is_open("logistics", at(2026, 11, 27, 23, 0))  # Friday night
+    assert calendar.is_open("logistics", at(2026, 11, 28, 5, 59))  # ...into Saturday
+    assert not calendar.is_open("logistics", at(2026, 11, 28, 6, 0))

@@ -40,7 +40,7 @@ from acd.config.deployment import (
 from acd.config.errors import ConfigError, Loc, Problems, dotted
 from acd.config.flows import IvrFlow, build_flow
 from acd.config.schema import DeploymentSpec, HoursSpec, parse_hours_line
-from acd.core.hours import Calendar, Schedule
+from acd.core.hours import WEEKDAYS, Calendar, Schedule
 from acd.core.model import Channel, Manager
 from acd.core.policy import DEFAULT_STEPS, ChannelRules, EscalationStep, RoutingPolicy, ShadowPolicy, Weights
 
@@ -108,7 +108,28 @@ def check(path: str | Path, environ: Mapping[str, str] | None = None) -> list[st
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
+    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one.
+
+    A value PyYAML's constructors cannot build (an explicit `!!int abc`) is a problem at its
+    line, never a traceback; an impossible date such as 2026-02-30, which PyYAML would fail
+    on the same way, stays the text it is, for the key that wants a date to name.
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            value = node.value if isinstance(node, yaml.ScalarNode) else node.tag
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {value!r} as {node.tag.rsplit(':', 1)[-1]} ({e})", node.start_mark
+            ) from None
+
+
+def _timestamp(loader: _StrictLoader, node: yaml.ScalarNode) -> Any:
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError:  # 2026-02-30, 2026-13-01, 25:00: the validator of its key says what is wrong
+        return loader.construct_scalar(node)
 
 
 def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -128,6 +149,7 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 
 def _read_yaml(path: Path, problems: Problems) -> Any:
@@ -154,6 +176,8 @@ def _read_yaml(path: Path, problems: Problems) -> Any:
         problems.at_line(mark.line + 1, what)
     except yaml.YAMLError as e:
         problems.whole(f"invalid YAML: {e}")
+    except RecursionError:
+        problems.whole("invalid YAML: lists or mappings nested too deeply")
     return None
 
 
@@ -234,6 +258,9 @@ def _cross_check(spec: DeploymentSpec, problems: Problems) -> None:
         texts(("skills", name), label)
     for name, t in spec.teams.items():
         texts(("teams", name, "label"), t.label)
+    _overlapping_hours(("hours",), spec.hours, problems)
+    for name, t in spec.teams.items():
+        _overlapping_hours(("teams", name, "hours"), t.hours, problems)
 
     langs(("manager_defaults", "languages"), spec.manager_defaults.languages or ())
     unique(("managers",), "id", [m.id for m in spec.managers], "id")
@@ -259,6 +286,37 @@ def _cross_check(spec: DeploymentSpec, problems: Problems) -> None:
     for i, step in enumerate(steps[:-1]):
         if step.timeout is None:
             problems.add(("policy", "steps", i, "timeout"), "only the last step may wait without a timeout")
+
+
+def _overlapping_hours(loc: Loc, hours: HoursSpec | None, problems: Problems) -> None:
+    """A day's opening intervals are the union of every week line naming it, so a later
+    line cannot shorten a day: "mon-fri: 09:00-18:00" then "fri: 09:00-16:45" (a short
+    Friday) kept Friday open until 18:00. Intervals of one day that overlap are refused."""
+    if hours is None or not hours.week:
+        return
+    seen: dict[int, list[tuple[int, int, str, int]]] = {}
+    for i, line in enumerate(hours.week):
+        days, intervals = parse_hours_line(line)
+        clash = None
+        for day in days:
+            for start, end in intervals:
+                a, b = start.hour * 60 + start.minute, (end.hour * 60 + end.minute) or 24 * 60
+                text = f"{start:%H:%M}-{b // 60:02d}:{b % 60:02d}"
+                for a2, b2, text2, j in seen.get(day, ()):
+                    if clash is None and a < b2 and a2 < b:
+                        clash = (WEEKDAYS[day], text, text2, j)
+                seen.setdefault(day, []).append((a, b, text, i))
+        if clash is not None:
+            name, text, text2, j = clash
+            if j == i:
+                problems.add((*loc, "week", i), f"{name} {text} overlaps {text2} in the same line")
+            else:
+                problems.add(
+                    (*loc, "week", i),
+                    f"{name} {text} overlaps {text2} from {dotted((*loc, 'week', j))}: a day's hours add up over "
+                    f"every line that names it, so to give {name} other hours leave it out of the other line "
+                    "(e.g. mon-thu and fri apart)",
+                )
 
 
 def _cross_check_messaging(spec: DeploymentSpec, flows: tuple[str, ...] | None, problems: Problems) -> None:

@@ -9,7 +9,7 @@ Every model forbids unknown keys, so a misspelt key is an error rather than a si
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -150,6 +150,20 @@ def parse_hours_line(line: str) -> tuple[tuple[int, ...], tuple[tuple[time, time
     return tuple(range(a, b + 1)), tuple(intervals)
 
 
+def _hours_line_text(value: Any) -> Any:
+    """An unquoted `- mon-fri: 09:00-18:00` is a one-key mapping to YAML: read it as the line
+    it was meant to be rather than refuse it as "not a string"."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((days, spans),) = value.items()
+            if isinstance(days, str) and isinstance(spans, str):
+                return f"{days}: {spans}"
+        raise ValueError('must be one quoted line per list item, e.g. - "mon-fri: 09:00-18:00"')
+    if not isinstance(value, str):
+        raise ValueError(f'must be a line such as "mon-fri: 09:00-18:00" in quotes (got {value!r})')
+    return value
+
+
 def _hours_line(value: str) -> str:
     parse_hours_line(value)
     return value
@@ -157,6 +171,8 @@ def _hours_line(value: str) -> str:
 
 def _holiday(value: Any) -> Any:
     """A date, or a range "2026-01-01..2026-01-08" (both ends closed)."""
+    if isinstance(value, datetime):
+        raise ValueError("a holiday is a whole day: write the date without a time, e.g. 2026-01-01")
     if isinstance(value, date):
         return (value, value)
     if isinstance(value, str):
@@ -164,8 +180,11 @@ def _holiday(value: Any) -> Any:
         try:
             a = date.fromisoformat(first.strip())
             b = date.fromisoformat(last.strip()) if sep else a
-        except ValueError:
-            raise ValueError("must be a date 2026-01-01 or a range 2026-01-01..2026-01-08") from None
+        except ValueError as e:
+            why = f": {e}" if "out of range" in str(e) or "must be in" in str(e) else ""
+            raise ValueError(
+                f"must be a date 2026-01-01 or a range 2026-01-01..2026-01-08 (got {value!r}{why})"
+            ) from None
         if b < a:
             raise ValueError("date range runs backwards")
         if (b - a).days > 366:
@@ -191,7 +210,7 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_non_
 PositiveSeconds = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 Count = Annotated[StrictInt, Field(ge=0)]
 Capacity = dict[Channel, Count]
-HoursLine = Annotated[str, AfterValidator(_hours_line)]
+HoursLine = Annotated[str, BeforeValidator(_hours_line_text), AfterValidator(_hours_line)]
 Holiday = Annotated[tuple[date, date], BeforeValidator(_holiday)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 NonNegFloat = Annotated[float, Field(ge=0)]
