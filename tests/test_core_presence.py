@@ -7,7 +7,7 @@ import pytest
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.model import Channel, ContactStatus, Outcome, Presence
-from acd.core.policy import ChannelRules, RoutingPolicy
+from acd.core.policy import ChannelRules, EscalationStep, Pool, RoutingPolicy
 from acd.core.switchboard import Switchboard
 from tests.core_helpers import Harness, contact, harness, manager
 
@@ -254,6 +254,38 @@ def test_restore_counts_times_stored_ahead_of_its_clock_from_now():
     assert fresh.timers[("inactivity", "anna")] == fresh.now + 600
     fresh.tick(30)
     assert fresh.offered_to("c2") == "anna"
+
+
+def test_a_reload_that_shortens_the_policys_times_sets_their_timers_again():
+    """Wrap-up, a step's timeout and the inactivity limit cut by a reload run to their new
+    length from when each began, not to the old one."""
+    long = {Channel.CALL: ChannelRules(offer_timeout=20, wrap_up=600), Channel.WEB: ChannelRules(offer_timeout=120)}
+    steps = (EscalationStep(Pool.SKILL, 600), EscalationStep(Pool.ANY, None))
+    h = harness(channels=long, steps=steps, inactivity_pause=3600)
+    h.join(manager("anna"), manager("boris"))
+    h.send(ev.PresenceSet("boris", Presence.PAUSED, "x"))
+    h.arrive(contact("c1", Channel.CALL))
+    h.send(ev.OfferAccepted("c1", "anna"))
+    h.send(ev.WorkFinished("c1", "anna"))  # anna wraps up for 600 s
+    finished = h.now
+    h.arrive(contact("c2"))  # nobody free, boris is staffed: it waits at 'skill' for 600 s
+    h.tick(10)
+    h.send(ev.PolicyReloaded(RoutingPolicy(channels=RULES, steps=(EscalationStep(Pool.SKILL, 30), steps[1]))))
+    assert h.timers[("wrapup", "anna")] == finished + 30
+    assert h.timers[("escalate", "c2")] == finished + 30
+    assert h.timers[("inactivity", "anna")] == h.board.managers["anna"].last_heartbeat + 600
+    h.tick(20)
+    assert h.offered_to("c2") == "anna"
+
+
+def test_a_reload_that_ends_a_steps_timeout_stops_its_timer():
+    h = harness(steps=(EscalationStep(Pool.SKILL, 600), EscalationStep(Pool.ANY, None)))
+    h.join(manager("anna"))
+    h.send(ev.PresenceSet("anna", Presence.PAUSED, "x"))
+    h.arrive(contact("c1"))
+    assert ("escalate", "c1") in h.timers
+    h.send(ev.PolicyReloaded(RoutingPolicy(steps=(EscalationStep(Pool.SKILL, None),))))
+    assert ("escalate", "c1") not in h.timers
 
 
 def test_device_in_use_makes_a_manager_busy_for_routing():

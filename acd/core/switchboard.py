@@ -458,7 +458,10 @@ class Switchboard:
 
     def _reload(self, policy: RoutingPolicy) -> None:
         """A new policy: waiting contacts stay in the queue (re-sorted if decay changed);
-        outstanding offers and wrap-ups run on; steps are clamped to the new ladder."""
+        outstanding offers run on; steps are clamped to the new ladder. The timers the policy
+        times (a step's timeout and the hours that hold it, wrap-up, inactivity) are set
+        again by the new one: a timeout cut from ten minutes to thirty seconds must not
+        still wait ten (a timer that comes early is set again for its new time anyway)."""
         self.policy = policy
         self._p.everything = True
         waiting = [c for c in self.contacts.values() if c.status is ContactStatus.WAITING]
@@ -468,9 +471,16 @@ class Switchboard:
                 c.step = len(policy.steps) - 1
                 self._dirty(c)
             self._enqueue(c)
+            self._rearm(("escalate", c.id))
         for m in self.managers.values():
+            self._rearm(("wrapup", m.id))
+            self._rearm(("inactivity", m.id))
             if m.presence in (Presence.AVAILABLE, Presence.BUSY):
                 self._move(m, Cause.LOAD_CHANGED, "policy reloaded")
+
+    def _rearm(self, key: tuple[str, str]) -> None:
+        due = self._due(key)
+        self._cmd(ev.CancelTimer(key) if due is None else ev.StartTimer(key, due))
 
     # ---- presence ----------------------------------------------------------------
 
