@@ -296,6 +296,8 @@ async def serve(
             except ConfigError as err:
                 for problem in err.problems:
                     log.error("reload refused: %s", problem)
+            except Exception:  # a task's exception would otherwise surface only when it is collected
+                log.exception("reload failed; the running configuration stays")
 
         reloads.add(task := loop.create_task(run()))
         task.add_done_callback(reloads.discard)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from api_fixtures import Running
+from storage_fixtures import Backend
 
 from acd.api.security import BAD_CREDENTIALS_PER_MINUTE
+from acd.config import load_deployment
 
 LEAD = {
     "name": "Иван Петров",
@@ -275,6 +278,29 @@ async def test_a_config_reload_keeps_every_waiting_contact(running: Running) -> 
     assert [c["id"] for c in snap["waiting"]] == ids
     status, _ = await running.call("POST", "/api/config/reload", running.supervisor)
     assert status == 403
+
+
+async def test_a_reload_of_a_broken_file_names_its_problems_and_keeps_the_running_rules(
+    backend: Backend, tmp_path: Path
+) -> None:
+    from api_fixtures import EXAMPLE, ROOT, start, stop
+
+    text = EXAMPLE.read_text(encoding="utf-8").replace("flows_dir: ../ivr_flows", f"flows_dir: {ROOT / 'ivr_flows'}")
+    path = tmp_path / "acd.yaml"
+    path.write_text(text, encoding="utf-8")
+    r = await start(backend, load_deployment(path, environ={}))
+    try:
+        running_version = r.server.deployment.policy.version
+        path.write_text(text.replace("{offer_timeout: 20s,", "{offer_timeout: -5s,", 1), encoding="utf-8")
+        status, body = await r.call("POST", "/api/config/reload", r.admin)
+        assert status == 422 and body["error"]["code"] == "invalid_config"
+        assert "offer_timeout" in body["error"]["message"] and "acd.yaml" in body["error"]["message"]
+        assert r.server.services.deployment.policy.version == running_version
+        path.write_text(text, encoding="utf-8")
+        status, body = await r.call("POST", "/api/config/reload", r.admin)
+        assert status == 200 and body["policy_version"] == running_version
+    finally:
+        await stop(r)
 
 
 async def test_the_shadow_policy_agreement_is_reported_to_the_supervisor(running: Running) -> None:

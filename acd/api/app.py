@@ -19,7 +19,7 @@ from acd.api.proxies import limit_key
 from acd.api.routing import ROUTES, ApiError, Registry, idempotency_key, json_response, parse_body, whole_number
 from acd.api.security import BAD_CREDENTIALS_PER_MINUTE, Identity, RateLimiter, TokenCache
 from acd.api.views import contact_json, decision_json, lead_receipt, manager_json, transition_json
-from acd.config import Deployment
+from acd.config import ConfigError, Deployment
 from acd.core import events as ev
 from acd.core.errors import CoreError
 from acd.core.intake import derived
@@ -662,7 +662,10 @@ async def reload_config(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     if svc.reload is None:
         raise ApiError(409, "unsupported", "this server was started without a configuration file")
-    deployment = await svc.reload()
+    try:
+        deployment = await svc.reload()
+    except ConfigError as err:  # the running policy stays; the admin is told every problem
+        raise ApiError(422, "invalid_config", "\n".join(err.problems)) from None
     await svc.store.audit(
         svc.clock(), _me(request).actor, "reload_config", str(deployment.path), {"version": deployment.policy.version}
     )
