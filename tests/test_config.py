@@ -420,6 +420,18 @@ def test_a_question_may_override_its_prompt_in_one_language_and_offer_fewer_keys
     assert purpose.keys == {"1": "purchase", "2": "renewal"}
 
 
+def test_a_flow_file_may_end_in_yml_and_what_editors_leave_beside_flows_is_not_read(tmp_path: Path) -> None:
+    config, main = write_flow(tmp_path, lambda flow: None)
+    main.rename(main.with_suffix(".yml"))  # as many editors and tools name YAML files
+    (main.parent / ".#sales.yaml").symlink_to("root@office.12345:1700000000")  # Emacs' lock on a flow being edited
+    (main.parent / ".sales.yaml.swp").write_bytes(b"\x00vim swap")
+    assert "main" in load_deployment(config, environ={}).flows
+    yml = main.with_suffix(".yml")
+    main.write_text(yml.read_text(encoding="utf-8"), encoding="utf-8")
+    (problem,) = problems_of(config)
+    assert problem == f"{yml}: a second file for the flow 'main': keep one of main.yaml and main.yml"
+
+
 def test_a_missing_flows_directory_is_a_problem(tmp_path: Path) -> None:
     path = write_config(tmp_path, lambda c: c.update(flows_dir="no-such-dir"))
     (problem,) = problems_of(path)

@@ -350,12 +350,16 @@ def _load_flows(
         return {}, problems.items
     flows: dict[str, IvrFlow] = {}
     found: list[str] = []
-    for file in sorted(directory.glob("*.yaml")):
+    names: set[str] = set()
+    for file in _flow_files(directory):
         flow_problems = Problems(str(file))
         name = file.stem
-        if not name.replace("-", "_").isidentifier() or not name.isascii() or name != name.lower():
+        if name in names:
+            flow_problems.whole(f"a second file for the flow {name!r}: keep one of {name}.yaml and {name}.yml")
+        elif not name.replace("-", "_").isidentifier() or not name.isascii() or name != name.lower():
             flow_problems.whole("a flow's file name must be lowercase letters, digits, - or _ (it names the flow)")
         else:
+            names.add(name)
             raw = _read_yaml(file, flow_problems)
             if not flow_problems:
                 flow = build_flow(name, file, raw, criteria, languages, flow_problems)
@@ -363,6 +367,13 @@ def _load_flows(
                     flows[name] = flow
         found += flow_problems.items
     return flows, found
+
+
+def _flow_files(directory: Path) -> list[Path]:
+    """The flows' files, `.yaml` or `.yml`; not what editors leave beside a file being edited
+    (Emacs' `.#main.yaml` lock, `main.yaml~`, a hidden swap file), which would otherwise
+    stop the server from starting or reloading while someone has a flow open."""
+    return sorted(f for f in directory.iterdir() if f.suffix in (".yaml", ".yml") and not f.name.startswith((".", "#")))
 
 
 def _dates(spans: Iterable[tuple[date, date]]) -> frozenset[date]:
