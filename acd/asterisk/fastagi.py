@@ -146,13 +146,26 @@ class AgiSession:
     def uniqueid(self) -> str:
         return self.env.get("agi_uniqueid", "")
 
+    def _known(self, key: str) -> str:
+        # res_agi writes "unknown" for a caller ID number or name, a DNID or an RDNIS the channel
+        # does not have (fastagi_ivr: "agi_dnid: unknown"); that is no value, not a name.
+        value = self.env.get(key, "")
+        return "" if value == "unknown" else value
+
     @property
     def caller_id(self) -> str:
-        return self.env.get("agi_callerid", "")
+        """The caller's number ("" when Asterisk says ``unknown``)."""
+        return self._known("agi_callerid")
+
+    @property
+    def caller_name(self) -> str:
+        """The caller's name ("" when Asterisk says ``unknown``: most trunks send no name)."""
+        return self._known("agi_calleridname")
 
     @property
     def dnid(self) -> str:
-        return self.env.get("agi_dnid", "")
+        """The number dialled ("" when Asterisk says ``unknown``)."""
+        return self._known("agi_dnid")
 
     @property
     def peer_host(self) -> str:

@@ -267,6 +267,10 @@ class AgiRun:
                 return usage(command)
             limit = int(args[1]) / 1000 if len(args) > 1 and int(args[1]) > 0 else 6.0
             max_digits = int(args[2]) if len(args) > 2 else 1024
+            if args[0] and self.sim.prompt_seconds(args[0]) is None:
+                # ast_app_getdata_full: the prompt is one file (no "&" list, unlike Read()); when it
+                # cannot be opened GET DATA answers -1 at once, without waiting for a key.
+                return ["200 result=-1"]
             digits, timed_out, hangup = await self._read_digits(args[0], limit, max_digits, step)
             if hangup:
                 return ["200 result=-1"]
@@ -330,7 +334,7 @@ class AgiRun:
         params = data.split(",")
         name = app.lower()
         if name == "playback":
-            duration = self.sim.prompt_seconds(params[0])
+            duration = self.sim.prompt_list_seconds(params[0])
             if duration is None:
                 self.sim.set_var(ch, "PLAYBACKSTATUS", "FAILED")
                 return ["200 result=0"]
@@ -448,7 +452,7 @@ class AgiRun:
         self, prompt: str, limit: float, max_digits: int, step: Step | None
     ) -> tuple[str, bool, bool]:
         digits = ""
-        duration = self.sim.prompt_seconds(prompt) if prompt else 0.0
+        duration = self.sim.prompt_list_seconds(prompt) if prompt else 0.0  # Read() splits on "&"
         if duration:
             out = await self._play(duration, "0123456789*#", step)
             if out.hangup:

@@ -47,6 +47,9 @@ DEVICE_STATE_EXT = {
     "ONHOLD": ("16", "Hold"),
 }
 
+# Event-loop turns the originated channel's dialplan runs before OriginateResponse (see _originate).
+DIALPLAN_HEAD_START = 8
+
 # The recorded [acd-legs] extensions (extensions.conf beside the transcripts).
 LEGS = {
     "answer": Phone("Local/answer@acd-legs", answer_after=0.0, talk_for=3.0),
@@ -208,9 +211,18 @@ class PbxSim:
         return seconds * self.time_scale
 
     def prompt_seconds(self, name: str) -> float | None:
-        if name in self.missing_prompts or name.startswith("no-such"):
+        """One sound file's length, or None when Asterisk would not find it. STREAM FILE, GET DATA
+        and GET OPTION open the name as *one* file (ast_streamfile), so ``a&b`` is a file that
+        does not exist; only applications (Playback, Read) split a list on ``&``: see
+        ``prompt_list_seconds``."""
+        if name in self.missing_prompts or name.startswith("no-such") or "&" in name:
             return None
         return self.prompts.get(name, self.default_prompt)
+
+    def prompt_list_seconds(self, names: str) -> float | None:
+        """Playback / Read: ``a&b`` plays a then b (missing files are skipped); None when none exists."""
+        found = [d for d in (self.prompt_seconds(n) for n in names.split("&") if n) if d is not None]
+        return sum(found) if found else None
 
     def emit(self, headers: Headers) -> None:
         self.events.append(headers)
@@ -371,8 +383,8 @@ class PbxSim:
             uniqueid=uid,
             linkedid=uid,
             state=4,
-            cid_num=caller.number,
-            cid_name=caller.name,
+            cid_num=caller.number or "<unknown>",  # AMI spells a missing caller ID "<unknown>"
+            cid_name=caller.name or "<unknown>",
             context=caller.context,
             exten=caller.dialled,
             tech="PJSIP",
@@ -568,7 +580,8 @@ class PbxSim:
         if gosub is not None and self.agi_target is not None and not self.refuse_agi:
             script, args = gosub
             url = f"agi://{self.agi_target[0]}:{self.agi_target[1]}/{script}"
-            sub_caller = Caller(number=ch.cid_num, script=script, args=tuple(args), context="acd-answered")
+            number = "" if ch.cid_num == "<unknown>" else ch.cid_num
+            sub_caller = Caller(number=number, script=script, args=tuple(args), context="acd-answered")
             callee.variables["ACD_ANSWER"] = ""
             await self._run_agi(far, sub_caller, url, steps=[])
             if callee.variables.get("ACD_ANSWER") == "CONTINUE":  # GOSUB_RESULT=CONTINUE: drop the callee
@@ -633,13 +646,14 @@ class PbxSim:
             ("agi_type", ch.tech),
             ("agi_uniqueid", ch.uniqueid),
             ("agi_version", "20.20.1"),
-            ("agi_callerid", caller.number),
-            ("agi_calleridname", caller.name),
+            # res_agi: a missing caller ID number or name, DNID or RDNIS is written "unknown"
+            ("agi_callerid", caller.number or "unknown"),
+            ("agi_calleridname", caller.name or "unknown"),
             ("agi_callingpres", "0"),
             ("agi_callingani2", "0"),
             ("agi_callington", "0"),
             ("agi_callingtns", "0"),
-            ("agi_dnid", caller.dialled),
+            ("agi_dnid", caller.dialled or "unknown"),
             ("agi_rdnis", "unknown"),
             ("agi_context", ch.context),
             ("agi_extension", ch.exten),
@@ -1244,9 +1258,15 @@ class PbxSim:
         self.set_state(one, 6)
         self.set_device_state(device, "INUSE")
         self.emit([("Event", "DialEnd"), ("Privilege", "call,all"), *one.block("Dest"), ("DialStatus", "ANSWER")])
-        respond(True, 4, one)
         leg1.answered.set()
         self._spawn(self._run_answered(action, leg1, far, phone), "pbxsim-answered")
+        # The answered channel starts its dialplan before Asterisk reports the Originate: in
+        # originate_callback (A, G, H) the dialplan's first UserEvent and the customer leg's
+        # Newchannel/DialBegin come before OriginateResponse. Let the dialplan run its first
+        # steps (a customer leg that fails at once reports CallbackResult) before answering.
+        for _ in range(DIALPLAN_HEAD_START):
+            await asyncio.sleep(0)
+        respond(True, 4, one)
         return True
 
     async def _run_answered(self, action: Headers, leg1: Leg, far: Leg, phone: Phone) -> None:

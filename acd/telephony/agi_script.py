@@ -20,6 +20,8 @@ from typing import Any, Protocol
 from acd.config import load_deployment
 from acd.telephony.ivr import Ask, Done, IvrRun, Say
 
+DTMF_KEYS = "0123456789*#"  # as acd.telephony.calls (not imported: this script starts per call)
+
 
 class ClassicAgi(Protocol):
     env: dict[str, str]
@@ -38,8 +40,17 @@ def run(agi: ClassicAgi, run_: IvrRun) -> Done:
                 agi.stream_file(sound)
             action = run_.step()
         elif isinstance(action, Ask):
-            digits = agi.get_data("&".join(action.sounds), int(action.timeout * 1000), 1)
-            action = run_.step((digits or "")[:1] or None)
+            # GET DATA plays one file (no "a&b" list: Asterisk answers -1, which pyst2 raises):
+            # the parts before the last are streamed, any key answering (see calls.run_ivr).
+            *before, last = action.sounds or ("",)
+            key = ""
+            for sound in before:
+                key = agi.stream_file(sound, DTMF_KEYS) or ""
+                if key:
+                    break
+            if not key:
+                key = (agi.get_data(last, int(action.timeout * 1000), 1) or "")[:1]
+            action = run_.step(key if key and key != "#" else None)
     agi.set_variable("IVR_LANGUAGE", action.language)
     for criterion, value in action.answers.items():
         agi.set_variable(f"IVR_{criterion.upper()}", value)
@@ -59,7 +70,8 @@ def main(argv: Sequence[str] | None = None, make_agi: Callable[[], ClassicAgi] |
 
         make_agi = AGI
     agi = make_agi()
-    dialled = agi.env.get("agi_dnid", "") or agi.env.get("agi_extension", "")
+    dnid = agi.env.get("agi_dnid", "")  # "unknown" when the channel has none (pyst2_agi_classic)
+    dialled = (dnid if dnid != "unknown" else "") or agi.env.get("agi_extension", "")
     try:
         run(agi, IvrRun(flow, dialled))
     except Exception as err:  # AGISIGHUPHangup and friends: the caller is gone

@@ -42,6 +42,9 @@ class Flight:
     expires_at: float  # when the core's offer runs out
     leg: str  # the manager leg's id at the peer: AMI ChannelId / Uniqueid, Twilio CallSid
     connected: bool = False
+    #: The customer leg's outcome when it came before we knew the manager answered (Asterisk runs
+    #: [acd-callback] before it sends OriginateResponse): applied once they have.
+    early_result: str | None = None
 
     @property
     def contact_id(self) -> str:

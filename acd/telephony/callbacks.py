@@ -449,6 +449,8 @@ class Callbacks:
         flight.connected = True
         flight.leg = leg or flight.leg
         await self.tstore.finish_attempt(attempt)
+        if flight.early_result is not None and self._inflight.get(contact_id) is flight:
+            self._finish(flight, flight.early_result)  # the customer leg had already ended
         return True
 
     async def manager_not_reached(
@@ -484,7 +486,16 @@ class Callbacks:
         flight = self.in_flight(contact_id, action_id)
         if flight is None:
             return
-        self._finish(flight, dial_status.upper() or "CANCEL")
+        status = dial_status.upper() or "CANCEL"
+        if not flight.connected:
+            # [acd-callback] runs as soon as the manager answers, before Asterisk sends
+            # OriginateResponse (originate_callback A, G): a customer leg that fails at once is
+            # reported first. The manager did answer: keep the outcome until `manager_answered`
+            # has accepted the offer for them (else the offer is left to time out, and the
+            # attempt is recorded without the manager's leg).
+            flight.early_result = status
+            return
+        self._finish(flight, status)
 
     def on_hangup(self, leg: str) -> None:
         """The manager's leg ended (AMI Hangup, Twilio's status callback) with no result yet."""

@@ -209,7 +209,7 @@ class CallDesk:
         s = self.settings
         dep = self.deployment()
         await self._cmd(session, "ANSWER")
-        caller = session.caller_id if session.caller_id not in ("", "unknown") else ""
+        caller = session.caller_id
         dialled = session.args[0] if session.args else session.dnid
         async with asyncio.timeout(s.handler_deadline):
             known = dict(await (self.known or self.tstore.known_criteria)(caller)) if caller else {}
@@ -232,7 +232,7 @@ class CallDesk:
             arrived_at=now,
             criteria=answers,
             phone=caller,
-            customer_name=session.env.get("agi_calleridname", "") if caller else "",
+            customer_name=session.caller_name if caller else "",
             language=done.language,
             payload={
                 "uniqueid": session.uniqueid,
@@ -531,7 +531,7 @@ class CallDesk:
             arrived_at=arrived_at,
             criteria=dict(criteria),
             phone=caller,
-            customer_name=session.env.get("agi_calleridname", ""),
+            customer_name=session.caller_name,
             language=lang,
             payload=payload,
         )
@@ -721,13 +721,22 @@ class CallDesk:
         return reply
 
 
+# Every key a caller can press: any of them cuts a question's prompt short, as in GET DATA.
+DTMF_KEYS = "0123456789*#"
+
+
 async def run_ivr(
     session: AgiSession,
     run: IvrRun,
     cmd: Callable[[AgiSession, str], object] | None = None,
 ) -> Done:
-    """The FastAGI renderer of the IVR interpreter: Say → STREAM FILE, Ask → GET DATA (one key;
-    several sounds are joined with `&`, which GET DATA plays in turn)."""
+    """The FastAGI renderer of the IVR interpreter: Say → STREAM FILE, Ask → GET DATA (one key).
+
+    GET DATA plays exactly one file: unlike Playback() and Read(), AGI's GET DATA does not split
+    `a&b` (ast_app_getdata_full opens the name as one file, which does not exist, and answers
+    `200 result=-1` at once: the caller would hear nothing). So an Ask of several sounds (the
+    language menu, "invalid" + the question) plays all but the last with STREAM FILE, any key
+    cutting it short and answering, and asks with GET DATA on the last."""
 
     async def send(text: str) -> AgiReply:
         reply = await session.command(text)
@@ -742,11 +751,22 @@ async def run_ivr(
                 await send(f'STREAM FILE {sound} ""')
             action = run.step()
         elif isinstance(action, Ask):
-            reply = await send(f"GET DATA {'&'.join(action.sounds)} {int(action.timeout * 1000)} 1")
-            value = reply.result_int
-            key = reply.result[:1] if reply.result and (value is None or value >= 0) else None
-            action = run.step(key or None)
+            key = await _ask(send, action)
+            action = run.step(key)
     return action
+
+
+async def _ask(send: Callable[[str], Awaitable[AgiReply]], ask: Ask) -> str | None:
+    """One key for `ask`, or None (silence, `#`, a prompt that could not be played)."""
+    *before, last = ask.sounds or ("",)
+    for sound in before:
+        reply = await send(f'STREAM FILE {sound} "{DTMF_KEYS}"')
+        if reply.digit:  # pressed during this part of the prompt: that is the answer
+            return None if reply.digit == "#" else reply.digit
+    reply = await send(f"GET DATA {last} {int(ask.timeout * 1000)} 1")
+    value = reply.result_int
+    key = reply.result[:1] if reply.result and (value is None or value >= 0) else None
+    return key or None
 
 
 def _same_server(call: Call, server: str | None) -> bool:

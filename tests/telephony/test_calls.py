@@ -157,6 +157,13 @@ async def test_out_of_hours_the_caller_is_offered_a_callback_when_we_open() -> N
         assert h.board.contacts == {}
         rows = await h.telephony.tstore.open_callbacks()
         assert len(rows) == 1 and rows[0].phone == "79160000002" and rows[0].source == "closed"
-        assert rows[0].next_at is not None and rows[0].next_at > h.server.services.clock()
+        # stored due at once; the callbacks' loop then finds the office closed and moves it to
+        # the opening (on a loaded machine that can come a moment after the call has ended)
+        for _ in range(500):  # the store announces nothing: look again for up to 5 s
+            row = (await h.telephony.tstore.open_callbacks())[0]
+            if row.next_at is not None and row.next_at > h.server.services.clock():
+                break
+            await asyncio.sleep(0.01)
+        assert row.next_at is not None and row.next_at > h.server.services.clock()
     finally:
         await stop()
