@@ -8,7 +8,8 @@ event since the last one, with the manager's own state for manager panels.
 
 Messages (server → browser), all JSON objects with a `type`:
     hello     {identity, now}                          once, on connect
-    offer     {contact, expires_at, now, summary}      a contact is offered to me
+    offer     {contact, expires_at, offered_at, now, summary}  a contact is offered to me (and
+                                                       again after hello, without summary)
     withdrawn {contact_id, reason}                     my offer was taken back
     notice    {kind, text}                             auto_pause, reassigned_to, reassigned_away
     me        {manager, now}                           my state changed
@@ -73,6 +74,7 @@ class Hub:
                         "type": "offer",
                         "contact": contact_json(contact, now),
                         "expires_at": expires_at,
+                        "offered_at": now,
                         "now": now,
                         "summary": decision.summary,
                     },
@@ -117,8 +119,20 @@ class Hub:
         client.send({"type": "me", "manager": client.last_me, "now": now})
         c = board.contacts.get(m.offer_contact_id or "")
         if c is not None and c.offered_to == m.id and c.offer_expires_at is not None:
+            # when the offer was made: the panel's countdown bar shows the time left out of the
+            # offer's whole time, not out of what is left at the resend
+            offered_at = m.last_offered_at
+            if offered_at is None or offered_at >= c.offer_expires_at:
+                offered_at = c.offer_expires_at - board.policy.rules(c.channel).offer_timeout
+            offered_at = min(now, offered_at)
             client.send(
-                {"type": "offer", "contact": contact_json(c, now), "expires_at": c.offer_expires_at, "now": now}
+                {
+                    "type": "offer",
+                    "contact": contact_json(c, now),
+                    "expires_at": c.offer_expires_at,
+                    "offered_at": offered_at,
+                    "now": now,
+                }
             )
 
     async def run(self) -> None:

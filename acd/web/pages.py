@@ -112,6 +112,15 @@ async def index(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/login")
 
 
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """The pages name /static/favicon.svg; a browser that asks for /favicon.ico anyway (a
+    JSON answer opened in a tab, an old browser) gets the same icon instead of a 404."""
+    return web.FileResponse(
+        WEB_ROOT / "static" / "favicon.svg",
+        headers={"Content-Type": "image/svg+xml", "Cache-Control": "public, max-age=86400"},
+    )
+
+
 async def widget_js(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(
         WEB_ROOT / "widget.js",
@@ -178,6 +187,15 @@ async def card(request: web.Request) -> web.Response:
     accounts: Accounts = request.app[ACCOUNTS]
     earlier = await accounts.earlier_contacts(c)
     now = svc.clock()
+    managers = svc.dispatcher.board.managers
+
+    def name_of(mid: str | None) -> str | None:
+        """A manager's name for the card (their id when they have none or are gone)."""
+        if not mid:
+            return None
+        m = managers.get(mid)
+        return (m.name or m.id) if m is not None else mid
+
     labels = {
         crit.name: {
             "label": dict(crit.label),
@@ -196,6 +214,7 @@ async def card(request: web.Request) -> web.Response:
                 "status": e.status.value,
                 "outcome": e.outcome.value if e.outcome else None,
                 "assigned_to": e.assigned_to,
+                "assigned_to_name": name_of(e.assigned_to),
                 "note": e.payload.get("note", ""),
             }
             for e in earlier
@@ -210,7 +229,9 @@ async def card(request: web.Request) -> web.Response:
         body["customer"] = (
             None if customer is None else {"id": customer.id, "name": customer.name, "note": customer.note}
         )
-        body["deals"] = [{**deal_json(d), "stage_label": stages.get(d.stage, {})} for d in deals]
+        body["deals"] = [
+            {**deal_json(d), "stage_label": stages.get(d.stage, {}), "owner_name": name_of(d.owner)} for d in deals
+        ]
     return web.json_response(body)
 
 
@@ -221,4 +242,5 @@ def install(app: web.Application) -> None:
     for path, name in PAGES.items():
         app.router.add_get(path, _page(name))
     app.router.add_get("/widget.js", widget_js)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_static("/static/", WEB_ROOT / "static")

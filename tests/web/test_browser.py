@@ -550,7 +550,8 @@ async def test_the_decision_log_names_every_kind_and_counts_steps_as_the_summary
     transfer = log.locator("details").filter(has_text="передача менеджером")
     await playwright_api.expect(transfer).to_have_count(1)
     await playwright_api.expect(log).not_to_contain_text("kind.")
-    entry = log.locator("details").filter(has_text=offer.summary)
+    entry = log.locator(f'details[data-decision="{offer.id}"]')
+    await playwright_api.expect(entry.locator("summary")).to_have_attribute("title", offer.summary)
     await entry.locator("summary").click()
     # the same step number as the summary (and the admin page's numbered list of steps)
     await playwright_api.expect(entry.locator(".why")).to_contain_text(f"шаг {offer.step + 1} ({offer.pool})")
@@ -590,3 +591,248 @@ async def test_switching_the_language_redraws_the_client_cards_in_the_panel(site
     await page.locator("#lang").click()
     await playwright_api.expect(card).to_contain_text("Прошлые обращения")
     await playwright_api.expect(selected).to_contain_text("Горячий")
+
+
+# ---- fixes from the browser audit ---------------------------------------------------------
+
+
+def _day(ts: float, tz: str) -> str:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz)).date().isoformat()
+
+
+async def _poke(site: Running) -> None:
+    """Something changes on the board: the dashboards get a `changed` message (with the
+    server's time) and refresh."""
+    await site.server.dispatcher.submit(PresenceSet("vera", Presence.PAUSED, "lunch", "test"))
+    await site.server.dispatcher.submit(PresenceSet("vera", Presence.AVAILABLE, None, "test"))
+
+
+async def test_a_dashboard_left_open_overnight_moves_on_to_the_new_day_unless_a_day_was_picked(
+    site: Running, page: Any
+) -> None:
+    tz = site.server.services.deployment.tz
+    asked: list[str] = []
+    page.on(
+        "request",
+        lambda r: asked.append(r.url.split("date=")[1][:10]) if "/api/reports/day?date=" in r.url else None,
+    )
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    today = _day(time.time(), tz)
+    await playwright_api.expect(page.locator("#date")).to_have_value(today)
+    await playwright_api.expect(page.locator("#kpis")).to_contain_text("обращений за день")
+
+    # the server's clock passes midnight (in the site's time zone) while the page stays open
+    zone = ZoneInfo(tz)
+    local = datetime.now(zone)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=zone).timestamp() + 86400
+    shift = midnight + 60 - time.time()
+    services = site.server.services
+    services.clock = lambda: time.time() + shift
+    tomorrow = _day(time.time() + shift, tz)
+    assert tomorrow != today
+    await _poke(site)
+    await playwright_api.expect(page.locator("#date")).to_have_value(tomorrow, timeout=10_000)
+    for _ in range(50):
+        if tomorrow in asked:
+            break
+        await page.wait_for_timeout(100)
+    assert asked[-1] == tomorrow, asked  # the report now read is the new day's
+    await playwright_api.expect(page.locator("#kpis")).to_contain_text("обращений за день")  # still "today"
+
+    # a day the supervisor picked stays picked across midnight
+    await page.locator("#date").fill(today)
+    await playwright_api.expect(page.locator('#kpis [data-kpi="total"]')).not_to_contain_text("за день")
+    assert asked[-1] == today
+    shift += 86400
+    await _poke(site)
+    await page.wait_for_timeout(2500)
+    await playwright_api.expect(page.locator("#date")).to_have_value(today)
+    assert asked[-1] == today, asked
+
+
+async def test_the_decision_log_speaks_the_page_language(site: Running, page: Any) -> None:
+    await only(site, "anna")
+    taken = await lead(site, "Клиент Для Объяснения")
+    await site.settle()
+    [offer] = [d for d in await site.server.store.list_decisions(contact_id=taken["id"]) if d.kind == "offer"]
+    assert offer.filtered_counts and offer.candidates
+    top = offer.candidates[0]
+    score = f"{top.score + 0.0:.3f}"  # as the page writes it: no "-0.000"
+
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    entry = page.locator(f'#decisions details[data-decision="{offer.id}"]')
+    line = entry.locator("summary")
+    await playwright_api.expect(line).to_contain_text("Анна Соколова")
+    await playwright_api.expect(line).to_contain_text(f"предложение · шаг {offer.step + 1} ({offer.pool})")
+    await playwright_api.expect(line).to_contain_text(f"оценка {score}")
+    await playwright_api.expect(line).not_to_contain_text(" for ")  # not the server's English summary
+    await playwright_api.expect(line).to_have_attribute("title", offer.summary)  # which is kept at hand
+    await line.click()
+    why = entry.locator(".why")
+    russian = {
+        "paused": "на паузе",
+        "offline": "не в сети",
+        "declined or missed": "уже отклонил или пропустил",
+        "at capacity": "нет свободных мест",
+    }
+    for reason, n in offer.filtered_counts.items():
+        item = why.locator(f'li[data-reason="{reason}"]')
+        if reason.startswith("outside step '"):
+            pool = reason.split("'")[1]
+            await playwright_api.expect(item).to_contain_text(f"вне шага «{pool}»: {n}")
+        elif reason in russian:
+            await playwright_api.expect(item).to_contain_text(f"{russian[reason]}: {n}")
+        await playwright_api.expect(item).not_to_contain_text(reason)
+    components = why.locator("tbody tr").first.locator("td").nth(2)
+    await playwright_api.expect(components).to_contain_text("ценность")
+    await playwright_api.expect(components).to_contain_text("соответствие")
+    await playwright_api.expect(components).to_contain_text("загрузка")
+    await playwright_api.expect(components).not_to_contain_text("value")
+
+    await page.locator("#lang").click()
+    await playwright_api.expect(line).to_contain_text(f"offer · step {offer.step + 1} ({offer.pool})")
+    await playwright_api.expect(line).to_contain_text(f"score {score}")
+    await playwright_api.expect(entry.locator(".why tbody tr").first).to_contain_text("value")
+    await page.locator("#lang").click()
+
+
+async def test_the_countdown_after_a_reload_counts_the_whole_offer_time(site: Running, page: Any) -> None:
+    board = site.server.dispatcher.board
+    timeout = 20.0
+    web_rules = replace(board.policy.rules(Channel.WEB), offer_timeout=timeout)
+    await site.server.dispatcher.submit(
+        PolicyReloaded(replace(board.policy, channels={**board.policy.channels, Channel.WEB: web_rules}))
+    )
+    await only(site, "anna")
+    await sign_in(page, site, "anna", "anna-password", "/panel")
+    c = await lead(site, "Клиент С Таймером")
+    await playwright_api.expect(page.locator("#offer")).to_be_visible()
+    expires = board.contacts[c["id"]].offer_expires_at
+    assert expires is not None
+    while expires - time.time() > timeout - 7:  # a third of the time has gone
+        await page.wait_for_timeout(200)
+    await page.reload()
+    await playwright_api.expect(page.locator("#offer")).to_be_visible()
+    await page.wait_for_timeout(500)
+    value = float(await page.locator("#countdown-bar").evaluate("b => b.value"))
+    expected = 100 * (expires - time.time()) / timeout
+    assert abs(value - expected) < 10, (value, expected)  # about 60%, not a full bar
+
+
+async def test_the_available_button_is_pressed_while_the_manager_is_available(site: Running, page: Any) -> None:
+    await only(site)
+    await site.server.dispatcher.submit(PresenceSet("anna", Presence.OFFLINE, None, "test"))
+    await sign_in(page, site, "anna", "anna-password", "/panel")
+    available = page.locator("#go-available")
+    await playwright_api.expect(page.locator("#state")).to_have_text("Не в сети")
+    await playwright_api.expect(available).to_have_attribute("aria-pressed", "false")
+    await playwright_api.expect(page.locator("#go-offline")).to_have_attribute("aria-pressed", "true")
+    await available.click()
+    await playwright_api.expect(page.locator("#state")).to_have_text("На линии")
+    await playwright_api.expect(available).to_have_attribute("aria-pressed", "true")
+    await playwright_api.expect(page.locator("#go-offline")).to_have_attribute("aria-pressed", "false")
+    await page.locator("#go-break").click()
+    await playwright_api.expect(page.locator("#state")).to_have_text("Пауза")
+    await playwright_api.expect(available).to_have_attribute("aria-pressed", "false")
+    await playwright_api.expect(page.locator("#go-break")).to_have_attribute("aria-pressed", "true")
+
+
+async def _admin(site: Running, page: Any) -> None:
+    await site.server.app[ACCOUNTS].create("root", "root-password", "admin")
+    await sign_in(page, site, "root", "root-password", "/dashboard")
+    await page.goto(site.url("/admin"))
+    await playwright_api.expect(page.locator("#config")).to_contain_text("Готовность к покупке")
+
+
+async def test_the_admin_page_shows_the_last_routing_step_without_a_time_limit(site: Running, page: Any) -> None:
+    await _admin(site, page)
+    steps = page.locator("#config ol li")
+    n = len(site.server.dispatcher.board.policy.steps)
+    await playwright_api.expect(steps).to_have_count(n)
+    await playwright_api.expect(steps.last).to_contain_text("без ограничения")
+    await playwright_api.expect(page.locator("#config")).not_to_contain_text("null")
+    await playwright_api.expect(steps.first).to_contain_text("20 с")
+    await page.locator("#lang").click()
+    await playwright_api.expect(steps.last).to_contain_text("no limit")
+    await page.locator("#lang").click()
+
+
+async def test_an_error_of_the_admin_page_itself_is_in_the_page_language(site: Running, page: Any) -> None:
+    await _admin(site, page)
+    form = page.locator("#manager-form")
+    await form.locator("input[name=mid]").fill("zoya")
+    await form.locator("input[name=skills]").fill("sales")  # no "=level"
+    await form.get_by_role("button", name="Сохранить").click()
+    toast = page.locator("#toasts")
+    await playwright_api.expect(toast).to_contain_text("Ошибка: Навыки")
+    await playwright_api.expect(toast).not_to_contain_text("Error")
+
+
+async def test_the_kpis_of_another_day_say_which_day_they_are_for(site: Running, page: Any) -> None:
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    kpis = page.locator("#kpis")
+    total = kpis.locator('[data-kpi="total"] .kpi-k')
+    await playwright_api.expect(total).to_have_text("обращений за день")
+    await playwright_api.expect(kpis.locator('[data-kpi="waiting"] .kpi-k')).to_have_text("в очереди")
+    tz = site.server.services.deployment.tz
+    day = datetime.fromtimestamp(time.time() - 3 * 86400, ZoneInfo(tz)).date()
+    await page.locator("#date").fill(day.isoformat())
+    await playwright_api.expect(total).to_contain_text(f"обращений за {day.day}")  # "за 4 дек. 2026 г."
+    await playwright_api.expect(total).not_to_contain_text("за день")
+    await playwright_api.expect(total).to_contain_text(str(day.year))
+    await playwright_api.expect(kpis.locator('[data-kpi="sl"] .kpi-k')).to_contain_text(f"уровень сервиса за {day.day}")
+    await playwright_api.expect(kpis.locator('[data-kpi="waiting"] .kpi-k')).to_have_text("в очереди сейчас")
+    await page.locator("#lang").click()
+    await playwright_api.expect(total).to_contain_text("contacts on ")
+    await playwright_api.expect(total).not_to_contain_text("today")
+    await playwright_api.expect(kpis.locator('[data-kpi="staffed"] .kpi-k')).to_have_text("staffed now")
+    await page.locator("#lang").click()
+    await page.locator("#date").fill(_day(time.time(), tz))  # back to today
+    await playwright_api.expect(total).to_have_text("обращений за день")
+    await playwright_api.expect(kpis.locator('[data-kpi="waiting"] .kpi-k')).to_have_text("в очереди")
+
+
+async def test_the_client_card_names_the_manager_of_earlier_contacts_and_the_deal_status(
+    site: Running, page: Any
+) -> None:
+    await only(site, "anna")
+    earlier = await lead(site, "Постоянный Клиент", phone="+7 900 444-55-66")
+    await site.settle()
+    anna = await site.manager_token("anna")
+    status, _ = await site.call("POST", f"/api/contacts/{earlier['id']}/accept", anna)
+    assert status == 200
+    status, deal = await site.call(
+        "POST", "/api/crm/deals", anna, json={"contact_id": earlier["id"], "title": "Поставка"}
+    )
+    assert status == 201, deal
+    status, _ = await site.call("POST", f"/api/contacts/{earlier['id']}/finish", anna, json={"outcome": "done"})
+    assert status == 200
+    await sign_in(page, site, "anna", "anna-password", "/panel")
+    await lead(site, "Постоянный Клиент", phone="+7 900 444-55-66")
+    card = page.locator("#client-card")
+    history = card.locator(".history li")
+    await playwright_api.expect(history).to_have_count(1)
+    await playwright_api.expect(history).to_contain_text("Анна Соколова")
+    await playwright_api.expect(history).not_to_contain_text("· anna")
+    await playwright_api.expect(card).to_contain_text("Поставка")
+    await playwright_api.expect(card).to_contain_text("в работе")
+    await playwright_api.expect(card).not_to_contain_text("· open")
+    await page.locator("#lang").click()
+    await playwright_api.expect(card).to_contain_text(" · open")
+    await page.locator("#lang").click()
+
+
+async def test_the_pages_have_an_icon_and_no_404(site: Running, page: Any) -> None:
+    missing: list[str] = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    await sign_in(page, site, "olga", "olga-password", "/dashboard")
+    await playwright_api.expect(page.locator("#managers")).to_contain_text("Анна Соколова")
+    await page.wait_for_timeout(1000)  # the browser asks for the icon after the page
+    assert not missing, missing
+    assert not console, console
+    assert await page.locator('link[rel="icon"]').count() == 1
+    async with site.session.get(site.url("/favicon.ico")) as resp:
+        assert resp.status == 200 and resp.content_type == "image/svg+xml"
+        assert len(await resp.read()) < 500

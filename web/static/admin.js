@@ -172,6 +172,11 @@ $("account-form").addEventListener("submit", async (e) => {
   }
 });
 
+/** A routing step's time: the last step has none (the contact stays there, whatever the file says). */
+function stepTimeout(seconds) {
+  return seconds === null || seconds === undefined ? t("admin.step.nolimit") : t("dur.s", { s: seconds });
+}
+
 function renderConfig() {
   const c = config;
   const box = clear($("config"));
@@ -187,7 +192,8 @@ function renderConfig() {
         cr.options.map((o) => `${o.key} → ${label(o.label, o.value)}`).join("; "),
         cr.default ? ` · ${t("admin.default")}: ${cr.default}` : ""))),
     el("h3", {}, t("admin.steps")),
-    el("ol", {}, c.steps.map((s) => el("li", {}, `${s.pool} · ${s.timeout} s · ${s.skip_when}`))),
+    el("ol", {}, c.steps.map((s, i) =>
+      el("li", {}, `${s.pool} · ${stepTimeout(i === c.steps.length - 1 ? null : s.timeout)} · ${s.skip_when}`))),
     el("h3", {}, t("admin.teams")),
     el("p", {}, Object.entries(c.teams).map(([k, v]) => `${label(v, k)} (${k})`).join(", ")),
     el("h3", {}, t("admin.skills.known")),

@@ -1,5 +1,12 @@
 // The client card (screen pop): built from the API's /card answer, text only.
-import { el, fmtTime, label, lang, t } from "./common.js";
+import { el, fmtTime, label, t } from "./common.js";
+
+/** A deal's status (open, won, lost) in the page's language; an unknown one as it is. */
+function dealStatus(status) {
+  const key = `deal.${status}`;
+  const text = t(key);
+  return text === key ? status || "" : text;
+}
 
 export function renderCard(target, card) {
   const c = card.contact;
@@ -40,7 +47,7 @@ export function renderCard(target, card) {
               {},
               `${fmtTime(e.arrived_at, true)} · ${t(`ch.${e.channel}`)} · ${t(`st.${e.status}`)}`,
               e.outcome ? ` · ${t(`out.${e.outcome}`)}` : "",
-              e.assigned_to ? ` · ${e.assigned_to}` : "",
+              e.assigned_to ? ` · ${e.assigned_to_name || e.assigned_to}` : "",
               e.note ? el("span", { class: "muted" }, ` — ${e.note}`) : null,
             ),
           ),
@@ -52,7 +59,12 @@ export function renderCard(target, card) {
           "ul",
           {},
           card.deals.map((d) =>
-            el("li", {}, `${d.title || d.id} — ${(d.stage_label && d.stage_label[lang()]) || d.stage || ""} · ${d.status}`),
+            el(
+              "li",
+              {},
+              `${d.title || d.id} — ${label(d.stage_label, d.stage || "")} · ${dealStatus(d.status)}`,
+              d.owner ? ` · ${d.owner_name || d.owner}` : "",
+            ),
           ),
         )
       : el("p", { class: "muted" }, t("card.nodeals")),

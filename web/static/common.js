@@ -254,7 +254,8 @@ export function toast(text, kind = "info") {
 }
 
 export function showError(err) {
-  toast(err instanceof ApiError ? `${t("err.prefix")}: ${err.message}` : String(err), "bad");
+  // an Error's own String() starts with its English name ("Error: ..."): the prefix is ours
+  toast(err instanceof Error ? `${t("err.prefix")}: ${err.message}` : `${t("err.prefix")}: ${err}`, "bad");
 }
 
 document.documentElement.lang = lang();

@@ -4,6 +4,7 @@ import { legend, lines, stackedBars } from "./charts.js";
 import {
   Live,
   api,
+  lang,
   applyI18n,
   clear,
   clock,
@@ -33,19 +34,56 @@ let report = null;
 let decisions = [];
 let reassigning = null;
 
-const today = new Intl.DateTimeFormat("en-CA", { timeZone: state.tz }).format(new Date());
-$("date").value = today;
+// The report's day: the one the user picked, or else today on the site's clock (in its
+// time zone), whatever day that is now: a dashboard left on a wall screen overnight moves
+// on to the new day by itself.
+let picked = null; // YYYY-MM-DD the user chose; null: today
+let reportDay = null; // the day of `report`
+let asked = null; // the day last asked for
+
+/** Today (YYYY-MM-DD) in the site's time zone, by the server's clock. */
+function today() {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: state.tz }).format(new Date(clock.now() * 1000));
+}
+
+function dayShown() {
+  return picked || today();
+}
+
+$("date").value = today();
+
+/** A day (YYYY-MM-DD) as people write it, in the page's language. */
+function fmtDay(day) {
+  const [y, m, d] = day.split("-").map(Number);
+  return new Intl.DateTimeFormat(lang(), { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" }).format(
+    new Date(Date.UTC(y, m - 1, d)),
+  );
+}
+
+/** The text for `key`, or `fallback` when there is none (a value the page does not know). */
+function known(key, fallback) {
+  const text = t(key);
+  return text === key ? fallback : text;
+}
 
 function reasonText(r) {
-  const key = `reason.${r}`;
-  const text = t(key);
-  return text === key ? r : text;
+  return known(`reason.${r}`, r);
 }
 
 function kindText(kind) {
-  const key = `kind.${kind}`;
-  const text = t(key);
-  return text === key ? kind : text;
+  return known(`kind.${kind}`, kind);
+}
+
+/** Why a manager was filtered out (the decision log's stable English keys, see the core's
+ * Switchboard._reject: a rule, or the manager's presence). */
+function filterText(why) {
+  const step = /^outside step '(.*)'$/.exec(why);
+  if (step) return t("filter.outside_step", { pool: step[1] });
+  return known(`filter.${why}`, why);
+}
+
+function componentText(name) {
+  return known(`comp.${name}`, name);
 }
 
 function managerName(id) {
@@ -88,18 +126,28 @@ function renderKpis() {
   const now = clock.now();
   const longest = Math.max(0, ...live.waiting.map((c) => now - c.arrived_at));
   const staffed = live.managers.filter((m) => ["available", "offered", "busy", "wrap_up"].includes(m.presence));
+  // The first three are live; the rest are the report's day. Another day than today: each
+  // says which it is.
+  const other = reportDay && reportDay !== today() ? fmtDay(reportDay) : null;
+  const liveK = (k) => (other ? t("kpi.now", { k: t(k) }) : t(k));
+  const dayK = (k) => (other ? t("kpi.on_date", { k: t(k), date: other }) : t(k));
   const items = [
-    ["kpi.waiting", String(live.waiting.length), live.waiting.length ? "warn" : ""],
-    ["kpi.longest", live.waiting.length ? fmtDur(longest) : "—", longest > 60 ? "bad" : ""],
-    ["kpi.staffed", `${staffed.length} / ${live.managers.filter((m) => m.active).length}`, ""],
-    ["kpi.sl", pct(report?.service_level), report?.service_level < 0.8 ? "warn" : ""],
-    ["kpi.wait", report?.average_wait == null ? "—" : fmtDur(report.average_wait), ""],
-    ["kpi.abandon", pct(report?.abandonment), report?.abandonment > 0.1 ? "bad" : ""],
-    ["kpi.total", report ? String(report.total) : "—", ""],
+    [liveK("kpi.waiting"), String(live.waiting.length), live.waiting.length ? "warn" : "", "waiting"],
+    [liveK("kpi.longest"), live.waiting.length ? fmtDur(longest) : "—", longest > 60 ? "bad" : "", "longest"],
+    [liveK("kpi.staffed"), `${staffed.length} / ${live.managers.filter((m) => m.active).length}`, "", "staffed"],
+    [dayK("kpi.sl"), pct(report?.service_level), report?.service_level < 0.8 ? "warn" : "", "sl"],
+    [dayK("kpi.wait"), report?.average_wait == null ? "—" : fmtDur(report.average_wait), "", "wait"],
+    [dayK("kpi.abandon"), pct(report?.abandonment), report?.abandonment > 0.1 ? "bad" : "", "abandon"],
+    [other ? t("kpi.total.on", { date: other }) : t("kpi.total"), report ? String(report.total) : "—", "", "total"],
   ];
   clear($("kpis")).append(
-    ...items.map(([k, v, cls]) =>
-      el("div", { class: `kpi ${cls}` }, el("span", { class: "kpi-v" }, v), el("span", { class: "kpi-k" }, t(k))),
+    ...items.map(([k, v, cls, name]) =>
+      el(
+        "div",
+        { class: `kpi ${cls}`, dataset: { kpi: name } },
+        el("span", { class: "kpi-v" }, v),
+        el("span", { class: "kpi-k" }, k),
+      ),
     ),
   );
 }
@@ -232,7 +280,8 @@ function drawManagers() {
               t("dash.today", {
                 a: m.assigned_today,
                 h: m.handled_today,
-                miss: p ? p.missed.length : 0,
+                // missed: the report's, which is today's unless another day is picked
+                miss: reportDay && reportDay !== today() ? "—" : p ? p.missed.length : 0,
               }),
             ),
             el(
@@ -327,20 +376,51 @@ $("pin-dialog").addEventListener("close", async () => {
 
 // ---- decisions -----------------------------------------------------------------------
 
+/** The decision in a line, in the page's language, from its fields (the server's English
+ * `summary` is the element's title). */
+function decisionLine(d) {
+  const parts = [];
+  const summary = d.summary || "";
+  if (d.kind === "offer") {
+    // d.step counts from 0; the summary and the admin page's list of steps count from 1
+    parts.push(t("dash.d.step", { step: d.step + 1, pool: d.pool }));
+    const top = d.candidates.find((c) => c.manager_id === d.manager_id) || d.candidates[0];
+    if (top) parts.push(t("dash.d.score", { score: top.score.toFixed(3) }));
+    const filtered = Object.values(d.filtered_counts || {}).reduce((a, b) => a + b, 0);
+    if (filtered) parts.push(t("dash.d.filtered", { n: filtered }));
+    if (d.shadow) {
+      parts.push(
+        d.shadow.manager_id === d.manager_id
+          ? t("dash.d.shadow_agrees", { strategy: d.shadow.strategy })
+          : t("dash.d.shadow_differs", {
+              strategy: d.shadow.strategy,
+              name: d.shadow.manager_id ? managerName(d.shadow.manager_id) : t("dash.nobody"),
+            }),
+      );
+    }
+  } else if (d.kind === "transfer" && !d.manager_id) {
+    const team = /to team (.+)$/.exec(summary);
+    if (team) parts.push(t("dash.d.to_team", { team: team[1] }));
+  } else if (d.kind === "end") {
+    const why = /^ended: (.*)$/s.exec(summary);
+    if (why) parts.push(known(`end.${why[1]}`, why[1]));
+  }
+  return parts;
+}
+
 function decisionItem(d, open = false) {
   const chosen = d.manager_id ? managerName(d.manager_id) : t("dash.nobody");
   const filtered = Object.entries(d.filtered_counts || {});
   return el(
     "details",
-    { class: "decision", open, dataset: { contact: d.contact_id } },
+    { class: "decision", open, dataset: { contact: d.contact_id, decision: d.id } },
     el(
       "summary",
-      {},
+      { title: d.summary || null },
       el("span", { class: "muted" }, fmtTime(d.at)),
       " ",
       el("strong", {}, chosen),
-      ` · ${kindText(d.kind)} · `,
-      d.summary || "",
+      ` · ${[kindText(d.kind), ...decisionLine(d)].join(" · ")}`,
     ),
     el(
       "div",
@@ -370,7 +450,7 @@ function decisionItem(d, open = false) {
                     "td",
                     {},
                     Object.entries(c.components)
-                      .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(2) : v}`)
+                      .map(([k, v]) => `${componentText(k)} ${typeof v === "number" ? v.toFixed(2) : v}`)
                       .join(", "),
                   ),
                 ),
@@ -383,7 +463,12 @@ function decisionItem(d, open = false) {
             "ul",
             { class: "filtered" },
             filtered.map(([why, n]) =>
-              el("li", {}, `${why}: ${n}`, d.filtered[why]?.length ? ` (${d.filtered[why].map(managerName).join(", ")})` : ""),
+              el(
+                "li",
+                { dataset: { reason: why } },
+                `${filterText(why)}: ${n}`,
+                d.filtered[why]?.length ? ` (${d.filtered[why].map(managerName).join(", ")})` : "",
+              ),
             ),
           )
         : null,
@@ -539,11 +624,16 @@ async function refreshLive() {
 }
 
 async function refreshReport() {
-  const date = $("date").value || today;
+  const date = dayShown();
+  asked = date;
+  if (!picked && $("date").value !== date && document.activeElement !== $("date")) $("date").value = date;
   $("export-contacts").href = `/api/export/contacts.csv?date=${date}`;
   $("export-decisions").href = `/api/export/decisions.csv?date=${date}`;
   try {
-    report = await api("GET", `/api/reports/day?date=${encodeURIComponent(date)}`);
+    const got = await api("GET", `/api/reports/day?date=${encodeURIComponent(date)}`);
+    if (date !== dayShown()) return; // another day was asked for meanwhile: its answer counts
+    report = got;
+    reportDay = date;
   } catch (err) {
     showError(err);
   }
@@ -581,10 +671,17 @@ new Live(
     if (ok) soon();
   },
 );
-$("date").addEventListener("change", refreshReport);
+$("date").addEventListener("change", () => {
+  // today (or an emptied field) is "today", and follows the clock past midnight
+  const value = $("date").value;
+  picked = value && value !== today() ? value : null;
+  if (!picked) $("date").value = today();
+  refreshReport();
+});
 setInterval(refreshReport, REPORT_EVERY_MS);
 setInterval(() => {
   // Only the clocks move: rebuilding the tables would steal the keyboard focus.
+  if (!picked && asked !== null && today() !== asked) refreshReport(); // midnight: a new day
   renderKpis();
   const now = clock.now();
   for (const td of document.querySelectorAll("td.wait[data-arrived]")) {

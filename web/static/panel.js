@@ -56,8 +56,11 @@ function showMe(m, asked = Infinity) {
       ? t(m.pause_reason === "inactive" ? "banner.inactive" : "banner.missed")
       : t("banner.break", { reason });
   }
-  $("go-available").disabled = ["available", "offered", "busy", "wrap_up"].includes(m.presence);
-  $("go-available").setAttribute("aria-pressed", String(!$("go-available").disabled));
+  // on line (available, or taken up by a contact): the button is pressed, and pressing it
+  // again would change nothing
+  const onLine = ["available", "offered", "busy", "wrap_up"].includes(m.presence);
+  $("go-available").disabled = onLine;
+  $("go-available").setAttribute("aria-pressed", String(onLine));
   $("go-break").setAttribute("aria-pressed", String(paused));
   $("go-offline").disabled = m.presence === "offline";
   $("go-offline").setAttribute("aria-pressed", String(m.presence === "offline"));
@@ -136,7 +139,10 @@ async function showOffer(msg) {
 function tick() {
   if (!offer) return;
   const left = offer.expires_at - clock.now();
-  const total = Math.max(1, offer.expires_at - (offer.now || offer.expires_at - 30));
+  // the offer's whole time: from when it was made (`offered_at`; a resent offer's `now` is
+  // the time of the resend, not of the offer)
+  const since = offer.offered_at ?? offer.now ?? offer.expires_at - 30;
+  const total = Math.max(1, offer.expires_at - since);
   $("countdown").textContent = fmtDur(Math.max(0, left));
   $("countdown-bar").value = Math.max(0, Math.min(100, (left / total) * 100));
   if (left <= -2) hideOffer();
