@@ -244,14 +244,31 @@ async def test_an_automatic_reply_that_does_not_say_auto_submitted_is_not_answer
 ) -> None:
     """Only Auto-Submitted, Precedence and a MAILER-DAEMON sender counted: a customer's
     out-of-office reply was acknowledged ("Мы получили ваше обращение"), which their
-    autoresponder answers again, on a new contact each time."""
+    autoresponder answers again, on a new contact each time. Now it is not answered; in no
+    thread (as here) a bounce is kept in the quarantine, anything else is still a contact
+    (a form mailer may look automatic: a lead must not be lost)."""
     raw = head("<auto-1@client.test>", b"From: Ivan <ivan@client.test>", b"MIME-Version: 1.0")
     raw += "".join(h + "\r\n" for h in headers).encode() + body
 
-    contact = await deliver(mailed, raw)
-
-    notes = await messaging(mailed).notifier.store.list_notifications(contact.id)
-    assert [n.template for n in notes if n.recipient == "ivan@client.test"] == (["received"] if answered else [])
+    if answered:
+        contact = await deliver(mailed, raw)
+        notes = await messaging(mailed).notifier.store.list_notifications(contact.id)
+        assert [n.template for n in notes if n.recipient == "ivan@client.test"] == ["received"]
+        return
+    port = messaging(mailed).smtp.port  # type: ignore[union-attr]
+    assert await asyncio.to_thread(smtp_send, port, raw) == {}  # taken (250), not bounced
+    await mailed.settle()
+    await messaging(mailed).settle()
+    notes = await messaging(mailed).notifier.store.list_notifications()
+    assert [n for n in notes if n.recipient == "ivan@client.test"] == []  # the customer is not answered
+    _, body_ = await mailed.call("GET", "/api/contacts?limit=1000", mailed.supervisor)
+    contacts = [c for c in body_["contacts"] if c["channel"] == "email"]
+    _, kept = await mailed.call("GET", "/api/email/quarantine", mailed.admin)
+    quarantined = [q["message_id"] for q in kept["quarantine"]]
+    if body is DSN:
+        assert contacts == [] and quarantined == ["<auto-1@client.test>"]
+    else:
+        assert len(contacts) == 1 and quarantined == []
 
 
 async def test_a_customer_writing_about_an_answering_machine_is_answered(mailed: Running) -> None:

@@ -80,7 +80,7 @@ async def email_fairness(request: web.Request) -> web.Response:
 @api.add(
     "GET",
     "/api/email/quarantine",
-    "Mail refused as malformed, newest first",
+    "Mail refused as malformed, and bounces in no thread, newest first",
     role="admin",
     query=("limit",),
     tag="email",

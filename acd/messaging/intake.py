@@ -8,10 +8,18 @@ which decides, in this order:
 2. a Message-ID seen before: the same contact comes back, nothing new is queued;
 3. a reply (In-Reply-To / References name a message of ours) whose contact is still open:
    the message joins that contact's thread and its owner is told;
-4. a reply whose contact is closed: a new contact with the thread's owner first in
+4. automatic mail (an out-of-office reply, a bounce, a read receipt, bulk mail: see
+   `acd.messaging.mail`) is never answered; when it belongs to a thread (by In-Reply-To /
+   References, or, for a bounce, by the Message-ID of the letter it returns) it is recorded
+   on that contact, open or closed, and nobody is offered anything; a bounce or a receipt
+   in no thread is kept in the quarantine with the reason, for staff to see. Any other
+   automatic letter in no thread still becomes a contact (unanswered): a website's form
+   mailer may say `Precedence: bulk`, and a lead must not be lost for it;
+5. a reply whose contact is closed: a new contact with the thread's owner first in
    `preferred` (the policy's first step, so the owner gets it if they are there at all),
    keeping the earlier answers;
-5. otherwise a first-time enquiry: criteria from keywords (`email.keywords`) over defaults.
+6. otherwise a first-time enquiry: criteria from keywords (`email.keywords`) and the
+   attachments' names over defaults.
 
 The CRM's `enrich` recognises the sender before the contact is stored.
 """
@@ -41,11 +49,12 @@ _LATIN = re.compile(r"[a-z]", re.IGNORECASE)
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """What became of a message: `created` is False for a duplicate or a thread append."""
+    """What became of a message: `created` is False for a duplicate, a thread append or
+    automatic mail; `contact_id` is None only for automatic mail kept in the quarantine."""
 
-    contact_id: str
+    contact_id: str | None
     created: bool
-    kind: str  # new | reply | appended | duplicate
+    kind: str  # new | reply | appended | automatic | duplicate
     owner: str | None = None
 
 
@@ -75,7 +84,7 @@ class EmailIntake:
             await self._quarantine(mail, raw, source, settings.max_size)
             return mail
         try:
-            return await self._take_in(mail, source)
+            return await self._take_in(mail, raw, source)
         except StoreRefused as err:
             # Retrying (the next IMAP scan, the sender's server after a 451) would meet the
             # same refusal for ever: the message goes where malformed ones go.
@@ -85,12 +94,14 @@ class EmailIntake:
             await self._quarantine(refused, raw, source, settings.max_size)
             return refused
 
-    async def _take_in(self, mail: Mail, source: str) -> Received:
+    async def _take_in(self, mail: Mail, raw: bytes, source: str) -> Received:
         known = await self.messages.thread_contact([mail.message_id])
         if known is not None:
             log.info("duplicate e-mail %s from %s: contact %s already has it", mail.message_id, mail.sender, known)
             return Received(known, False, "duplicate")
         thread = await self._thread_of(mail)
+        if mail.auto_reply and (thread is not None or mail.report):
+            return await self._automatic(mail, thread, raw, source)
         if thread is not None and thread.status.is_open:
             return await self._append(mail, thread)
         return await self._create(mail, thread, source)
@@ -101,7 +112,7 @@ class EmailIntake:
         await self._quarantine(refused, head, source, len(head))  # keep the headers
         return refused
 
-    # ---- the three outcomes -----------------------------------------------------------
+    # ---- the four outcomes ------------------------------------------------------------
 
     async def _append(self, mail: Mail, thread: Contact) -> Received:
         await self.messages.record_message(
@@ -118,13 +129,36 @@ class EmailIntake:
         await self._tell("appended", thread, mail)
         return Received(thread.id, False, "appended", owner)
 
+    async def _automatic(self, mail: Mail, thread: Contact | None, raw: bytes, source: str) -> Received:
+        """A machine's letter: on its thread when it has one, else (a bounce, a receipt) in
+        the quarantine; never a contact, never an offer, never answered (so no listener
+        hears of it)."""
+        cid = thread.id if thread is not None else None
+        if not await self.messages.record_message(
+            mail.message_id, cid, "in", False, mail.sender, mail.subject, self.clock()
+        ):
+            return Received(cid, False, "duplicate")  # delivered before (kept in the quarantine), or twice at once
+        if thread is not None:
+            log.info(
+                "automatic e-mail %s (%s) recorded on contact %s; nobody is offered it",
+                mail.message_id,
+                mail.automatic,
+                thread.id,
+                extra={"contact_id": thread.id, "event": "email_automatic"},
+            )
+            return Received(thread.id, False, "automatic", thread.assigned_to or thread.offered_to)
+        reason = f"automatic mail ({mail.automatic}), not in any thread: kept, not offered, not answered"
+        refused = Refused(reason, mail.message_id, mail.sender, mail.subject, mail.size)
+        await self._quarantine(refused, raw, source, self.deployment().email.max_size, "kept in the quarantine")
+        return Received(None, False, "automatic")
+
     async def _create(self, mail: Mail, thread: Contact | None, source: str) -> Received:
         d = self.deployment()
         policy = self.dispatcher.board.policy
         criteria = {c.name: c.default for c in d.criteria if c.default is not None}
         if thread is not None:
             criteria.update(thread.criteria)
-        criteria.update(infer_criteria(f"{mail.subject}\n{mail.text}", d.email.keywords))
+        criteria.update(infer_criteria(_words_of(mail), d.email.keywords))
         skills, bonus, team = derived(criteria, policy)
         now = self.clock()
         contact = Contact(
@@ -174,9 +208,12 @@ class EmailIntake:
         await self._tell(kind, stored, mail)
         return Received(stored.id, True, kind, owner)
 
-    async def _quarantine(self, refused: Refused, raw: bytes, source: str, max_size: int) -> None:
+    async def _quarantine(
+        self, refused: Refused, raw: bytes, source: str, max_size: int, what: str = "refused and quarantined"
+    ) -> None:
         log.warning(
-            "e-mail refused and quarantined (%s): %s; from=%r subject=%r message-id=%s size=%d",
+            "e-mail %s (%s): %s; from=%r subject=%r message-id=%s size=%d",
+            what,
             source,
             refused.reason,
             refused.sender,
@@ -215,12 +252,19 @@ class EmailIntake:
                 log.exception("e-mail listener failed on %s", contact.id)
 
 
+def _words_of(mail: Mail) -> str:
+    """What keywords and the language are read from: the subject, the text, and the names of
+    the attachments (a letter may be only «Заявка на продление лицензии.pdf»)."""
+    names = (name.replace("_", " ") for name in mail.attachments)  # "Заявка_на_продление.pdf"
+    return "\n".join((mail.subject, mail.text, *names))
+
+
 def _language(mail: Mail, languages: tuple[str, ...]) -> str:
     """The Content-Language when it is a site language, else Russian for Cyrillic text (when
     the site speaks it), else English when offered, else the site default."""
     if mail.language in languages:
         return mail.language
-    sample = f"{mail.subject} {mail.text[:2000]}"
+    sample = "\n".join((mail.subject, mail.text[:2000], *mail.attachments))
     cyr, lat = len(_CYRILLIC.findall(sample)), len(_LATIN.findall(sample))
     if cyr > lat and "ru" in languages:
         return "ru"

@@ -6,8 +6,9 @@ bad input: a listener that gets a malformed message must log and go on.
 
 Refused: no From (nobody to answer), a From that is not an address, a message larger than
 `max_size`, MIME the parser could not make sense of (missing boundaries, undecodable
-headers), or no readable text at all. Mail without a Message-ID gets one derived from its
-bytes, so a redelivery of the same bytes still dedupes.
+headers), or no subject, no readable text and no attachment at all. Mail without a Message-ID
+gets one derived from its bytes without the relays' trace headers, so a redelivery of the same
+letter, by the same route or another, still dedupes.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Mail:
     attachments: tuple[str, ...] = ()
     language: str | None = None
     auto_reply: bool = False  # an out-of-office or bounce: never answer it automatically
+    automatic: str = ""  # why it is taken for a machine's letter (a header, the subject...)
+    report: bool = False  # a bounce or a read receipt: a mail system's, never a person's
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -136,13 +139,18 @@ def _read_mail(raw: bytes, max_size: int) -> Mail | Refused:
         text, attachments = _text_of(msg)
     except Exception as err:
         return Refused(f"undecodable body: {type(err).__name__}: {err}", message_id, address, subject, size)
-    if not text.strip() and not subject:
-        return Refused("no subject and no readable text", message_id, address, subject, size)
-    refs = message_ids(str(msg.get("In-Reply-To", ""))) + list(reversed(message_ids(str(msg.get("References", "")))))
+    if not text.strip() and not subject and not attachments:
+        # A letter that is only an attachment («Заявка на продление лицензии.pdf») is an
+        # enquiry: its file names say what it is about
+        return Refused("no subject, no readable text and no attachment", message_id, address, subject, size)
     auto = _automatic(msg, address, subject)
+    refs = message_ids(str(msg.get("In-Reply-To", "")))
+    if auto:
+        refs += _returned_ids(msg)  # a bounce names the letter it returns only inside itself
+    refs += list(reversed(message_ids(str(msg.get("References", "")))))
     language = str(msg.get("Content-Language", "") or "").split(",")[0].strip()[:2].lower() or None
     return Mail(
-        message_id=message_id or "<sha256-" + hashlib.sha256(raw).hexdigest()[:32] + "@acd.local>",
+        message_id=message_id or synthetic_message_id(raw),
         sender=address.lower(),
         sender_name=name,
         subject=subject,
@@ -151,7 +159,9 @@ def _read_mail(raw: bytes, max_size: int) -> Mail | Refused:
         size=size,
         attachments=tuple(attachments),
         language=language,
-        auto_reply=auto,
+        auto_reply=auto is not None,
+        automatic=auto or "",
+        report=msg.get_content_type() == "multipart/report" or address.lower().startswith(_MAIL_SYSTEMS),
     )
 
 
@@ -167,16 +177,109 @@ _AUTO_SUBJECT = re.compile(
 )
 
 
-def _automatic(msg: MIMEPart, address: str, subject: str) -> bool:
-    """An out-of-office reply, a bounce or another machine's letter: never answer it."""
-    return (
-        str(msg.get("Auto-Submitted", "no")).lower() not in ("", "no")
-        or str(msg.get("Precedence", "")).lower() in ("bulk", "junk", "auto_reply")
-        or address.lower().startswith(("mailer-daemon@", "postmaster@"))
-        or any(msg.get(name) is not None for name in _AUTO_HEADERS)
-        or msg.get_content_type() == "multipart/report"
-        or _AUTO_SUBJECT.match(subject) is not None
-    )
+_MAIL_SYSTEMS = ("mailer-daemon@", "postmaster@")
+
+
+def _automatic(msg: MIMEPart, address: str, subject: str) -> str | None:
+    """Why this is an out-of-office reply, a bounce or another machine's letter (never to be
+    answered, nor offered to a manager), or None for a person's letter."""
+    submitted = str(msg.get("Auto-Submitted", "no")).strip().lower()
+    precedence = str(msg.get("Precedence", "")).strip().lower()
+    if submitted not in ("", "no"):
+        return f"Auto-Submitted: {submitted}"
+    if precedence in ("bulk", "junk", "auto_reply"):
+        return f"Precedence: {precedence}"
+    if address.lower().startswith(_MAIL_SYSTEMS):
+        return f"from {address.lower()}"
+    if (header := next((name for name in _AUTO_HEADERS if msg.get(name) is not None), None)) is not None:
+        return f"{header} header"
+    if msg.get_content_type() == "multipart/report":
+        return "a delivery or read report (multipart/report)"
+    if _AUTO_SUBJECT.match(subject) is not None:
+        return f"subject {subject[:60]!r}"
+    return None
+
+
+# Where a bounce (RFC 3464) or a read receipt keeps the letter it is about: whole, or its headers
+_RETURNED = ("message/rfc822", "text/rfc822-headers", "message/rfc822-headers")
+
+
+def _returned_ids(msg: MIMEPart) -> list[str]:
+    """The Message-IDs of the letters a report returns (our acknowledgement, when a customer's
+    address bounced): what threads a bounce that has no In-Reply-To."""
+    found: list[str] = []
+    for part in msg.walk():
+        if part.get_content_type() not in _RETURNED:
+            continue
+        inner = part.get_payload()
+        if isinstance(inner, list):  # message/rfc822: the parser made a message of it
+            letters = [letter for letter in inner[:1] if isinstance(letter, MIMEPart)]
+            found += [i for letter in letters for i in message_ids(str(letter.get("Message-ID", "")))]
+        else:
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                found += [i for i in [_headers_only(payload).get("message-id", "")] if i]
+    return found
+
+
+# Header fields a relay or a mailbox adds on the way (RFC 5321 trace fields, delivery and
+# signature fields): the same letter carries different ones by each route it came.
+_TRACE = frozenset(
+    {
+        "received",
+        "return-path",
+        "delivered-to",
+        "x-original-to",
+        "envelope-to",
+        "x-envelope-from",
+        "x-envelope-to",
+        "x-received",
+        "received-spf",
+        "authentication-results",
+        "dkim-signature",
+        "x-google-dkim-signature",
+        "domainkey-signature",
+        "arc-seal",
+        "arc-message-signature",
+        "arc-authentication-results",
+        "x-spam-status",
+        "x-spam-score",
+        "x-spam-flag",
+        "x-spam-level",
+        "x-virus-scanned",
+        "status",
+        "x-status",
+        "x-uid",
+        "x-keywords",
+    }
+)
+
+
+def synthetic_message_id(raw: bytes) -> str:
+    r"""A Message-ID for a letter that has none: a hash of the letter as its author sent it,
+    without the header fields relays and mailboxes add (`_TRACE`) and with line ends made
+    alike, so the same letter arriving by two routes (two relays, SMTP and IMAP) is one.
+
+    >>> one = b"Received: from mx1\r\nFrom: a@b.test\r\nSubject: x\r\n\r\nhi\r\n"
+    >>> two = b"Return-Path: <a@b.test>\nReceived: from mx2\n by mx3\nFrom: a@b.test\nSubject: x\n\nhi\n"
+    >>> synthetic_message_id(one) == synthetic_message_id(two) != synthetic_message_id(one.replace(b"hi", b"ho"))
+    True
+    """
+    crlf = raw.find(b"\r\n\r\n")
+    lf = raw.find(b"\n\n")
+    cut = crlf + 4 if crlf != -1 and (lf == -1 or crlf < lf) else lf + 2 if lf != -1 else len(raw)
+    head, body = raw[:cut], raw[cut:]
+    digest = hashlib.sha256()
+    try:
+        fields = BytesParser(policy=policy.compat32).parsebytes(head, headersonly=True).raw_items()
+        for name, value in fields:
+            if name.strip().lower() not in _TRACE:
+                text = " ".join(str(value).split())  # unfolded, whatever line ends it had
+                digest.update(f"{name.strip().lower()}: {text}\n".encode("utf-8", "surrogateescape"))
+    except Exception:  # the headers were readable a moment ago; this is only in case
+        digest.update(head.replace(b"\r\n", b"\n"))
+    digest.update(b"\n" + body.replace(b"\r\n", b"\n").rstrip(b"\n"))
+    return "<sha256-" + digest.hexdigest()[:32] + "@acd.local>"
 
 
 def _text_of(msg: MIMEPart, depth: int = 0) -> tuple[str, list[str]]:
@@ -190,7 +293,7 @@ def _text_of(msg: MIMEPart, depth: int = 0) -> tuple[str, list[str]]:
         inner = part.get_payload()
         if part.get_content_type() == "message/rfc822" and isinstance(inner, list) and depth < 3:
             forwarded += [_forwarded(letter, depth + 1) for letter in inner[:1] if isinstance(letter, MIMEPart)]
-        attachments.append(part.get_filename() or part.get_content_type())
+        attachments.append(_filename(part) or part.get_content_type())
     content = ""
     for kind in ("plain", "html"):
         body = msg.get_body(preferencelist=(kind,))
@@ -334,15 +437,31 @@ def _cyrillic_read_as_latin(text: str) -> bool:
 def _header(msg: MIMEPart, name: str) -> str | None:
     """A header's text, also when it holds raw 8-bit bytes (Windows-1251, KOI8-R) or encoded
     words in a charset no codec has: the standard parser shows those as U+FFFD."""
+    value = _header_value(msg, name)
+    return None if value is None else str(value)
+
+
+def _header_value(msg: MIMEPart, name: str) -> Any:
     raw = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        return str(raw)
+    if raw is None or not isinstance(raw, str):
+        return raw
     if any("\udc80" <= ch <= "\udcff" for ch in raw):
         raw = decode_text(raw.encode("utf-8", "surrogateescape"))
     raw = _ENCODED_WORD.sub(_known_charset, raw)
-    return str(policy.default.header_fetch_parse(name, raw))
+    return policy.default.header_fetch_parse(name, raw)
+
+
+def _filename(part: MIMEPart) -> str | None:
+    """An attachment's file name, also when a Russian mailer wrote it in raw 8-bit bytes."""
+    name = part.get_filename()
+    if name is None or "\ufffd" not in name:
+        return name
+    for header, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
+        value = _header_value(part, header)
+        found = getattr(value, "params", {}).get(param)
+        if found:
+            return str(found)
+    return name
 
 
 def _known_charset(m: re.Match[str]) -> str:
@@ -376,6 +495,27 @@ def _headers_only(raw: bytes) -> dict[str, str]:
         return out
     except Exception:
         return {}
+
+
+# Reply and forward prefixes mail clients put before a subject, in the languages our
+# customers write in (Outlook in German: AW/WG, Scandinavian: SV/VS; Lotus and Russian
+# clients: Отв/Ответ/На/Пересл), repeated, with counters ("Re[2]:", "RE(3):")
+_PREFIX = re.compile(
+    r"^(?:\s*(?:re|fwd?|fw|отв|ответ|на|пересл|aw|wg|sv|vs)\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*:)+\s*",
+    re.IGNORECASE,
+)
+
+
+def bare_subject(subject: str) -> str:
+    """A subject without the reply and forward prefixes stacked before it, to be quoted in
+    our own subjects.
+
+    >>> bare_subject("RE: Fwd: Re[2]: Отв: На: Пересл: AW: Продление лицензии")
+    'Продление лицензии'
+    >>> bare_subject("Renewal: 10 seats")
+    'Renewal: 10 seats'
+    """
+    return _PREFIX.sub("", subject).strip()
 
 
 def infer_criteria(text: str, keywords: Mapping[str, Mapping[str, tuple[str, ...]]]) -> dict[str, str]:

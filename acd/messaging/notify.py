@@ -29,6 +29,7 @@ from acd.config import Deployment
 from acd.config.messaging import OutboundSettings, TwilioSettings
 from acd.core.model import Contact
 from acd.ids import new_id
+from acd.messaging.mail import bare_subject
 from acd.runtime import cancel_and_wait, outbox_rounds
 from acd.storage import Store
 from acd.storage.messaging import MessagingStore, Notification
@@ -219,7 +220,8 @@ class Notifier:
         d = self.deployment()
         t = d.notifications.templates[template]
         lang = language if language in t.body else d.default_language
-        subject = render(t.subject.get(lang, ""), fields)
+        # a customer's subject is quoted without its "Re: Fwd:" (ours would stack before them)
+        subject = render(t.subject.get(lang, ""), {**fields, "subject": bare_subject(str(fields.get("subject", "")))})
         n = Notification(
             id=new_id(),
             event_key=event_key,

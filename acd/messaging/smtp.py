@@ -5,6 +5,10 @@ the intake talks to the dispatcher, which belongs to this loop).
 Replies: 250 once the contact is stored (durable, so the sending MTA may forget the
 message), 550 for mail we refuse as malformed (it is quarantined and logged), 451 when our
 database is away (the MTA retries later), 552 (by aiosmtpd) for a message over `max_size`.
+
+Lines longer than RFC 5321's 1,000 octets are taken (up to `max_size`): relays that do not
+wrap lines (HTML generators, some Exim setups) send them, and aiosmtpd's default answer, a
+permanent "500 Line too long", bounced the customer's enquiry.
 """
 
 from __future__ import annotations
@@ -37,11 +41,21 @@ class _Handler:
             return "451 4.3.0 Temporary failure, please retry"
         if isinstance(result, Refused):
             return f"550 5.6.0 Message refused: {result.reason[:200]}"
-        return f"250 2.0.0 OK {result.contact_id}"
+        return f"250 2.0.0 OK {result.contact_id or 'kept'}"
 
 
 class _SMTP(SMTP):
+    def __init__(self, handler: _Handler, *, data_size_limit: int, **kwargs: Any) -> None:
+        # aiosmtpd reads `line_length_limit` in its constructor (the stream limit) and again
+        # for each DATA line, so it is set first. A line as long as the whole message allowed
+        # (plus CRLF and a transparent dot) is the only bound that matters: past it, the
+        # message is too large anyway.
+        self.line_length_limit = max(SMTP.line_length_limit, data_size_limit + 3)
+        super().__init__(handler, data_size_limit=data_size_limit, **kwargs)
+
     async def push(self, status: Any) -> None:
+        if isinstance(status, str) and status.startswith("500 Line too long"):
+            status = "552 5.3.4 Error: Too much mail data"  # only a line longer than max_size gets here
         if isinstance(status, str) and status.startswith("552"):
             # aiosmtpd refuses an oversized message itself; say so in our log as well
             peer = self.session.peer if self.session else None

@@ -5,7 +5,8 @@ branch); the repository writes through the store's connections and its SQLite wr
 
 - `email_messages`: every Message-ID we received or sent, and the contact it belongs to, so a
   reply (In-Reply-To / References) finds its thread and its owner;
-- `email_quarantine`: mail refused as malformed, with the reason, for an administrator;
+- `email_quarantine`: mail refused as malformed, and automatic mail (out-of-office replies,
+  bounces) that belongs to no thread, with the reason, for an administrator;
 - `notifications`: one row per thing to tell someone, unique per `event_key` (so an event is
   never notified twice), with its attempts in `notification_attempts`;
 - `twilio_calls`: a Twilio CallSid and the contact it became.
