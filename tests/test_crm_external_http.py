@@ -196,6 +196,17 @@ async def test_without_an_open_deal_the_customer_s_responsible_is_preferred(
     assert routed.preferred == ("vera",)
 
 
+async def test_a_responsible_user_who_left_is_passed_over(backend: Backend, office: tuple[OfficeCrm, str]) -> None:
+    crm, base = office
+    crm.customers["ivan@example.com"] = {"customer": REPEAT["customer"], "deal": None}
+    deployment = with_external(settings(base))
+    gone = [replace(m, active=False) if m.id == "vera" else m for m in deployment.managers]
+    async with wired(backend, replace(deployment, managers=tuple(gone))) as (ours, _, _):
+        routed = await ours.enrich(call("c-1", email="Ivan@Example.com"))
+    assert routed.payload["external"]["responsible"] == "u-vera"  # the office's CRM was asked
+    assert routed.preferred == ()  # not to vera, who no longer takes contacts
+
+
 async def test_a_slow_crm_costs_a_contact_at_most_the_timeout_and_it_is_routed_anyway(
     backend: Backend, office: tuple[OfficeCrm, str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,8 +4,11 @@ nothing is half-imported from a bad row.
 Customers: id, name, kind, phone, email, account_manager, note
     (several phones or e-mails in one cell are separated by ";")
 Deals:     id, customer_id, customer_phone, customer_email, customer_name, title, amount,
-           status (won | lost | open), owner, stage, opened, closed, and one column per
-           segment criterion (purpose, price_tier, temperature...)
+           status (won | lost | open), owner, stage, stage_owner, opened, closed, and one
+           column per segment criterion (purpose, price_tier, temperature...)
+    A row whose id is a stored deal updates it; what the file does not carry (the deal's
+    contact, a supervisor's override mark, the stage owner of a file without that column)
+    is kept, so an export imported again changes nothing.
 Dates are YYYY-MM-DD (midnight, site time) or ISO 8601 date-times; amounts may use a
 decimal comma and spaces as thousands separators ("1 250 000,50").
 """
@@ -36,6 +39,7 @@ DEAL_COLUMNS = (
     "status",
     "owner",
     "stage",
+    "stage_owner",
     "opened",
     "closed",
 )
@@ -78,6 +82,8 @@ class DealRow:
     opened_at: float
     closed_at: float | None
     segment: Mapping[str, str]
+    stage_owner: str | None = None
+    has_stage_owner: bool = False  # the file has the column (else a stored deal keeps its own)
 
 
 @dataclass
@@ -232,6 +238,9 @@ def parse_deals(
             stage = row.get("stage", "")
             if stage and stage not in stages:
                 raise RowError(f"stage: {stage!r} is not one of {', '.join(stages)}")
+            stage_owner = row.get("stage_owner") or None
+            if stage_owner is not None and stage_owner not in known:
+                raise RowError(f"stage_owner: no manager {stage_owner!r}")
             opened = parse_when(row.get("opened", ""), tz, "opened")
             closed = parse_when(row.get("closed", ""), tz, "closed")
             if status is not DealStatus.OPEN and closed is None:
@@ -278,6 +287,8 @@ def parse_deals(
                     opened_at=opened,
                     closed_at=closed if status is not DealStatus.OPEN else None,
                     segment=segment,
+                    stage_owner=stage_owner,
+                    has_stage_owner="stage_owner" in row,
                 )
             )
         except RowError as err:
@@ -315,6 +326,7 @@ def deals_csv(deals: Iterable[Deal], tz: str, segment_keys: Sequence[str]) -> st
                 d.status.value,
                 d.owner or "",
                 d.stage,
+                d.stage_owner or "",
                 _iso(d.opened_at, tz),
                 _iso(d.closed_at, tz),
                 *(d.segment.get(k, "") for k in segment_keys),

@@ -6,7 +6,7 @@ only fills the contact's `preferred` and `team` from CRM data, and says why.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from acd.crm.model import Customer, Deal, DealStatus, Vacation
@@ -43,10 +43,13 @@ def away(manager_id: str, vacations: Iterable[Vacation], now: float) -> Vacation
     return next((v for v in vacations if v.manager_id == manager_id and v.covers(now)), None)
 
 
-def stand_in(manager_id: str, vacations: Sequence[Vacation], now: float) -> tuple[str | None, list[str]]:
+def stand_in(
+    manager_id: str, vacations: Sequence[Vacation], now: float, serving: Collection[str] | None = None
+) -> tuple[str | None, list[str]]:
     """The person who serves `manager_id`'s customers now: themself unless on vacation,
     else their substitute (following substitutes who are away too, at most
-    `MAX_SUBSTITUTE_HOPS`, never in a circle). Returns (who, the chain of notes)."""
+    `MAX_SUBSTITUTE_HOPS`, never in a circle). A substitute who is not among `serving`
+    (deactivated, or gone from the roster) serves nobody. Returns (who, the chain of notes)."""
     seen = {manager_id}
     who: str | None = manager_id
     notes: list[str] = []
@@ -54,6 +57,9 @@ def stand_in(manager_id: str, vacations: Sequence[Vacation], now: float) -> tupl
         assert who is not None
         v = away(who, vacations, now)
         if v is None:
+            if serving is not None and who not in serving:
+                notes.append(f"{who} inactive")
+                return None, notes
             return who, notes
         notes.append(f"{who} on vacation" + (f", substitute {v.substitute}" if v.substitute else ", no substitute"))
         if v.substitute is None or v.substitute in seen:
@@ -75,6 +81,7 @@ def route_repeat(
     stages: Mapping[str, StageRule],
     vacations: Sequence[Vacation],
     now: float,
+    serving: Collection[str] | None = None,
 ) -> RepeatRouting:
     """Rule, first match wins:
 
@@ -86,6 +93,11 @@ def route_repeat(
 
     Anyone on vacation is replaced by their substitute; a pin is followed by the rule-2/3
     person, so a pinned customer still reaches their usual people when the pin is away.
+    `serving`, when given, holds the managers who take contacts at all: anyone else (a
+    deactivated manager, one gone from the roster) is passed over, and says so. A pin to
+    them no longer holds (nor marks the contact as an override); a stage routed to its
+    owner falls back from the stage's person to the deal's owner, then to the account
+    manager, as if the one before were not named.
 
     Example: a deal in `delivery` (team logistics) whose stage owner egor
     is on vacation with substitute fedor gives preferred=("fedor",), team="logistics".
@@ -94,29 +106,50 @@ def route_repeat(
     people: list[str] = []
     reasons: list[str] = []
     team: str | None = None
+    gone: list[str] = []
+
+    def first_serving(*named: str | None) -> str | None:
+        for m in named:
+            if not m:
+                continue
+            if serving is None or m in serving:
+                return m
+            if m not in gone:
+                gone.append(m)
+        return None
+
     if customer.pinned_to:
-        people.append(customer.pinned_to)
-        reasons.append(f"pinned to {customer.pinned_to}")
+        if first_serving(customer.pinned_to):
+            people.append(customer.pinned_to)
+            reasons.append(f"pinned to {customer.pinned_to}")
+        else:
+            reasons.append(f"pinned to {customer.pinned_to}, who is inactive: the pin is passed over")
+            gone.clear()
     if deal is not None:
         rule = stages.get(deal.stage)
         route_to = rule.route_to if rule else "owner"
         team = rule.team if rule else None
-        person = deal.stage_owner
         if route_to != "team":
-            person = person or deal.owner or customer.account_manager
+            person = first_serving(deal.stage_owner, deal.owner, customer.account_manager)
+        else:
+            person = first_serving(deal.stage_owner)
         if person:
             people.append(person)
         reasons.append(
             f"open deal {deal.id} in stage {deal.stage!r} → {route_to}"
             + (f" {person}" if person else "")
+            + (f" (passing over inactive {', '.join(gone)})" if gone else "")
             + (f", team {team}" if team else "")
         )
     elif customer.account_manager:
-        people.append(customer.account_manager)
-        reasons.append(f"account manager {customer.account_manager}")
+        if first_serving(customer.account_manager):
+            people.append(customer.account_manager)
+            reasons.append(f"account manager {customer.account_manager}")
+        else:
+            reasons.append(f"account manager {customer.account_manager} is inactive")
     preferred: list[str] = []
     for person in people:
-        who, notes = stand_in(person, vacations, now)
+        who, notes = stand_in(person, vacations, now, serving)
         reasons.extend(notes)
         if who is not None and who not in preferred:
             preferred.append(who)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -64,6 +64,7 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     ) -> None: ...
     async def get_deal(self, deal_id: str) -> Deal | None: ...
     async def deals_of(self, customer_id: str) -> list[Deal]: ...
+    async def deals_by_ids(self, ids: Iterable[str]) -> dict[str, Deal]: ...
     async def deal_from_contact(self, contact_id: str) -> Deal | None: ...
     async def list_deals(
         self,
@@ -96,6 +97,7 @@ class ExternalRouting(Protocol):  # acd.crm.external.ExternalSync: the office's 
         stages: Mapping[str, StageRule],
         vacations: Sequence[Vacation],
         now: float,
+        serving: Collection[str] | None = None,
     ) -> Contact: ...
 
 
@@ -223,7 +225,14 @@ class CrmService:
         try:
             vacations = await self.current_vacations(now)
             return await self.external.route(
-                contact, phone, email, known=known, stages=self._stages(), vacations=vacations, now=now
+                contact,
+                phone,
+                email,
+                known=known,
+                stages=self._stages(),
+                vacations=vacations,
+                now=now,
+                serving=self._serving(),
             )
         except Exception:
             log.exception("external CRM routing failed for contact %s; routing without it", contact.id)
@@ -322,10 +331,14 @@ class CrmService:
     def _as_new(self, contact: Contact, customer: Customer) -> Contact:
         return evolve(contact, customer_id=customer.id, payload=as_new_customers(contact.payload))
 
+    def _serving(self) -> set[str]:
+        """The managers who take contacts at all: a deactivated one serves no customer."""
+        return {m.id for m in self._managers().values() if m.active}
+
     def _as_repeat(
         self, contact: Contact, customer: Customer, deals: list[Deal], vacations: list[Vacation], now: float
     ) -> Contact:
-        routed = route_repeat(customer, deals, self._stages(), vacations, now)
+        routed = route_repeat(customer, deals, self._stages(), vacations, now, self._serving())
         payload: dict[str, object] = {**contact.payload, "crm": routed.reason, "routed_by": "repeat"}
         if routed.deal_id:
             payload["deal_id"] = routed.deal_id
@@ -755,9 +768,11 @@ class CrmService:
                 created_at=now,
             )
             existing = await self.repo.get_customer(c.id) if row.id else None
+            if existing is not None:  # what the file does not carry stays: the pin, the answers
+                c = replace(c, created_at=existing.created_at, pinned_to=existing.pinned_to, criteria=existing.criteria)
             try:
                 await self.repo.save_customer(
-                    replace(c, created_at=existing.created_at, pinned_to=existing.pinned_to) if existing else c,
+                    c,
                     new=existing is None,
                     event=CrmEvent(now, c.id, "imported", by=by, manager_id=c.account_manager),
                 )
@@ -787,6 +802,7 @@ class CrmService:
         by_key: dict[str, str] = {}
         deals: list[Deal] = []
         history: list[CrmEvent] = []
+        stored = await self.repo.deals_by_ids([row.id for row in parsed.deals if row.id])
         for row in parsed.deals:
             cid = await self._customer_for(row, new_customers, by_key, now)
             if cid is None:
@@ -801,6 +817,7 @@ class CrmService:
                 segment=dict(row.segment),
                 owner=row.owner,
                 stage=row.stage or self._stage_name(None),
+                stage_owner=row.stage_owner,
                 status=row.status,
                 opened_at=row.opened_at,
                 stage_since=row.opened_at,
@@ -808,6 +825,8 @@ class CrmService:
                 closed_at=closed_at,
                 source="import",
             )
+            if row.id and (old := stored.get(row.id)) is not None:
+                deal = _updated_by_import(old, deal, row, now)
             deals.append(deal)
             history.append(CrmEvent(now, cid, "imported", deal.id, deal.stage, deal.owner, by))
         for i in range(0, len(deals), 1000):
@@ -865,6 +884,31 @@ class CrmService:
     async def export_deals(self) -> str:
         d = self.deployment
         return csvio.deals_csv(await self.repo.all_deals(), d.tz, d.policy.segment_keys)
+
+
+def _updated_by_import(old: Deal, new: Deal, row: csvio.DealRow, now: float) -> Deal:
+    """A stored deal as an import row leaves it. What no file carries stays: the contact the
+    deal came from, a supervisor's override mark (ratings leave those deals out), where it
+    came from, why it was lost; and so do the stage owner when the file has no such column,
+    the time it entered its stage when the stage is the same, and its last activity when
+    the row changes nothing routing or ratings read. So an export imported again (say,
+    after amounts were corrected in a spreadsheet) does not send the deal's customer past
+    the person serving its stage, count a supervisor's placement in a rating, or make an
+    untouched deal look fresh."""
+    stage = row.stage or old.stage
+    stage_owner = new.stage_owner if row.has_stage_owner else (old.stage_owner if stage == old.stage else None)
+    same = (new.status, stage, stage_owner, new.owner) == (old.status, old.stage, old.stage_owner, old.owner)
+    return replace(
+        new,
+        stage=stage,
+        stage_owner=stage_owner,
+        stage_since=old.stage_since if stage == old.stage else now,
+        last_activity=old.last_activity if same else new.last_activity,
+        contact_id=old.contact_id,
+        override=old.override,
+        source=old.source,
+        lost_reason=old.lost_reason if new.status is DealStatus.LOST else "",
+    )
 
 
 def _rating_table(

@@ -424,6 +424,16 @@ class CrmStore:
         row = await self._store._row(sa.select(deals).where(deals.c.id == deal_id))
         return None if row is None else _deal(row)
 
+    async def deals_by_ids(self, ids: Iterable[str]) -> dict[str, Deal]:
+        """The stored deals among `ids`, by id (an import's rows that update a deal)."""
+        wanted = sorted(set(ids))
+        out: dict[str, Deal] = {}
+        async with self._store._read() as conn:
+            for i in range(0, len(wanted), EXPORT_PAGE):
+                query = sa.select(deals).where(deals.c.id.in_(wanted[i : i + EXPORT_PAGE]))
+                out.update((r["id"], _deal(r)) for r in (await conn.execute(query)).mappings())
+        return out
+
     async def deals_of(self, customer_id: str) -> list[Deal]:
         query = sa.select(deals).where(deals.c.customer_id == customer_id).order_by(deals.c.opened_at.desc())
         return [_deal(r) for r in await self._store._rows(query)]

@@ -15,7 +15,7 @@ Errors (raised by adapters, read by `acd.crm.external.sync`):
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -94,6 +94,7 @@ def route_external(
     stages: Mapping[str, StageRule],
     vacations: Sequence[Vacation],
     now: float,
+    serving: Collection[str] | None = None,
 ) -> Contact:
     """Route a contact by what the external CRM knows, with the repeat-customer rule of
     `acd.crm.routing.route_repeat`: the CRM's user becomes our manager through
@@ -112,7 +113,7 @@ def route_external(
         deals = [Deal(f"{match.system}:{match.deal}", ref, stage=stage, owner=manager)]
     else:
         customer, deals = Customer(ref, account_manager=manager), []
-    routed = route_repeat(customer, deals, stages, vacations, now)
+    routed = route_repeat(customer, deals, stages, vacations, now, serving)
     if not routed.preferred and not routed.team:
         return replace(contact, payload={**contact.payload, "external": match.json()})
     payload: dict[str, object] = {

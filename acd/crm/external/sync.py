@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from acd.config.crm_external import ExternalCrmSettings
@@ -128,17 +128,18 @@ class ExternalSync:
         stages: Mapping[str, StageRule],
         vacations: Sequence[Vacation],
         now: float,
+        serving: Collection[str] | None = None,
     ) -> Contact:
         """`contact` routed by the external CRM too: when our CRM had nobody for the customer
         (not `known`: a stranger, or no open deal, account manager or pin; `lookup: unknown`)
-        or for everyone (`lookup: always`)."""
+        or for everyone (`lookup: always`). `serving` as in `acd.crm.routing.route_repeat`."""
         s = self.settings
         if s is None or s.lookup == "off" or (known and s.lookup == "unknown"):
             return contact
         match = await self.find(phone, email)
         if match is None:
             return contact
-        return route_external(contact, match, s, stages, vacations, now)
+        return route_external(contact, match, s, stages, vacations, now, serving)
 
     # ---- the outbox ---------------------------------------------------------------------
 
