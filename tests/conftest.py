@@ -1,3 +1,3 @@
-"""Shared fixtures: storage backends (SQLite and PostgreSQL) and a running server."""
+"""Shared fixtures: storage backends (SQLite and PostgreSQL), a running server, e-mail."""
 
-pytest_plugins = ["storage_fixtures", "api_fixtures"]
+pytest_plugins = ["storage_fixtures", "api_fixtures", "mail_fixtures"]

@@ -1,21 +1,27 @@
 """Test fixtures for e-mail: a real SMTP sink on 127.0.0.1 (aiosmtpd, port 0) that records
-what it was sent, and a deployment with e-mail and notifications switched on."""
+what it was sent (the `sink` fixture), a deployment with e-mail and notifications switched on,
+and a server running it (the `mailed` fixture, on each storage backend)."""
 
 from __future__ import annotations
 
 import asyncio
 import smtplib
 import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
+import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from api_fixtures import example_deployment
+from api_fixtures import Running, example_deployment, start, stop
+from storage_fixtures import Backend
 
+from acd.api.messaging import MESSAGING
 from acd.config import Deployment
 from acd.config.messaging import EmailSettings, NotificationSettings, OutboundSettings, SmtpListenerSettings
+from acd.messaging.service import Messaging
 
 KEYWORDS = {
     "purpose": {"renewal": ("лиценз", "продл", "renew", "licence"), "training": ("обучен", "training", "курс")},
@@ -112,3 +118,27 @@ def smtp_send(port: int, raw: bytes, sender: str = "ivan@client.test") -> dict[s
     """Deliver like a mail server would (blocking: run it with asyncio.to_thread)."""
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
         return smtp.sendmail(sender, ["sales@romashka.test"], raw)
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    s = Sink()
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+@pytest.fixture
+async def mailed(backend: Backend, sink: Sink) -> AsyncIterator[Running]:
+    """A server on `mail_deployment`: SMTP in, notifications out to `sink`."""
+    r = await start(backend, mail_deployment(sink.port))
+    try:
+        yield r
+    finally:
+        await stop(r)
+
+
+def messaging(r: Running) -> Messaging:
+    return r.server.app[MESSAGING]

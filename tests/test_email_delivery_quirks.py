@@ -9,42 +9,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import smtplib
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
 import pytest
-from api_fixtures import Running, start, stop
-from mail_fixtures import Sink, enquiry, mail_deployment, smtp_send
-from storage_fixtures import Backend
+from api_fixtures import Running
+from mail_fixtures import Sink, enquiry, messaging, smtp_send
 
-from acd.api.messaging import MESSAGING
 from acd.core import events as ev
 from acd.core.model import ContactStatus
 from acd.messaging.mail import Refused
-from acd.messaging.service import Messaging
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
-
-
-@pytest.fixture
-async def mailed(backend: Backend, sink: Sink) -> AsyncIterator[Running]:
-    r = await start(backend, mail_deployment(sink.port))
-    try:
-        yield r
-    finally:
-        await stop(r)
-
-
-def messaging(r: Running) -> Messaging:
-    return r.server.app[MESSAGING]
 
 
 async def deliver(r: Running, raw: bytes) -> None:

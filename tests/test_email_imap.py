@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -153,16 +153,6 @@ service auth {{
         if proc.stdout:
             proc.stdout.close()
         shutil.rmtree(run, ignore_errors=True)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
 
 
 async def test_imap_enquiries_are_taken_once_bad_ones_quarantined_and_a_reply_arrives_by_idle(

@@ -7,43 +7,18 @@ import asyncio
 import logging
 import secrets
 import smtplib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 
 import pytest
 from api_fixtures import Running, start, stop
-from mail_fixtures import Sink, enquiry, mail_deployment, smtp_send
+from mail_fixtures import Sink, enquiry, mail_deployment, messaging, smtp_send
 from storage_fixtures import Backend
 
-from acd.api.messaging import MESSAGING
 from acd.core import events as ev
 from acd.core.model import Channel, ContactStatus
 from acd.messaging.intake import EmailIntake
 from acd.messaging.mail import Refused
-from acd.messaging.service import Messaging
 from acd.storage import Refused as StoreRefused
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
-
-
-@pytest.fixture
-async def mailed(backend: Backend, sink: Sink) -> AsyncIterator[Running]:
-    r = await start(backend, mail_deployment(sink.port))
-    try:
-        yield r
-    finally:
-        await stop(r)
-
-
-def messaging(r: Running) -> Messaging:
-    return r.server.app[MESSAGING]
 
 
 async def deliver(r: Running, raw: bytes) -> dict[str, tuple[int, bytes]]:

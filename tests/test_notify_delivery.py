@@ -6,12 +6,10 @@ stand-in is an aiohttp server on 127.0.0.1 that answers like api.twilio.com)."""
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from api_fixtures import example_deployment
@@ -62,16 +60,6 @@ class TwilioStandIn:
         sid = f"SM{len(self.messages):032x}"
         body = {"sid": sid, "status": "queued", "to": form["To"], "from": form["From"], "body": form["Body"]}
         return web.json_response({**body, "account_sid": request.match_info["sid"]}, status=201)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    s = Sink()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.stop()
 
 
 def notifier(store: Store, sink: Sink, clock: Clock, **settings: object) -> Notifier:
