@@ -4,7 +4,9 @@ imported (the composition root does), so the OpenAPI document lists them too."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
 from functools import wraps
 from typing import Any, Literal
@@ -16,12 +18,13 @@ from acd.api import schemas as s
 from acd.api.app import SERVICES, _limit, _me, _visible_contact, api
 from acd.api.routing import ApiError, parse_body, whole_number
 from acd.core import events as ev
-from acd.core.model import ContactStatus, Outcome
+from acd.core.model import Contact, ContactStatus, Outcome, evolve
 from acd.crm import csvio
 from acd.crm.model import CrmEvent, Customer, Deal, Vacation
 from acd.crm.service import CrmError, CrmService
 
 CRM = web.AppKey("crm", CrmService)
+log = logging.getLogger("acd.crm")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -336,7 +339,10 @@ async def get_deal(request: web.Request) -> web.Response:
 @_crm_errors
 async def move_deal(request: web.Request) -> web.Response:
     body = await parse_body(request, StageIn)
-    d = await _crm(request).move(request.match_info["deal_id"], body.stage, body.stage_owner, _me(request).actor)
+    crm = _crm(request)
+    before = await crm.deal(request.match_info["deal_id"])
+    d = await crm.move(before.id, body.stage, body.stage_owner, _me(request).actor)
+    await _route_again(request, before, d)
     return web.json_response(deal_json(d))
 
 
@@ -351,9 +357,10 @@ async def move_deal(request: web.Request) -> web.Response:
 @_crm_errors
 async def close_deal(request: web.Request) -> web.Response:
     body = await parse_body(request, CloseIn)
-    d = await _crm(request).close(
-        request.match_info["deal_id"], body.outcome == "won", body.amount, body.reason, _me(request).actor
-    )
+    crm = _crm(request)
+    before = await crm.deal(request.match_info["deal_id"])
+    d = await crm.close(before.id, body.outcome == "won", body.amount, body.reason, _me(request).actor)
+    await _route_again(request, before, d)
     return web.json_response(deal_json(d))
 
 
@@ -392,9 +399,13 @@ async def finish_with_deal(request: web.Request) -> web.Response:
                 by=me.actor,
             )
         elif body.stage and body.stage != deal.stage:
+            before = deal
             deal = await crm.move(deal.id, body.stage, body.stage_owner, me.actor)
+            await _route_again(request, before, deal)
         if body.outcome in ("won", "lost"):
+            before = deal
             deal = await crm.close(deal.id, body.outcome == "won", body.amount, body.reason, me.actor)
+            await _route_again(request, before, deal)
     await svc.dispatcher.submit(
         ev.WorkFinished(contact.id, me.manager_id if me.role == "manager" else None, Outcome(body.outcome))
     )
@@ -404,6 +415,83 @@ async def finish_with_deal(request: web.Request) -> web.Response:
     return web.json_response(
         {"contact": contact_json(c) if c else {"id": contact.id}, "deal": deal and deal_json(deal)}
     )
+
+
+# ---- routing again when a deal moves ----------------------------------------------
+
+LIVE = (ContactStatus.WAITING, ContactStatus.OFFERED)
+
+
+async def _route_again(request: web.Request, before: Deal, after: Deal) -> None:
+    """A deal changed (`before` → `after`: another stage, another person serving it, closed):
+    every contact of its customer (or about it) still waiting or being offered is routed
+    again by the CRM's present answer (core: `ContactRerouted`); one being worked is not.
+    Waits until the dispatcher has committed, so the caller's next read sees it. The deal's
+    change stands whatever happens here: a failure is logged, and the contacts go on as
+    they were routed."""
+    svc = request.app[SERVICES]
+    try:
+        live = _live_contacts(svc.dispatcher.board.contacts.values(), after)
+        if not live:
+            return
+        events = await _reroutes(_crm(request), live, before, after, svc.dispatcher.board.policy.default_team)
+        await asyncio.gather(*(svc.dispatcher.submit(e) for e in events))
+    except Exception:
+        log.exception("deal %s changed; routing its customer's waiting contacts again failed", after.id)
+
+
+def _live_contacts(contacts: Iterable[Contact], deal: Deal) -> list[Contact]:
+    """Waiting or offered contacts about `deal` or of its customer, not pinned to anyone."""
+    return [
+        c
+        for c in contacts
+        if c.status in LIVE
+        and not c.pinned_to
+        and (c.customer_id == deal.customer_id or c.payload.get("deal_id") == deal.id)
+    ]
+
+
+def _what_changed(before: Deal, after: Deal) -> str:
+    if after.status is not before.status:
+        return f"deal {after.id} closed as {after.status.value}"
+    if after.stage != before.stage:
+        return f"deal {after.id} moved from stage {before.stage!r} to {after.stage!r}"
+    return f"deal {after.id} in stage {after.stage!r}: served by {after.stage_owner or 'nobody named'} now"
+
+
+async def _reroutes(
+    crm: CrmService, live: list[Contact], before: Deal, after: Deal, default_team: str | None
+) -> list[ev.ContactRerouted]:
+    """The CRM's answer for each contact, now and before the change, both by the intake's own
+    path (CrmService._as_repeat on the contact stripped of its routing). The people the old
+    answer named give way to the new answer's; anyone else the contact was for (the owner of
+    an e-mail thread it answers) stays after them. Without a team in the new answer, a team
+    the old one gave falls back to the policy's default team."""
+    customer = await crm.customer(after.customer_id)
+    now_deals = await crm.repo.deals_of(customer.id)
+    then_deals = [before if d.id == before.id else d for d in now_deals]
+    now = crm.clock()
+    vacations = await crm.current_vacations(now)
+    why = _what_changed(before, after)
+    out = []
+    for c in live:
+        bare = evolve(c, preferred=(), team=None, first_wait=None)
+        new = crm._as_repeat(bare, customer, now_deals, vacations, now)
+        old = crm._as_repeat(bare, customer, then_deals, vacations, now)
+        others = [p for p in c.preferred if p not in old.preferred]
+        team = new.team if new.team is not None else (c.team if c.team != old.team else default_team)
+        changes = {k: new.payload[k] for k in ("crm", "routed_by", "deal_id") if k in new.payload}
+        out.append(
+            ev.ContactRerouted(
+                c.id,
+                tuple(dict.fromkeys((*new.preferred, *others))),
+                team,
+                new.first_wait,
+                f"{why} (CRM: {new.payload.get('crm', '')})",
+                changes,
+            )
+        )
+    return out
 
 
 # ---- vacations and rotation -------------------------------------------------------

@@ -6,6 +6,7 @@ Adapters turn peer messages into events; the dispatcher feeds them to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from acd.core.model import Contact, Manager, Outcome, Presence
@@ -105,6 +106,22 @@ class ContactTransferred:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactRerouted:
+    """The CRM's answer for a contact changed while it waits or is offered (its deal moved
+    to another stage, the stage's person changed, the deal closed): whom it reaches first,
+    the team that serves it and how long it waits for them (`Contact.preferred`, `team`,
+    `first_wait`). `reason` is what the decision log says; `payload` holds keys to set in
+    the contact's payload (the CRM's explanation, the deal it is about)."""
+
+    contact_id: str
+    preferred: tuple[str, ...]
+    team: str | None
+    first_wait: float | None = None
+    reason: str = "routing changed"
+    payload: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceStateChanged:
     manager_id: str
     busy: bool
@@ -133,6 +150,7 @@ Event = (
     | WorkFinished
     | ContactReassigned
     | ContactTransferred
+    | ContactRerouted
     | DeviceStateChanged
     | TimerFired
     | PolicyReloaded
@@ -165,7 +183,7 @@ class Decision:
     at: float
     contact_id: str
     manager_id: str | None
-    kind: str  # offer | override | escalate | transfer | end (a contact gone without a finish: why)
+    kind: str  # offer | override | escalate | transfer | reroute | end (a contact gone without a finish: why)
     policy_version: str
     strategy: str
     step: int

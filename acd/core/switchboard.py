@@ -186,6 +186,8 @@ class Switchboard:
                 self._reassign(cid, mid, by, pin_until)
             case ev.ContactTransferred(cid, by, to_manager, to_team, pin_until):
                 self._transfer(cid, by, to_manager, to_team, pin_until)
+            case ev.ContactRerouted():
+                self._reroute(event)
             case ev.DeviceStateChanged(mid, busy):
                 m = self._manager(mid)
                 if m.device_busy != busy:
@@ -364,6 +366,56 @@ class Switchboard:
         self._dirty(c)
         self._p.touched_contacts[c.id] = c
         self._log(c, target, "transfer", [], {}, {}, summary)
+
+    def _reroute(self, e: ev.ContactRerouted) -> None:
+        """The CRM answers differently for a waiting or offered contact (its deal moved on):
+        it takes the new `preferred`, `team` and `first_wait` and starts again from its
+        entry step (the first one whose ring can hold anybody, as at arrival), keeping its
+        place in the queue: the queue order never looks at whom a contact is for. An offer
+        to someone outside the new step's pool is withdrawn without penalty; one to someone
+        still in it runs on. Logged as "reroute", with the reason.
+
+        Left as they are: a contact being worked (assigned), or gone; one a person placed,
+        pinned to a manager (a supervisor's pin, a transfer to a manager) or passed to a
+        team by a transfer (an override for nobody in particular). Only `payload` is
+        applied when the routing itself is unchanged: it keeps its step and its offer.
+
+        Example: waiting at step 2 'team' (sales) for deal D in approval, owner boris; D
+        moves to delivery (egor, team logistics): preferred=("egor",), team "logistics",
+        step 1 'preferred' for the stage's wait, still ahead of everyone who came after it.
+        """
+        c = self.contacts.get(e.contact_id)
+        if c is None or c.status not in (ContactStatus.WAITING, ContactStatus.OFFERED):
+            return
+        if c.pinned_to or (c.override and not c.preferred):
+            return
+        if any(c.payload.get(k) != v for k, v in e.payload.items()):
+            c.payload = {**c.payload, **e.payload}
+            self._dirty(c)
+        if (c.preferred, c.team, c.first_wait) == (e.preferred, e.team, e.first_wait):
+            return
+        before = f"preferred {', '.join(c.preferred) or 'nobody'}, team {c.team or 'none'}"
+        c.preferred, c.team, c.first_wait = e.preferred, e.team, e.first_wait
+        c.step = 0
+        c.step = entry_step_index(c, self.policy)
+        c.step_since = self._now
+        self._dirty(c)
+        due = self._step_due(c)
+        self._cmd(ev.CancelTimer(("escalate", c.id)) if due is None else ev.StartTimer(("escalate", c.id), due))
+        steps = self.policy.steps
+        pool = steps[min(c.step, len(steps) - 1)].pool
+        summary = (
+            f"re-routed: {e.reason}; {before} → preferred {', '.join(c.preferred) or 'nobody'}, "
+            f"team {c.team or 'none'}; again from step {c.step + 1} '{pool.value}', at its place in the queue"
+        )
+        if c.status is ContactStatus.OFFERED:
+            holder = self.managers.get(c.offered_to or "")
+            if holder is None or not self._in_pool(c, holder, pool):
+                summary += f"; offer to {c.offered_to} withdrawn"
+                self._withdraw(c, f"re-routed: {e.reason}")
+        else:
+            self._enqueue(c)  # already there, at the same key: only marks it for routing
+        self._log(c, None, "reroute", [], {}, {}, summary)
 
     def _presence_request(self, m: Manager, presence: Presence, reason: str | None, by: str) -> None:
         cause = {Presence.AVAILABLE: Cause.SET_AVAILABLE, Presence.PAUSED: Cause.PAUSE, Presence.OFFLINE: Cause.LOGOUT}
