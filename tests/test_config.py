@@ -562,3 +562,77 @@ def test_week_lines_that_only_touch_add_up(tmp_path: Path) -> None:
     assert calendar.is_open("logistics", at(2026, 11, 27, 23, 0))  # Friday night
     assert calendar.is_open("logistics", at(2026, 11, 28, 5, 59))  # ...into Saturday
     assert not calendar.is_open("logistics", at(2026, 11, 28, 6, 0))
+
+
+# ---- numbers YAML allows and no setting means; keys that collide; files not in UTF-8 ----------
+
+NOT_A_DURATION = "must be a duration: seconds (30) or with a unit (30s, 10m, 1h), not .nan"
+
+
+@pytest.mark.parametrize(
+    ("key", "typed", "problem"),
+    [
+        (
+            "  call: {offer_timeout: 20s,",
+            "  call: {offer_timeout: .nan,",
+            "channels.call.offer_timeout: " + NOT_A_DURATION,
+        ),
+        ("  inactivity: 10m", "  inactivity: .inf", "auto_pause.inactivity: must be a duration"),
+        (
+            "  inactivity: 10m",
+            "  inactivity: " + "9" * 400 + "h",
+            "auto_pause.inactivity: is too long to be a duration",
+        ),
+        ("    fit: 0.5", "    fit: .inf", "policy.weights.fit: must be an ordinary number, not .inf"),
+        (
+            "        weight: 1.5",
+            "        weight: .NaN",
+            "criteria[0].options[0].weight: must be an ordinary number, not .nan",
+        ),
+        (
+            "  prior_strength: 10",
+            "  prior_strength: -.inf",
+            "crm.prior_strength: must be an ordinary number, not -.inf",
+        ),
+        (
+            "  retry: {attempts: 5, backoff: 30s,",
+            "  retry: {attempts: 5, backoff: .nan,",
+            "notifications.retry.backoff",
+        ),
+    ],
+)
+def test_not_a_number_and_infinity_are_refused_by_key(tmp_path: Path, key: str, typed: str, problem: str) -> None:
+    """`offer_timeout: .nan` loaded: an offer that never times out, a weight that poisons every score."""
+    path = example_text(tmp_path, key, typed)
+    (found,) = problems_of(path)
+    assert found.startswith(f"{path}: {problem}"), found
+
+
+def test_a_dtmf_key_written_both_quoted_and_unquoted_is_a_duplicate(tmp_path: Path) -> None:
+    """`keys: {"1": ru, 1: en}` kept only en for key 1: YAML's 1 and "1" are one key once read."""
+    config, flow = write_flow(tmp_path, lambda f: None)
+    text = flow.read_text(encoding="utf-8")
+    assert "'1': ru" in text
+    flow.write_text(text.replace("'1': ru", "'1': ru\n      1: en", 1), encoding="utf-8")
+    line = flow.read_text(encoding="utf-8").splitlines().index("      1: en") + 1
+    (problem,) = problems_of(config)
+    assert problem.startswith(f"{flow}: line {line}: duplicate key 1 (first at line {line - 1}, written '1' there)")
+
+
+def test_text_keys_that_collide_once_read_as_text_are_a_duplicate() -> None:
+    from acd.config.schema import _str_keys
+
+    with pytest.raises(ValueError, match="duplicate key '1'"):
+        _str_keys({"1": "ru", 1: "en"})
+    assert _str_keys({1: "ru", "2": "en"}) == {"1": "ru", "2": "en"}
+
+
+def test_a_file_not_in_utf8_names_its_first_bad_line_and_says_to_save_it_as_utf8(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    path = tmp_path / "acd.yaml"
+    path.write_bytes(text.encode("cp1251", errors="replace"))
+    line = next(i for i, s in enumerate(text.splitlines(), 1) if not s.isascii())
+    assert problems_of(path) == [
+        f"{path}: line {line}: the file is not UTF-8 text: save it as UTF-8 (probably Windows-1251; "
+        'in Notepad: "Save as", Encoding: UTF-8; or iconv -f cp1251 -t utf-8)'
+    ]

@@ -51,7 +51,7 @@ ManagerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no setting means .nan or .inf
 
 
 class PushRetrySpec(_Spec):

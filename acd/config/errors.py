@@ -7,6 +7,7 @@ YAML syntax errors use `line N` in place of the key path.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -62,6 +63,15 @@ class Problems:
         return bool(self.items)
 
 
+def yaml_number(value: float) -> str:
+    """A number as YAML writes it, so .nan and .inf read as they were typed."""
+    if math.isnan(value):
+        return ".nan"
+    if math.isinf(value):
+        return ".inf" if value > 0 else "-.inf"
+    return repr(value)
+
+
 _SECRET_KEYS = frozenset({"secret", "password", "passwd", "token"})
 _SHOULD = re.compile(r"^(Input|Value|String|List|Dictionary|Tuple|Date|Datetime|Decimal|Data) should ")
 
@@ -81,6 +91,10 @@ def _message(err: Any) -> str:
         return "must be a mapping (key: value lines)"
     if kind in ("list_type", "tuple_type"):
         return "must be a list"
+    if kind == "finite_number":
+        value = err.get("input")
+        typed = yaml_number(value) if isinstance(value, float) else repr(value)
+        return f"must be an ordinary number, not {typed} (YAML's not-a-number or infinity)"
     message = _SHOULD.sub("must ", err["msg"])
     value = err.get("input")
     if isinstance(value, str | int | float | bool) or value is None:

@@ -133,18 +133,23 @@ def _timestamp(loader: _StrictLoader, node: yaml.ScalarNode) -> Any:
 
 
 def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    first: dict[Any, int] = {}
+    """Every key of this file is text: an unquoted 1 and a quoted "1" (DTMF keys, phone
+    numbers, CRM user ids) are one key once read, so they are compared as text."""
+    first: dict[Any, tuple[int, Any]] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
+        same = str(key) if isinstance(key, int) and not isinstance(key, bool) else key
         try:
-            seen = first.get(key)
+            seen = first.get(same)
         except TypeError:  # an unhashable key; construct_mapping reports it properly
             continue
         if seen is not None:
+            line, was = seen
+            also = f", written {was!r} there" if type(was) is not type(key) else ""
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line {seen})", key_node.start_mark
+                None, None, f"duplicate key {key!r} (first at line {line}{also})", key_node.start_mark
             )
-        first[key] = key_node.start_mark.line + 1
+        first[same] = (key_node.start_mark.line + 1, key)
     return loader.construct_mapping(node, deep=True)
 
 
@@ -154,12 +159,14 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 
 def _read_yaml(path: Path, problems: Problems) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as e:
         problems.whole(f"cannot read the file: {e.strerror or e}")
         return None
-    except UnicodeDecodeError:
-        problems.whole("the file is not UTF-8 text")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        problems.at_line(data.count(b"\n", 0, e.start) + 1, _not_utf8(data))
         return None
     try:
         return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
@@ -179,6 +186,18 @@ def _read_yaml(path: Path, problems: Problems) -> Any:
     except RecursionError:
         problems.whole("invalid YAML: lists or mappings nested too deeply")
     return None
+
+
+def _not_utf8(data: bytes) -> str:
+    """Why a file that is not UTF-8 cannot be read, and how to fix it. Windows editors save
+    Russian text as Windows-1251 unless told otherwise; Notepad asks in "Save as"."""
+    how = '(in Notepad: "Save as", Encoding: UTF-8)'
+    try:
+        if any("а" <= ch <= "я" for ch in data.decode("cp1251").lower()):
+            how = '(probably Windows-1251; in Notepad: "Save as", Encoding: UTF-8; or iconv -f cp1251 -t utf-8)'
+    except UnicodeDecodeError:
+        pass
+    return f"the file is not UTF-8 text: save it as UTF-8 {how}"
 
 
 def _nul_characters(value: Any, problems: Problems, loc: Loc = ()) -> None:
@@ -259,8 +278,10 @@ def _cross_check(spec: DeploymentSpec, problems: Problems) -> None:
     for name, t in spec.teams.items():
         texts(("teams", name, "label"), t.label)
     _overlapping_hours(("hours",), spec.hours, problems)
+    _workday_rules(("hours",), spec.hours, None, problems)
     for name, t in spec.teams.items():
         _overlapping_hours(("teams", name, "hours"), t.hours, problems)
+        _workday_rules(("teams", name, "hours"), t.hours, spec.hours, problems)
 
     langs(("manager_defaults", "languages"), spec.manager_defaults.languages or ())
     unique(("managers",), "id", [m.id for m in spec.managers], "id")
@@ -317,6 +338,79 @@ def _overlapping_hours(loc: Loc, hours: HoursSpec | None, problems: Problems) ->
                     f"every line that names it, so to give {name} other hours leave it out of the other line "
                     "(e.g. mon-thu and fri apart)",
                 )
+
+
+def _workday_rules(loc: Loc, hours: HoursSpec | None, site: HoursSpec | None, problems: Problems) -> None:
+    """A worked date (`workdays`) must not also be a holiday, must name one weekday's hours
+    only, and that weekday must have hours. A team's hours take each key they leave out
+    from the site's, so a team is checked with what it inherits; what only the site's keys
+    decide is reported once, at the site's."""
+    if hours is None:
+        return
+    own = {key for key in ("week", "holidays", "workdays") if getattr(hours, key) is not None}
+    if site is not None and not own:
+        return
+
+    def pick(key: str) -> tuple[Loc, list[Any]]:
+        if getattr(hours, key) is not None or site is None:
+            return (*loc, key), list(getattr(hours, key) or ())
+        return ("hours", key), list(getattr(site, key) or ())
+
+    (week_loc, week), (holidays_loc, holidays), (workdays_loc, workdays) = (
+        pick("week"),
+        pick("holidays"),
+        pick("workdays"),
+    )
+    mine = (site is None) or ("workdays" in own)
+
+    def with_hours(lines: Iterable[str]) -> set[int]:
+        out: set[int] = set()
+        for line in lines:
+            days, intervals = parse_hours_line(line)
+            if intervals:
+                out.update(days)
+        return out
+
+    days_with_hours = with_hours(week)
+    # a site's workday on a weekday the site gives no hours is the site's problem, said there
+    site_days = with_hours(site.week or ()) if site is not None and site.week else set(range(7))
+    first: dict[date, tuple[int, int]] = {}
+    said_week = False
+    for i, (a, b, weekday) in enumerate(workdays):
+        here = dotted((*workdays_loc, i))
+        name = WEEKDAYS[weekday]
+        if week and weekday not in days_with_hours and (mine or ("week" in own and weekday in site_days)):
+            if mine:
+                problems.add(
+                    (*workdays_loc, i),
+                    f"{a} has {name}'s hours, and the week gives {name} none: name the weekday whose hours it "
+                    f"has, e.g. - {a}: {WEEKDAYS[min(days_with_hours, default=0)]}",
+                )
+            elif not said_week:  # once for the team's week, not once per date
+                said_week = True
+                problems.add(
+                    week_loc,
+                    f"the site's workday {a} ({here}) has {name}'s hours, and this week gives {name} none: "
+                    "give the team workdays of its own (workdays: [] for none)",
+                )
+        for j, (h1, h2) in enumerate(holidays):
+            if a <= h2 and h1 <= b and (mine or "holidays" in own):
+                both = max(a, h1)
+                where = (*workdays_loc, i) if mine else (*holidays_loc, j)
+                other = dotted((*holidays_loc, j)) if mine else here
+                problems.add(where, f"{both} is both a workday and a holiday ({other}): keep it in one list")
+                break
+        if not mine:
+            continue
+        for n in range((b - a).days + 1):
+            day = a + timedelta(days=n)
+            seen = first.setdefault(day, (i, weekday))
+            if seen[1] != weekday:
+                problems.add(
+                    (*workdays_loc, i),
+                    f"{day} has {name}'s hours here and {WEEKDAYS[seen[1]]}'s at {dotted((*workdays_loc, seen[0]))}",
+                )
+                break
 
 
 def _cross_check_messaging(spec: DeploymentSpec, flows: tuple[str, ...] | None, problems: Problems) -> None:
@@ -392,14 +486,20 @@ def _week(lines: Iterable[str]) -> dict[int, tuple[tuple[time, time], ...]]:
     return {day: tuple(sorted(spans)) for day, spans in sorted(week.items())}
 
 
+def _workdays(entries: Iterable[tuple[date, date, int]]) -> dict[date, int]:
+    """Each worked date -> the weekday whose hours it has."""
+    return {day: weekday for first, last, weekday in entries for day in _dates([(first, last)])}
+
+
 def _schedule(spec: HoursSpec | None, base: Schedule) -> Schedule:
-    """A team's hours: each key it leaves out (tz, week, holidays) comes from the site's."""
+    """A team's hours: each key it leaves out (tz, week, holidays, workdays) comes from the site's."""
     if spec is None:
         return base
     return Schedule(
         tz=spec.tz or base.tz,
         week=_week(spec.week) if spec.week is not None else base.week,
         holidays=_dates(spec.holidays) if spec.holidays is not None else base.holidays,
+        workdays=_workdays(spec.workdays) if spec.workdays is not None else base.workdays,
     )
 
 
@@ -416,6 +516,7 @@ def _build(
         tz=site_hours.tz or spec.site.tz,
         week=_week(site_hours.week or ()),
         holidays=_dates(site_hours.holidays or ()),
+        workdays=_workdays(site_hours.workdays or ()),
     )
     teams = {name: Team(dict(t.label), _schedule(t.hours, default_schedule)) for name, t in spec.teams.items()}
     calendar = Calendar(

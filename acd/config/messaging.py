@@ -8,6 +8,7 @@ messaging adapters read. Secrets are never in the file: it names the environment
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
 
-from acd.config.errors import Problems
+from acd.config.errors import Problems, yaml_number
 
 _ENV = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -41,11 +42,18 @@ SEND_CHANNELS = ("email", "sms")
 # ---- scalar checks ---------------------------------------------------------------------
 
 
+_NOT_A_DURATION = "must be a duration: seconds (30) or with a unit (30s, 10m, 1h)"
+
+
 def _seconds(value: Any) -> Any:
     """Seconds as a number, or with units: "30s", "10m", "1h30m" (as elsewhere in the file)."""
     if isinstance(value, bool):
         raise ValueError("must be a duration: seconds (30) or with a unit (30s, 10m, 1h)")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"must be a duration: seconds (30) or with a unit (30s, 10m, 1h), not {yaml_number(value)}"
+            )
         if value < 0:
             raise ValueError("must not be negative")
         return float(value)
@@ -53,7 +61,10 @@ def _seconds(value: Any) -> Any:
         m = _DURATION.match(value)
         if m and any(m.groups()):
             h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-            return h * 3600 + mi * 60 + s
+            seconds = h * 3600 + mi * 60 + s
+            if not math.isfinite(seconds):
+                raise ValueError("is too long to be a duration")
+            return seconds
     raise ValueError("must be a duration: seconds (30) or with a unit (30s, 10m, 1h)")
 
 
@@ -102,7 +113,7 @@ Template = Annotated[str, Field(min_length=1), AfterValidator(_template)]
 
 
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no setting means .nan or .inf
 
 
 # ---- shapes ---------------------------------------------------------------------------------

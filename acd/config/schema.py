@@ -8,6 +8,7 @@ Every model forbids unknown keys, so a misspelt key is an error rather than a si
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
@@ -25,6 +26,7 @@ from pydantic import (
 )
 
 from acd.config.crm_external import ExternalCrmSpec
+from acd.config.errors import yaml_number
 from acd.config.messaging import EmailSpec, NotificationsSpec, TwilioSpec
 from acd.core.hours import WEEKDAYS
 from acd.core.model import Channel
@@ -72,17 +74,27 @@ def _tz(value: str) -> str:
     return value
 
 
+_NOT_A_DURATION = "must be a duration: seconds (30) or with a unit (30s, 10m, 1h)"
+
+
 def parse_duration(value: Any) -> Any:
     """Seconds as a number, or a string with units: "30s", "10m", "1h30m"."""
     if isinstance(value, bool):
         raise ValueError("must be a duration: seconds (30) or with a unit (30s, 10m, 1h)")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(
+                f"must be a duration: seconds (30) or with a unit (30s, 10m, 1h), not {yaml_number(value)}"
+            )
         return float(value)
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m and any(m.groups()):
             h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-            return h * 3600 + mi * 60 + s
+            seconds = h * 3600 + mi * 60 + s
+            if not math.isfinite(seconds):
+                raise ValueError("is too long to be a duration")
+            return seconds
     raise ValueError("must be a duration: seconds (30) or with a unit (30s, 10m, 1h)")
 
 
@@ -101,7 +113,13 @@ def _non_negative(value: float) -> float:
 def _str_keys(value: Any) -> Any:
     # YAML reads unquoted phone numbers and digits as ints; the file means them as text.
     if isinstance(value, dict):
-        return {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in value.items()}
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            key = str(k) if isinstance(k, int) and not isinstance(k, bool) else k
+            if key in out:
+                raise ValueError(f'duplicate key {key!r}: 1 and "1" are the same key')
+            out[key] = v
+        return out
     return value
 
 
@@ -169,10 +187,10 @@ def _hours_line(value: str) -> str:
     return value
 
 
-def _holiday(value: Any) -> Any:
+def _date_span(value: Any, what: str) -> tuple[date, date]:
     """A date, or a range "2026-01-01..2026-01-08" (both ends closed)."""
     if isinstance(value, datetime):
-        raise ValueError("a holiday is a whole day: write the date without a time, e.g. 2026-01-01")
+        raise ValueError(f"a {what} is a whole day: write the date without a time, e.g. 2026-01-01")
     if isinstance(value, date):
         return (value, value)
     if isinstance(value, str):
@@ -191,6 +209,27 @@ def _holiday(value: Any) -> Any:
             raise ValueError("date range is longer than a year")
         return (a, b)
     raise ValueError("must be a date 2026-01-01 or a range 2026-01-01..2026-01-08")
+
+
+def _holiday(value: Any) -> Any:
+    """A date, or a range "2026-01-01..2026-01-08" (both ends closed)."""
+    return _date_span(value, "holiday")
+
+
+def _workday(value: Any) -> Any:
+    """A date (or range) worked though its weekday is a day off, with the weekday whose
+    hours it has: `2025-11-01` (Monday's), `2025-11-01: fri` or "2025-11-01: fri"."""
+    weekday: Any = "mon"
+    if isinstance(value, dict):
+        if len(value) != 1:
+            raise ValueError("must be one date per list item: - 2025-11-01 or - 2025-11-01: fri")
+        ((value, weekday),) = value.items()
+    elif isinstance(value, str) and ":" in value:
+        value, _, weekday = value.partition(":")
+    if not isinstance(weekday, str) or weekday.strip().lower() not in WEEKDAYS:
+        raise ValueError(f"the weekday whose hours the day has must be one of {', '.join(WEEKDAYS)} (got {weekday!r})")
+    first, last = _date_span(value, "workday")
+    return (first, last, WEEKDAYS.index(weekday.strip().lower()))
 
 
 def _version(value: Any) -> Any:
@@ -212,12 +251,14 @@ Count = Annotated[StrictInt, Field(ge=0)]
 Capacity = dict[Channel, Count]
 HoursLine = Annotated[str, BeforeValidator(_hours_line_text), AfterValidator(_hours_line)]
 Holiday = Annotated[tuple[date, date], BeforeValidator(_holiday)]
+Workday = Annotated[tuple[date, date, int], BeforeValidator(_workday)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 
 
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan: YAML's .nan and .inf are numbers to pydantic; no setting means them
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ---- site and sections ---------------------------------------------------------------
@@ -230,11 +271,13 @@ class SiteSpec(Spec):
 
 
 class HoursSpec(Spec):
-    """Weekly opening lines and closed dates; an empty `week` means open around the clock."""
+    """Weekly opening lines, closed dates and dates worked with a weekday's hours (a Saturday
+    of the production calendar); an empty `week` means open around the clock."""
 
     tz: TimeZone | None = None
     week: list[HoursLine] | None = None
     holidays: list[Holiday] | None = None
+    workdays: list[Workday] | None = None
 
 
 class ServerSpec(Spec):

@@ -2,62 +2,136 @@
 
 Time comes in as POSIX seconds; `zoneinfo` turns it into local wall-clock time, so
 daylight-saving changes are handled by the tz database, not by us.
+
+The rules an office keeps, and that `Schedule` follows:
+* A day's hours are the intervals of its weekday; a date in `workdays` (a Saturday worked
+  by the production calendar) has the hours of the weekday it names instead (Monday's when
+  none is named); a date in `holidays` has none.
+* A night shift belongs to the day it starts on: an interval from 00:00 that continues the
+  previous day's interval ending at 24:00 is that shift's tail. A holiday closes the shifts
+  that start on it, not the tail of the shift that began the evening before (31 December
+  22:00 to 1 January 06:00 is worked; 2 January 00:00-06:00 is not).
+* On the nights the clocks change, an interval opens and closes the first time the clock
+  shows its times; a time the clocks skip (02:30 when they jump from 02:00 to 03:00) means
+  the moment of the jump. A shift never closes and reopens because the clocks went back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MONDAY = 0
+
+Interval = tuple[time, time]  # start, end; an end of time(0) is 24:00
+_MIDNIGHT = time(0)
+_WHOLE_DAY: tuple[Interval, ...] = ((_MIDNIGHT, _MIDNIGHT),)
+
+
+def _instant(day: date, at: time, zone: tzinfo) -> float:
+    """The first moment the local clock shows `at` on `day` or later: the first of two
+    when the clocks go back, the jump itself when they skip it."""
+    local = datetime.combine(day, at, zone)
+    first = local.timestamp()  # fold=0: the earlier of two, or past a skipped time
+    if datetime.fromtimestamp(first, zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+        return first
+    # Skipped: fold=1 reads it with the offset after the jump, which lands before the jump.
+    lo, hi = sorted((int(local.replace(fold=1).timestamp()), int(first)))
+    after = zone.utcoffset(datetime.fromtimestamp(hi, zone))
+    while hi - lo > 1:  # the jump lies between: find it to the second
+        mid = (lo + hi) // 2
+        if zone.utcoffset(datetime.fromtimestamp(mid, zone)) == after:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
+
+
+def _is_tail(first: Interval, before: tuple[Interval, ...]) -> bool:
+    """Whether a day's first interval is the end of the previous day's night shift."""
+    start, end = first
+    return start == _MIDNIGHT and end != _MIDNIGHT and any(e == _MIDNIGHT for _, e in before)
 
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """Opening intervals per weekday (0 = Monday) and closed dates.
+    """Opening intervals per weekday (0 = Monday), closed dates and working dates.
 
-    An empty `week` means always open (a 24/7 team). An interval may not cross midnight:
-    write 22:00-24:00 and 00:00-06:00 instead.
+    An empty `week` means always open (a 24/7 team) but on holidays. An interval may not
+    cross midnight: write 22:00-24:00 and 00:00-06:00 instead (the second is the first's
+    tail, see the module's rules). `workdays` maps a date to the weekday whose hours it has.
     """
 
     tz: str = "UTC"
-    week: Mapping[int, tuple[tuple[time, time], ...]] = field(default_factory=dict)
+    week: Mapping[int, tuple[Interval, ...]] = field(default_factory=dict)
     holidays: frozenset[date] = frozenset()
+    workdays: Mapping[date, int] = field(default_factory=dict)
 
     @property
     def always_open(self) -> bool:
         return not self.week and not self.holidays
 
+    def _weekday(self, day: date) -> int:
+        return self.workdays.get(day, day.weekday())
+
+    def _own(self, weekday: int) -> tuple[Interval, ...]:
+        """A weekday's intervals that start shifts: all but the previous day's tail."""
+        spans = tuple(sorted(self.week.get(weekday, ())))
+        if spans and _is_tail(spans[0], self.week.get((weekday - 1) % 7, ())):
+            return spans[1:]
+        return spans
+
+    def _tail(self, weekday: int) -> tuple[Interval, ...]:
+        """The end of the night shift this weekday starts, on the next calendar day."""
+        spans = tuple(sorted(self.week.get((weekday + 1) % 7, ())))
+        if spans and _is_tail(spans[0], self.week.get(weekday, ())):
+            return spans[:1]
+        return ()
+
+    def _intervals(self, day: date) -> list[Interval]:
+        """The wall-clock intervals open on the calendar date `day`."""
+        if not self.week:
+            return [] if day in self.holidays else list(_WHOLE_DAY)
+        before = day - timedelta(days=1)
+        spans: list[Interval] = []
+        if before not in self.holidays:
+            spans += self._tail(self._weekday(before))
+        if day not in self.holidays:
+            spans += self._own(self._weekday(day))
+        return sorted(spans)
+
+    def _spans(self, day: date, zone: tzinfo) -> list[tuple[float, float]]:
+        """The moments open on `day`, as [open, close) in POSIX seconds."""
+        out = []
+        for start, end in self._intervals(day):
+            opens = _instant(day, start, zone)
+            closes = (
+                _instant(day + timedelta(days=1), _MIDNIGHT, zone) if end == _MIDNIGHT else _instant(day, end, zone)
+            )
+            if closes > opens:
+                out.append((opens, closes))
+        return out
+
     def is_open(self, now: float) -> bool:
         if self.always_open:
             return True
-        local = datetime.fromtimestamp(now, ZoneInfo(self.tz))
-        if local.date() in self.holidays:
-            return False
-        if not self.week:
-            return True
-        t = local.time()
-        return any(
-            start <= t < end or (end == time(0) and t >= start) for start, end in self.week.get(local.weekday(), ())
-        )
+        zone = ZoneInfo(self.tz)
+        day = datetime.fromtimestamp(now, zone).date()
+        return any(opens <= now < closes for opens, closes in self._spans(day, zone))
 
     def next_open(self, now: float, horizon_days: int = 366) -> float | None:
         """The first moment at or after `now` when the schedule is open, or None."""
         if self.is_open(now):
             return now
         zone = ZoneInfo(self.tz)
-        local = datetime.fromtimestamp(now, zone)
+        today = datetime.fromtimestamp(now, zone).date()
         for offset in range(horizon_days + 1):
-            day = local.date() + timedelta(days=offset)
-            if day in self.holidays:
-                continue
-            intervals = self.week.get(day.weekday(), ()) if self.week else ((time(0), time(0)),)
-            for start, _end in sorted(intervals):
-                candidate = datetime.combine(day, start, zone).timestamp()
-                if candidate >= now and self.is_open(candidate):
-                    return candidate
+            for opens, _closes in self._spans(today + timedelta(days=offset), zone):
+                if opens >= now:
+                    return opens
         return None
 
 
