@@ -128,7 +128,7 @@ async def test_rotation_hands_customers_and_open_deals_over_and_keeps_the_histor
     status, out = await running.call(
         "POST", "/api/crm/rotation", running.supervisor, json={"from_manager": "vera", "to": ["boris"]}
     )
-    assert status == 200 and out == {"customers": 1, "open_deals": 1}
+    assert status == 200 and out == {"customers": 1, "pins": 0, "open_deals": 1}
     status, card = await running.call("GET", f"/api/crm/customers/{cid}", running.supervisor)
     assert card["customer"]["account_manager"] == "boris"
     assert card["deals"][0]["owner"] == "boris"

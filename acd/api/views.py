@@ -37,10 +37,18 @@ def contact_json(c: Contact, now: float | None = None) -> dict[str, Any]:
         "outcome": c.outcome.value if c.outcome else None,
         "finished_at": c.finished_at,
         "note": c.payload.get("note", ""),
+        # why the CRM sent a known customer where it did (a deal's stage, an account manager,
+        # a pin, a stand-in), and the deal it routed by: for staff, never the public receipt
+        "crm_reason": _text_or_none(c.payload.get("crm")),
+        "deal_id": _text_or_none(c.payload.get("deal_id")),
     }
     if now is not None:
         out["waiting_seconds"] = round(max(0.0, now - c.arrived_at), 3)
     return out
+
+
+def _text_or_none(value: object) -> str | None:
+    return str(value) if value else None
 
 
 def lead_receipt(c: Contact) -> dict[str, Any]:

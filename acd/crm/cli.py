@@ -103,5 +103,7 @@ async def _command(args: argparse.Namespace, deployment: Deployment, store: Stor
     report = await (crm.import_customers(text) if args.what == "customers" else crm.import_deals(text))
     for r in report.rejected:
         print(f"{args.file}:{r.line}: {r.reason}", file=sys.stderr)
+    for r in report.warnings:
+        print(f"{args.file}:{r.line}: warning: {r.reason}", file=sys.stderr)
     print(f"imported {report.imported}, new customers {report.customers_created}, rejected {len(report.rejected)}")
     return 0

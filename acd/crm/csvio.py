@@ -9,8 +9,17 @@ Deals:     id, customer_id, customer_phone, customer_email, customer_name, title
     A row whose id is a stored deal updates it; what the file does not carry (the deal's
     contact, a supervisor's override mark, the stage owner of a file without that column)
     is kept, so an export imported again changes nothing.
-Dates are YYYY-MM-DD (midnight, site time) or ISO 8601 date-times; amounts may use a
-decimal comma and spaces as thousands separators ("1 250 000,50").
+Dates, in the site's time zone unless they say otherwise: YYYY-MM-DD or ISO 8601 date-times
+(2024-03-31, 2024-03-31T14:05), or as Russian Excel writes them, day first: DD.MM.YYYY with an
+optional time (31.03.2024, 31.03.2024 14:05). A date with slashes (03/04/2024: day or month
+first?) or a two-digit year (31.03.24) is refused, as is a day no calendar has (31.02.2024).
+
+Amounts: digits, optionally followed by the currency (₽, руб., р., RUB, $, USD, €, EUR, which is
+not read: an amount is a number in the office's currency). Spaces (also non-breaking and thin
+ones) separate thousands; so do dots before a decimal comma ("1.500.000,50"). The comma is the
+decimal sign, as in Russian files: "1 250 000,50" is a million and a quarter, and "1,500" is one
+and a half (the import report warns about such a figure). A dot alone is a decimal point too
+("1500000.50", as the export writes it). "1,5 млн" and the like are refused: write the whole number.
 """
 
 from __future__ import annotations
@@ -91,6 +100,7 @@ class Parsed:
     customers: list[CustomerRow] = field(default_factory=list)
     deals: list[DealRow] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    warnings: list[Rejected] = field(default_factory=list)  # rows taken, but read in a way worth a look
 
 
 class RowError(ValueError):
@@ -146,29 +156,99 @@ def _split(cell: str) -> list[str]:
     return [p.strip() for p in re.split(r"[;\n]", cell) if p.strip()]
 
 
+AMOUNT_RULE = (
+    "digits with a decimal comma (1 500 000,50 or 1.500.000,50; the comma is always the decimal sign, "
+    "so 1,500 is one and a half) or a decimal point (1500000.50), optionally followed by "
+    "₽, руб., р., RUB, $, USD, € or EUR"
+)
+# the currency after an amount: not read (an amount is in the office's currency)
+_CURRENCY = re.compile(r"(?:₽|руб(?:лей|ля|ль)?\.?|р\.?|rub\.?|rur\.?|\$|usd|€|eur)$", re.IGNORECASE)
+# words people shorten big figures with: refused rather than guessed at
+_MULTIPLIER = re.compile(r"(млрд|млн|мил+и?о?н\w*|тыс\w*|т|k|к|mln|mio|m|bn|thousand|million)\.?$", re.IGNORECASE)
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?", re.IGNORECASE)
+_THOUSANDS_GROUPS = re.compile(r"\d{1,3}(?:\.\d{3})+")
+_LOOKS_LIKE_THOUSANDS = re.compile(r"\d{1,3}[,.]\d{3}")
+
+
 def parse_amount(cell: str) -> float | None:
+    """An amount as Russian offices write it (see the module's note); None for an empty cell."""
     if not cell:
         return None
-    text = _SPACES.sub("", cell).replace(",", ".")
-    try:
-        value = float(text)
-    except ValueError:
-        raise RowError(f"amount: {cell!r} is not a number") from None
+    text = _SPACES.sub("", cell)
+    text = _CURRENCY.sub("", text)
+    if (word := _MULTIPLIER.search(text)) is not None and any(ch.isdigit() for ch in text):
+        raise RowError(f"amount: {cell!r}: write the whole number (1 500 000), not {word.group(0)!r}")
+    if text.count(",") > 1:
+        raise RowError(f"amount: {cell!r} has more than one comma; write {AMOUNT_RULE}")
+    if "," in text:
+        whole, fraction = text.split(",")
+        if "." in fraction:
+            raise RowError(f"amount: {cell!r} has a dot after the decimal comma; write {AMOUNT_RULE}")
+        if "." in whole:
+            if not _THOUSANDS_GROUPS.fullmatch(whole.lstrip("+-")):
+                raise RowError(
+                    f"amount: {cell!r}: dots before a decimal comma part thousands, in threes; write {AMOUNT_RULE}"
+                )
+            whole = whole.replace(".", "")
+        text = f"{whole}.{fraction}"
+    elif text.count(".") > 1:
+        if not _THOUSANDS_GROUPS.fullmatch(text.lstrip("+-")):
+            raise RowError(f"amount: {cell!r} is not a number; write {AMOUNT_RULE}")
+        text = text.replace(".", "")
+    if not _NUMBER.fullmatch(text):
+        raise RowError(f"amount: {cell!r} is not a number; write {AMOUNT_RULE}")
+    value = float(text)
     if value < 0 or value != value or value in (float("inf"),):
         raise RowError(f"amount: {cell!r} must be zero or more")
     return value
 
 
+def amount_note(cell: str) -> str | None:
+    """A warning for an amount that is read as the rule says but may have been meant
+    otherwise: "1,500" is one and a half here, and a thousand and a half in an English file;
+    "1.500" is one and a half here, and a thousand and a half where dots part thousands."""
+    text = _CURRENCY.sub("", _SPACES.sub("", cell))
+    if _LOOKS_LIKE_THOUSANDS.fullmatch(text):
+        sign = "the comma is the decimal sign" if "," in text else "a dot alone is the decimal point"
+        value = float(text.replace(",", "."))
+        return f"amount: {cell!r} is read as {value:g} ({sign}); check it was not meant as thousands"
+    return None
+
+
+_DAY_FIRST = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d+)(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+_SLASHED = re.compile(r"\d{1,4}/\d{1,2}/\d{1,4}(?:[ T].*)?")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+DATE_RULE = "YYYY-MM-DD or DD.MM.YYYY, optionally with a time HH:MM"
+
+
 def parse_when(cell: str, tz: str, name: str) -> float | None:
+    """A moment: ISO 8601 (a date alone is its midnight) or DD.MM.YYYY [HH:MM[:SS]], in the
+    site's time zone `tz` unless the text names its offset; None for an empty cell."""
     if not cell:
         return None
+    text = " ".join(cell.split())
+    if (m := _DAY_FIRST.fullmatch(text)) is not None:
+        day, month, year, hour, minute, second = m.groups()
+        if len(year) != 4:
+            raise RowError(f"{name}: {cell!r}: write the year in full (DD.MM.YYYY)")
+        try:
+            moment = datetime(
+                int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), tzinfo=ZoneInfo(tz)
+            )
+        except ValueError:
+            raise RowError(f"{name}: {cell!r} is no such date or time (day.month.year)") from None
+        return moment.timestamp()
+    if _SLASHED.fullmatch(text):
+        raise RowError(f"{name}: {cell!r} is ambiguous (day or month first?): write {DATE_RULE}")
     try:
-        if len(cell) == 10:
-            d = date.fromisoformat(cell)
+        if len(text) == 10:
+            d = date.fromisoformat(text)
             return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)).timestamp()
-        moment = datetime.fromisoformat(cell)
+        moment = datetime.fromisoformat(text)
     except ValueError:
-        raise RowError(f"{name}: {cell!r} is not a date (YYYY-MM-DD)") from None
+        if _ISO_DAY.match(text):
+            raise RowError(f"{name}: {cell!r} is no such date or time (year-month-day)") from None
+        raise RowError(f"{name}: {cell!r} is not a date ({DATE_RULE})") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(tz))
     return moment.timestamp()
@@ -228,6 +308,7 @@ def parse_deals(
             except ValueError:
                 raise RowError(f"status: {status_text!r} is not won, lost or open") from None
             amount = parse_amount(row.get("amount", ""))
+            note = amount_note(row.get("amount", ""))
             if status is DealStatus.WON and amount is None:
                 raise RowError("amount: a won deal needs its amount")
             owner = row.get("owner") or None
@@ -291,6 +372,8 @@ def parse_deals(
                     has_stage_owner="stage_owner" in row,
                 )
             )
+            if note is not None:
+                out.warnings.append(Rejected(i, note, row))
         except RowError as err:
             out.rejected.append(Rejected(i, str(err), row))
     return out

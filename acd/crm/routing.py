@@ -69,10 +69,25 @@ def stand_in(
     return None, notes
 
 
+def _moved(d: Deal) -> tuple[float, float, str]:
+    return (d.last_activity, d.stage_since, d.id)
+
+
 def open_deal(deals: Iterable[Deal]) -> Deal | None:
     """The open deal a call is most likely about: the one that moved most recently."""
     candidates = [d for d in deals if d.status is DealStatus.OPEN]
-    return max(candidates, key=lambda d: (d.last_activity, d.stage_since, d.id), default=None)
+    return max(candidates, key=_moved, default=None)
+
+
+MAX_OTHERS_NAMED = 3
+
+
+def _the_others(others: Sequence[Deal]) -> str:
+    """What a reason says of the open deals a contact was not routed by (most recently moved first)."""
+    others = sorted(others, key=_moved, reverse=True)
+    named = ", ".join(f"{d.id} in {d.stage!r}" for d in others[:MAX_OTHERS_NAMED])
+    more = f" and {len(others) - MAX_OTHERS_NAMED} more" if len(others) > MAX_OTHERS_NAMED else ""
+    return f"1 of {len(others) + 1} open deals, the most recently moved; also open: {named}{more}"
 
 
 def route_repeat(
@@ -88,7 +103,8 @@ def route_repeat(
     1. a supervisor's pin: the pinned manager first (marked override, so ratings leave out
        what the pin brings them);
     2. an open deal: by its stage's `route_to` (see `StageRule`), with the stage's team as
-       `team`;
+       `team`; of several, the one moved most recently (`open_deal`), and the reason says
+       "1 of N open deals" and names the others;
     3. no open deal: the customer's account manager, if any.
 
     Anyone on vacation is replaced by their substitute; a pin is followed by the rule-2/3
@@ -102,7 +118,9 @@ def route_repeat(
     Example: a deal in `delivery` (team logistics) whose stage owner egor
     is on vacation with substitute fedor gives preferred=("fedor",), team="logistics".
     """
+    deals = list(deals)
     deal = open_deal(deals)
+    others = [d for d in deals if d.status is DealStatus.OPEN and deal is not None and d.id != deal.id]
     people: list[str] = []
     reasons: list[str] = []
     team: str | None = None
@@ -140,6 +158,7 @@ def route_repeat(
             + (f" {person}" if person else "")
             + (f" (passing over inactive {', '.join(gone)})" if gone else "")
             + (f", team {team}" if team else "")
+            + (f" ({_the_others(others)})" if others else "")
         )
     elif customer.account_manager:
         if first_serving(customer.account_manager):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from acd.config import Deployment
@@ -31,6 +31,7 @@ FORECAST_DAYS = 30
 FORECAST_PACE_DAYS = 90
 TREND_DAYS = (365, 180, 90, 0)  # a rating card's trend: the overall win rate that many days ago
 log = logging.getLogger("acd.crm")
+T = TypeVar("T")
 
 
 class CrmError(Exception):
@@ -55,7 +56,7 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     async def list_customers(
         self, query: str | None = None, account_manager: str | None = None, limit: int = 100, offset: int = 0
     ) -> list[Customer]: ...
-    async def customers_of(self, manager_id: str) -> list[str]: ...
+    async def customers_of(self, manager_id: str) -> list[tuple[str, str | None, str | None]]: ...
     async def contacts_of(self, customer_id: str, limit: int = 50) -> list[Contact]: ...
     async def leads(self, as_of: float | None = None, age: float = 0.0) -> list[Lead]: ...
     async def save_deals(self, changed: Sequence[Deal], history: Sequence[CrmEvent] = ()) -> None: ...
@@ -77,7 +78,7 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
     async def all_deals(self) -> list[Deal]: ...
     async def history(self, customer_id: str | None = None, deal_id: str | None = None) -> list[CrmEvent]: ...
     async def reassign(
-        self, customer_ids: Sequence[tuple[str, str]], changed: Sequence[Deal], history: Sequence[CrmEvent]
+        self, leaving: str, heirs: Sequence[tuple[str, str]], changed: Sequence[Deal], history: Sequence[CrmEvent]
     ) -> None: ...
     async def add_vacation(self, v: Vacation) -> Vacation: ...
     async def list_vacations(
@@ -118,12 +119,14 @@ class ImportReport:
     imported: int = 0
     customers_created: int = 0
     rejected: list[csvio.Rejected] = field(default_factory=list)
+    warnings: list[csvio.Rejected] = field(default_factory=list)  # imported rows worth a second look
 
     def json(self) -> dict[str, Any]:
         return {
             "imported": self.imported,
             "customers_created": self.customers_created,
             "rejected": [{"line": r.line, "reason": r.reason, "row": dict(r.row)} for r in self.rejected],
+            "warnings": [{"line": r.line, "reason": r.reason} for r in self.warnings],
         }
 
 
@@ -145,6 +148,7 @@ class CrmService:
         self.ratings = ratings
         self.clock = clock
         self._vacations: tuple[float, list[Vacation]] | None = None
+        self._vacations_changed = 0  # counts this process's vacation writes (see current_vacations)
         self.external: ExternalRouting | None = None
         self._recomputing = asyncio.Lock()
         self._closed_meanwhile: list[tuple[list[Opportunity], float]] | None = None
@@ -576,14 +580,31 @@ class CrmService:
     async def current_vacations(self, now: float) -> list[Vacation]:
         """Vacations not over yet. Read on every repeat contact, changed a few times a month:
         kept for a short while (and dropped when this process changes them), so intake does
-        not pay a database round trip for them."""
-        if self._vacations is None or now - self._vacations[0] > VACATION_CACHE_SECONDS or now < self._vacations[0]:
-            self._vacations = (now, await self.repo.list_vacations(ending_after=now))
-        return [v for v in self._vacations[1] if v.ends_at > now]
+        not pay a database round trip for them.
+
+        A list read while this process changed a vacation is used once, never kept: it may
+        have been read before the change committed, and would hide it for the whole while."""
+        cached = self._vacations
+        if cached is None or now - cached[0] > VACATION_CACHE_SECONDS or now < cached[0]:
+            changes = self._vacations_changed
+            read = await self.repo.list_vacations(ending_after=now)
+            if changes == self._vacations_changed:
+                self._vacations = (now, read)
+            cached = (now, read)
+        return [v for v in cached[1] if v.ends_at > now]
+
+    async def _vacation_write(self, write: Awaitable[T]) -> T:
+        """Run a vacation write, dropping the cached list once it has committed (and any list
+        read meanwhile): the next contact reads the new one."""
+        self._vacations_changed += 1
+        try:
+            return await write
+        finally:
+            self._vacations_changed += 1
+            self._vacations = None
 
     async def delete_vacation(self, n: int) -> bool:
-        self._vacations = None
-        return await self.repo.delete_vacation(n)
+        return await self._vacation_write(self.repo.delete_vacation(n))
 
     async def add_vacation(
         self, manager_id: str, first: date, last: date, substitute: str | None, note: str = ""
@@ -596,13 +617,13 @@ class CrmService:
         if last < first:
             raise CrmError("invalid", "last: before first")
         v = Vacation(0, manager_id, self.day_start(first), self.day_start(last + timedelta(days=1)), substitute, note)
-        self._vacations = None
-        return await self.repo.add_vacation(v)
+        return await self._vacation_write(self.repo.add_vacation(v))
 
     async def rotate(self, leaving: str, to: Sequence[str], by: str, open_deals: bool = True) -> dict[str, Any]:
-        """Hand a leaving manager's customers (and open deals they own or serve) to the
-        managers in `to`, in turn; closed deals stay theirs, and every change is a history
-        line, so nothing of what happened is lost."""
+        """Hand a leaving manager's customers (those they are the account manager of, and
+        those a supervisor pinned to them: the pin goes to the same heir) and the open deals
+        they own or serve to the managers in `to`, in turn; closed deals stay theirs, and
+        every change is a history line, so nothing of what happened is lost."""
         self._check_manager(leaving, "from")
         if not to:
             raise CrmError("invalid", "to: name at least one manager")
@@ -611,12 +632,14 @@ class CrmService:
         if leaving in to:
             raise CrmError("invalid", "to: the leaving manager cannot receive their own customers")
         now = self.clock()
-        customer_ids = await self.repo.customers_of(leaving)
-        heir = {cid: to[i % len(to)] for i, cid in enumerate(sorted(customer_ids))}
-        history = [
-            CrmEvent(now, cid, "account_manager", manager_id=m, by=by, detail={"from": leaving, "rotation": True})
-            for cid, m in heir.items()
-        ]
+        held = sorted(await self.repo.customers_of(leaving))
+        heir = {cid: to[i % len(to)] for i, (cid, _, _) in enumerate(held)}
+        history: list[CrmEvent] = []
+        for cid, account_manager, pinned_to in held:
+            for kind, was in (("account_manager", account_manager), ("pin", pinned_to)):
+                if was == leaving:
+                    detail = {"from": leaving, "rotation": True}
+                    history.append(CrmEvent(now, cid, kind, manager_id=heir[cid], by=by, detail=detail))
         changed: list[Deal] = []
         if open_deals:
             owned = await self.repo.list_deals(status="open", owner=leaving, limit=1_000_000)
@@ -629,8 +652,9 @@ class CrmService:
                 )
                 changed.append(moved)
                 history.append(CrmEvent(now, d.customer_id, "owner", d.id, d.stage, new_owner, by, {"from": leaving}))
-        await self.repo.reassign(sorted(heir.items()), changed, history)
-        return {"customers": len(heir), "open_deals": len(changed)}
+        await self.repo.reassign(leaving, sorted(heir.items()), changed, history)
+        pins = sum(1 for _, _, pinned_to in held if pinned_to == leaving)
+        return {"customers": len(heir), "pins": pins, "open_deals": len(changed)}
 
     # ---- ratings ----------------------------------------------------------------------
 
@@ -796,7 +820,7 @@ class CrmService:
         parsed = csvio.parse_deals(
             text, self.region, d.tz, self._managers(), [s.name for s in d.funnel_stages], criteria
         )
-        report = ImportReport(rejected=list(parsed.rejected))
+        report = ImportReport(rejected=list(parsed.rejected), warnings=list(parsed.warnings))
         now = self.clock()
         new_customers: dict[str, Customer] = {}
         by_key: dict[str, str] = {}

@@ -344,9 +344,15 @@ class CrmStore:
             if event is not None:
                 await conn.execute(events.insert(), _event_row(event))
 
-    async def customers_of(self, manager_id: str) -> list[str]:
-        rows = await self._store._rows(sa.select(customers.c.id).where(customers.c.account_manager == manager_id))
-        return [r["id"] for r in rows]
+    async def customers_of(self, manager_id: str) -> list[tuple[str, str | None, str | None]]:
+        """The customers `manager_id` is the account manager of or pinned to, as (id,
+        account_manager, pinned_to). (No index holds pins: a rotation, a few times a year,
+        reads the table through.)"""
+        c = customers.c
+        query = sa.select(c.id, c.account_manager, c.pinned_to).where(
+            sa.or_(c.account_manager == manager_id, c.pinned_to == manager_id)
+        )
+        return [(r["id"], r["account_manager"], r["pinned_to"]) for r in await self._store._rows(query)]
 
     async def contacts_of(self, customer_id: str, limit: int = 50) -> list[Contact]:
         c = t.contacts.c
@@ -484,12 +490,21 @@ class CrmStore:
         return [_event(r) for r in await self._store._rows(query)]
 
     async def reassign(
-        self, customer_ids: Sequence[tuple[str, str]], changed: Sequence[Deal], history: Sequence[CrmEvent]
+        self,
+        leaving: str,
+        heirs: Sequence[tuple[str, str]],
+        changed: Sequence[Deal],
+        history: Sequence[CrmEvent],
     ) -> None:
-        """A rotation: customers' account managers, open deals and the history, at once."""
+        """A rotation: each (customer id, heir) of `heirs` has the heir for account manager
+        and pin where `leaving` was either, and the open deals and the history are written,
+        all at once. A customer whom someone gave another manager meanwhile keeps them."""
+        c = customers.c
         async with self._store._write() as conn:
-            for cid, manager in customer_ids:
-                await conn.execute(customers.update().where(customers.c.id == cid).values(account_manager=manager))
+            for cid, manager in heirs:
+                for column in (c.account_manager, c.pinned_to):
+                    moved = customers.update().where(c.id == cid, column == leaving).values({column.name: manager})
+                    await conn.execute(moved)
             if changed:
                 await conn.execute(self._upsert_deal, [_deal_row(d) for d in changed])
             if history:
