@@ -18,7 +18,7 @@ from acd.api import schemas as s
 from acd.api.app import SERVICES, _limit, _me, _visible_contact, api
 from acd.api.routing import ApiError, parse_body, whole_number
 from acd.core import events as ev
-from acd.core.model import Contact, ContactStatus, Outcome, evolve
+from acd.core.model import Contact, ContactStatus, Outcome
 from acd.crm import csvio
 from acd.crm.model import CrmEvent, Customer, Deal, Vacation
 from acd.crm.service import CrmError, CrmService
@@ -434,7 +434,7 @@ async def _route_again(request: web.Request, before: Deal, after: Deal) -> None:
         live = _live_contacts(svc.dispatcher.board.contacts.values(), after)
         if not live:
             return
-        events = await _reroutes(_crm(request), live, before, after, svc.dispatcher.board.policy.default_team)
+        events = await _crm(request).routed_again(live, before, after, svc.dispatcher.board.policy.default_team)
         await asyncio.gather(*(svc.dispatcher.submit(e) for e in events))
     except Exception:
         log.exception("deal %s changed; routing its customer's waiting contacts again failed", after.id)
@@ -449,49 +449,6 @@ def _live_contacts(contacts: Iterable[Contact], deal: Deal) -> list[Contact]:
         and not c.pinned_to
         and (c.customer_id == deal.customer_id or c.payload.get("deal_id") == deal.id)
     ]
-
-
-def _what_changed(before: Deal, after: Deal) -> str:
-    if after.status is not before.status:
-        return f"deal {after.id} closed as {after.status.value}"
-    if after.stage != before.stage:
-        return f"deal {after.id} moved from stage {before.stage!r} to {after.stage!r}"
-    return f"deal {after.id} in stage {after.stage!r}: served by {after.stage_owner or 'nobody named'} now"
-
-
-async def _reroutes(
-    crm: CrmService, live: list[Contact], before: Deal, after: Deal, default_team: str | None
-) -> list[ev.ContactRerouted]:
-    """The CRM's answer for each contact, now and before the change, both by the intake's own
-    path (CrmService._as_repeat on the contact stripped of its routing). The people the old
-    answer named give way to the new answer's; anyone else the contact was for (the owner of
-    an e-mail thread it answers) stays after them. Without a team in the new answer, a team
-    the old one gave falls back to the policy's default team."""
-    customer = await crm.customer(after.customer_id)
-    now_deals = await crm.repo.deals_of(customer.id)
-    then_deals = [before if d.id == before.id else d for d in now_deals]
-    now = crm.clock()
-    vacations = await crm.current_vacations(now)
-    why = _what_changed(before, after)
-    out = []
-    for c in live:
-        bare = evolve(c, preferred=(), team=None, first_wait=None)
-        new = crm._as_repeat(bare, customer, now_deals, vacations, now)
-        old = crm._as_repeat(bare, customer, then_deals, vacations, now)
-        others = [p for p in c.preferred if p not in old.preferred]
-        team = new.team if new.team is not None else (c.team if c.team != old.team else default_team)
-        changes = {k: new.payload[k] for k in ("crm", "routed_by", "deal_id") if k in new.payload}
-        out.append(
-            ev.ContactRerouted(
-                c.id,
-                tuple(dict.fromkeys((*new.preferred, *others))),
-                team,
-                new.first_wait,
-                f"{why} (CRM: {new.payload.get('crm', '')})",
-                changes,
-            )
-        )
-    return out
 
 
 # ---- vacations and rotation -------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from acd.config import Deployment
+from acd.core import events as ev
 from acd.core.model import Contact, Manager, evolve
 from acd.crm import csvio
 from acd.crm.identity import as_new_customers, normalize_email, normalize_phone, owners, stranger
@@ -338,6 +339,41 @@ class CrmService:
     def _serving(self) -> set[str]:
         """The managers who take contacts at all: a deactivated one serves no customer."""
         return {m.id for m in self._managers().values() if m.active}
+
+    async def routed_again(
+        self, live: Sequence[Contact], before: Deal, after: Deal, default_team: str | None
+    ) -> list[ev.ContactRerouted]:
+        """How the waiting or offered contacts `live` of a deal's customer are to be routed now
+        that the deal changed (`before` → `after`): the CRM's answer for each, now and before
+        the change, both by the intake's own path (`_as_repeat` on the contact stripped of its
+        routing). The people the old answer named give way to the new answer's; anyone else the
+        contact was for (the owner of an e-mail thread it answers) stays after them. Without a
+        team in the new answer, a team the old one gave falls back to the policy's default."""
+        customer = await self.customer(after.customer_id)
+        now_deals = await self.repo.deals_of(customer.id)
+        then_deals = [before if d.id == before.id else d for d in now_deals]
+        now = self.clock()
+        vacations = await self.current_vacations(now)
+        why = _what_changed(before, after)
+        out = []
+        for c in live:
+            bare = evolve(c, preferred=(), team=None, first_wait=None)
+            new = self._as_repeat(bare, customer, now_deals, vacations, now)
+            old = self._as_repeat(bare, customer, then_deals, vacations, now)
+            others = [p for p in c.preferred if p not in old.preferred]
+            team = new.team if new.team is not None else (c.team if c.team != old.team else default_team)
+            changes = {k: new.payload[k] for k in ("crm", "routed_by", "deal_id") if k in new.payload}
+            out.append(
+                ev.ContactRerouted(
+                    c.id,
+                    tuple(dict.fromkeys((*new.preferred, *others))),
+                    team,
+                    new.first_wait,
+                    f"{why} (CRM: {new.payload.get('crm', '')})",
+                    changes,
+                )
+            )
+        return out
 
     def _as_repeat(
         self, contact: Contact, customer: Customer, deals: list[Deal], vacations: list[Vacation], now: float
@@ -908,6 +944,14 @@ class CrmService:
     async def export_deals(self) -> str:
         d = self.deployment
         return csvio.deals_csv(await self.repo.all_deals(), d.tz, d.policy.segment_keys)
+
+
+def _what_changed(before: Deal, after: Deal) -> str:
+    if after.status is not before.status:
+        return f"deal {after.id} closed as {after.status.value}"
+    if after.stage != before.stage:
+        return f"deal {after.id} moved from stage {before.stage!r} to {after.stage!r}"
+    return f"deal {after.id} in stage {after.stage!r}: served by {after.stage_owner or 'nobody named'} now"
 
 
 def _updated_by_import(old: Deal, new: Deal, row: csvio.DealRow, now: float) -> Deal:
