@@ -79,6 +79,63 @@ def usage(command: str) -> list[str]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Said:
+    """One SAY NUMBER as the caller heard it: the sound files Asterisk's say.c plays for
+    ``number`` in the channel's ``language`` with the ``gender`` argument."""
+
+    channel: str
+    number: int
+    language: str
+    gender: str | None
+    files: tuple[str, ...]
+
+
+def say_number_files(num: int, language: str, gender: str | None = None) -> list[str]:
+    """The files of ``ast_say_number_full`` (main/say.c) for English and Russian, below a million.
+
+    Russian (``ast_say_number_full_ru``): 1 and 2 take the gender suffix (``digits/1f`` одна,
+    ``digits/2n`` два/одно), also as the last digit of 21, 32...; thousands are feminine
+    (``digits/1f`` + ``digits/thousand``, ``digits/thousands-i`` for 2-4, ``digits/thousands``).
+    English ignores the gender. Other languages are said as English here."""
+    if num < 0:
+        return ["digits/minus", *say_number_files(-num, language, gender)]
+    if num == 0:
+        return ["digits/0"]
+    files: list[str] = []
+    if language == "ru":
+        if num >= 1000:
+            thousands, num = divmod(num, 1000)
+            last = thousands % 100 if thousands % 100 < 20 else thousands % 10
+            files += say_number_files(thousands, "ru", "f" if last < 3 else None)
+            files.append(
+                "digits/thousand" if last == 1 else "digits/thousands-i" if 1 < last < 5 else "digits/thousands"
+            )
+        while num:
+            if num < 20:
+                files.append(f"digits/{num}{gender}" if gender and len(gender) == 1 and num < 3 else f"digits/{num}")
+                num = 0
+            elif num < 100:
+                files.append(f"digits/{num - num % 10}")
+                num %= 10
+            else:
+                files.append(f"digits/{num - num % 100}")
+                num %= 100
+        return files
+    if num >= 1000:
+        thousands, num = divmod(num, 1000)
+        files += [*say_number_files(thousands, "en"), "digits/thousand"]
+    if num >= 100:
+        files += [f"digits/{num // 100}", "digits/hundred"]
+        num %= 100
+    if num >= 20:
+        files.append(f"digits/{num - num % 10}")
+        num %= 10
+    if num:
+        files.append(f"digits/{num}")
+    return files
+
+
 @dataclass
 class _Outcome:
     digit: str | None = None
@@ -287,7 +344,17 @@ class AgiRun:
                 more = await self._wait_key(option_limit, args[1], None)
                 out = _Outcome(more.digit, more.hangup, duration)
             return [self._key_reply(out, duration, endpos=True)]
-        if command in ("SAY DIGITS", "SAY NUMBER"):
+        if command == "SAY NUMBER":
+            # res_agi handle_saynumber: SAY NUMBER <number> <escape digits> [gender] (argc 4..5),
+            # spoken with ast_say_number_full in the channel's language (CHANNEL(language)).
+            if not 2 <= len(args) <= 3 or not re.fullmatch(r"-?\d+", args[0]):
+                return usage(command)
+            gender = args[2] if len(args) > 2 else None
+            files = say_number_files(int(args[0]), ch.language, gender)
+            self.sim.said.append(Said(ch.name, int(args[0]), ch.language, gender, tuple(files)))
+            out = await self._play(0.6 * len(files), args[1], step)
+            return ["200 result=-1"] if out.hangup else [f"200 result={ord(out.digit) if out.digit else 0}"]
+        if command == "SAY DIGITS":
             if not args:
                 return usage(command)
             escape = args[1] if len(args) > 1 else ""

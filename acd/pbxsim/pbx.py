@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from .agi import AgiRun
+from .agi import AgiRun, Said
 from .ami_server import AmiServer, AmiSession
 from .scenario import Caller, Phone, Step
 from .wire import CAUSE_TXT, Channel, Headers, get, get_all, new_uniqueid
@@ -158,6 +158,8 @@ class PbxSim:
         self.agi_sessions = 0
         #: Files written by AGI RECORD FILE: ``name.format`` → telephone seconds recorded.
         self.recordings: dict[str, float] = {}
+        #: Every AGI SAY NUMBER, with the channel's language at that moment and the gender argument.
+        self.said: list[Said] = []
         self._emitted = asyncio.Event()
         # The built-in [acd-callback] / [acd-clicktocall]: the customer leg of an originated call.
         self.dialplan[("acd-callback", "s")] = PbxSim._outbound_leg
@@ -242,6 +244,8 @@ class PbxSim:
     def lookup(self, ch: Channel, name: str) -> str | None:
         if name == "CHANNEL(state)":
             return ch.state_desc
+        if name == "CHANNEL(language)":
+            return ch.language
         if name == "CHANNEL":
             return ch.name
         if name in ch.variables:
@@ -252,6 +256,13 @@ class PbxSim:
         return re.sub(r"\$\{([^}]+)\}", lambda m: self.lookup(ch, m.group(1)) or "", expr)
 
     def set_var(self, ch: Channel, name: str, value: str) -> None:
+        if name.endswith(")"):
+            # A dialplan function (pbx_builtin_setvar_helper → ast_func_write): no VarSet event,
+            # as with AMI Setvar of DEVICE_STATE(...) in ami_basic. CHANNEL(language) is what
+            # SAY NUMBER, the next AGI's agi_language and every channel event's Language use.
+            if name == "CHANNEL(language)" and value:
+                ch.language = value
+            return
         ch.variables[name] = value
         self.emit(
             [("Event", "VarSet"), ("Privilege", "dialplan,all"), *ch.block(), ("Variable", name), ("Value", value)]
@@ -415,11 +426,16 @@ class PbxSim:
             leg.answered.set()
             if caller.hangup_after is not None:
                 self._spawn(self._hangup_at(leg, caller.hangup_after), "pbxsim-caller-hangup")
+            # Set(CHANNEL(language)=${ACD_LANGUAGE}): the site's language until the ACD sets the caller's
+            if self.globals.get("ACD_LANGUAGE"):
+                self.set_var(ch, "CHANNEL(language)", self.globals["ACD_LANGUAGE"])
             ch.priority = 3
             target = self.agi_target
             url = f"agi://{target[0]}:{target[1]}/{caller.script}" if target else f"agi://127.0.0.1:0/{caller.script}"
-            self.newexten(ch, "AGI", ",".join([url, *caller.args]))
-            status, commands = await self._run_agi(leg, caller, url, steps=steps)
+            # [acd-in] passes ${ACD_DIALLED}, the digits of the number dialled (none for `s`)
+            args = caller.args if caller.args else ("".join(c for c in caller.dialled if "0" <= c <= "9"),)
+            self.newexten(ch, "AGI", ",".join([url, *args]))
+            status, commands = await self._run_agi(leg, caller, url, steps=steps, args=args)
             ch.variables["AGISTATUS"] = status
             hung = leg.hungup.is_set()
             fallback = not hung and ch.variables.get("ACD_STATUS") != "OK"

@@ -98,6 +98,24 @@ def wait_minutes(seconds: float) -> int:
     return int((seconds + 30) // 60)
 
 
+# SAY NUMBER's gender argument for the noun after the number, per channel language: Russian
+# counts minutes in the feminine ("одна минута", "две минуты": digits/1f, digits/2f); English
+# has no genders, and a language not listed gets none (Asterisk's default, the masculine).
+MINUTES_GENDER: Mapping[str, str] = {"ru": "f"}
+
+
+def dialled_digits(raw: str) -> str:
+    """The dialled number as the IVR looks it up: its ASCII digits ("+74951234567" →
+    "74951234567"; "s", a trunk that sends no DID, → "")."""
+    return "".join(ch for ch in raw if "0" <= ch <= "9")
+
+
+def say_number(number: int, escape: str = "", gender: str | None = None) -> str:
+    """The AGI command: ``SAY NUMBER <number> <escape digits> [gender]``, spoken in the
+    channel's language (set it first: `CallDesk._set_language`)."""
+    return f'SAY NUMBER {number} "{escape}"' + (f" {gender}" if gender else "")
+
+
 def minutes_word(n: int, lang: str) -> str:
     """The stem of the word after the number: `minutes-1` (минута / minute), `minutes-2`
     (минуты), `minutes-5` (минут / minutes) — Russian has three forms."""
@@ -210,7 +228,9 @@ class CallDesk:
         dep = self.deployment()
         await self._cmd(session, "ANSWER")
         caller = session.caller_id
-        dialled = session.args[0] if session.args else session.dnid
+        # [acd-in] passes the digits of ${EXTEN} (none for `s`); an older dialplan passes
+        # ${EXTEN} as it is, or nothing: the DNID then
+        dialled = dialled_digits(session.args[0] if session.args else "") or dialled_digits(session.dnid)
         async with asyncio.timeout(s.handler_deadline):
             known = dict(await (self.known or self.tstore.known_criteria)(caller)) if caller else {}
         flow = _flow(dep, session.query.get("flow"))
@@ -222,6 +242,7 @@ class CallDesk:
             done = await run_ivr(session, IvrRun(flow, dialled, known), self._cmd)
         else:
             done = Done(dep.default_language, {})
+        await self._set_language(session, done.language)
         answers = {c.name: c.default for c in dep.criteria if c.default is not None}
         answers.update(known)
         answers.update(done.answers)
@@ -399,7 +420,7 @@ class CallDesk:
         if reply.digit:
             return reply.digit
         if pos > 0:
-            reply = await self._cmd(session, f'SAY NUMBER {pos} "{escape}"')
+            reply = await self._cmd(session, say_number(pos, escape))  # номер (masculine): no gender
             if reply.digit:
                 return reply.digit
         if self.settings.announce_wait:
@@ -439,7 +460,7 @@ class CallDesk:
         if minutes == 0:
             reply = await self._cmd(session, f'STREAM FILE {common_sound("less-than-minute", lang)} "{escape}"')
             return reply.digit
-        reply = await self._cmd(session, f'SAY NUMBER {minutes} "{escape}"')
+        reply = await self._cmd(session, say_number(minutes, escape, MINUTES_GENDER.get(lang)))
         if reply.digit:
             return reply.digit
         reply = await self._cmd(session, f'STREAM FILE {common_sound(minutes_word(minutes, lang), lang)} "{escape}"')
@@ -559,6 +580,7 @@ class CallDesk:
     ) -> None:
         """Out of hours: say so, offer a callback when we open (key 1), else voicemail."""
         lang = (flow.language.for_number(dialled) if flow else None) or dep.default_language
+        await self._set_language(session, lang)  # the PBX's own VoiceMail() prompts, too
         digits, _ = await session.get_data(common_sound("closed", lang), 5000, 1)
         if session.hung_up:
             raise CallerGone
@@ -713,6 +735,16 @@ class CallDesk:
                 call.position = n
                 return n
         return 0
+
+    async def _set_language(self, session: AgiSession, lang: str) -> None:
+        """The caller's language becomes the channel's (``CHANNEL(language)``), so that what
+        Asterisk says itself — SAY NUMBER, VoiceMail(), app_queue's announcements after a
+        fallback — is said in it. res_agi's SET VARIABLE writes a dialplan function like a
+        variable (pbx_builtin_setvar_helper) and always answers ``200 result=1``. The channel
+        keeps it for the rest of the call, later AGI sessions included (``agi_language``)."""
+        if lang and session.env.get("agi_language") != lang:
+            await self._cmd(session, f"SET VARIABLE CHANNEL(language) {lang}")
+            session.env["agi_language"] = lang
 
     async def _cmd(self, session: AgiSession, text: str) -> AgiReply:
         reply = await session.command(text)

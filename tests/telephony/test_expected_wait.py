@@ -65,7 +65,7 @@ async def test_a_caller_who_has_to_wait_hears_the_expected_wait_on_entering_and_
         # position 1, two staffed managers, 150 s a call: 75 s, "about 1 minute"
         assert said[:3] == [
             'STREAM FILE acd/common/expected-wait-ru ""',
-            'SAY NUMBER 1 ""',
+            'SAY NUMBER 1 "" f',  # одна минута: Russian minutes are feminine
             'STREAM FILE acd/common/minutes-1-ru ""',
         ]
         periodic = [c for c in commands[commands.index(said[2]) :] if c.startswith("STREAM FILE acd/common/position")]
