@@ -64,7 +64,13 @@ async def test_a_past_day_is_reported_whatever_came_after_it(running: Running, m
     anna = next(m for m in report["managers"] if m["id"] == "anna")
     assert (anna["offered"], anna["answered"], anna["won"]) == (1, 1, 1)
     assert [d["contacts"] for d in report["week"]] == [0, 0, 0, 0, 0, 0, 2]
-    assert report["week"][-1] == {"date": str(day), "contacts": 2, "service_level": 0.5, "conversion": {"anna": 1.0}}
+    assert report["week"][-1] == {
+        "date": str(day),
+        "contacts": 2,
+        "service_level": 0.5,
+        "conversion": {"anna": 1.0},
+        "won_amount": {},
+    }
 
     async with running.session.get(
         running.url(f"/api/export/contacts.csv?date={day}"), headers={"Authorization": f"Bearer {running.supervisor}"}

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from acd.core.events import Decision, ShadowChoice
 from acd.core.model import Channel, Contact, ContactStatus
-from acd.crm.model import Customer, Deal
+from acd.crm.model import Customer, Deal, DealStatus
 from acd.storage import Store, default_sqlite_url, open_store
 from acd.storage import crm as crm_storage
 from acd.storage.accounts import Accounts
@@ -224,6 +224,31 @@ async def test_the_export_and_the_lists_read_their_indexes_in_order(
     deals, notifications = [await plan(sqlite_store, sql) for sql in seen]
     assert "ix_crm_deals_opened_at_id" in deals and "USE TEMP B-TREE FOR ORDER BY" not in deals, deals
     assert notifications == "SCAN notifications USING INDEX ix_notifications_created_at"
+
+
+async def test_the_deals_closed_in_a_span_are_read_by_their_closing_time(store: Store) -> None:
+    repo = await customers_made(store)
+    won, lost, still = DealStatus.WON, DealStatus.LOST, DealStatus.OPEN
+    await repo.save_deals(
+        [
+            Deal("early", "a", status=won, closed_at=99.0),
+            Deal("first", "a", status=won, amount=5.0, closed_at=100.0),
+            Deal("lost", "b", status=lost, closed_at=150.0),
+            Deal("last", "a", status=won, closed_at=199.5),
+            Deal("after", "a", status=won, closed_at=200.0),
+            Deal("open", "a", status=still),
+        ]
+    )
+    assert [d.id for d in await repo.closed_deals(100.0, 200.0)] == ["first", "lost", "last"]
+
+
+async def test_the_reports_closed_deals_search_their_index(sqlite_store: Store) -> None:
+    repo = await customers_made(sqlite_store)
+    with statements(sqlite_store) as seen:
+        await repo.closed_deals(100.0, 200.0)
+    (sql,) = seen
+    found = await plan(sqlite_store, sql)
+    assert "ix_crm_deals_closed_at" in found, found
 
 
 # ---- the shadow report --------------------------------------------------------------------

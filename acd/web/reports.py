@@ -6,6 +6,9 @@ from the logs): a contact is *answered* at the first `accept` transition of the 
 was offered to, after that offer; its *wait* is answered-at minus arrived-at. *Service
 level* is answered within the channel's threshold over answered plus abandoned; *abandoned*
 contacts are those with status `abandoned`. A *missed* offer is one followed by a `miss`.
+A contact of the day answered after midnight counts for its day. A manager's *speed of
+response* is offer to accept. *Sales leaders* are the CRM's deals won by their owner, on the
+day and in the week, against the week before.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from acd.api.app import SERVICES, Services, api
+from acd.api.crm import CRM
 from acd.api.routing import ApiError
 from acd.core.events import Decision, Transition
 from acd.core.model import Contact, ContactStatus
+from acd.crm.model import Deal, DealStatus
 
 log = logging.getLogger("acd.web")
 
@@ -33,6 +38,9 @@ log = logging.getLogger("acd.web")
 # voice; a web lead or an e-mail is "answered" when a manager takes it).
 SL_THRESHOLDS = {"call": 20.0, "callback": 60.0, "web": 300.0, "email": 3600.0}
 MOST = 50_000
+# A day's contact may be answered after the day ends (an e-mail of 23:50 taken at 00:10):
+# its offer and answer are read up to this long after the day, so it still counts as answered.
+LATE = 86400.0
 _ENDS_OFFER = {"accept", "decline", "miss", "offer_failed", "withdraw", "auto_pause", "pause", "logout"}
 
 
@@ -52,7 +60,8 @@ def _day_bounds(tz: str, day: str | None, now: float) -> tuple[date, float, floa
 def outcomes(
     contacts: list[Contact], decisions: list[Decision], transitions: list[Transition]
 ) -> dict[str, dict[str, Any]]:
-    """Per contact id: `answered_at`, `answered_by`, `missed_by` (manager ids), `last_offered_to`."""
+    """Per contact id: `answered_at`, `answered_by`, `offered_at` (the answered offer's time),
+    `missed_by` (manager ids), `last_offered_to`."""
     by_manager: dict[str, list[Transition]] = defaultdict(list)
     for t in sorted(transitions, key=lambda t: t.at):
         by_manager[t.manager_id].append(t)
@@ -71,6 +80,7 @@ def outcomes(
             if t.cause in _ENDS_OFFER:
                 if t.cause == "accept" and "answered_at" not in info:
                     info["answered_at"], info["answered_by"] = t.at, d.manager_id
+                    info["offered_at"] = d.at
                 elif t.cause == "miss":
                     info["missed_by"].append(d.manager_id)
                 break
@@ -106,6 +116,7 @@ def day_report(
             "unreached": 0,
             "pauses": [],
             "paused_seconds": 0.0,
+            "responses": [],
         }
     )
     for c in contacts:
@@ -123,6 +134,7 @@ def day_report(
             sl_by_hour[hour][0] += ok
             sl_by_hour[hour][1] += 1
             managers[i["answered_by"]]["answered"] += 1
+            managers[i["answered_by"]]["responses"].append(i["answered_at"] - i["offered_at"])
         elif c.status is ContactStatus.ABANDONED:
             abandoned += 1
             sl_by_hour[hour][1] += 1
@@ -134,11 +146,15 @@ def day_report(
     for d in decisions:
         if d.manager_id and d.kind != "override" and start <= d.at < end:
             managers[d.manager_id]["offered"] += 1
-    _pauses(transitions, managers, min(now, end))
+    _pauses([t for t in transitions if t.at < end], managers, start, min(now, end))
     for mid, m in managers.items():
         m["id"], m["name"] = mid, names.get(mid, mid)
         closed = m["won"] + m["lost"]
         m["conversion"] = round(m["won"] / closed, 3) if closed else None
+        # speed of response: from the offer to the manager's accept, over the contacts they answered
+        responses = m.pop("responses")
+        m["response_average"] = round(sum(responses) / len(responses), 1) if responses else None
+        m["response_longest"] = round(max(responses), 1) if responses else None
     answered_or_lost = answered + abandoned
     return {
         "start": start,
@@ -150,6 +166,7 @@ def day_report(
         "service_level": round(within / answered_or_lost, 3) if answered_or_lost else None,
         "sl_thresholds": SL_THRESHOLDS,
         "average_wait": round(sum(waits) / len(waits), 1) if waits else None,
+        "longest_wait": round(max(waits), 1) if waits else None,
         "abandonment": round(abandoned / answered_or_lost, 3) if answered_or_lost else None,
         "by_hour": [{"hour": h, **dict(by_hour[h])} for h in range(24)],
         "sl_by_hour": [
@@ -163,21 +180,23 @@ def _brief(c: Contact) -> dict[str, Any]:
     return {"id": c.id, "channel": c.channel.value, "arrived_at": c.arrived_at, "name": c.customer_name}
 
 
-def _pauses(transitions: list[Transition], managers: dict[str, dict[str, Any]], stop: float) -> None:
-    """Each pause with its reason and length; one still running counts up to `stop`."""
+def _pauses(transitions: list[Transition], managers: dict[str, dict[str, Any]], start: float, stop: float) -> None:
+    """Each pause of the day [start, stop) with its reason and the part of its length within
+    the day (one begun the evening before counts from midnight); one still running counts up
+    to `stop`. A pause that ended before the day is not the day's."""
     open_since: dict[str, Transition] = {}
     for t in sorted(transitions, key=lambda t: t.at):
         began = open_since.pop(t.manager_id, None)
-        if began is not None:
-            _add_pause(managers[t.manager_id], began, t.at, t.at)
+        if began is not None and t.at > start:
+            _add_pause(managers[t.manager_id], began, t.at, start, t.at)
         if t.new.value == "paused":
             open_since[t.manager_id] = t
     for mid, began in open_since.items():
-        _add_pause(managers[mid], began, None, stop)
+        _add_pause(managers[mid], began, None, start, stop)
 
 
-def _add_pause(m: dict[str, Any], began: Transition, ended: float | None, stop: float) -> None:
-    seconds = max(0.0, stop - began.at)
+def _add_pause(m: dict[str, Any], began: Transition, ended: float | None, start: float, stop: float) -> None:
+    seconds = max(0.0, stop - max(start, began.at))
     m["pauses"].append(
         {"since": began.at, "until": ended, "reason": began.reason, "cause": began.cause, "seconds": round(seconds)}
     )
@@ -189,13 +208,19 @@ def _add_pause(m: dict[str, Any], began: Transition, ended: float | None, stop: 
 
 async def _load(svc: Services, since: float, until: float) -> tuple[list[Contact], list[Decision], list[Transition]]:
     """The contacts that arrived and the decisions made in [since, until), and the transitions
-    from a day earlier (a pause running at midnight began the day before). Newest first, so
-    when a window holds more than MOST rows it is its oldest that are left out."""
+    from a day earlier (a pause running at midnight began the day before); and the decisions
+    and transitions of the LATE seconds after `until` (a contact of the evening answered
+    after midnight), read apart so that a busy next day does not push the window's own rows
+    out. Newest first, so when a window holds more than MOST rows it is its oldest that are
+    left out."""
     contacts = await svc.store.list_contacts(None, None, since, MOST, until=until)
     decisions = await svc.store.list_decisions(None, None, since, MOST, until=until)
     transitions = await svc.store.list_transitions(None, since - 86400, MOST, until=until)
     if MOST in (len(contacts), len(decisions), len(transitions)):
         log.warning("reports: more than %d rows between %s and %s; the oldest are left out", MOST, since, until)
+    if until < svc.clock():
+        decisions += await svc.store.list_decisions(None, None, until, MOST, until=until + LATE)
+        transitions += await svc.store.list_transitions(None, until, MOST, until=until + LATE)
     return contacts, decisions, transitions
 
 
@@ -219,7 +244,7 @@ async def report_day(request: web.Request) -> web.Response:
     names = {m.id: m.name for m in svc.dispatcher.board.managers.values()}
     report = day_report(
         contacts,
-        [d for d in decisions if d.at >= start],
+        [d for d in decisions if d.at >= start],  # a later day's offers count only its contacts
         [t for t in transitions if t.at >= start - 86400],
         tz,
         start,
@@ -228,7 +253,62 @@ async def report_day(request: web.Request) -> web.Response:
         now,
     )
     report["week"], report["week_managers"] = _week(contacts, decisions, transitions, tz, first, names, now)
+    # Sales leaders: deals won by their owner on the day and in the week ending with it, and
+    # the trend against the seven days before (the CRM's closed deals, by closing time).
+    first_previous = first - timedelta(days=7)
+    previous = datetime(first_previous.year, first_previous.month, first_previous.day, tzinfo=ZoneInfo(tz)).timestamp()
+    deals = await _closed_deals(request, previous, end)
+    report["leaders"] = leaders(deals, names, start, week_start, previous, end)
+    for row in report["week"]:
+        d = date.fromisoformat(row["date"])
+        lo = datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)).timestamp()
+        hi = (datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)) + timedelta(days=1)).timestamp()
+        won: dict[str, float] = defaultdict(float)
+        for deal in deals:
+            if deal.status is DealStatus.WON and deal.owner and lo <= (deal.closed_at or 0) < hi:
+                won[deal.owner] += deal.amount or 0.0
+        row["won_amount"] = dict(won)
     return web.json_response(report)
+
+
+async def _closed_deals(request: web.Request, since: float, until: float) -> list[Deal]:
+    """The deals won or lost in [since, until) (none without a CRM)."""
+    crm = request.app.get(CRM)
+    if crm is None:
+        return []
+    return await crm.repo.closed_deals(since, until)
+
+
+def leaders(
+    deals: list[Deal], names: dict[str, str], day: float, week: float, previous: float, end: float
+) -> list[dict[str, Any]]:
+    """Each deal owner's won deals (count, amount) and lost ones on the day [day, end), in the
+    week [week, end) and in the week before [previous, week); `change` is the week's won
+    amount against the week before's (None when there was nothing before). Leaders first: by
+    the week's won amount, then its won count."""
+    rows: dict[str, dict[str, Any]] = {}
+    for d in deals:
+        if not d.owner or d.closed_at is None:
+            continue
+        row = rows.setdefault(
+            d.owner,
+            {
+                "id": d.owner,
+                "name": names.get(d.owner, d.owner),
+                **{p: {"won": 0, "amount": 0.0, "lost": 0} for p in ("day", "week", "previous")},
+            },
+        )
+        periods = ["week", "day"] if d.closed_at >= day else ["week"] if d.closed_at >= week else ["previous"]
+        for p in periods:
+            if d.status is DealStatus.WON:
+                row[p]["won"] += 1
+                row[p]["amount"] += d.amount or 0.0
+            else:
+                row[p]["lost"] += 1
+    for row in rows.values():
+        before, now = row["previous"]["amount"], row["week"]["amount"]
+        row["change"] = round((now - before) / before, 3) if before else None
+    return sorted(rows.values(), key=lambda r: (-r["week"]["amount"], -r["week"]["won"], r["name"]))
 
 
 def _week(
@@ -251,8 +331,8 @@ def _week(
         hi = (datetime(d.year, d.month, d.day, tzinfo=zone) + timedelta(days=1)).timestamp()
         r = day_report(
             contacts,
-            [x for x in decisions if lo <= x.at < hi],
-            [x for x in transitions if x.at < hi],
+            [x for x in decisions if lo <= x.at],
+            transitions,
             tz,
             lo,
             hi,

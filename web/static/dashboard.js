@@ -137,6 +137,7 @@ function renderKpis() {
     [liveK("kpi.staffed"), `${staffed.length} / ${live.managers.filter((m) => m.active).length}`, "", "staffed"],
     [dayK("kpi.sl"), pct(report?.service_level), report?.service_level < 0.8 ? "warn" : "", "sl"],
     [dayK("kpi.wait"), report?.average_wait == null ? "—" : fmtDur(report.average_wait), "", "wait"],
+    [dayK("kpi.longest_day"), report?.longest_wait == null ? "—" : fmtDur(report.longest_wait), "", "longest_day"],
     [dayK("kpi.abandon"), pct(report?.abandonment), report?.abandonment > 0.1 ? "bad" : "", "abandon"],
     [other ? t("kpi.total.on", { date: other }) : t("kpi.total"), report ? String(report.total) : "—", "", "total"],
   ];
@@ -571,7 +572,7 @@ function renderPerf() {
           "tr",
           {},
           ["col.manager", "col.offered", "col.answered", "col.won", "col.lost", "col.unreached", "col.conversion",
-            "col.missed", "col.abandoned", "col.pauses"].map((k) => el("th", { scope: "col" }, t(k))),
+            "col.response", "col.missed", "col.abandoned", "col.pauses"].map((k) => el("th", { scope: "col" }, t(k))),
         ),
       ),
       el(
@@ -588,6 +589,11 @@ function renderPerf() {
             el("td", {}, m.lost),
             el("td", {}, m.unreached),
             el("td", {}, pct(m.conversion)),
+            el(
+              "td",
+              { dataset: { col: "response" } },
+              m.response_average == null ? "—" : `${fmtDur(m.response_average)} / ${fmtDur(m.response_longest)}`,
+            ),
             el("td", {}, list(m.missed)),
             el("td", {}, list(m.abandoned)),
             el(
@@ -604,6 +610,96 @@ function renderPerf() {
             ),
           ),
         ),
+      ),
+    ),
+  );
+}
+
+// ---- sales leaders: now (the day, the week) and the trend (the week before) ---------------
+
+/** An amount in the office's currency, as people write it ("300 000" in Russian). */
+function money(x) {
+  return new Intl.NumberFormat(lang(), { maximumFractionDigits: 0 }).format(x || 0);
+}
+
+function wonText(p) {
+  const won = p.won ? t("leaders.won", { amount: money(p.amount), n: p.won }) : "—";
+  return p.lost ? `${won} (${t("leaders.lost", { n: p.lost })})` : won;
+}
+
+function trendText(r) {
+  if (r.change == null) return r.week.amount ? `▲ ${t("trend.new")}` : "—";
+  const sign = r.change > 0 ? "▲ +" : r.change < 0 ? "▼ −" : "";
+  return `${sign}${Math.round(Math.abs(r.change) * 100)}%`;
+}
+
+function renderLeaders() {
+  const box = clear($("leaders"));
+  const rows = report?.leaders || [];
+  if (!rows.length) {
+    box.append(el("p", { class: "empty" }, t("dash.leaders.empty")));
+    return;
+  }
+  box.append(
+    el(
+      "table",
+      { class: "grid" },
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          ["col.rank", "col.manager", "col.leaders.day", "col.leaders.week", "col.leaders.previous", "col.trend"].map(
+            (k) => el("th", { scope: "col" }, t(k)),
+          ),
+        ),
+      ),
+      el(
+        "tbody",
+        {},
+        rows.map((r, i) =>
+          el(
+            "tr",
+            { dataset: { manager: r.id } },
+            el("td", {}, String(i + 1)),
+            el("td", {}, r.name || r.id),
+            el("td", { dataset: { col: "day" } }, wonText(r.day)),
+            el("td", { dataset: { col: "week" } }, wonText(r.week)),
+            el("td", { dataset: { col: "previous" } }, wonText(r.previous)),
+            el(
+              "td",
+              { dataset: { col: "trend" }, class: r.change < 0 ? "down" : r.change > 0 || r.change == null ? "up" : "" },
+              trendText(r),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+  const fig = (key, ...nodes) => el("figure", { dataset: { chart: key } }, el("figcaption", {}, t(key)), ...nodes);
+  const short = (r) => (r.name || r.id).split(" ")[0];
+  const week = [
+    { key: "week", name: t("col.leaders.week"), color: "#16a34a" },
+  ];
+  const bars = rows.map((r) => ({ label: short(r), values: { week: r.week.amount } }));
+  const days = report.week.map((r) => r.date.slice(5));
+  const people = rows
+    .filter((r) => r.week.amount)
+    .map((r, i) => ({
+      name: r.name || r.id,
+      color: PEOPLE[i % PEOPLE.length],
+      values: report.week.map((d) => d.won_amount?.[r.id] || 0),
+    }));
+  box.append(
+    el(
+      "div",
+      { class: "charts" },
+      fig("chart.leaders_week", stackedBars(t("chart.leaders_week"), bars, week)),
+      fig(
+        "chart.leaders_days",
+        lines(t("chart.leaders_days"), days, people),
+        people.length ? legend(people) : el("p", { class: "empty" }, t("dash.leaders.empty")),
       ),
     ),
   );
@@ -640,6 +736,7 @@ async function refreshReport() {
   renderKpis();
   renderCharts();
   renderPerf();
+  renderLeaders();
   renderManagers();
 }
 
@@ -697,6 +794,7 @@ document.addEventListener("acd:lang", () => {
   renderDecisions();
   renderCharts();
   renderPerf();
+  renderLeaders();
 });
 applyI18n(document);
 await Promise.all([refreshLive(), refreshReport(), refreshDecisions()]);
