@@ -280,15 +280,10 @@ class AgiSession:
 
     async def say_number(self, number: int, escape_digits: str = "", gender: str | None = None) -> AgiReply:
         """``SAY NUMBER <number> <escape digits> [gender]`` in the channel's language
-        (``CHANNEL(language)``, see `set_language`); ``gender`` is ``f``/``n``/``m`` where the
-        language needs it (Russian: "одна минута" is ``f``)."""
+        (``CHANNEL(language)``: `acd.telephony.calls.CallDesk._set_language`); ``gender`` is
+        ``f``/``n``/``m`` where the language needs it (Russian: "одна минута" is ``f``)."""
         tail = f" {gender}" if gender else ""
         return await self.command(f"SAY NUMBER {number} {quote(escape_digits)}{tail}")
-
-    async def set_language(self, language: str) -> AgiReply:
-        """The channel's language, for what Asterisk says itself (SAY NUMBER, VoiceMail()):
-        ``SET VARIABLE CHANNEL(language) ru``, a function write; always ``200 result=1``."""
-        return await self.command(f"SET VARIABLE CHANNEL(language) {language}")
 
     async def set_variable(self, name: str, value: str) -> AgiReply:
         return await self.command(f"SET VARIABLE {name} {quote(value)}")
