@@ -9,6 +9,7 @@ RequestValidator, as Twilio signs them."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,72 @@ def test_the_twilio_callback_keys_are_read_and_checked(tmp_path: Path) -> None:
         load_deployment(path, environ={})
     [problem] = err.value.problems
     assert problem.startswith(f"{path}: twilio.callback_attempts: ")
+
+
+async def test_a_talked_through_callback_counts_as_reached_when_the_managers_status_callback_comes_first(
+    backend: Backend,
+) -> None:
+    """The manager hangs up after talking: Twilio requests the customer's <Dial action> and the
+    manager leg's status callback at once, in no set order. The status callback landing first
+    must not make the conversation a failed attempt (a second call and a "we could not reach
+    you" SMS to a customer who was just served)."""
+    async with twilio_office(backend, notify=True, callback_backoff=0.1) as (r, twilio):
+        cb = await ask_for_a_callback(r)
+        await next_of(twilio.sms)  # "we will call you back"
+        created = await next_of(twilio.created)
+        _, body = await manager_answers(r, created)
+        dial = twiml(body).find("Dial")
+        assert dial is not None
+
+        status, _ = await hook(
+            r, local(created["StatusCallback"]), {"CallSid": created["Sid"], "CallStatus": "completed"}
+        )
+        assert status == 200
+        status, _ = await hook(r, dial.get("action", ""), {"CallSid": created["Sid"], "DialCallStatus": "completed"})
+        assert status == 200
+
+        callbacks = r.server.app[CALLBACKS]
+        assert (await next_of(callbacks.results)).dial_status == "ANSWER"
+        status, shown = await r.call("GET", f"/api/callbacks/{cb['id']}", r.supervisor)
+        assert status == 200 and shown["status"] == "done" and shown["last_result"] == "customer answered"
+        await r.settle()
+        stored = await r.server.store.get_contact(str(cb["contact_id"]))
+        assert stored is not None and stored.status is ContactStatus.FINISHED
+        await asyncio.sleep(0.5)  # longer than the back-off: a wrongly counted failure would ring again
+        assert twilio.calls_created == 1 and twilio.sms.empty()
+
+
+async def test_a_managers_leg_that_ends_with_no_dial_result_ends_the_attempt_after_the_grace(
+    backend: Backend,
+) -> None:
+    """Twilio never requests the Dial action (the manager hung up before the customer's leg
+    said anything): after `action_grace` the attempt is over, unreached, and retried."""
+    async with twilio_office(backend, callback_backoff=0.1) as (r, twilio):
+        callbacks = r.server.app[CALLBACKS]
+        callbacks.dialer.action_grace = 0.3  # type: ignore[attr-defined]
+        await ask_for_a_callback(r)
+        created = await next_of(twilio.created)
+        await manager_answers(r, created)
+        await hook(r, local(created["StatusCallback"]), {"CallSid": created["Sid"], "CallStatus": "completed"})
+        assert (await next_of(callbacks.results)).dial_status == "CANCEL"
+        await next_of(twilio.created)  # the retry
+
+
+async def test_a_retried_answer_webhook_keeps_the_callback_connected(backend: Backend) -> None:
+    """Twilio retries a webhook whose answer it did not get in time (read timeout, or a
+    connection override such as #rp=all): the second /callback/answer for the same leg must
+    Dial the customer again, not hang up the manager and drop the attempt."""
+    async with twilio_office(backend) as (r, twilio):
+        cb = await ask_for_a_callback(r)
+        created = await next_of(twilio.created)
+        _, first = await manager_answers(r, created)
+        status, again = await manager_answers(r, created)  # the same request, retried
+        assert status == 200 and twiml(again).find("Hangup") is None
+        dial = twiml(again).find("Dial")
+        assert dial is not None and dial.get("action") == twiml(first).find("Dial").get("action")  # type: ignore[union-attr]
+        assert r.server.dispatcher.board.contacts[str(cb["contact_id"])].status is ContactStatus.ASSIGNED
+
+        await hook(r, dial.get("action", ""), {"CallSid": created["Sid"], "DialCallStatus": "completed"})
+        assert (await next_of(r.server.app[CALLBACKS].results)).dial_status == "ANSWER"
+        status, shown = await r.call("GET", f"/api/callbacks/{cb['id']}", r.supervisor)
+        assert status == 200 and shown["status"] == "done"

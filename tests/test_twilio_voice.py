@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from api_fixtures import Running, example_deployment, start, stop
 from storage_fixtures import Backend
 from twilio.request_validator import RequestValidator
+from twilio_fixtures import hook
 
 from acd.api.twilio import TWILIO
 from acd.config.messaging import TwilioSettings
@@ -71,14 +72,6 @@ async def voice(backend: Backend) -> AsyncIterator[tuple[Running, CallsStandIn]]
         await stop(r)
         assert stand_in.server is not None
         await stand_in.server.close()
-
-
-async def hook(r: Running, path: str, form: dict[str, str], signature: str | None = "valid") -> tuple[int, str]:
-    if signature == "valid":
-        signature = RequestValidator(TOKEN).compute_signature(PUBLIC + path, form)
-    headers = {"X-Twilio-Signature": signature} if signature is not None else {}
-    async with r.session.post(r.url(path), data=form, headers=headers) as resp:
-        return resp.status, await resp.text()
 
 
 def twiml(text: str) -> ET.Element:

@@ -101,3 +101,23 @@ async def test_a_caller_who_hangs_up_while_a_manager_rings_is_abandoned_and_the_
         assert stored is not None and stored.status is ContactStatus.ABANDONED
         m = r.server.dispatcher.board.managers[manager]
         assert m.offer_contact_id is None and m.presence is Presence.AVAILABLE
+
+
+async def test_a_retried_answered_webhook_does_not_hang_up_the_manager_who_answered(backend: Backend) -> None:
+    """Twilio retries a webhook it got no answer to in time: the manager's leg is answered once,
+    the retried /answered must let the call through (not <Hangup/> it, which would drop the
+    caller as the Dial ends)."""
+    async with twilio_office(backend) as (r, twilio):
+        call = {"CallSid": "CA5000", "From": "+79161230004", "To": OUR_NUMBER}
+        await queue_a_call(r, call)
+        contact, manager, _ = await offered_to(r, twilio, call)
+        connect_status, connect = await hook(r, f"/twilio/voice/connect?contact={contact.id}&manager={manager}", call)
+        assert connect_status == 200
+        number = twiml(connect).find("Dial/Number")
+        assert number is not None
+        leg = {**call, "CallSid": "CA5001", "ParentCallSid": call["CallSid"]}
+        assert (await hook(r, number.get("url", ""), leg))[0] == 200
+        status, body = await hook(r, number.get("url", ""), leg)  # the same request, retried
+        assert status == 200 and twiml(body).find("Hangup") is None
+        c = r.server.dispatcher.board.contacts[contact.id]
+        assert c.status is ContactStatus.ASSIGNED and c.assigned_to == manager

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -126,13 +126,32 @@ async def twilio_office(
         await stand_in.close()
 
 
-async def hook(r: Running, path: str, form: dict[str, str], signature: str | None = "valid") -> tuple[int, str]:
-    """POST a webhook as Twilio does: the form signed over the public URL with the auth token."""
+def resolve(target: str, public: str = PUBLIC) -> tuple[str, str]:
+    """Where Twilio sends a request for `target` (a URL in TwiML or a REST request, or a
+    webhook configured as `public` + a path), and the path that then reaches our server.
+
+    Twilio resolves a relative URL against the URL it fetched the TwiML from (RFC 3986, so
+    "/twilio/voice/x" drops any path of `public`), and it reaches us through the reverse proxy
+    that serves `public` and strips its path: a URL outside `public` never reaches us."""
+    full = urljoin(public + "/", target)
+    assert full.startswith(public + "/"), f"Twilio would request {full}, which does not reach {public}"
+    return full, full[len(public) :]
+
+
+async def hook(
+    r: Running, target: str, form: dict[str, str], signature: str | None = "valid", public: str = PUBLIC
+) -> tuple[int, str]:
+    """POST a webhook as Twilio does: the form signed over the URL Twilio requests (the public
+    one, see `resolve`) with the auth token."""
+    full, local_path = resolve(target, public)
     if signature == "valid":
-        signature = RequestValidator(TOKEN).compute_signature(PUBLIC + path, form)
+        signature = RequestValidator(TOKEN).compute_signature(full, form)
     headers = {"X-Twilio-Signature": signature} if signature is not None else {}
-    async with r.session.post(r.url(path), data=form, headers=headers) as resp:
+    async with r.session.post(r.url(local_path), data=form, headers=headers) as resp:
         return resp.status, await resp.text()
+
+
+signed_hook = hook
 
 
 def twiml(text: str) -> ET.Element:
@@ -152,12 +171,17 @@ async def next_of(queue: asyncio.Queue[Any], timeout: float = 10.0) -> Any:  # n
     return await asyncio.wait_for(queue.get(), timeout)
 
 
-async def queue_a_call(r: Running | Callable[[], Running], call: dict[str, str]) -> ET.Element:
+async def queue_a_call(r: Running | Callable[[], Running], call: dict[str, str], public: str = PUBLIC) -> ET.Element:
     """Run a caller through the IVR (keys 1, 2, 3, then silence) until Twilio is told to Enqueue.
-    `r` may pick the server for each webhook (a load balancer in front of several nodes)."""
+    `r` may pick the server for each webhook (a load balancer in front of several nodes);
+    `public` is the server's `twilio.public_url`, where the number's voice webhook points."""
     server = r if callable(r) else lambda: r
     keys = iter(["1", "2", "3"])
-    status, body = await hook(server(), "/twilio/voice", call)
+
+    async def hook(r: Running, target: str, form: dict[str, str]) -> tuple[int, str]:
+        return await signed_hook(r, target, form, public=public)
+
+    status, body = await hook(server(), public + "/twilio/voice", call)
     for _ in range(40):
         assert status == 200, body
         root = twiml(body)

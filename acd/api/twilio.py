@@ -181,6 +181,8 @@ class TwilioVoice:
         if self._runner is not None:
             await cancel_and_wait(self._runner)
         await self.settle()
+        if self._dialer is not None:
+            self._dialer.cancel_grace()
         if self.callbacks is not None:
             await self.callbacks.close()
         if self._dialer is not None:
@@ -344,6 +346,12 @@ async def twilio_answered(request: web.Request) -> web.Response:
     try:
         await svc.dispatcher.submit(ev.OfferAccepted(cid, mid))
     except CoreError as err:
+        c = await _committed(svc, cid)
+        if c is not None and c.status is ContactStatus.ASSIGNED and c.assigned_to == mid:
+            # Twilio retried this webhook (no answer from us in time): already accepted, so
+            # bridge as the first answer did; a <Hangup/> now would drop the call just answered
+            log.info("manager %s answered %s: webhook repeated, already accepted", mid, cid)
+            return _twiml(VoiceResponse())
         log.info("manager %s answered %s too late (%s): dropping their leg", mid, cid, err.code)
         resp = VoiceResponse()
         resp.hangup()
@@ -401,7 +409,13 @@ async def _callback_answer(svc: Services, callbacks: Callbacks, query: Query, fo
     assert settings is not None
     cid, attempt = query.get("contact", ""), query.get("attempt", "")
     flight = callbacks.in_flight(cid, attempt)
-    if flight is None or not await callbacks.manager_answered(cid, attempt, form.get("CallSid", ""), "in-progress"):
+    leg = form.get("CallSid", "")
+    if flight is not None and flight.connected and leg and flight.leg == leg:
+        # Twilio retried this webhook (no answer from us in time): the offer is accepted
+        # already, so the customer is dialled as the first answer said (accepting it again
+        # would fail and drop the attempt, and <Hangup/> the manager who answered)
+        log.info("callback %s: answer webhook repeated for leg %s", cid, leg)
+    elif flight is None or not await callbacks.manager_answered(cid, attempt, leg, "in-progress"):
         log.info("callback %s answered after its offer moved on: hanging up the manager's leg", cid)
         return _hangup()
     lang = flight.contact.language or svc.deployment.default_language
@@ -422,7 +436,15 @@ async def _callback_status(svc: Services, callbacks: Callbacks, query: Query, fo
         return VoiceResponse()  # over already (withdrawn, reported)
     if flight.connected:
         if status in ("completed", "failed", "canceled", "busy", "no-answer"):
-            callbacks.on_hangup(flight.leg)  # ended before the customer's leg said how it went
+            # The manager's leg ended. When they hung up, Twilio also requests the customer's
+            # <Dial action> (DialCallStatus), in no set order: give it time to say how it went,
+            # else a callback that was talked through would count as a failed attempt and the
+            # customer be dialled again. Only if it never comes is the attempt over unreached.
+            leg = flight.leg
+            if isinstance(callbacks.dialer, TwilioDialer):
+                callbacks.dialer.after_grace(lambda: callbacks.on_hangup(leg))
+            else:
+                callbacks.on_hangup(leg)
     elif status in ("busy", "failed"):
         await callbacks.manager_not_reached(cid, attempt, status, no_answer=False)
     elif status in ("no-answer", "canceled", "completed"):

@@ -15,6 +15,7 @@ dialer rings, and its webhooks (signed, in `acd.api.twilio`) report back:
     POST /twilio/voice/callback/status      the manager's leg ended: no-answer → the core's
                                        missed offer (pause); busy / failed → offer failed (skip);
                                        completed before a result → the attempt is over
+                                       (once the Dial action has had ACTION_GRACE to come)
     core: WithdrawOffer                REST: the ringing leg is cancelled (status=canceled)
 """
 
@@ -31,12 +32,17 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 from acd.config.messaging import TwilioSettings
 from acd.core.model import Manager
 from acd.crm.identity import dial_digits, normalize_phone
-from acd.messaging.twilio_voice import LANGUAGES, path
+from acd.messaging.twilio_voice import LANGUAGES, url
 from acd.telephony.callback_dialers import Flight, Outcomes
 
 log = logging.getLogger("acd.twilio")
 RING_MARGIN = 2.0  # seconds: Twilio stops the manager's phone before the core's offer runs out
 MIN_RING = 5  # Twilio rings at least this long whatever `timeout` says
+# seconds: when the manager's leg ends while connected, how long its status callback waits for
+# the customer's <Dial action> (DialCallStatus). Twilio sends both when the manager hangs up,
+# in no set order (and may retry either), so the status callback alone is no proof that the
+# customer was never reached.
+ACTION_GRACE = 10.0
 
 # Twilio's DialCallStatus → Asterisk's DIALSTATUS, the words the callback bookkeeping speaks.
 DIAL_STATUS = {
@@ -71,6 +77,19 @@ class TwilioDialer:
         self.client = Client(s.account_sid, s.auth_token or "", http_client=AsyncTwilioHttpClient(timeout=15))
         self.client.api.base_url = s.api_base
         self._tasks: set[asyncio.Task[None]] = set()
+        self.action_grace = ACTION_GRACE
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def after_grace(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the customer's Dial action has had `action_grace` to arrive."""
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            fn()
+
+        handle = loop.call_later(self.action_grace, fire)
+        self._timers.add(handle)
 
     def reaches(self, manager: Manager) -> bool:
         return manager.id in self.settings().managers
@@ -93,9 +112,9 @@ class TwilioDialer:
             call = await self.client.calls.create_async(
                 to=s.managers[flight.manager.id],
                 from_=caller_id,
-                url=s.public_url + path("/callback/answer", **query),
+                url=url(s, "/callback/answer", **query),
                 method="POST",
-                status_callback=s.public_url + path("/callback/status", **query),
+                status_callback=url(s, "/callback/status", **query),
                 status_callback_method="POST",
                 timeout=max(MIN_RING, int(ring)),
             )
@@ -128,7 +147,14 @@ class TwilioDialer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def cancel_grace(self) -> None:
+        """Shutting down: what was in flight is reconciled after the restart."""
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
     async def close(self) -> None:
+        self.cancel_grace()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         close = getattr(self.client.http_client, "close", None)
@@ -144,7 +170,7 @@ def customer_dial_twiml(settings: TwilioSettings, flight: Flight, lang: str, reg
     resp.say(text, language=LANGUAGES.get(lang, lang), voice=settings.voice.get(lang))
     dial = Dial(
         timeout=max(MIN_RING, round(settings.customer_ring)),
-        action=path("/callback/dial-done", contact=flight.contact_id, attempt=flight.attempt_id),
+        action=url(settings, "/callback/dial-done", contact=flight.contact_id, attempt=flight.attempt_id),
         method="POST",
         caller_id=settings.caller_id,
     )

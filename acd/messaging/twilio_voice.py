@@ -57,6 +57,13 @@ def path(route: str, **query: str) -> str:
     return f"/twilio/voice{route}" + (f"?{urlencode(query)}" if query else "")
 
 
+def url(settings: TwilioSettings, route: str, **query: str) -> str:
+    """The absolute URL Twilio is to fetch: in TwiML too, because Twilio resolves a relative URL
+    against the URL it fetched the TwiML from, and "/twilio/voice/…" would lose a path prefix
+    of `public_url` (https://host/acd behind a proxy that strips /acd): the call would drop."""
+    return settings.public_url + path(route, **query)
+
+
 def _say(resp: VoiceResponse | Gather, texts: tuple[str, ...], lang: str, settings: TwilioSettings) -> None:
     for text in texts:
         resp.say(text, language=LANGUAGES.get(lang, lang), voice=settings.voice.get(lang))
@@ -70,13 +77,13 @@ def ivr_twiml(run: IvrRun, action: Say | Ask | Done, flow: IvrFlow, settings: Tw
     match action:
         case Say(texts=texts):
             _say(resp, texts, lang, settings)
-            resp.redirect(path("/ivr", s=state), method="POST")
+            resp.redirect(url(settings, "/ivr", s=state), method="POST")
         case Ask(texts=texts, keys=keys, timeout=timeout):
             gather = Gather(
                 input="dtmf",
                 num_digits=1,
                 timeout=max(1, round(timeout)),
-                action=path("/ivr", s=state),
+                action=url(settings, "/ivr", s=state),
                 method="POST",
                 action_on_empty_result=True,
             )
@@ -93,9 +100,9 @@ def enqueue_twiml(settings: TwilioSettings, contact_id: str) -> VoiceResponse:
     resp.append(
         Enqueue(
             QUEUE,
-            action=path("/dequeued", contact=contact_id),
+            action=url(settings, "/dequeued", contact=contact_id),
             method="POST",
-            wait_url=path("/wait"),
+            wait_url=url(settings, "/wait"),
             wait_url_method="POST",
         )
     )
@@ -119,12 +126,12 @@ def dial_twiml(
     resp = VoiceResponse()
     dial = Dial(
         timeout=max(5, round(timeout)),
-        action=path("/dial-done", contact=contact_id, manager=manager_id),
+        action=url(settings, "/dial-done", contact=contact_id, manager=manager_id),
         method="POST",
         answer_on_bridge=True,
         caller_id=settings.caller_id,
     )
-    answered = path("/answered", contact=contact_id, manager=manager_id)
+    answered = url(settings, "/answered", contact=contact_id, manager=manager_id)
     if target.startswith("client:"):
         dial.client(target.removeprefix("client:"), url=answered, method="POST")
     elif target.startswith("sip:"):
