@@ -152,3 +152,18 @@ def test_a_gone_contact_is_ignored():
     h = harness()
     h.join(manager("egor", team="logistics"))
     assert h.send(to_delivery("nobody")) == []
+
+
+def test_a_pin_set_while_a_contact_waits_marks_it_a_placement_and_removing_it_unmarks_it():
+    h = harness()
+    h.join(manager("boris", team="sales"))
+    h.send(ev.PresenceSet("boris", Presence.PAUSED, "lunch"))
+    h.arrive(for_boris("c1"))
+    h.send(ev.ContactRerouted("c1", ("vera", "boris"), "sales", 60.0, "pinned to vera", override=True))
+    assert h.board.contacts["c1"].override
+    h.send(ev.ContactRerouted("c1", ("boris",), "sales", 60.0, "pin removed", override=False))
+    c = h.board.contacts["c1"]
+    assert not c.override and c.preferred == ("boris",)
+    # no longer read as a transfer to a team: the next change of its deal still reaches it
+    h.send(to_delivery("c1"))
+    assert h.board.contacts["c1"].preferred == ("egor",)

@@ -21,7 +21,7 @@ from acd.core import events as ev
 from acd.core.model import Contact, ContactStatus, Outcome
 from acd.crm import csvio
 from acd.crm.model import CrmEvent, Customer, Deal, Vacation
-from acd.crm.service import CrmError, CrmService
+from acd.crm.service import CrmError, CrmService, RoutingChange
 
 CRM = web.AppKey("crm", CrmService)
 log = logging.getLogger("acd.crm")
@@ -251,9 +251,10 @@ async def get_customer(request: web.Request) -> web.Response:
 @_crm_errors
 async def update_customer(request: web.Request) -> web.Response:
     body = await parse_body(request, CustomerPatch)
-    c = await _crm(request).update_customer(
-        request.match_info["customer_id"], body.model_dump(exclude_unset=True), _me(request).actor
-    )
+    crm = _crm(request)
+    before = await crm.customer(request.match_info["customer_id"])
+    c = await crm.update_customer(before.id, body.model_dump(exclude_unset=True), _me(request).actor)
+    await _route_again(request, RoutingChange.customer(before, c))
     return web.json_response(customer_json(c))
 
 
@@ -270,10 +271,12 @@ async def pin_customer(request: web.Request) -> web.Response:
     body = await parse_body(request, PinIn)
     me = _me(request)
     crm = _crm(request)
-    c = await crm.pin(request.match_info["customer_id"], body.manager_id, me.actor)
+    before = await crm.customer(request.match_info["customer_id"])
+    c = await crm.pin(before.id, body.manager_id, me.actor)
     await request.app[SERVICES].store.audit(
         crm.clock(), me.actor, "pin_customer", c.id, {"manager_id": body.manager_id}
     )
+    await _route_again(request, RoutingChange.customer(before, c))
     return web.json_response(customer_json(c))
 
 
@@ -342,7 +345,7 @@ async def move_deal(request: web.Request) -> web.Response:
     crm = _crm(request)
     before = await crm.deal(request.match_info["deal_id"])
     d = await crm.move(before.id, body.stage, body.stage_owner, _me(request).actor)
-    await _route_again(request, before, d)
+    await _route_again(request, RoutingChange.deal(before, d))
     return web.json_response(deal_json(d))
 
 
@@ -360,7 +363,7 @@ async def close_deal(request: web.Request) -> web.Response:
     crm = _crm(request)
     before = await crm.deal(request.match_info["deal_id"])
     d = await crm.close(before.id, body.outcome == "won", body.amount, body.reason, _me(request).actor)
-    await _route_again(request, before, d)
+    await _route_again(request, RoutingChange.deal(before, d))
     return web.json_response(deal_json(d))
 
 
@@ -401,11 +404,11 @@ async def finish_with_deal(request: web.Request) -> web.Response:
         elif body.stage and body.stage != deal.stage:
             before = deal
             deal = await crm.move(deal.id, body.stage, body.stage_owner, me.actor)
-            await _route_again(request, before, deal)
+            await _route_again(request, RoutingChange.deal(before, deal))
         if body.outcome in ("won", "lost"):
             before = deal
             deal = await crm.close(deal.id, body.outcome == "won", body.amount, body.reason, me.actor)
-            await _route_again(request, before, deal)
+            await _route_again(request, RoutingChange.deal(before, deal))
     await svc.dispatcher.submit(
         ev.WorkFinished(contact.id, me.manager_id if me.role == "manager" else None, Outcome(body.outcome))
     )
@@ -417,38 +420,34 @@ async def finish_with_deal(request: web.Request) -> web.Response:
     )
 
 
-# ---- routing again when a deal moves ----------------------------------------------
+# ---- routing again when what the CRM routes by changes -----------------------------
 
 LIVE = (ContactStatus.WAITING, ContactStatus.OFFERED)
 
 
-async def _route_again(request: web.Request, before: Deal, after: Deal) -> None:
-    """A deal changed (`before` → `after`: another stage, another person serving it, closed):
-    every contact of its customer (or about it) still waiting or being offered is routed
-    again by the CRM's present answer (core: `ContactRerouted`); one being worked is not.
-    Waits until the dispatcher has committed, so the caller's next read sees it. The deal's
-    change stands whatever happens here: a failure is logged, and the contacts go on as
-    they were routed."""
+async def _route_again(request: web.Request, change: RoutingChange | None) -> None:
+    """What the CRM routes repeat customers by changed (`change`: a deal moved on, an account
+    manager, a pin, a rotation, a vacation): every contact it concerns still waiting or being
+    offered is routed again by the CRM's present answer (core: `ContactRerouted`); one being
+    worked is not. Waits until the dispatcher has committed, so the caller's next read sees
+    it. The change stands whatever happens here: a failure is logged, and the contacts go on
+    as they were routed."""
+    if change is None:
+        return
     svc = request.app[SERVICES]
     try:
-        live = _live_contacts(svc.dispatcher.board.contacts.values(), after)
+        live = _live_contacts(svc.dispatcher.board.contacts.values(), change)
         if not live:
             return
-        events = await _crm(request).routed_again(live, before, after, svc.dispatcher.board.policy.default_team)
+        events = await _crm(request).routed_again(live, change, svc.dispatcher.board.policy.default_team)
         await asyncio.gather(*(svc.dispatcher.submit(e) for e in events))
     except Exception:
-        log.exception("deal %s changed; routing its customer's waiting contacts again failed", after.id)
+        log.exception("%s; routing the waiting contacts it concerns again failed", change.reason)
 
 
-def _live_contacts(contacts: Iterable[Contact], deal: Deal) -> list[Contact]:
-    """Waiting or offered contacts about `deal` or of its customer, not pinned to anyone."""
-    return [
-        c
-        for c in contacts
-        if c.status in LIVE
-        and not c.pinned_to
-        and (c.customer_id == deal.customer_id or c.payload.get("deal_id") == deal.id)
-    ]
+def _live_contacts(contacts: Iterable[Contact], change: RoutingChange) -> list[Contact]:
+    """Waiting or offered contacts `change` concerns, not pinned to anyone."""
+    return [c for c in contacts if c.status in LIVE and not c.pinned_to and change.concerns(c) is not None]
 
 
 # ---- vacations and rotation -------------------------------------------------------
@@ -472,6 +471,7 @@ async def add_vacation(request: web.Request) -> web.Response:
     v = await crm.add_vacation(body.manager_id, body.first_day, body.last_day, body.substitute, body.note)
     me = _me(request)
     await request.app[SERVICES].store.audit(crm.clock(), me.actor, "vacation", v.manager_id, vacation_json(v))
+    await _route_again(request, RoutingChange.vacation(v, added=True))
     return web.json_response(vacation_json(v), status=201)
 
 
@@ -480,8 +480,10 @@ async def add_vacation(request: web.Request) -> web.Response:
 async def delete_vacation(request: web.Request) -> web.Response:
     raw = request.match_info["vacation_id"]
     number = whole_number(raw)
-    if number is None or not await _crm(request).delete_vacation(number):
+    change = None if number is None else await _crm(request).cancel_vacation(number)
+    if change is None:
         raise ApiError(404, "no_such_vacation", f"no vacation {raw}")
+    await _route_again(request, change)
     return web.json_response({"id": number, "deleted": True})
 
 
@@ -498,10 +500,11 @@ async def rotation(request: web.Request) -> web.Response:
     body = await parse_body(request, RotationIn)
     me = _me(request)
     crm = _crm(request)
-    out = await crm.rotate(body.from_manager, body.to, me.actor, body.open_deals)
+    out, change = await crm.hand_over(body.from_manager, body.to, me.actor, body.open_deals)
     await request.app[SERVICES].store.audit(
         crm.clock(), me.actor, "rotation", body.from_manager, {**out, "to": body.to}
     )
+    await _route_again(request, change)
     return web.json_response(out)
 
 

@@ -111,7 +111,9 @@ class ContactRerouted:
     to another stage, the stage's person changed, the deal closed): whom it reaches first,
     the team that serves it and how long it waits for them (`Contact.preferred`, `team`,
     `first_wait`). `reason` is what the decision log says; `payload` holds keys to set in
-    the contact's payload (the CRM's explanation, the deal it is about)."""
+    the contact's payload (the CRM's explanation, the deal it is about). `override`, when
+    given, is whether a person's placement (a customer's pin) now routes it, which ratings
+    leave out (`Contact.override`)."""
 
     contact_id: str
     preferred: tuple[str, ...]
@@ -119,6 +121,7 @@ class ContactRerouted:
     first_wait: float | None = None
     reason: str = "routing changed"
     payload: Mapping[str, object] = field(default_factory=dict)
+    override: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -392,6 +392,9 @@ class Switchboard:
         if any(c.payload.get(k) != v for k, v in e.payload.items()):
             c.payload = {**c.payload, **e.payload}
             self._dirty(c)
+        if e.override is not None and c.override != e.override:
+            c.override = e.override
+            self._dirty(c)
         if (c.preferred, c.team, c.first_wait) == (e.preferred, e.team, e.first_wait):
             return
         before = f"preferred {', '.join(c.preferred) or 'nobody'}, team {c.team or 'none'}"

@@ -132,6 +132,80 @@ class ImportReport:
         }
 
 
+@dataclass(frozen=True)
+class RoutingChange:
+    """A change to what the CRM routes repeat customers by, as routing their waiting contacts
+    again needs it (`CrmService.routed_again`): why, for the decision log; whose contacts it
+    concerns (`customers`, None for anyone's: a vacation; and the contacts about `deals`,
+    deal id -> customer id); and the facts as they were before it, for the CRM's old answer:
+    customers' routing fields (`customers_then`: account_manager, pinned_to), deals
+    (`deals_then`), vacations added since (ids) or removed since.
+
+    Example: boris's vacation with substitute vera recorded: RoutingChange("vacation of
+    boris, substitute vera, recorded", None, vacations_added=frozenset({7}))."""
+
+    reason: str
+    customers: frozenset[str] | None = frozenset()
+    deals: Mapping[str, str] = field(default_factory=dict)
+    customers_then: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    deals_then: Mapping[str, Deal] = field(default_factory=dict)
+    vacations_added: frozenset[int] = frozenset()
+    vacations_removed: tuple[Vacation, ...] = ()
+
+    @classmethod
+    def deal(cls, before: Deal, after: Deal) -> RoutingChange:
+        """A deal moved to another stage, got another person serving it, or closed."""
+        return cls(
+            _what_changed(before, after),
+            frozenset({after.customer_id}),
+            {after.id: after.customer_id},
+            deals_then={before.id: before},
+        )
+
+    @classmethod
+    def customer(cls, before: Customer, after: Customer) -> RoutingChange | None:
+        """A customer's account manager or pin changed; None if neither did."""
+        then = {
+            k: getattr(before, k) for k in ("pinned_to", "account_manager") if getattr(before, k) != getattr(after, k)
+        }
+        if not then:
+            return None
+        what = []
+        if "pinned_to" in then:
+            what.append(f"pinned to {after.pinned_to}" if after.pinned_to else f"unpinned from {before.pinned_to}")
+        if "account_manager" in then:
+            what.append(f"account manager {before.account_manager or 'nobody'} → {after.account_manager or 'nobody'}")
+        return cls(f"customer {after.id}: {', '.join(what)}", frozenset({after.id}), customers_then={after.id: then})
+
+    @classmethod
+    def vacation(cls, v: Vacation, *, added: bool) -> RoutingChange:
+        """A vacation recorded (`added`) or cancelled: anyone's contacts may be concerned."""
+        who = f"vacation {v.id} of {v.manager_id}, " + (
+            f"substitute {v.substitute}" if v.substitute else "no substitute"
+        )
+        if added:
+            return cls(f"{who}, recorded", None, vacations_added=frozenset({v.id}))
+        return cls(f"{who}, cancelled", None, vacations_removed=(v,))
+
+    def concerns(self, contact: Contact) -> str | None:
+        """The customer by whose facts `contact` is routed, if this change concerns it. Only
+        contacts our CRM routed as a repeat customer's are: a new customer's first contact
+        went where the ratings sent it (a lead, rated as such), one the office's own CRM
+        routed (`crm.external`) went by that CRM's facts."""
+        if contact.payload.get("routed_by") != "repeat":
+            return None
+        cid = contact.customer_id
+        if cid and (self.customers is None or cid in self.customers):
+            return cid
+        return self.deals.get(str(contact.payload.get("deal_id") or ""))
+
+    def vacations_then(self, vacations: Sequence[Vacation], now: float) -> list[Vacation]:
+        """`vacations` (those not over at `now`) as they were before this change."""
+        ids = {v.id for v in vacations}
+        removed = [v for v in self.vacations_removed if v.ends_at > now and v.id not in ids]
+        return [v for v in vacations if v.id not in self.vacations_added] + removed
+
+
 VACATION_CACHE_SECONDS = 30.0  # another server process's change shows within this
 
 
@@ -342,36 +416,69 @@ class CrmService:
         return {m.id for m in self._managers().values() if m.active}
 
     async def routed_again(
-        self, live: Sequence[Contact], before: Deal, after: Deal, default_team: str | None
+        self, live: Sequence[Contact], change: RoutingChange, default_team: str | None
     ) -> list[ev.ContactRerouted]:
-        """How the waiting or offered contacts `live` of a deal's customer are to be routed now
-        that the deal changed (`before` → `after`): the CRM's answer for each, now and before
-        the change, both by the intake's own path (`_as_repeat` on the contact stripped of its
-        routing). The people the old answer named give way to the new answer's; anyone else the
-        contact was for (the owner of an e-mail thread it answers) stays after them. Without a
-        team in the new answer, a team the old one gave falls back to the policy's default."""
-        customer = await self.customer(after.customer_id)
-        now_deals = await self.repo.deals_of(customer.id)
-        then_deals = [before if d.id == before.id else d for d in now_deals]
+        """How the waiting or offered contacts `live` are to be routed now that `change` changed
+        what the CRM routes them by (a deal moved on, an account manager, a pin, a rotation, a
+        vacation): the CRM's answer for each, by the present facts and by the facts as they
+        were before the change, both by the intake's own path (`_as_repeat` on the contact
+        stripped of its routing). Only contacts whose answer changed are routed again (a
+        vacation reaches only the contacts its manager served, or their substitute). The people
+        the old answer named give way to the new answer's; anyone else the contact was for (the
+        owner of an e-mail thread it answers) stays after them. Without a team in the new
+        answer, a team the old one gave falls back to the policy's default, and a wait the old
+        one gave goes. Its `override` mark follows the customer's pin: set while it waits, the
+        pin's placement is left out of the ratings; removed, the contact counts again.
+
+        Example: a contact for boris, account manager of its customer; boris leaves in a
+        rotation to vera: preferred ("vera",), and the reason says "rotation: ..."."""
         now = self.clock()
         vacations = await self.current_vacations(now)
-        why = _what_changed(before, after)
+        then_vacations = change.vacations_then(vacations, now)
+        if not (change.customers_then or change.deals_then) and _covering(vacations, now) == _covering(
+            then_vacations, now
+        ):
+            return []  # a vacation that does not cover now: nobody's answer changed
+        facts: dict[str, tuple[Customer, list[Deal]] | None] = {}
         out = []
         for c in live:
-            bare = evolve(c, preferred=(), team=None, first_wait=None)
-            new = self._as_repeat(bare, customer, now_deals, vacations, now)
-            old = self._as_repeat(bare, customer, then_deals, vacations, now)
+            cid = change.concerns(c)
+            if cid is None:
+                continue
+            if cid not in facts:
+                customer = await self.repo.get_customer(cid)
+                facts[cid] = None if customer is None else (customer, await self.repo.deals_of(cid))
+            known = facts[cid]
+            if known is None:
+                continue
+            customer, deals = known
+            then = change.customers_then.get(cid, {})
+            then_customer = replace(
+                customer,
+                account_manager=then.get("account_manager", customer.account_manager),
+                pinned_to=then.get("pinned_to", customer.pinned_to),
+            )
+            then_deals = [change.deals_then.get(d.id, d) for d in deals]
+            bare = evolve(c, preferred=(), team=None, first_wait=None, override=False)
+            new = self._as_repeat(bare, customer, deals, vacations, now)
+            old = self._as_repeat(bare, then_customer, then_deals, then_vacations, now)
+            if _answer(new) == _answer(old):
+                continue
             others = [p for p in c.preferred if p not in old.preferred]
-            team = new.team if new.team is not None else (c.team if c.team != old.team else default_team)
+            team = new.team
+            if team is None:
+                team = default_team if old.team is not None and c.team == old.team else c.team
+            wait = new.first_wait if new.first_wait is not None or old.first_wait is not None else c.first_wait
             changes = {k: new.payload[k] for k in ("crm", "routed_by", "deal_id") if k in new.payload}
             out.append(
                 ev.ContactRerouted(
                     c.id,
                     tuple(dict.fromkeys((*new.preferred, *others))),
                     team,
-                    new.first_wait,
-                    f"{why} (CRM: {new.payload.get('crm', '')})",
+                    wait,
+                    f"{change.reason} (CRM: {new.payload.get('crm', '')})",
                     changes,
+                    new.override,
                 )
             )
         return out
@@ -643,6 +750,14 @@ class CrmService:
     async def delete_vacation(self, n: int) -> bool:
         return await self._vacation_write(self.repo.delete_vacation(n))
 
+    async def cancel_vacation(self, n: int) -> RoutingChange | None:
+        """Delete vacation `n`; None if there is none. The change says what it did to routing:
+        a vacation not over yet no longer sends its manager's customers to the substitute."""
+        was = next((v for v in await self.repo.list_vacations(ending_after=self.clock()) if v.id == n), None)
+        if not await self.delete_vacation(n):
+            return None
+        return RoutingChange.vacation(was or Vacation(n, "", 0.0, 0.0), added=False)
+
     async def add_vacation(
         self, manager_id: str, first: date, last: date, substitute: str | None, note: str = ""
     ) -> Vacation:
@@ -661,6 +776,13 @@ class CrmService:
         those a supervisor pinned to them: the pin goes to the same heir) and the open deals
         they own or serve to the managers in `to`, in turn; closed deals stay theirs, and
         every change is a history line, so nothing of what happened is lost."""
+        return (await self.hand_over(leaving, to, by, open_deals))[0]
+
+    async def hand_over(
+        self, leaving: str, to: Sequence[str], by: str, open_deals: bool = True
+    ) -> tuple[dict[str, Any], RoutingChange]:
+        """`rotate`, with the change it made to routing: the customers and deals handed
+        over, as they were (for `routed_again`)."""
         self._check_manager(leaving, "from")
         if not to:
             raise CrmError("invalid", "to: name at least one manager")
@@ -678,6 +800,7 @@ class CrmService:
                     detail = {"from": leaving, "rotation": True}
                     history.append(CrmEvent(now, cid, kind, manager_id=heir[cid], by=by, detail=detail))
         changed: list[Deal] = []
+        owned: list[Deal] = []
         if open_deals:
             owned = await self.repo.list_deals(status="open", owner=leaving, limit=1_000_000)
             for i, d in enumerate(owned):
@@ -691,7 +814,19 @@ class CrmService:
                 history.append(CrmEvent(now, d.customer_id, "owner", d.id, d.stage, new_owner, by, {"from": leaving}))
         await self.repo.reassign(leaving, sorted(heir.items()), changed, history)
         pins = sum(1 for _, _, pinned_to in held if pinned_to == leaving)
-        return {"customers": len(heir), "pins": pins, "open_deals": len(changed)}
+        summary = {"customers": len(heir), "pins": pins, "open_deals": len(changed)}
+        then = {
+            cid: {k: leaving for k, was in (("account_manager", am), ("pinned_to", pin)) if was == leaving}
+            for cid, am, pin in held
+        }
+        change = RoutingChange(
+            f"rotation: {leaving}'s customers and open deals handed to {', '.join(to)}",
+            frozenset(then) | {d.customer_id for d in changed},
+            {d.id: d.customer_id for d in changed},
+            customers_then=then,
+            deals_then={d.id: d for d in owned},
+        )
+        return summary, change
 
     # ---- ratings ----------------------------------------------------------------------
 
@@ -953,6 +1088,15 @@ def _what_changed(before: Deal, after: Deal) -> str:
     if after.stage != before.stage:
         return f"deal {after.id} moved from stage {before.stage!r} to {after.stage!r}"
     return f"deal {after.id} in stage {after.stage!r}: served by {after.stage_owner or 'nobody named'} now"
+
+
+def _answer(c: Contact) -> tuple[object, ...]:
+    """What routing reads of the CRM's answer for a contact, and the explanation."""
+    return (c.preferred, c.team, c.first_wait, c.payload.get("crm"), c.payload.get("deal_id"))
+
+
+def _covering(vacations: Iterable[Vacation], now: float) -> set[tuple[int, str, str | None]]:
+    return {(v.id, v.manager_id, v.substitute) for v in vacations if v.covers(now)}
 
 
 def _updated_by_import(old: Deal, new: Deal, row: csvio.DealRow, now: float) -> Deal:
