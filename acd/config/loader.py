@@ -39,8 +39,8 @@ from acd.config.deployment import (
 )
 from acd.config.errors import ConfigError, Loc, Problems, dotted
 from acd.config.flows import IvrFlow, build_flow
-from acd.config.schema import DeploymentSpec, HoursSpec, parse_hours_line
-from acd.core.hours import WEEKDAYS, Calendar, Schedule
+from acd.config.schema import DeploymentSpec, HoursSpec, interval_text, parse_hours_line
+from acd.core.hours import WEEKDAYS, Calendar, Interval, Schedule
 from acd.core.model import Channel, Manager
 from acd.core.policy import DEFAULT_STEPS, ChannelRules, EscalationStep, RoutingPolicy, ShadowPolicy, Weights
 
@@ -282,6 +282,9 @@ def _cross_check(spec: DeploymentSpec, problems: Problems) -> None:
     for name, t in spec.teams.items():
         _overlapping_hours(("teams", name, "hours"), t.hours, problems)
         _workday_rules(("teams", name, "hours"), t.hours, spec.hours, problems)
+    _dated_rules(("hours",), spec.hours, None, problems)
+    for name, t in spec.teams.items():
+        _dated_rules(("teams", name, "hours"), t.hours, spec.hours, problems)
 
     langs(("manager_defaults", "languages"), spec.manager_defaults.languages or ())
     unique(("managers",), "id", [m.id for m in spec.managers], "id")
@@ -413,6 +416,91 @@ def _workday_rules(loc: Loc, hours: HoursSpec | None, site: HoursSpec | None, pr
                 break
 
 
+def _dated_rules(loc: Loc, hours: HoursSpec | None, site: HoursSpec | None, problems: Problems) -> None:
+    """Hours given for dates (`dates`): one entry per date, never on a holiday (holidays are
+    the one way to close a day), and no interval from 00:00 over the end of the night shift
+    that began the evening before (a shift belongs to the day it starts: a date cannot
+    shorten it). A team takes the site's dates unless it has its own; the site's were written
+    for the site's hours, so a team whose own hours differ on such a date must have its own."""
+    if hours is None:
+        return
+    own = {key for key in ("week", "holidays", "workdays", "dates") if getattr(hours, key) is not None}
+    if site is not None and not own:
+        return
+    mine = site is None or "dates" in own
+    dates_loc: Loc = (*loc, "dates") if mine else ("hours", "dates")
+    dated = (hours.dates if mine else site.dates if site is not None else None) or {}
+    holidays_loc: Loc = (*loc, "holidays") if hours.holidays is not None or site is None else ("hours", "holidays")
+    holidays = list((hours.holidays if hours.holidays is not None or site is None else site.holidays) or ())
+    schedule = _schedule(hours, _schedule(site, Schedule()) if site is not None else Schedule())
+
+    first: dict[date, str] = {}
+    for (a, b), intervals in dated.items():
+        key = _span_text(a, b)
+        here = (*dates_loc, key)
+        if mine:
+            for n in range((b - a).days + 1):
+                day = a + timedelta(days=n)
+                seen = first.setdefault(day, key)
+                if seen != key:
+                    problems.add(here, f"{day} is also under {dotted((*dates_loc, seen))}: one entry per date")
+                    break
+        for j, (h1, h2) in enumerate(holidays):
+            if a <= h2 and h1 <= b and (mine or hours.holidays is not None):
+                both = max(a, h1)
+                if mine:
+                    problems.add(
+                        here,
+                        f"{both} is also a holiday ({dotted((*holidays_loc, j))}), which closes it all day: "
+                        "keep it in one list",
+                    )
+                else:
+                    problems.add(
+                        (*holidays_loc, j),
+                        f"{both} has hours of its own at {dotted(here)} and is a holiday here: keep it in one "
+                        "list (give the team dates of its own, dates: {} for none)",
+                    )
+                break
+        if not mine:
+            continue
+        for n in range((b - a).days + 1):
+            day = a + timedelta(days=n)
+            tail = schedule.tail_into(day)
+            if tail and intervals[0][0] < tail[0][1]:
+                problems.add(
+                    here,
+                    f"{day} {interval_text(intervals[0])} overlaps the end of the night shift that starts the day "
+                    f"before ({interval_text(tail[0])}): a shift belongs to the day it starts, so hours given for "
+                    f"{day} do not change it; start the date's hours at {tail[0][1]:%H:%M} or later",
+                )
+                break
+    if mine or hours.week is None or not dated:
+        return
+    # the site's dates on a team with a week of its own: fine where the team keeps the site's hours
+    site_hours = dataclasses.replace(_schedule(site, Schedule()), dates={})
+    undated = dataclasses.replace(schedule, dates={})
+    for (a, b), intervals in dated.items():
+        for n in range((b - a).days + 1):
+            day = a + timedelta(days=n)
+            theirs, ours = site_hours.hours_on(day), undated.hours_on(day)
+            if day not in schedule.holidays and theirs != ours:
+                problems.add(
+                    (*loc, "week"),
+                    f"the site's hours for {day} ({dotted(('hours', 'dates', _span_text(a, b)))}: "
+                    f"{_intervals_text(intervals)}) replace the site's {_intervals_text(theirs)}, and this week "
+                    f"gives {_intervals_text(ours)} that day: give the team dates of its own (dates: {{}} for none)",
+                )
+                return
+
+
+def _span_text(a: date, b: date) -> str:
+    return a.isoformat() if a == b else f"{a}..{b}"
+
+
+def _intervals_text(intervals: Iterable[Interval]) -> str:
+    return ", ".join(interval_text(i) for i in intervals) or "no hours"
+
+
 def _cross_check_messaging(spec: DeploymentSpec, flows: tuple[str, ...] | None, problems: Problems) -> None:
     """The e-mail, notification and Twilio sections (`acd.config.messaging`); with `flows`
     given, only that each Twilio number leads to an IVR flow that exists."""
@@ -491,8 +579,13 @@ def _workdays(entries: Iterable[tuple[date, date, int]]) -> dict[date, int]:
     return {day: weekday for first, last, weekday in entries for day in _dates([(first, last)])}
 
 
+def _dated(entries: Mapping[tuple[date, date], tuple[Interval, ...]]) -> dict[date, tuple[Interval, ...]]:
+    """Each date with hours of its own -> its intervals."""
+    return {day: hours for (first, last), hours in entries.items() for day in _dates([(first, last)])}
+
+
 def _schedule(spec: HoursSpec | None, base: Schedule) -> Schedule:
-    """A team's hours: each key it leaves out (tz, week, holidays, workdays) comes from the site's."""
+    """A team's hours: each key it leaves out (tz, week, holidays, workdays, dates) comes from the site's."""
     if spec is None:
         return base
     return Schedule(
@@ -500,6 +593,7 @@ def _schedule(spec: HoursSpec | None, base: Schedule) -> Schedule:
         week=_week(spec.week) if spec.week is not None else base.week,
         holidays=_dates(spec.holidays) if spec.holidays is not None else base.holidays,
         workdays=_workdays(spec.workdays) if spec.workdays is not None else base.workdays,
+        dates=_dated(spec.dates) if spec.dates is not None else base.dates,
     )
 
 
@@ -511,13 +605,7 @@ def _build(
     environ: Mapping[str, str],
 ) -> Deployment:
     languages = tuple(spec.site.languages)
-    site_hours = spec.hours
-    default_schedule = Schedule(
-        tz=site_hours.tz or spec.site.tz,
-        week=_week(site_hours.week or ()),
-        holidays=_dates(site_hours.holidays or ()),
-        workdays=_workdays(site_hours.workdays or ()),
-    )
+    default_schedule = _schedule(spec.hours, Schedule(tz=spec.site.tz))
     teams = {name: Team(dict(t.label), _schedule(t.hours, default_schedule)) for name, t in spec.teams.items()}
     calendar = Calendar(
         tz=spec.site.tz, default=default_schedule, teams={name: t.schedule for name, t in teams.items()}

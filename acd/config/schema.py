@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import date, datetime, time
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -151,6 +152,12 @@ def parse_hours_line(line: str) -> tuple[tuple[int, ...], tuple[tuple[time, time
     a, b = WEEKDAYS.index(first), WEEKDAYS.index(last)
     if b < a:
         raise ValueError(f"weekday range {first}-{last} runs backwards (split it at sun)")
+    return tuple(range(a, b + 1)), parse_intervals(spans)
+
+
+def parse_intervals(spans: str) -> tuple[tuple[time, time], ...]:
+    """`"09:00-13:00, 14:00-18:00"` -> ((09:00, 13:00), (14:00, 18:00)), as written: the
+    intervals of a week line, or of one date under `hours.dates`."""
     intervals: list[tuple[time, time]] = []
     for span in spans.split(","):
         im = _INTERVAL.match(span)
@@ -165,7 +172,13 @@ def parse_hours_line(line: str) -> tuple[tuple[int, ...], tuple[tuple[time, time
                 f"interval {span.strip()!r} must start before it ends (split a night: 22:00-24:00, 00:00-06:00)"
             )
         intervals.append((start, time(0) if h2 == 24 else time(h2, m2)))
-    return tuple(range(a, b + 1)), tuple(intervals)
+    return tuple(intervals)
+
+
+def interval_text(interval: tuple[time, time]) -> str:
+    """(09:00, 00:00) -> '09:00-24:00', as an administrator writes it."""
+    start, end = interval
+    return f"{start:%H:%M}-{'24:00' if end == time(0) else f'{end:%H:%M}'}"
 
 
 def _hours_line_text(value: Any) -> Any:
@@ -232,6 +245,41 @@ def _workday(value: Any) -> Any:
     return (first, last, WEEKDAYS.index(weekday.strip().lower()))
 
 
+def _dated_day(value: Any) -> Any:
+    """A key of `hours.dates`: a date, or a range "2026-12-28..2026-12-30"."""
+    return _date_span(value, "date under dates")
+
+
+def _dated_keys(value: Any) -> Any:
+    """`hours.dates` keyed by text, so a problem names 2026-04-30 as it was written; an
+    unquoted and a quoted 2026-04-30 are then one date written twice."""
+    if not isinstance(value, dict):
+        return value
+    out: dict[Any, Any] = {}
+    for key, hours in value.items():
+        if isinstance(key, datetime):
+            raise ValueError(f"{key:%Y-%m-%d %H:%M} is a whole day under dates: write the date without a time")
+        text = key.isoformat() if isinstance(key, date) else key
+        if text in out:
+            raise ValueError(f"{text} is written twice: one entry per date")
+        out[text] = hours
+    return out
+
+
+def _dated_hours(value: Any) -> Any:
+    """A value of `hours.dates`: the date's intervals, as in a week line: "09:00-17:00" or
+    "09:00-13:00, 14:00-16:00". A date is closed by `holidays`, not here."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "closed", "off", "-")):
+        raise ValueError("a date under dates is open with the hours given; to close it all day list it under holidays")
+    if not isinstance(value, str):
+        raise ValueError(f'must be the day\'s intervals in quotes, e.g. "09:00-17:00" (got {value!r})')
+    intervals = sorted(parse_intervals(value.lower()))
+    for (s1, e1), (s2, e2) in pairwise(intervals):
+        if e1 == time(0) or s2 < e1:
+            raise ValueError(f"{interval_text((s2, e2))} overlaps {interval_text((s1, e1))}")
+    return tuple(intervals)
+
+
 def _version(value: Any) -> Any:
     # An unquoted 2026-11-23 becomes a date and 1.10 becomes 1.1: refuse rather than guess.
     if not isinstance(value, str) or not value.strip():
@@ -252,6 +300,8 @@ Capacity = dict[Channel, Count]
 HoursLine = Annotated[str, BeforeValidator(_hours_line_text), AfterValidator(_hours_line)]
 Holiday = Annotated[tuple[date, date], BeforeValidator(_holiday)]
 Workday = Annotated[tuple[date, date, int], BeforeValidator(_workday)]
+DatedDay = Annotated[tuple[date, date], BeforeValidator(_dated_day)]
+DatedHours = Annotated[tuple[tuple[time, time], ...], BeforeValidator(_dated_hours)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 
@@ -271,13 +321,15 @@ class SiteSpec(Spec):
 
 
 class HoursSpec(Spec):
-    """Weekly opening lines, closed dates and dates worked with a weekday's hours (a Saturday
-    of the production calendar); an empty `week` means open around the clock."""
+    """Weekly opening lines, closed dates, dates worked with a weekday's hours (a Saturday
+    of the production calendar) and dates with hours of their own (a pre-holiday short day);
+    an empty `week` means open around the clock."""
 
     tz: TimeZone | None = None
     week: list[HoursLine] | None = None
     holidays: list[Holiday] | None = None
     workdays: list[Workday] | None = None
+    dates: Annotated[dict[DatedDay, DatedHours], BeforeValidator(_dated_keys)] | None = None
 
 
 class ServerSpec(Spec):
