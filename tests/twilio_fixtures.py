@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from api_fixtures import Running, example_deployment, start, stop
 from storage_fixtures import Backend
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import HMAC_SHA256, SIGNATURE_SETTINGS_HEADER, RequestValidator
 
 from acd.config import Deployment
 from acd.config.messaging import TwilioSettings
@@ -31,18 +31,26 @@ SID = "AC" + "1" * 32
 TOKEN = "twilio-test-token"
 PUBLIC = "https://acd.example.test"
 OUR_NUMBER = "+74951234567"
+# Twilio's REST errors the stand-in can answer: code -> (HTTP status, message)
+REST_ERRORS = {
+    21220: (400, "Call is not in-progress. Cannot redirect."),
+    20429: (429, "Too Many Requests"),
+}
 VERBS = {"Say", "Play", "Gather", "Redirect", "Enqueue", "Dial", "Hangup", "Pause", "Number", "Client", "Sip"}
 
 
 @dataclass
 class TwilioStandIn:
     """POST .../Calls.json (create), .../Calls/{CallSid}.json (update: redirect or cancel) and
-    .../Messages.json (SMS), answered like api.twilio.com and recorded in queues."""
+    .../Messages.json (SMS), answered like api.twilio.com and recorded in queues. Updating a
+    call in `refuse` (CallSid -> Twilio error code, see `REST_ERRORS`) is refused as
+    api.twilio.com refuses it: 21220 for a call that has ended (its caller hung up)."""
 
     created: asyncio.Queue[dict[str, str]] = field(default_factory=asyncio.Queue)
     updates: asyncio.Queue[tuple[str, dict[str, str]]] = field(default_factory=asyncio.Queue)
     sms: asyncio.Queue[dict[str, str]] = field(default_factory=asyncio.Queue)
     calls_created: int = 0
+    refuse: dict[str, int] = field(default_factory=dict)
     server: TestServer | None = None
 
     async def start(self) -> str:
@@ -69,6 +77,12 @@ class TwilioStandIn:
     async def update_call(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.updates.put_nowait((request.match_info["call"], form))
+        code = self.refuse.get(request.match_info["call"])
+        if code is not None:  # Twilio's error body (the legacy format the REST client reads)
+            status, message = REST_ERRORS[code]
+            more = f"https://www.twilio.com/docs/errors/{code}"
+            body = {"code": code, "message": message, "more_info": more, "status": status}
+            return web.json_response(body, status=status)
         status = form.get("Status", "in-progress")
         return web.json_response({"sid": request.match_info["call"], "status": status, "account_sid": SID})
 
@@ -139,14 +153,28 @@ def resolve(target: str, public: str = PUBLIC) -> tuple[str, str]:
 
 
 async def hook(
-    r: Running, target: str, form: dict[str, str], signature: str | None = "valid", public: str = PUBLIC
+    r: Running,
+    target: str,
+    form: dict[str, str],
+    signature: str | None = "valid",
+    public: str = PUBLIC,
+    shared_key: tuple[str, str] | None = None,
+    algorithm: str = HMAC_SHA256,
 ) -> tuple[int, str]:
     """POST a webhook as Twilio does: the form signed over the URL Twilio requests (the public
-    one, see `resolve`) with the auth token."""
+    one, see `resolve`) with the auth token (HMAC-SHA1) — or, given `shared_key` (key id,
+    secret), with that key's secret by `algorithm`, named in X-Twilio-Webhooks-Signature-Settings."""
     full, local_path = resolve(target, public)
-    if signature == "valid":
+    headers: dict[str, str] = {}
+    if shared_key is not None:
+        key_id, secret = shared_key
+        headers[SIGNATURE_SETTINGS_HEADER] = f"key={key_id},algorithm={algorithm}"
+        if signature == "valid":
+            signature = RequestValidator(secret).compute_signature(full, form, algorithm)
+    elif signature == "valid":
         signature = RequestValidator(TOKEN).compute_signature(full, form)
-    headers = {"X-Twilio-Signature": signature} if signature is not None else {}
+    if signature is not None:
+        headers["X-Twilio-Signature"] = signature
     async with r.session.post(r.url(local_path), data=form, headers=headers) as resp:
         return resp.status, await resp.text()
 

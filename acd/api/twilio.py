@@ -2,7 +2,11 @@
 
 Every webhook checks X-Twilio-Signature with the twilio library's `RequestValidator` over
 `twilio.public_url` + the request's path and query (the URL Twilio called, which behind a
-proxy is not the one we bind) and the POSTed form; unsigned or forged requests get 403.
+proxy is not the one we bind) and the POSTed form; unsigned or forged requests get 403. A
+request signed with a shared key names it in X-Twilio-Webhooks-Signature-Settings
+(`key=<id>,algorithm=HMAC_SHA256`): it is checked with that key's secret (`twilio.webhook_keys`)
+by the algorithm named, and one naming a key we do not know gets 403; one without the header
+is checked against the auth token.
 See `acd.messaging.twilio_voice` for a call's life and `acd.messaging.twilio_callbacks` for a
 callback's (when Asterisk is off, callbacks ring through Twilio's REST API).
 
@@ -19,7 +23,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
-from twilio.request_validator import RequestValidator
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
 from twilio.twiml.voice_response import VoiceResponse
 
 from acd.api.app import SERVICES, Services, api
@@ -35,12 +40,16 @@ from acd.core.model import Channel, Contact, ContactStatus
 from acd.ids import new_id
 from acd.messaging.twilio_callbacks import DIAL_STATUS, TwilioDialer, customer_dial_twiml
 from acd.messaging.twilio_voice import (
+    CALL_NOT_IN_PROGRESS,
+    FINAL_STATUSES,
     TwilioCalls,
+    caller_number,
     dial_twiml,
     enqueue_twiml,
     ivr_twiml,
     pack,
     path,
+    queue_full_twiml,
     unpack,
     wait_twiml,
 )
@@ -126,11 +135,11 @@ class TwilioVoice:
         match cmd:
             case ev.OfferContact(contact=c, manager=m) if c.payload.get(CALL_SID):
                 self._offer(c, m.id)
-            case ev.WithdrawOffer(contact_id=cid, manager_id=mid):
+            case ev.WithdrawOffer(contact_id=cid):
                 held = self.svc.dispatcher.board.contacts.get(cid)
                 if held is not None and held.payload.get(CALL_SID):
                     sid = str(held.payload[CALL_SID])
-                    self._in_order(sid, self._redirect(sid, path("/queue", contact=cid), mid))
+                    self._in_order(sid, self._redirect(sid, path("/queue", contact=cid), cid))
 
     def _offer(self, c: Contact, manager_id: str) -> None:
         settings = self.svc.deployment.twilio
@@ -139,13 +148,26 @@ class TwilioVoice:
             self.svc.dispatcher.post(ev.OfferFailed(c.id, manager_id, "no Twilio number"))
             return
         sid = str(c.payload[CALL_SID])
-        self._in_order(sid, self._redirect(sid, path("/connect", contact=c.id, manager=manager_id), manager_id))
+        self._in_order(sid, self._redirect(sid, path("/connect", contact=c.id, manager=manager_id), c.id))
 
-    async def _redirect(self, call_sid: str, route: str, manager_id: str) -> None:
+    async def _redirect(self, call_sid: str, route: str, contact_id: str) -> None:
         try:
             await self.calls.redirect(call_sid, route)
+        except (TwilioRestException, TwilioServiceException) as err:
+            if 400 <= err.status < 500 and _code(err.code) == CALL_NOT_IN_PROGRESS:
+                # The caller hung up (the number may have no status callback to say so): the
+                # contact is abandoned, else managers go on being offered a call that is gone.
+                log.info("Twilio call %s is over (%s): contact %s abandoned", call_sid, err.code, contact_id)
+                await self._caller_gone(call_sid, contact_id)
+            else:
+                log.warning("Twilio REST redirect of %s to %s refused: %s %s", call_sid, route, err.status, err.code)
         except Exception as err:
             log.warning("Twilio REST redirect of %s to %s failed: %s", call_sid, route, err)
+
+    async def _caller_gone(self, call_sid: str, contact_id: str) -> None:
+        c = await _committed(self.svc, contact_id)
+        if c is not None and str(c.payload.get(CALL_SID, "")) == call_sid:
+            await _close(self.svc, contact_id, "caller hung up")
 
     def _in_order(self, call_sid: str, coro: Coroutine[Any, Any, None]) -> None:
         """Carry out REST changes of one call in the order the core decided them: a withdrawal
@@ -202,10 +224,38 @@ async def _signed(request: web.Request) -> dict[str, str]:
     form = {k: str(v) for k, v in (await request.post()).items()}
     url = settings.public_url + request.path_qs
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not RequestValidator(settings.auth_token).validate(url, form, signature):
+    signing = request.headers.get(SIGNATURE_SETTINGS_HEADER, "").strip()
+    if signing:  # signed with a shared key's secret, by the algorithm the header names
+        key = _shared_key(signing)
+        secret = settings.webhook_secrets.get(key)
+        if secret is None:
+            why = "has no secret set" if key in settings.webhook_keys else "is not in twilio.webhook_keys"
+            log.warning("Twilio webhook %s refused: shared key %r %s", request.path, key, why)
+            raise ApiError(403, "unknown_key", f"{SIGNATURE_SETTINGS_HEADER} names a key this server does not know")
+        validator, algorithm = RequestValidator(secret), get_signature_algorithm(signing)
+    else:  # the account's auth token, HMAC-SHA1
+        validator, algorithm = RequestValidator(settings.auth_token), None
+    if not signature or not validator.validate(url, form, signature, algorithm):
         log.warning("Twilio webhook %s refused: %s signature", request.path, "forged" if signature else "no")
         raise ApiError(403, "bad_signature", "X-Twilio-Signature does not match this request")
     return form
+
+
+def _shared_key(signing: str) -> str:
+    """The key id in `X-Twilio-Webhooks-Signature-Settings: key=<id>,algorithm=<name>`."""
+    for part in signing.split(","):
+        name, eq, value = part.partition("=")
+        if eq and name.strip() == "key":
+            return value.strip()
+    return ""
+
+
+def _code(code: Any) -> int | None:
+    """Twilio's error code as a number (the library passes on what the JSON said)."""
+    try:
+        return int(code)
+    except (TypeError, ValueError):
+        return None
 
 
 async def _committed(svc: Services, contact_id: str) -> Contact | None:
@@ -280,7 +330,7 @@ async def _queue_call(svc: Services, done: Done, form: dict[str, str]) -> Contac
         arrived_at=now,
         step_since=now,
         criteria=dict(done.answers),
-        phone=form.get("From", ""),
+        phone=caller_number(form.get("From", "")),  # a withheld number is none: no CRM look-up, no callback
         priority=bonus,
         required_skills=skills,
         team=team,
@@ -319,8 +369,19 @@ async def twilio_queue(request: web.Request) -> web.Response:
 async def twilio_dequeued(request: web.Request) -> web.Response:
     form = await _signed(request)
     svc = request.app[SERVICES]
-    if form.get("QueueResult") in ("hangup", "error", "system-error"):
-        await _close(svc, request.query.get("contact", ""), hung_up=True)
+    cid, result = request.query.get("contact", ""), form.get("QueueResult", "")
+    if result in ("hangup", "error", "system-error"):
+        await _close(svc, cid, "caller hung up")
+    elif result == "queue-full":
+        # Twilio's queue holds no more callers: this one could not wait, so the contact ends
+        # (abandoned, with why) and the caller is told to call again rather than cut off.
+        settings = svc.deployment.twilio
+        assert settings is not None
+        c = await _committed(svc, cid)
+        log.warning("Twilio queue full: call %s (contact %s) could not wait", form.get("CallSid", ""), cid)
+        await _close(svc, cid, "Twilio queue full")
+        lang = (c.language if c is not None else "") or svc.deployment.default_language
+        return _twiml(queue_full_twiml(settings, lang))
     return _twiml(VoiceResponse())
 
 
@@ -388,9 +449,14 @@ async def twilio_status(request: web.Request) -> web.Response:
     sid, status = form.get("CallSid", ""), form.get("CallStatus", "")
     store = MessagingStore(svc.store)
     call = await store.get_call(sid)
-    await store.save_call(sid, None, form.get("From", ""), form.get("To", ""), status, svc.clock())
-    if call is not None and call["contact_id"] and status in ("completed", "busy", "failed", "no-answer", "canceled"):
-        await _close(svc, call["contact_id"], hung_up=True)
+    if call is not None and call["status"] in FINAL_STATUSES:
+        # Twilio's status callbacks may come out of order: a late "ringing" or "in-progress"
+        # must not bring an ended call back to life (nor a second final status replace the first)
+        log.info("Twilio call %s: status %s after %s kept as %s", sid, status, call["status"], call["status"])
+    else:
+        await store.save_call(sid, None, form.get("From", ""), form.get("To", ""), status, svc.clock())
+    if call is not None and call["contact_id"] and status in FINAL_STATUSES:
+        await _close(svc, call["contact_id"], "caller hung up")
     return _twiml(VoiceResponse())
 
 
@@ -515,14 +581,15 @@ def _hangup() -> VoiceResponse:
     return resp
 
 
-async def _close(svc: Services, contact_id: str, hung_up: bool) -> None:
+async def _close(svc: Services, contact_id: str, reason: str) -> None:
+    """The caller's call is over: a contact being talked to is finished, else abandoned (`reason`)."""
     c = await _committed(svc, contact_id)
     if c is None:
         return
     if c.status is ContactStatus.ASSIGNED:
         svc.dispatcher.post(ev.WorkFinished(c.id, c.assigned_to))
     else:
-        svc.dispatcher.post(ev.ContactAbandoned(c.id, "caller hung up" if hung_up else "call ended"))
+        svc.dispatcher.post(ev.ContactAbandoned(c.id, reason))
 
 
 __all__ = ["TWILIO", "TwilioVoice", "answer_callback_webhooks", "pack"]

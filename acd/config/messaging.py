@@ -197,6 +197,10 @@ class TwilioSpec(Spec):
     enabled: StrictBool = False
     account_sid: Annotated[str, Field(pattern=r"^AC[0-9a-fA-F]{32}$")]
     auth_token_env: EnvName = "ACD_TWILIO_AUTH_TOKEN"
+    # Webhooks signed with a shared key (X-Twilio-Webhooks-Signature-Settings: key=<id>,...):
+    # key id -> the environment variable holding that key's secret. A webhook naming any other
+    # key is refused; one without the header is checked against the auth token.
+    webhook_keys: dict[Annotated[str, Field(pattern=r"^[^\s,=]+$")], EnvName] = {}
     api_base: str = "https://api.twilio.com"
     # How Twilio reaches this server: the signature covers this URL, not the one we bind.
     public_url: Annotated[str, Field(pattern=r"^https?://")]
@@ -301,6 +305,8 @@ class TwilioSettings:
     auth_token: str | None = field(default=None, repr=False)
     api_base: str = "https://api.twilio.com"
     numbers: Mapping[str, str] = field(default_factory=dict)  # our number -> IVR flow
+    webhook_keys: Mapping[str, str] = field(default_factory=dict)  # shared key id -> its secret's env variable
+    webhook_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # key id -> secret (set ones)
     sms_from: str | None = None
     caller_id: str | None = None
     hold_music: str | None = None
@@ -478,6 +484,8 @@ def build_twilio(spec: TwilioSpec | None, environ: Mapping[str, str]) -> TwilioS
         auth_token=environ.get(spec.auth_token_env),
         api_base=spec.api_base.rstrip("/"),
         numbers=dict(spec.numbers),
+        webhook_keys=dict(spec.webhook_keys),
+        webhook_secrets={key: environ[env] for key, env in spec.webhook_keys.items() if environ.get(env)},
         sms_from=spec.sms_from,
         caller_id=spec.caller_id,
         hold_music=spec.hold_music,

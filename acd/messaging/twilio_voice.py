@@ -17,8 +17,17 @@ A call's life, with Twilio's webhooks (all signed; see `acd.api.twilio`):
                                     no-answer: back to the queue, the core's offer timer
                                     pauses the manager (missed offer); completed: finished
     POST /twilio/voice/status       the caller's status callback: hung up while waiting =
-                                    abandoned; after talking = finished
+                                    abandoned; after talking = finished (a final status is
+                                    kept: a late "ringing" does not replace "completed")
+    POST /twilio/voice/dequeued     <Enqueue>'s action: hangup / error = abandoned;
+                                    queue-full = abandoned ("Twilio queue full"), the caller
+                                    told to call again
     core: WithdrawOffer             REST: the caller goes back to <Enqueue>
+    REST refused with 21220         the call is not in progress (the caller hung up, and the
+                                    number may have no status callback): abandoned
+
+A withheld number in `From` (`anonymous`, +266696687...) is no number: the contact has none,
+so the CRM does not look it up and nobody calls it back.
 """
 
 from __future__ import annotations
@@ -39,6 +48,23 @@ from acd.telephony.ivr import Ask, Done, IvrRun, Say
 log = logging.getLogger("acd.twilio")
 QUEUE = "acd"
 LANGUAGES = {"ru": "ru-RU", "en": "en-US"}
+# What Twilio puts in `From` when the caller withholds their number: a word, or one of these
+# numbers (ANONYMOUS, UNAVAILABLE, UNKNOWN spelled on a keypad) — real-looking E.164 numbers
+# that must never be looked up in the CRM or called back.
+WITHHELD_NUMBERS = frozenset({"+266696687", "+86282452253", "+8656696"})
+# Twilio's REST error: "Call is not in-progress. Cannot redirect." (the caller hung up).
+CALL_NOT_IN_PROGRESS = 21220
+# The status callback's final CallStatus values: a call in one of them never changes again.
+FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+def caller_number(from_: str) -> str:
+    """The caller's number from a webhook's `From`; "" when withheld (`anonymous`, one of
+    Twilio's stand-in numbers, no digits at all)."""
+    number = from_.strip()
+    if number in WITHHELD_NUMBERS or not any(ch.isdigit() for ch in number):
+        return ""
+    return number
 
 
 def pack(state: Mapping[str, Any]) -> str:
@@ -106,6 +132,19 @@ def enqueue_twiml(settings: TwilioSettings, contact_id: str) -> VoiceResponse:
             wait_url_method="POST",
         )
     )
+    return resp
+
+
+def queue_full_twiml(settings: TwilioSettings, lang: str) -> VoiceResponse:
+    """Twilio's queue is full (the <Enqueue> action's QueueResult=queue-full): the caller
+    cannot wait, so they are told so and the call ends (the contact is abandoned)."""
+    resp = VoiceResponse()
+    if lang == "ru":
+        text = "К сожалению, сейчас все линии заняты. Пожалуйста, позвоните позже."
+    else:
+        text = "Sorry, all our lines are busy. Please call again later."
+    _say(resp, (text,), lang, settings)
+    resp.hangup()
     return resp
 
 
