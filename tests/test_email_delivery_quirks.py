@@ -18,6 +18,7 @@ from mail_fixtures import Sink, enquiry, messaging, smtp_send
 from acd.core import events as ev
 from acd.core.model import ContactStatus
 from acd.messaging.mail import Refused
+from acd.storage.messaging import MessagingStore
 
 
 async def deliver(r: Running, raw: bytes) -> None:
@@ -280,10 +281,16 @@ async def test_one_letter_without_a_message_id_by_two_routes_is_one_contact(mail
     assert await customer_notes(mailed) == ["received"]
 
 
-async def test_two_letters_without_a_message_id_that_differ_are_two_contacts(mailed: Running) -> None:
+async def test_two_letters_without_a_message_id_that_differ_are_two_messages(mailed: Running) -> None:
     await deliver(mailed, BY_RELAY_1)
     await deliver(mailed, BY_RELAY_2.replace("10 мест".encode(), "20 мест".encode()))
 
+    # both are kept; from one sender under one subject they are one thread (by the subject)
+    [cid] = await email_contacts(mailed)
+    thread = await MessagingStore(mailed.server.store).messages(cid)
+    assert len({m["message_id"] for m in thread if m["direction"] == "in"}) == 2
+    # under another subject, another contact
+    await deliver(mailed, BY_RELAY_2.replace("Subject: Продление".encode(), "Subject: Обучение".encode()))
     assert len(await email_contacts(mailed)) == 2
 
 

@@ -37,6 +37,7 @@ TEMPLATE_NAMES = (
     "reply",
 )
 SEND_CHANNELS = ("email", "sms")
+SUBJECT_WINDOW = 30 * 86400.0  # email.subject_window: 30 days
 
 
 # ---- scalar checks ---------------------------------------------------------------------
@@ -157,6 +158,9 @@ class EmailSpec(Spec):
     # criterion -> option value -> words or phrases; the first criterion's first match wins
     keywords: dict[str, dict[str, Annotated[list[Annotated[str, Field(min_length=2)]], Field(min_length=1)]]] = {}
     notify_seller: StrictBool = True  # e-mail the seller an offered enquiry (besides the panel)
+    # A letter without In-Reply-To/References joins the sender's thread with the same subject
+    # (without "Re:") whose last message is this recent; 0 turns it off
+    subject_window: Seconds = SUBJECT_WINDOW
 
 
 class RetrySpec(Spec):
@@ -269,6 +273,7 @@ class EmailSettings:
     max_size: int = 10 * 1024 * 1024
     keywords: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
     notify_seller: bool = True
+    subject_window: float = SUBJECT_WINDOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -454,6 +459,7 @@ def build_email(spec: EmailSpec, environ: Mapping[str, str]) -> EmailSettings:
             c: {v: tuple(w.casefold() for w in words) for v, words in vs.items()} for c, vs in spec.keywords.items()
         },
         notify_seller=spec.notify_seller,
+        subject_window=spec.subject_window,
     )
 
 

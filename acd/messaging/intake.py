@@ -7,7 +7,14 @@ which decides, in this order:
    quarantined, logged with the reason, `Refused`;
 2. a Message-ID seen before: the same contact comes back, nothing new is queued;
 3. a reply (In-Reply-To / References name a message of ours) whose contact is still open:
-   the message joins that contact's thread and its owner is told;
+   the message joins that contact's thread and its owner is told. A letter that names no
+   message of ours (older Outlook setups, some mobile apps and a new letter quoting our
+   subject drop those headers) is a reply all the same when its sender has a thread with us
+   whose subject is the same without "Re:"/"Fwd:" and whose last message is within
+   `email.subject_window` (`_thread_by_subject`); never by a subject too short or generic to
+   tell threads apart ("Вопрос", "(без темы)": `acd.messaging.mail.subject_key`), nor for
+   automatic mail or a letter written for someone else (a Reply-To another address: a form
+   mailer's leads all have one subject);
 4. automatic mail (an out-of-office reply, a bounce, a read receipt, bulk mail: see
    `acd.messaging.mail`) is never answered; when it belongs to a thread (by In-Reply-To /
    References, or, for a bounce, by the Message-ID of the letter it returns) it is recorded
@@ -37,7 +44,7 @@ from acd.core.intake import derived
 from acd.core.model import Channel, Contact
 from acd.dispatcher import Dispatcher
 from acd.ids import new_id
-from acd.messaging.mail import Mail, Refused, infer_criteria, read_mail, too_large
+from acd.messaging.mail import Mail, Refused, infer_criteria, read_mail, subject_key, too_large
 from acd.storage import Refused as StoreRefused
 from acd.storage import Store
 from acd.storage.messaging import MessagingStore
@@ -45,6 +52,8 @@ from acd.storage.messaging import MessagingStore
 log = logging.getLogger("acd.email")
 _CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 _LATIN = re.compile(r"[a-z]", re.IGNORECASE)
+# Senders that write for others (a site's form mailer, a CRM's robot): one subject, many customers
+_NO_REPLY = re.compile(r"^(no-?reply|do-?not-?reply|mailer|robot|notifications?|wordpress)[-.+_@]", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,8 @@ class EmailIntake:
             log.info("duplicate e-mail %s from %s: contact %s already has it", mail.message_id, mail.sender, known)
             return Received(known, False, "duplicate")
         thread = await self._thread_of(mail)
+        if thread is None:
+            thread = await self._thread_by_subject(mail)
         if mail.auto_reply and (thread is not None or mail.report):
             return await self._automatic(mail, thread, raw, source)
         if thread is not None and thread.status.is_open:
@@ -243,6 +254,28 @@ class EmailIntake:
         if cid is None:
             return None
         return self.dispatcher.board.contacts.get(cid) or await self.store.get_contact(cid)
+
+    async def _thread_by_subject(self, mail: Mail) -> Contact | None:
+        """The contact of the sender's thread with this letter's subject (without "Re:"), for
+        a letter that names no message of ours; None when there is none or it may not be."""
+        window = self.deployment().email.subject_window
+        key = subject_key(mail.subject)
+        if window <= 0 or key is None or mail.auto_reply or mail.reply_to or _NO_REPLY.match(mail.sender):
+            return None
+        cid = await self.messages.thread_by_subject(mail.sender, key, self.clock() - window)
+        if cid is None:
+            return None
+        thread = self.dispatcher.board.contacts.get(cid) or await self.store.get_contact(cid)
+        if thread is not None:
+            log.info(
+                "e-mail %s from %s names no message of ours; by its subject %r it is a reply on contact %s",
+                mail.message_id,
+                mail.sender,
+                key[:100],
+                cid,
+                extra={"contact_id": cid, "event": "email_thread_by_subject"},
+            )
+        return thread
 
     async def _tell(self, kind: str, contact: Contact, mail: Mail) -> None:
         for listener in self.listeners:

@@ -62,6 +62,9 @@ class Mail:
     auto_reply: bool = False  # an out-of-office or bounce: never answer it automatically
     automatic: str = ""  # why it is taken for a machine's letter (a header, the subject...)
     report: bool = False  # a bounce or a read receipt: a mail system's, never a person's
+    # Reply-To when it names someone else than From (a website's form mailer, a mailing list
+    # writing for a person): such a sender's subjects say nothing of one customer's thread
+    reply_to: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -162,7 +165,18 @@ def _read_mail(raw: bytes, max_size: int) -> Mail | Refused:
         auto_reply=auto is not None,
         automatic=auto or "",
         report=msg.get_content_type() == "multipart/report" or address.lower().startswith(_MAIL_SYSTEMS),
+        reply_to=_other_reply_to(msg, address.lower()),
     )
+
+
+def _other_reply_to(msg: MIMEPart, sender: str) -> str:
+    """The first Reply-To address (lower-cased) that is not the sender's, or ""."""
+    try:
+        value = _header(msg, "Reply-To") or ""
+        found = [a.lower() for _, a in getaddresses([value]) if "@" in a]
+    except Exception:  # a broken Reply-To is no reason to refuse the letter
+        return ""
+    return next((a for a in found if a != sender), "")
 
 
 # Autoresponders that do not say Auto-Submitted (RFC 3834) still say it their own way: in a
@@ -516,6 +530,90 @@ def bare_subject(subject: str) -> str:
     'Renewal: 10 seats'
     """
     return _PREFIX.sub("", subject).strip()
+
+
+# Subjects that say nothing of which thread a letter is in: a customer writes "Вопрос" in each
+# new letter. Compared case-folded, without punctuation, ё as е.
+_GENERIC_SUBJECTS = frozenset(
+    {
+        "вопрос",
+        "вопросы",
+        "question",
+        "questions",
+        "заявка",
+        "новая заявка",
+        "заявка с сайта",
+        "request",
+        "запрос",
+        "обращение",
+        "enquiry",
+        "inquiry",
+        "без темы",
+        "нет темы",
+        "тема",
+        "no subject",
+        "subject",
+        "untitled",
+        "заказ",
+        "order",
+        "счет",
+        "invoice",
+        "информация",
+        "info",
+        "information",
+        "сообщение",
+        "message",
+        "письмо",
+        "letter",
+        "помощь",
+        "help",
+        "срочно",
+        "urgent",
+        "важно",
+        "important",
+        "здравствуйте",
+        "добрый день",
+        "добрый вечер",
+        "доброе утро",
+        "привет",
+        "hello",
+        "good day",
+        "тест",
+        "test",
+        "документы",
+        "documents",
+        "прайс",
+        "цена",
+        "price",
+        "коммерческое предложение",
+        "обратный звонок",
+    }
+)
+_GENERIC_KEYS = frozenset(s.replace(" ", "") for s in _GENERIC_SUBJECTS)
+SUBJECT_KEY_MIN = 4  # letters and digits: "Re: 1С" threads nothing
+SUBJECT_KEY_MAX = 200  # characters kept as they are; a longer subject is kept by its hash
+
+
+def subject_key(subject: str) -> str | None:
+    """What a subject says of a letter's thread, for a reply whose mail program dropped
+    In-Reply-To and References: the `bare_subject`, case-folded, without whitespace (a long
+    subject comes back in encoded words, and the space at a word's edge is often lost:
+    "1С на" read as "1Сна"); None when it is too short or too generic to tell one thread from
+    another ("Re: Вопрос", "(без темы)"). A long one is cut and ends with its hash (an index
+    entry is bounded).
+
+    >>> subject_key("RE: Fwd:  Продление   ЛИЦЕНЗИИ")
+    'продлениелицензии'
+    >>> [subject_key(s) for s in ("Re: Вопрос?", "(no subject)", "Fwd: Счёт", "Re: 1С", "")]
+    [None, None, None, None, None]
+    """
+    key = "".join(bare_subject(subject).casefold().split())
+    words = "".join(_WORDS.findall(key.replace("ё", "е"))).replace("_", "")
+    if sum(1 for ch in words if ch.isalnum()) < SUBJECT_KEY_MIN or words in _GENERIC_KEYS:
+        return None
+    if len(key) > SUBJECT_KEY_MAX:
+        key = key[: SUBJECT_KEY_MAX - 40] + "#sha256-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+    return key
 
 
 def infer_criteria(text: str, keywords: Mapping[str, Mapping[str, tuple[str, ...]]]) -> dict[str, str]:

@@ -368,7 +368,12 @@ class Notifier:
         n.status, n.sent_at, n.next_at, n.last_error = "sent", self.clock(), None, None
         await self.store.update_notification(n, (now, True, None))
         if n.channel == "email" and n.external_id:
-            await self.store.record_message(n.external_id, n.contact_id, "out", False, "", n.subject, now)
+            # what we wrote to the customer is their thread too: a reply that lost its
+            # In-Reply-To finds it by their address and its subject (a seller's notice is not)
+            customer = n.recipient if n.manager_id is None else None
+            await self.store.record_message(
+                n.external_id, n.contact_id, "out", False, "", n.subject, now, address=customer
+            )
         self.sent += 1
         log.info("notification %s sent by %s to %s", n.event_key, n.channel, n.recipient)
         return 1

@@ -4,7 +4,9 @@ The tables live on the shared `metadata` (built by migration `0005` on the `mess
 branch); the repository writes through the store's connections and its SQLite writer queue.
 
 - `email_messages`: every Message-ID we received or sent, and the contact it belongs to, so a
-  reply (In-Reply-To / References) finds its thread and its owner;
+  reply (In-Reply-To / References) finds its thread and its owner; with the customer's address
+  and the subject's `subject_key` (migration 0017), so a reply whose mail program dropped those
+  headers still finds it (`thread_by_subject`);
 - `email_quarantine`: mail refused as malformed, and automatic mail (out-of-office replies,
   bounces) that belongs to no thread, with the reason, for an administrator;
 - `notifications`: one row per thing to tell someone, unique per `event_key` (so an event is
@@ -20,6 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from acd.messaging.mail import subject_key
 from acd.storage import tables as t
 from acd.storage.store import Store
 
@@ -48,8 +51,15 @@ email_messages = sa.Table(
     sa.Column("sender", sa.String(), nullable=False),
     sa.Column("subject", sa.Text(), nullable=False),
     sa.Column("at", sa.Double(), nullable=False),
+    # The customer's address (lower-cased): a letter's sender, or the recipient of one we sent
+    # when the sender says so; NULL when unknown (and in rows older than migration 0017)
+    sa.Column("address", sa.String(), nullable=True),
+    # `acd.messaging.mail.subject_key`: NULL when the subject is too generic to thread by
+    sa.Column("subject_key", sa.Text(), nullable=True),
     sa.Index(None, "contact_id"),
     sa.Index(None, "at"),
+    # a reply by its subject (0017); a generic subject's row writes no index entry
+    sa.Index(None, "address", "subject_key", "at", **t.not_null("subject_key")),
 )
 
 email_quarantine = sa.Table(
@@ -162,8 +172,18 @@ class MessagingStore:
         sender: str,
         subject: str,
         at: float,
+        *,
+        address: str | None = None,
     ) -> bool:
-        """Remember a Message-ID; False when it was known already (nothing changes then)."""
+        """Remember a Message-ID; False when it was known already (nothing changes then).
+
+        `address` is the customer's: the sender of a letter we receive (the default), the
+        recipient of one we send (only when given: a seller's notification has a contact but
+        is not the customer's thread). With it goes the subject's `subject_key`, what
+        `thread_by_subject` finds a thread by."""
+        if address is None and direction == "in":
+            address = sender
+        address = address.strip().lower() if address else None
         row = {
             "message_id": message_id,
             "contact_id": contact_id,
@@ -172,6 +192,8 @@ class MessagingStore:
             "sender": sender,
             "subject": subject,
             "at": at,
+            "address": address,
+            "subject_key": subject_key(subject) if address else None,
         }
         async with self._store._write() as conn:
             done = await conn.execute(self._store._insert(email_messages).on_conflict_do_nothing(), row)
@@ -186,6 +208,31 @@ class MessagingStore:
             sa.select(c.contact_id)
             .where(c.message_id.in_(list(message_ids)), c.contact_id.is_not(None))
             .order_by(c.at.desc())
+            .limit(1)
+        )
+        row = await self._store._row(query)
+        return None if row is None else row["contact_id"]
+
+    async def thread_by_subject(self, address: str, key: str, since: float) -> str | None:
+        """The contact of the newest message to or from `address` whose `subject_key` is `key`,
+        in a thread (that contact's messages) with a message at `since` or later; None when
+        there is none. One look-up by the (address, subject_key, at) index, then each
+        candidate's newest message by the contact_id index."""
+        m = email_messages.alias("m")
+        last = (
+            sa.select(sa.func.max(email_messages.c.at))
+            .where(email_messages.c.contact_id == m.c.contact_id)
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(m.c.contact_id)
+            .where(
+                m.c.address == address.strip().lower(),
+                m.c.subject_key == key,
+                m.c.contact_id.is_not(None),
+                last >= since,
+            )
+            .order_by(m.c.at.desc())
             .limit(1)
         )
         row = await self._store._row(query)
