@@ -604,13 +604,37 @@ def _csv(text: str, name: str) -> web.Response:
     )
 
 
-@api.add("GET", "/api/crm/export/customers.csv", "Every customer as CSV", "supervisor", tag="crm")
+def excel_wanted(request: web.Request) -> bool:
+    """Whether an export is asked for in its Excel variant (`?excel=1`: what Excel with
+    Russian regional settings opens right, see acd.crm.csvio) rather than the plain CSV
+    (no `excel`, or `excel=0`)."""
+    value = request.query.get("excel", "0")
+    if value not in ("0", "1"):
+        raise ApiError(400, "invalid", "excel: 1 (the CSV for Excel) or 0 (the plain CSV)")
+    return value == "1"
+
+
+@api.add(
+    "GET",
+    "/api/crm/export/customers.csv",
+    "Every customer as CSV (excel=1: for Excel with Russian regional settings)",
+    "supervisor",
+    query=("excel",),
+    tag="crm",
+)
 @_crm_errors
 async def export_customers(request: web.Request) -> web.Response:
-    return _csv(await _crm(request).export_customers(), "customers.csv")
+    return _csv(await _crm(request).export_customers(excel=excel_wanted(request)), "customers.csv")
 
 
-@api.add("GET", "/api/crm/export/deals.csv", "Every deal as CSV", "supervisor", tag="crm")
+@api.add(
+    "GET",
+    "/api/crm/export/deals.csv",
+    "Every deal as CSV (excel=1: for Excel with Russian regional settings)",
+    "supervisor",
+    query=("excel",),
+    tag="crm",
+)
 @_crm_errors
 async def export_deals(request: web.Request) -> web.Response:
-    return _csv(await _crm(request).export_deals(), "deals.csv")
+    return _csv(await _crm(request).export_deals(excel=excel_wanted(request)), "deals.csv")

@@ -20,6 +20,10 @@ ones) separate thousands; so do dots before a decimal comma ("1.500.000,50"). Th
 decimal sign, as in Russian files: "1 250 000,50" is a million and a quarter, and "1,500" is one
 and a half (the import report warns about such a figure). A dot alone is a decimal point too
 ("1500000.50", as the export writes it). "1,5 млн" and the like are refused: write the whole number.
+
+Exports come plain (",", a decimal point, ISO 8601 times: for machines) or for Excel with
+Russian regional settings (";", a decimal comma, DD.MM.YYYY HH:MM:SS, a BOM); both are read
+back, and the apostrophe the Excel variant puts before a formula's start is dropped on import.
 """
 
 from __future__ import annotations
@@ -142,7 +146,13 @@ def _reader(text: str) -> csv.DictReader[str]:
 
 
 def _clean(row: Mapping[str | None, object]) -> dict[str, str]:
-    return {str(k).strip().lower(): str(v or "").strip() for k, v in row.items() if k is not None}
+    return {str(k).strip().lower(): _active(str(v or "").strip()) for k, v in row.items() if k is not None}
+
+
+def _active(cell: str) -> str:
+    """A cell without the apostrophe an export put before a formula's start (`inert`), so an
+    exported file imported again reads "=Ромашка" as it was, not as "'=Ромашка"."""
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in FORMULA_START else cell
 
 
 def _id(row: Mapping[str, str], column: str) -> str | None:
@@ -383,21 +393,74 @@ def _iso(ts: float | None, tz: str) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, ZoneInfo(tz)).isoformat(timespec="seconds")
 
 
-def customers_csv(customers: Iterable[Customer]) -> str:
+# ---- export ---------------------------------------------------------------------------
+# Two variants of every export. The plain one is for machines (and our own import): comma
+# separated, numbers with a dot, ISO 8601 times. The Excel one is what a double-click opens
+# right in Excel with Russian regional settings, where ";" is the list separator and "," the
+# decimal sign: UTF-8 with a BOM, ";" between cells, numbers with a decimal comma
+# ("12,0"), times day first in the site's time zone ("07.12.2026 14:05:00"). The import
+# reads both.
+
+
+class ExcelRu(csv.excel):
+    """The CSV dialect of Excel in a Russian locale: ";" separates the cells."""
+
+    delimiter = ";"
+
+
+# A cell starting with one of these is a formula (or may become one) in spreadsheets.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(text: str) -> str:
+    """`text` that a spreadsheet shows as text: an apostrophe before a formula's start."""
+    return "'" + text if text[:1] in FORMULA_START else text
+
+
+def excel_number(x: float) -> str:
+    """A number as Russian Excel reads it: 12.5 is "12,5" (an int stays as it is)."""
+    return repr(x).replace(".", ",") if isinstance(x, float) else str(x)
+
+
+def excel_when(ts: float | None, tz: str) -> str:
+    """A moment as Russian Excel reads a date and time, in the site's time zone `tz`."""
+    return "" if ts is None else datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%d.%m.%Y %H:%M:%S")
+
+
+def excel_table(rows: Iterable[Sequence[object]]) -> str:
+    """`rows` as the Excel variant: a BOM, then ";"-separated rows. Numbers (int, float) are
+    written with excel_number; every other cell is text, made inert; None is empty."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CUSTOMER_COLUMNS)
-    for c in customers:
-        w.writerow([c.id, c.name, c.kind, ";".join(c.phones), ";".join(c.emails), c.account_manager or "", c.note])
+    buf.write("\ufeff")  # Excel reads UTF-8 only by its byte-order mark
+    writer = csv.writer(buf, dialect=ExcelRu)
+    for row in rows:
+        writer.writerow(
+            [
+                ""
+                if v is None
+                else excel_number(v)
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else inert(str(v))
+                for v in row
+            ]
+        )
     return buf.getvalue()
 
 
-def deals_csv(deals: Iterable[Deal], tz: str, segment_keys: Sequence[str]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow([*DEAL_COLUMNS, *segment_keys])
+def customers_csv(customers: Iterable[Customer], *, excel: bool = False) -> str:
+    rows: list[list[object]] = [list(CUSTOMER_COLUMNS)]
+    for c in customers:
+        rows.append([c.id, c.name, c.kind, ";".join(c.phones), ";".join(c.emails), c.account_manager or "", c.note])
+    return excel_table(rows) if excel else _plain(rows)
+
+
+def deals_csv(deals: Iterable[Deal], tz: str, segment_keys: Sequence[str], *, excel: bool = False) -> str:
+    def when(ts: float | None) -> str:
+        return excel_when(ts, tz) if excel else _iso(ts, tz)
+
+    rows: list[list[object]] = [[*DEAL_COLUMNS, *segment_keys]]
     for d in deals:
-        w.writerow(
+        rows.append(
             [
                 d.id,
                 d.customer_id,
@@ -405,14 +468,20 @@ def deals_csv(deals: Iterable[Deal], tz: str, segment_keys: Sequence[str]) -> st
                 "",
                 "",
                 d.title,
-                "" if d.amount is None else repr(d.amount),
+                "" if d.amount is None else d.amount if excel else repr(d.amount),
                 d.status.value,
                 d.owner or "",
                 d.stage,
                 d.stage_owner or "",
-                _iso(d.opened_at, tz),
-                _iso(d.closed_at, tz),
+                when(d.opened_at),
+                when(d.closed_at),
                 *(d.segment.get(k, "") for k in segment_keys),
             ]
         )
+    return excel_table(rows) if excel else _plain(rows)
+
+
+def _plain(rows: Iterable[Sequence[object]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
     return buf.getvalue()

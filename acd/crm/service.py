@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
@@ -78,6 +78,7 @@ class Repository(Protocol):  # what acd.storage.crm.CrmStore offers; see there
         offset: int = 0,
     ) -> list[Deal]: ...
     async def all_deals(self) -> list[Deal]: ...
+    def all_customers(self) -> AsyncIterator[Customer]: ...
     async def history(self, customer_id: str | None = None, deal_id: str | None = None) -> list[CrmEvent]: ...
     async def reassign(
         self, leaving: str, heirs: Sequence[tuple[str, str]], changed: Sequence[Deal], history: Sequence[CrmEvent]
@@ -1074,12 +1075,14 @@ class CrmService:
                 by_key[key] = cid
         return cid
 
-    async def export_customers(self) -> str:
-        return csvio.customers_csv([c async for c in self.repo.all_customers()])  # type: ignore[attr-defined]
+    async def export_customers(self, *, excel: bool = False) -> str:
+        """Every customer as CSV: plain, or `excel` for Excel with Russian regional settings."""
+        return csvio.customers_csv([c async for c in self.repo.all_customers()], excel=excel)
 
-    async def export_deals(self) -> str:
+    async def export_deals(self, *, excel: bool = False) -> str:
+        """Every deal as CSV: plain, or `excel` for Excel with Russian regional settings."""
         d = self.deployment
-        return csvio.deals_csv(await self.repo.all_deals(), d.tz, d.policy.segment_keys)
+        return csvio.deals_csv(await self.repo.all_deals(), d.tz, d.policy.segment_keys, excel=excel)
 
 
 def _what_changed(before: Deal, after: Deal) -> str:

@@ -9,6 +9,10 @@ contacts are those with status `abandoned`. A *missed* offer is one followed by 
 A contact of the day answered after midnight counts for its day. A manager's *speed of
 response* is offer to accept. *Sales leaders* are the CRM's deals won by their owner, on the
 day and in the week, against the week before.
+
+Every export comes plain (as machines read it) or, with `?excel=1`, as Excel with Russian
+regional settings opens it (acd.crm.csvio.excel_table); `/api/export/managers.csv` is the
+day report's table of managers.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import io
 import json
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,10 +31,11 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from acd.api.app import SERVICES, Services, api
-from acd.api.crm import CRM
+from acd.api.crm import CRM, excel_wanted
 from acd.api.routing import ApiError
 from acd.core.events import Decision, Transition
 from acd.core.model import Contact, ContactStatus
+from acd.crm import csvio
 from acd.crm.model import Deal, DealStatus
 
 log = logging.getLogger("acd.web")
@@ -233,6 +239,11 @@ async def _load(svc: Services, since: float, until: float) -> tuple[list[Contact
     tag="web",
 )
 async def report_day(request: web.Request) -> web.Response:
+    return web.json_response(await _report(request))
+
+
+async def _report(request: web.Request) -> dict[str, Any]:
+    """The day report of the day the query's `date` names (today by default)."""
     svc = request.app[SERVICES]
     tz, now = svc.deployment.tz, svc.clock()
     day, start, end = _day_bounds(tz, request.query.get("date"), now)
@@ -268,7 +279,7 @@ async def report_day(request: web.Request) -> web.Response:
             if deal.status is DealStatus.WON and deal.owner and lo <= (deal.closed_at or 0) < hi:
                 won[deal.owner] += deal.amount or 0.0
         row["won_amount"] = dict(won)
-    return web.json_response(report)
+    return report
 
 
 async def _closed_deals(request: web.Request, since: float, until: float) -> list[Deal]:
@@ -353,13 +364,19 @@ def _week(
     return week, managers
 
 
-def _csv(rows: list[list[Any]], name: str) -> web.Response:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    for row in rows:
-        writer.writerow([_cell(v) for v in row])
+def _csv(rows: list[list[Any]], name: str, excel: bool = False) -> web.Response:
+    """The rows as a CSV download: the plain one (",", numbers with a dot), or with `excel`
+    the one Excel with Russian regional settings opens right (csvio.excel_table)."""
+    if excel:
+        text = csvio.excel_table(rows)
+    else:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        for row in rows:
+            writer.writerow([_cell(v) for v in row])
+        text = "\ufeff" + buf.getvalue()  # the BOM makes Excel read UTF-8
     return web.Response(
-        body=("\ufeff" + buf.getvalue()).encode(),  # the BOM makes Excel read UTF-8
+        body=text.encode(),
         headers={
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{name}"',
@@ -368,19 +385,38 @@ def _csv(rows: list[list[Any]], name: str) -> web.Response:
 
 
 def _cell(v: Any) -> str:
-    text = v if isinstance(v, str) else ("" if v is None else str(v))
     # A cell starting with = + - @ is a formula in spreadsheets: keep customers' text inert.
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return csvio.inert(v if isinstance(v, str) else ("" if v is None else str(v)))
 
 
 def _iso(ts: float | None, zone: ZoneInfo) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts, zone).isoformat(timespec="seconds")
 
 
-@api.add("GET", "/api/export/contacts.csv", "The day's contacts as CSV", role="supervisor", query=("date",), tag="web")
+def _when(zone: ZoneInfo, excel: bool) -> Callable[[float | None], str]:
+    """How an export writes a moment: ISO 8601 with its offset, or for Excel day first
+    (07.12.2026 14:05:00), both in the site's time zone."""
+    if excel:
+        return lambda ts: csvio.excel_when(ts, zone.key)
+    return lambda ts: _iso(ts, zone)
+
+
+EXCEL_NOTE = " (excel=1: for Excel with Russian regional settings)"
+
+
+@api.add(
+    "GET",
+    "/api/export/contacts.csv",
+    "The day's contacts as CSV" + EXCEL_NOTE,
+    role="supervisor",
+    query=("date", "excel"),
+    tag="web",
+)
 async def export_contacts(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     zone = ZoneInfo(svc.deployment.tz)
+    excel = excel_wanted(request)
+    when = _when(zone, excel)
     _, start, end = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
     contacts, decisions, transitions = await _load(svc, start, end)
     info = outcomes(contacts, decisions, transitions)
@@ -410,7 +446,7 @@ async def export_contacts(request: web.Request) -> web.Response:
         rows.append(
             [
                 c.id,
-                _iso(c.arrived_at, zone),
+                when(c.arrived_at),
                 c.channel.value,
                 c.status.value,
                 c.customer_name,
@@ -418,29 +454,31 @@ async def export_contacts(request: web.Request) -> web.Response:
                 c.email,
                 json.dumps(dict(c.criteria), ensure_ascii=False),
                 c.assigned_to,
-                _iso(answered, zone),
+                when(answered),
                 round(answered - c.arrived_at, 1) if answered else "",
                 " ".join(i["missed_by"]),
                 c.outcome.value if c.outcome else "",
-                _iso(c.finished_at, zone),
+                when(c.finished_at),
                 c.override,
                 c.payload.get("note", ""),
             ]
         )
-    return _csv(rows, f"contacts-{datetime.fromtimestamp(start, zone).date()}.csv")
+    return _csv(rows, f"contacts-{datetime.fromtimestamp(start, zone).date()}.csv", excel)
 
 
 @api.add(
     "GET",
     "/api/export/decisions.csv",
-    "The day's routing decisions as CSV",
+    "The day's routing decisions as CSV" + EXCEL_NOTE,
     role="supervisor",
-    query=("date",),
+    query=("date", "excel"),
     tag="web",
 )
 async def export_decisions(request: web.Request) -> web.Response:
     svc = request.app[SERVICES]
     zone = ZoneInfo(svc.deployment.tz)
+    excel = excel_wanted(request)
+    when = _when(zone, excel)
     _, start, end = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
     decisions = await svc.store.list_decisions(None, None, start, MOST, until=end)
     rows: list[list[Any]] = [
@@ -461,7 +499,7 @@ async def export_decisions(request: web.Request) -> web.Response:
     for d in sorted(decisions, key=lambda d: d.at):
         rows.append(
             [
-                _iso(d.at, zone),
+                when(d.at),
                 d.contact_id,
                 d.manager_id,
                 d.kind,
@@ -470,8 +508,95 @@ async def export_decisions(request: web.Request) -> web.Response:
                 d.pool,
                 d.policy_version,
                 d.summary,
-                "; ".join(f"{c.manager_id}={c.score:.3f}" for c in d.candidates),
+                "; ".join(f"{c.manager_id}={_decimal(f'{c.score:.3f}', excel)}" for c in d.candidates),
                 "; ".join(f"{k}: {', '.join(v)}" for k, v in d.filtered.items()),
             ]
         )
-    return _csv(rows, f"decisions-{datetime.fromtimestamp(start, zone).date()}.csv")
+    return _csv(rows, f"decisions-{datetime.fromtimestamp(start, zone).date()}.csv", excel)
+
+
+def _decimal(number: str, excel: bool) -> str:
+    """A number written inside a text cell, with Excel's decimal comma in the Excel variant."""
+    return number.replace(".", ",") if excel else number
+
+
+MANAGER_COLUMNS = (
+    "id",
+    "name",
+    "offered",
+    "answered",
+    "won",
+    "lost",
+    "unreached",
+    "done",
+    "conversion",
+    "response_average_seconds",
+    "response_longest_seconds",
+    "missed",
+    "missed_contacts",
+    "abandoned",
+    "abandoned_contacts",
+    "pauses",
+    "paused_seconds",
+    "won_deals",
+    "won_amount",
+    "lost_deals",
+)
+
+
+def manager_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """The day report's table of managers as the dashboard shows it, one row a manager:
+    contacts offered and answered, outcomes (won, lost, unreached, done), conversion, speed of
+    response (offer to accept, average and longest, in seconds), missed offers and abandoned
+    contacts (how many, and their ids), pauses (how many, and their seconds within the day),
+    and the CRM's deals closed on the day (won: count and amount; lost). A manager with deals
+    closed on the day but no contacts has a row too. Conversion is a fraction (0.667)."""
+    deals = {r["id"]: r["day"] for r in report.get("leaders", [])}
+    rows: list[list[Any]] = [list(MANAGER_COLUMNS)]
+    people = {m["id"]: m for m in report["managers"]}
+    for r in report.get("leaders", []):
+        if r["id"] not in people and (r["day"]["won"] or r["day"]["lost"]):
+            people[r["id"]] = {"id": r["id"], "name": r["name"]}
+    for mid in sorted(people):
+        m = people[mid]
+        day = deals.get(mid, {"won": 0, "amount": 0.0, "lost": 0})
+        rows.append(
+            [
+                mid,
+                m["name"],
+                m.get("offered", 0),
+                m.get("answered", 0),
+                m.get("won", 0),
+                m.get("lost", 0),
+                m.get("unreached", 0),
+                m.get("done", 0),
+                m.get("conversion"),
+                m.get("response_average"),
+                m.get("response_longest"),
+                len(m.get("missed", [])),
+                " ".join(c["id"] for c in m.get("missed", [])),
+                len(m.get("abandoned", [])),
+                " ".join(c["id"] for c in m.get("abandoned", [])),
+                len(m.get("pauses", [])),
+                m.get("paused_seconds", 0),
+                day["won"],
+                float(day["amount"]),
+                day["lost"],
+            ]
+        )
+    return rows
+
+
+@api.add(
+    "GET",
+    "/api/export/managers.csv",
+    "The day's table of managers (the day report's) as CSV" + EXCEL_NOTE,
+    role="supervisor",
+    query=("date", "excel"),
+    tag="web",
+)
+async def export_managers(request: web.Request) -> web.Response:
+    excel = excel_wanted(request)
+    report = await _report(request)
+    day = datetime.fromtimestamp(report["start"], ZoneInfo(report["tz"])).date()
+    return _csv(manager_rows(report), f"managers-{day}.csv", excel)

@@ -723,8 +723,7 @@ async function refreshReport() {
   const date = dayShown();
   asked = date;
   if (!picked && $("date").value !== date && document.activeElement !== $("date")) $("date").value = date;
-  $("export-contacts").href = `/api/export/contacts.csv?date=${date}`;
-  $("export-decisions").href = `/api/export/decisions.csv?date=${date}`;
+  exportLinks(date);
   try {
     const got = await api("GET", `/api/reports/day?date=${encodeURIComponent(date)}`);
     if (date !== dayShown()) return; // another day was asked for meanwhile: its answer counts
@@ -738,6 +737,18 @@ async function refreshReport() {
   renderPerf();
   renderLeaders();
   renderManagers();
+}
+
+/** The export links of `date`. A page in Russian offers the CSV for Excel (`excel=1`: ";"
+ * between cells and a decimal comma, which Excel with Russian regional settings opens right
+ * by a double-click); in English, the plain CSV. */
+function exportLinks(date) {
+  const excel = lang() === "ru" ? "&excel=1" : "";
+  for (const what of ["contacts", "decisions", "managers"]) {
+    const link = $(`export-${what}`);
+    link.href = `/api/export/${what}.csv?date=${date}${excel}`;
+    link.title = t(excel ? "dash.export.excel_hint" : "dash.export.plain_hint");
+  }
 }
 
 async function refreshDecisions() {
@@ -788,6 +799,7 @@ setInterval(() => {
   }
 }, 1000);
 document.addEventListener("acd:lang", () => {
+  exportLinks(dayShown());
   renderKpis();
   renderQueue();
   renderManagers();
