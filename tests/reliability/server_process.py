@@ -24,7 +24,7 @@ def calls_config(tmp_path: Path, ami_port: int, agi_port: int, edits: Mapping[st
     replace further lines of it (old text → new text, each must be there)."""
     text = (ROOT / "config" / "acd.example.yaml").read_text(encoding="utf-8")
     text = re.sub(r"(?ms)^hours:\n.*?(?=^\S)", "", text, count=1)  # no site hours: always open
-    text = re.sub(r"(?m)^    hours:\n      week:\n.*\n", "", text)  # nor a team's
+    text = re.sub(r"(?m)^    hours:\n(?:      .*\n)+", "", text)  # nor a team's (its whole block)
     for old, new in (
         ("  enabled: false             # true: start", "  enabled: true             # true: start"),
         # whole lines: an AMI port such as 45735 must not then be taken for the FastAGI line
