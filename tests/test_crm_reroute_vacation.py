@@ -6,41 +6,9 @@ PostgreSQL."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 
 from api_fixtures import Running
-
-HOT_BIG = {"temperature": "hot", "purpose": "purchase", "price_tier": "high"}
-
-
-async def customer(r: Running, name: str, phone: str, account_manager: str) -> str:
-    status, c = await r.call(
-        "POST",
-        "/api/crm/customers",
-        r.supervisor,
-        json={"name": name, "phones": [phone], "account_manager": account_manager},
-    )
-    assert status == 201, c
-    return str(c["id"])
-
-
-async def lead(r: Running, phone: str) -> dict[str, Any]:
-    status, body = await r.call("POST", "/api/leads", json={"name": "Иван", "phone": phone, "criteria": HOT_BIG})
-    assert status == 201, body
-    await r.settle()
-    return await seen(r, str(body["id"]))
-
-
-async def seen(r: Running, cid: str) -> dict[str, Any]:
-    status, c = await r.call("GET", f"/api/contacts/{cid}", r.supervisor)
-    assert status == 200, c
-    return c  # type: ignore[no-any-return]
-
-
-async def reroutes(r: Running, cid: str) -> list[str]:
-    status, log = await r.call("GET", f"/api/decisions?contact_id={cid}", r.supervisor)
-    assert status == 200, log
-    return [x["summary"] for x in log["decisions"] if x["kind"] == "reroute"]
+from reroute_fixtures import customer, lead, reroutes, seen
 
 
 async def vacation(r: Running, manager: str, first: date, last: date, substitute: str | None) -> int:
@@ -52,8 +20,8 @@ async def vacation(r: Running, manager: str, first: date, last: date, substitute
 
 async def test_a_vacation_sends_its_managers_waiting_contacts_to_the_substitute_and_back(running: Running) -> None:
     r = running
-    await customer(r, "ООО Ромашка", "+7 916 500-00-01", "boris")
-    await customer(r, "ООО Клевер", "+7 916 500-00-02", "anna")
+    await customer(r, "ООО Ромашка", "+7 916 500-00-01", account_manager="boris")
+    await customer(r, "ООО Клевер", "+7 916 500-00-02", account_manager="anna")
     mine = await lead(r, "+7 916 500-00-01")
     assert mine["preferred"] == ["boris"] and mine["offered_to"] == "boris"
     other = await lead(r, "+7 916 500-00-02")
@@ -92,7 +60,7 @@ async def test_a_vacation_sends_its_managers_waiting_contacts_to_the_substitute_
 
 async def test_a_vacation_without_a_substitute_sends_the_contact_to_its_team(running: Running) -> None:
     r = running
-    cid = await customer(r, "ООО Ромашка", "+7 916 700-00-01", "boris")
+    cid = await customer(r, "ООО Ромашка", "+7 916 700-00-01", account_manager="boris")
     status, d = await r.call(
         "POST", "/api/crm/deals", r.supervisor, json={"customer_id": cid, "stage": "feedback", "owner": "daria"}
     )

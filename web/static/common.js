@@ -60,6 +60,16 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** A table of class "grid": a header row of column titles (message keys), then `rows`. */
+export function gridTable(columns, rows) {
+  return el(
+    "table",
+    { class: "grid" },
+    el("thead", {}, el("tr", {}, columns.map((k) => el("th", { scope: "col" }, t(k))))),
+    el("tbody", {}, rows),
+  );
+}
+
 export function clear(node) {
   while (node.firstChild) node.firstChild.remove();
   return node;

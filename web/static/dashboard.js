@@ -2,16 +2,17 @@
 // day's numbers and charts, the decision log with its "why", reassign, pause/unpause, export.
 import { legend, lines, stackedBars } from "./charts.js";
 import {
-  Live,
   api,
-  lang,
   applyI18n,
   clear,
   clock,
   el,
   fmtDur,
   fmtTime,
+  gridTable,
   header,
+  lang,
+  Live,
   navFor,
   pct,
   requireSession,
@@ -237,24 +238,9 @@ function drawManagers() {
     return;
   }
   box.append(
-    el(
-      "table",
-      { class: "grid" },
-      el(
-        "thead",
-        {},
-        el(
-          "tr",
-          {},
-          ["col.manager", "col.state", "col.load", "col.today", "col.actions"].map((k) =>
-            el("th", { scope: "col" }, t(k)),
-          ),
-        ),
-      ),
-      el(
-        "tbody",
-        {},
-        rows.map((m) => {
+    gridTable(
+      ["col.manager", "col.state", "col.load", "col.today", "col.actions"],
+      rows.map((m) => {
           const p = perf.get(m.id);
           const load = Object.entries(m.capacity)
             .filter(([, cap]) => cap)
@@ -300,7 +286,6 @@ function drawManagers() {
             ),
           );
         }),
-      ),
     ),
   );
 }
@@ -641,37 +626,21 @@ function renderLeaders() {
     return;
   }
   box.append(
-    el(
-      "table",
-      { class: "grid" },
-      el(
-        "thead",
-        {},
+    gridTable(
+      ["col.rank", "col.manager", "col.leaders.day", "col.leaders.week", "col.leaders.previous", "col.trend"],
+      rows.map((r, i) =>
         el(
           "tr",
-          {},
-          ["col.rank", "col.manager", "col.leaders.day", "col.leaders.week", "col.leaders.previous", "col.trend"].map(
-            (k) => el("th", { scope: "col" }, t(k)),
-          ),
-        ),
-      ),
-      el(
-        "tbody",
-        {},
-        rows.map((r, i) =>
+          { dataset: { manager: r.id } },
+          el("td", {}, String(i + 1)),
+          el("td", {}, r.name || r.id),
+          el("td", { dataset: { col: "day" } }, wonText(r.day)),
+          el("td", { dataset: { col: "week" } }, wonText(r.week)),
+          el("td", { dataset: { col: "previous" } }, wonText(r.previous)),
           el(
-            "tr",
-            { dataset: { manager: r.id } },
-            el("td", {}, String(i + 1)),
-            el("td", {}, r.name || r.id),
-            el("td", { dataset: { col: "day" } }, wonText(r.day)),
-            el("td", { dataset: { col: "week" } }, wonText(r.week)),
-            el("td", { dataset: { col: "previous" } }, wonText(r.previous)),
-            el(
-              "td",
-              { dataset: { col: "trend" }, class: r.change < 0 ? "down" : r.change > 0 || r.change == null ? "up" : "" },
-              trendText(r),
-            ),
+            "td",
+            { dataset: { col: "trend" }, class: r.change < 0 ? "down" : r.change > 0 || r.change == null ? "up" : "" },
+            trendText(r),
           ),
         ),
       ),
