@@ -4,44 +4,28 @@ real server on 127.0.0.1, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from api_fixtures import Running
+from reroute_fixtures import customer, lead, seen
 
-HOT_BIG = {"temperature": "hot", "purpose": "purchase", "price_tier": "high"}
 PHONE = "+7 916 123-45-67"
 
 
 async def deal_in_approval(r: Running, owner: str) -> tuple[str, str]:
-    status, c = await r.call(
-        "POST", "/api/crm/customers", r.supervisor, json={"name": "ООО Ромашка", "phones": [PHONE]}
-    )
-    assert status == 201, c
+    cid = await customer(r, "ООО Ромашка", PHONE)
     status, d = await r.call(
-        "POST", "/api/crm/deals", r.supervisor, json={"customer_id": c["id"], "stage": "approval", "owner": owner}
+        "POST", "/api/crm/deals", r.supervisor, json={"customer_id": cid, "stage": "approval", "owner": owner}
     )
     assert status == 201 and d["stage"] == "approval", d
-    return c["id"], d["id"]
-
-
-async def lead(r: Running) -> dict[str, object]:
-    status, body = await r.call("POST", "/api/leads", json={"name": "Иван", "phone": PHONE, "criteria": HOT_BIG})
-    assert status == 201, body
-    await r.settle()
-    return await seen(r, str(body["id"]))
-
-
-async def seen(r: Running, cid: str) -> dict[str, object]:
-    status, c = await r.call("GET", f"/api/contacts/{cid}", r.supervisor)
-    assert status == 200, c
-    return c  # type: ignore[no-any-return]
+    return cid, d["id"]
 
 
 async def test_a_waiting_contact_follows_its_deal_to_delivery_and_one_being_worked_stays(running: Running) -> None:
     _, deal = await deal_in_approval(running, owner="boris")
     boris = await running.manager_token("boris")
-    worked = await lead(running)
+    worked = await lead(running, PHONE)
     assert worked["offered_to"] == "boris"
     status, _ = await running.call("POST", f"/api/contacts/{worked['id']}/accept", boris)
     assert status == 200
-    waiting = await lead(running)
+    waiting = await lead(running, PHONE)
     assert waiting["preferred"] == ["boris"] and waiting["team"] == "sales"
     assert waiting["offered_to"] == "boris"  # web leads: boris has room for another
 
@@ -78,7 +62,7 @@ async def test_a_closed_deal_sends_a_waiting_contact_back_to_the_account_manager
     assert status == 200
     await running.call("POST", "/api/managers/boris/presence", running.supervisor, json={"state": "paused"})
     await running.call("POST", "/api/managers/vera/presence", running.supervisor, json={"state": "paused"})
-    waiting = await lead(running)
+    waiting = await lead(running, PHONE)
     assert waiting["preferred"] == ["boris"]
     status, _ = await running.call("POST", f"/api/crm/deals/{deal}/close", running.supervisor, json={"outcome": "lost"})
     assert status == 200

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -134,3 +135,22 @@ async def start_harness(
         await sim.close()
 
     return Harness(server, sim, commands), stop
+
+
+async def classic_agi(env: dict[str, str], reply: Callable[[str], str]) -> list[str]:
+    """Asterisk's side of classic AGI for acd.telephony.agi_script on the example's `main`
+    flow: the env block on stdin, then `reply(command)` for each command line. The commands,
+    once the script has exited 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "acd.telephony.agi_script", str(EXAMPLE), "main",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
+    commands: list[str] = []
+    async with asyncio.timeout(20):
+        while line := (await proc.stdout.readline()).decode().strip():
+            commands.append(line)
+            proc.stdin.write(reply(line).encode() + b"\n")
+        assert await proc.wait() == 0
+    return commands

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from telephony_harness import Harness
+from telephony_harness import Harness, classic_agi
 
 from acd.core import events as ev
 from acd.pbxsim import Caller, Press
@@ -40,23 +40,9 @@ async def test_a_caller_without_a_number_is_anonymous_and_the_language_comes_fro
 async def test_the_classic_agi_script_takes_the_extension_when_the_dnid_is_unknown() -> None:
     """pyst2_agi_classic: a channel without a DNID says ``agi_dnid: unknown``; the number dialled
     is then the extension, and Moscow's number needs no language question."""
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "acd.telephony.agi_script", str(root / "config" / "acd.example.yaml"), "main",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=root,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None
     env = {"agi_request": "/usr/bin/python3", "agi_dnid": "unknown", "agi_extension": MOSCOW}
-    proc.stdin.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
-    commands: list[str] = []
-    async with asyncio.timeout(20):
-        while line := (await proc.stdout.readline()).decode().strip():
-            commands.append(line)
-            reply = "200 result=1" if not line.startswith("STREAM FILE") else "200 result=0 endpos=8000"
-            proc.stdin.write(reply.encode() + b"\n")
-        assert await proc.wait() == 0
+    commands = await classic_agi(
+        env, lambda line: "200 result=0 endpos=8000" if line.startswith("STREAM FILE") else "200 result=1"
+    )
     assert not any("language-" in c for c in commands)
     assert 'SET VARIABLE "IVR_LANGUAGE" "ru"' in commands

@@ -9,10 +9,9 @@ repeated after a wrong key ("invalid" + the question) are such lists.
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
-from telephony_harness import Harness
+from telephony_harness import Harness, classic_agi
 
 from acd.core import events as ev
 from acd.pbxsim import Caller, Press
@@ -51,27 +50,16 @@ async def test_after_a_wrong_key_the_invalid_prompt_and_the_question_are_both_pl
 
 async def test_the_classic_agi_script_asks_the_language_without_a_list_of_files() -> None:
     """Asterisk's side of classic AGI (pyst2 raises on the -1 that GET DATA of a list gets)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "acd.telephony.agi_script", str(EXAMPLE), "main",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None
     env = {"agi_request": "/usr/bin/python3", "agi_channel": "PJSIP/trunk-00000001", "agi_dnid": UNLISTED}
-    proc.stdin.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
-    commands: list[str] = []
-    async with asyncio.timeout(20):
-        while line := (await proc.stdout.readline()).decode().strip():
-            commands.append(line)
-            if line.startswith("GET DATA") and "&" in line.split()[2]:
-                reply = "200 result=-1"  # no such file
-            elif line.startswith("GET DATA") and "/language-" in line:
-                reply = "200 result=2"  # "For English, press 2"
-            elif line.startswith("GET DATA"):
-                reply = "200 result=1"
-            elif line.startswith("STREAM FILE"):
-                reply = "200 result=0 endpos=8000"
-            else:
-                reply = "200 result=1"
-            proc.stdin.write(reply.encode() + b"\n")
-        assert await proc.wait() == 0
+
+    def reply(line: str) -> str:
+        if line.startswith("GET DATA") and "&" in line.split()[2]:
+            return "200 result=-1"  # no such file
+        if line.startswith("GET DATA") and "/language-" in line:
+            return "200 result=2"  # "For English, press 2"
+        if line.startswith("GET DATA"):
+            return "200 result=1"
+        return "200 result=0 endpos=8000" if line.startswith("STREAM FILE") else "200 result=1"
+
+    commands = await classic_agi(env, reply)
     assert 'SET VARIABLE "IVR_LANGUAGE" "en"' in commands

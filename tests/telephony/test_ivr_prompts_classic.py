@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import sys
 import wave
 from pathlib import Path
 
 import pytest
+from telephony_harness import classic_agi
 
 from acd.cli import main as acd
 from acd.config import load_deployment
@@ -62,26 +61,15 @@ def test_a_stateless_renderer_can_resume_the_run_from_its_state() -> None:
 
 async def test_the_classic_agi_script_runs_the_same_flow_through_pyst2() -> None:
     """Asterisk's side of classic AGI: the env block on stdin, one reply line per command."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "acd.telephony.agi_script", str(EXAMPLE), "main",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT,
-    )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None
     env = {"agi_request": "/usr/bin/python3", "agi_channel": "PJSIP/trunk-00000001", "agi_dnid": "74951234567"}
-    proc.stdin.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
     keys = iter("213")
-    commands: list[str] = []
-    async with asyncio.timeout(20):
-        while line := (await proc.stdout.readline()).decode().strip():
-            commands.append(line)
-            if line.startswith("GET DATA"):
-                reply = f"200 result={next(keys)}"
-            elif line.startswith("STREAM FILE"):
-                reply = "200 result=0 endpos=8000"
-            else:
-                reply = "200 result=1"
-            proc.stdin.write(reply.encode() + b"\n")
-        assert await proc.wait() == 0
+
+    def reply(line: str) -> str:
+        if line.startswith("GET DATA"):
+            return f"200 result={next(keys)}"
+        return "200 result=0 endpos=8000" if line.startswith("STREAM FILE") else "200 result=1"
+
+    commands = await classic_agi(env, reply)
     assert [c for c in commands if c.startswith("SET VARIABLE")] == [
         'SET VARIABLE "IVR_LANGUAGE" "ru"',
         'SET VARIABLE "IVR_TEMPERATURE" "cold"',
