@@ -9,15 +9,12 @@ repeated after a wrong key ("invalid" + the question) are such lists.
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from telephony_harness import Harness, classic_agi
 
 from acd.core import events as ev
 from acd.pbxsim import Caller, Press
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "config" / "acd.example.yaml"
 UNLISTED = "100"  # not in the flow's by_number: the caller is asked for the language
 MOSCOW = "74951234567"
 # Prompts long enough (60 ms real) that a key pressed 0.2 s into one lands while it plays,

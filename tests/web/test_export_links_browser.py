@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import test_browser
 from api_fixtures import Running
-from test_browser import playwright_api, sign_in
-from test_reports_day import closed_deals, scripted_day
+from test_browser import playwright_api
+from test_reports_browser import dashboard_on_the_scripted_day
 
 pytestmark = test_browser.pytestmark
 chromium, site, page = test_browser.chromium, test_browser.site, test_browser.page
@@ -24,13 +22,7 @@ expect = playwright_api.expect
 async def test_export_links_offer_the_csv_for_excel_in_russian_and_the_plain_csv_in_english(
     site: Running, page: Any
 ) -> None:
-    zone = ZoneInfo(site.server.deployment.tz)
-    day = datetime.fromtimestamp(site.server.services.clock(), zone).date() - timedelta(days=30)
-    await scripted_day(site.server.store, day, zone)
-    await closed_deals(site, day, zone)
-
-    await sign_in(page, site, "olga", "olga-password", "/dashboard")
-    await page.locator("#date").fill(day.isoformat())
+    day = await dashboard_on_the_scripted_day(site, page)
     await page.locator("#date").dispatch_event("change")
     managers = page.locator("#export-managers")
     await expect(managers).to_have_text("Менеджеры CSV")

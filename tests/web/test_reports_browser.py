@@ -6,7 +6,7 @@ longest wait, in Russian and in English."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,14 +25,20 @@ def _plain(text: str) -> str:
     return re.sub(r"\s+", " ", text.replace("\u00a0", " ").replace("\u202f", " ")).strip()
 
 
-async def test_the_sales_leaders_their_trend_and_each_manager_s_speed_of_response(site: Running, page: Any) -> None:
+async def dashboard_on_the_scripted_day(site: Running, page: Any) -> date:
+    """The scripted day (30 days ago) and its deals stored, and the supervisor's dashboard
+    showing it; the day."""
     zone = ZoneInfo(site.server.deployment.tz)
     day = datetime.fromtimestamp(site.server.services.clock(), zone).date() - timedelta(days=30)
     await scripted_day(site.server.store, day, zone)
     await closed_deals(site, day, zone)
-
     await sign_in(page, site, "olga", "olga-password", "/dashboard")
     await page.locator("#date").fill(day.isoformat())
+    return day
+
+
+async def test_the_sales_leaders_their_trend_and_each_manager_s_speed_of_response(site: Running, page: Any) -> None:
+    day = await dashboard_on_the_scripted_day(site, page)
     leaders = page.locator("#leaders")
     await expect(page.locator("#leaders-h")).to_have_text("Лидеры продаж")
     rows = leaders.locator("tbody tr")
