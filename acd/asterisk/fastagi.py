@@ -278,12 +278,8 @@ class AgiSession:
     async def say_digits(self, digits: str, escape_digits: str = "") -> AgiReply:
         return await self.command(f"SAY DIGITS {digits} {quote(escape_digits)}")
 
-    async def say_number(self, number: int, escape_digits: str = "", gender: str | None = None) -> AgiReply:
-        """``SAY NUMBER <number> <escape digits> [gender]`` in the channel's language
-        (``CHANNEL(language)``: `acd.telephony.calls.CallDesk._set_language`); ``gender`` is
-        ``f``/``n``/``m`` where the language needs it (Russian: "одна минута" is ``f``)."""
-        tail = f" {gender}" if gender else ""
-        return await self.command(f"SAY NUMBER {number} {quote(escape_digits)}{tail}")
+    async def say_number(self, number: int, escape_digits: str = "") -> AgiReply:
+        return await self.command(f"SAY NUMBER {number} {quote(escape_digits)}")
 
     async def set_variable(self, name: str, value: str) -> AgiReply:
         return await self.command(f"SET VARIABLE {name} {quote(value)}")
