@@ -38,7 +38,7 @@ from acd.core.errors import CoreError
 from acd.core.intake import derived
 from acd.core.model import Channel, Contact, ContactStatus
 from acd.ids import new_id
-from acd.messaging.twilio_callbacks import DIAL_STATUS, TwilioDialer, customer_dial_twiml
+from acd.messaging.twilio_callbacks import DIAL_STATUS, TwilioDialer, customer_dial_twiml, customer_screened
 from acd.messaging.twilio_voice import (
     CALL_NOT_IN_PROGRESS,
     FINAL_STATUSES,
@@ -524,6 +524,7 @@ CALLBACK_WEBHOOKS: dict[str, CallbackWebhook] = {
     "answer": _callback_answer,
     "dial-done": _callback_dial_done,
     "status": _callback_status,
+    "amd": customer_screened,
 }
 
 
@@ -573,6 +574,11 @@ async def twilio_callback_dial_done(request: web.Request) -> web.Response:
 @_twilio_route("/callback/status", "Twilio: a callback's manager leg ended (status callback)")
 async def twilio_callback_status(request: web.Request) -> web.Response:
     return await _callback_webhook(request, "status")
+
+
+@_twilio_route("/callback/amd", "Twilio: a callback's customer leg answered by a person or a machine (AnsweredBy)")
+async def twilio_callback_amd(request: web.Request) -> web.Response:
+    return await _callback_webhook(request, "amd")
 
 
 def _hangup() -> VoiceResponse:

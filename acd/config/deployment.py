@@ -125,6 +125,7 @@ class AsteriskSettings:
     outbound_dial: str = "Local/{number}@acd-outbound"  # how callbacks reach a customer
     callback_attempts: int = 3
     callback_backoff: float = 120.0  # before the 2nd attempt; doubles
+    callback_machine_detection: bool = False  # AMD() on the customer's leg: a machine is a failed attempt
     reconcile_interval: float = 60.0  # AMI resynchronisation period (0: only after reconnects)
     overflow: str = "fallback"  # after max_wait: fallback (app_queue) | voicemail | callback (offered by a key)
     announce_wait: bool = True  # "your expected wait is about N minutes" on entering and with each announcement

@@ -703,6 +703,7 @@ def _build(
             outbound_dial=spec.asterisk.outbound_dial,
             callback_attempts=spec.asterisk.callback_attempts,
             callback_backoff=spec.asterisk.callback_backoff,
+            callback_machine_detection=spec.asterisk.callback_machine_detection,
             reconcile_interval=spec.asterisk.reconcile_interval,
             overflow=spec.asterisk.overflow,
             announce_wait=spec.asterisk.announce_wait,

@@ -222,6 +222,8 @@ class TwilioSpec(Spec):
     customer_ring: Seconds = 30.0
     callback_attempts: Annotated[StrictInt, Field(ge=1)] = 3
     callback_backoff: Seconds = 120.0  # before the 2nd attempt; doubles
+    # Twilio's answering-machine detection on the customer's leg: a machine or fax is a failed attempt
+    callback_machine_detection: StrictBool = False
 
 
 def _str_phone_keys(value: Any) -> Any:
@@ -322,6 +324,7 @@ class TwilioSettings:
     customer_ring: float = 30.0
     callback_attempts: int = 3
     callback_backoff: float = 120.0
+    callback_machine_detection: bool = False
 
 
 # Built-in texts, so a deployment that turns notifications on has something sensible to send.
@@ -502,4 +505,5 @@ def build_twilio(spec: TwilioSpec | None, environ: Mapping[str, str]) -> TwilioS
         customer_ring=spec.customer_ring,
         callback_attempts=spec.callback_attempts,
         callback_backoff=spec.callback_backoff,
+        callback_machine_detection=spec.callback_machine_detection,
     )

@@ -379,6 +379,7 @@ class AsteriskSpec(Spec):
     outbound_dial: Annotated[str, Field(pattern=r"\{number\}")] = "Local/{number}@acd-outbound"
     callback_attempts: Annotated[StrictInt, Field(ge=1)] = 3
     callback_backoff: PositiveSeconds = 120.0
+    callback_machine_detection: StrictBool = False
     reconcile_interval: Seconds = 60.0
     overflow: Literal["fallback", "voicemail", "callback"] = "fallback"
     announce_wait: StrictBool = True

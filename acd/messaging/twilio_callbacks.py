@@ -9,6 +9,13 @@ dialer rings, and its webhooks (signed, in `acd.api.twilio`) report back:
     POST /twilio/voice/callback/answer      the manager picked up: OfferAccepted, then
                                        <Dial action=/callback/dial-done> the customer
                                        (<Hangup/> when the offer had moved on meanwhile)
+    POST /twilio/voice/callback/amd     (twilio.callback_machine_detection) the customer's leg
+                                       answered, <Number machineDetection=Enable>: AnsweredBy a
+                                       machine or fax → the attempt failed (MACHINE, retried) and
+                                       that leg is hung up before the manager hears it; human /
+                                       unknown → empty TwiML, they are connected. Asked both as the
+                                       Number's `url` and as its `amdStatusCallback` (`via`), handled
+                                       once; the latter after a bridge also hangs the leg up by REST
     POST /twilio/voice/callback/dial-done   the customer's leg ended: DialCallStatus →
                                        the attempt's result (completed = talked; busy /
                                        no-answer / failed = retried per the callback settings)
@@ -24,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from twilio.twiml.voice_response import Dial, VoiceResponse
@@ -34,6 +41,7 @@ from acd.core.model import Manager
 from acd.crm.identity import dial_digits, normalize_phone
 from acd.messaging.twilio_voice import LANGUAGES, url
 from acd.telephony.callback_dialers import Flight, Outcomes
+from acd.telephony.callbacks import Callbacks
 
 log = logging.getLogger("acd.twilio")
 RING_MARGIN = 2.0  # seconds: Twilio stops the manager's phone before the core's offer runs out
@@ -53,6 +61,15 @@ DIAL_STATUS = {
     "failed": "CHANUNAVAIL",
     "canceled": "CANCEL",
 }
+# Twilio's AnsweredBy values that are no person to talk to. "unknown" is not among them: hanging
+# up on a customer who did answer is worse than a manager hearing a voicemail greeting.
+MACHINE_ANSWERS = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"})
+
+
+def twilio_machine(answered_by: str) -> str:
+    """The detector's verdict when a machine answered (`machine_start`, `fax`...), else ""."""
+    verdict = answered_by.strip().lower()
+    return verdict if verdict in MACHINE_ANSWERS else ""
 
 
 def e164(phone: str, region: str) -> str:
@@ -136,11 +153,15 @@ class TwilioDialer:
             self._spawn(self._cancel(flight.leg))
         return True
 
-    async def _cancel(self, sid: str) -> None:
+    async def _cancel(self, sid: str, status: str = "canceled") -> None:
         try:
-            await self.client.calls(sid).update_async(status="canceled")
+            await self.client.calls(sid).update_async(status=status)
         except Exception as err:  # it may have ended already: nothing to undo then
-            log.info("Twilio cancel of %s: %s", sid, err)
+            log.info("Twilio %s of %s: %s", status, sid, err)
+
+    def hang_up(self, sid: str) -> None:
+        """End a connected leg (a machine the detector heard only after the bridge)."""
+        self._spawn(self._cancel(sid, "completed"))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -174,9 +195,43 @@ def customer_dial_twiml(settings: TwilioSettings, flight: Flight, lang: str, reg
         method="POST",
         caller_id=settings.caller_id,
     )
-    dial.number(e164(flight.contact.phone, region))
+    number = e164(flight.contact.phone, region)
+    if settings.callback_machine_detection:
+        query = {"contact": flight.contact_id, "attempt": flight.attempt_id}
+        dial.number(
+            number,
+            machine_detection="Enable",  # a verdict at once: nothing is left on a voicemail
+            url=url(settings, "/callback/amd", **query, via="url"),
+            method="POST",
+            amd_status_callback=url(settings, "/callback/amd", **query, via="callback"),
+            amd_status_callback_method="POST",
+        )
+    else:
+        dial.number(number)
     resp.append(dial)
     return resp
 
 
-__all__ = ["DIAL_STATUS", "TwilioDialer", "customer_dial_twiml", "e164"]
+async def customer_screened(
+    _svc: object, callbacks: Callbacks, query: Mapping[str, str], form: Mapping[str, str]
+) -> VoiceResponse:
+    """POST /callback/amd: who answered the customer's leg (AnsweredBy). A machine ends the
+    attempt as MACHINE (retried by the callback rules) and its leg: <Hangup/> as the Number's
+    `url`, which runs before the bridge, or a REST hang-up when the verdict came after it."""
+    cid, attempt = query.get("contact", ""), query.get("attempt", "")
+    resp = VoiceResponse()
+    if callbacks.in_flight(cid, attempt) is None:  # over: a machine was heard already, or the manager left
+        resp.hangup()
+        return resp
+    machine = twilio_machine(form.get("AnsweredBy", ""))
+    if machine:
+        log.info("callback %s: the customer's leg was answered by %s", cid, machine)
+        callbacks.on_result(cid, attempt, "ANSWER", machine=machine)
+        resp.hangup()
+        leg = form.get("CallSid", "")
+        if query.get("via") == "callback" and leg and isinstance(callbacks.dialer, TwilioDialer):
+            callbacks.dialer.hang_up(leg)
+    return resp
+
+
+__all__ = ["DIAL_STATUS", "TwilioDialer", "customer_dial_twiml", "customer_screened", "e164", "twilio_machine"]

@@ -50,6 +50,10 @@ DEVICE_STATE_EXT = {
 # Event-loop turns the originated channel's dialplan runs before OriginateResponse (see _originate).
 DIALPLAN_HEAD_START = 8
 
+# Telephone seconds AMD() listens to a callback's customer before its verdict (assumed: amd.conf's
+# greeting + after_greeting_silence; AMD is not in the transcripts).
+AMD_SECONDS = 2.5
+
 # The recorded [acd-legs] extensions (extensions.conf beside the transcripts).
 LEGS = {
     "answer": Phone("Local/answer@acd-legs", answer_after=0.0, talk_for=3.0),
@@ -513,11 +517,19 @@ class PbxSim:
         self._finish(leg)
 
     async def dial(
-        self, leg: Leg, dial: str, ring: float, *, gosub: tuple[str, list[str]] | None = None, caller_id: str = ""
+        self,
+        leg: Leg,
+        dial: str,
+        ring: float,
+        *,
+        gosub: tuple[str, list[str]] | None = None,
+        caller_id: str = "",
+        amd: bool = False,
     ) -> str:
         """``Dial(dial, ring)`` from ``leg`` (no ``g``): returns DIALSTATUS. Answered: the two are
         bridged until one hangs up (the phone's ``talk_for``); the caller's leg then hangs up too.
-        ``gosub`` = (AGI script, args) runs on the callee before the bridge, like ``U()``."""
+        ``gosub`` = (AGI script, args) runs on the callee before the bridge, like ``U()``.
+        ``amd``: [acd-callback-amd] runs AMD() on the callee first (see ``_amd``)."""
         ch = leg.channel
         phone = self.phones.get(dial)
         tech, _, resource = dial.partition("/")
@@ -593,6 +605,16 @@ class PbxSim:
             return "NOANSWER"
         self.set_state(callee, 6)
         self.set_device_state(dial, "INUSE")
+        if amd and await self._amd(ch, callee, phone):  # a machine: GOSUB_RESULT=CONTINUE
+            dial_end("ANSWER")
+            self.hangup_channel(callee, cause=16)
+            self._finish(far, 16)
+            return "ANSWER"
+        if amd and leg.hungup.is_set():  # the caller left while AMD listened
+            dial_end("CANCEL")
+            self.hangup_channel(callee, cause=16)
+            self._finish(far, 16)
+            return "CANCEL"
         if gosub is not None and self.agi_target is not None and not self.refuse_agi:
             script, args = gosub
             url = f"agi://{self.agi_target[0]}:{self.agi_target[1]}/{script}"
@@ -629,19 +651,38 @@ class PbxSim:
         self._finish(far)  # bridged: the caller is hung up too (no `g`)
         return "ANSWER"
 
+    async def _amd(self, caller: Channel, callee: Channel, phone: Phone) -> bool:
+        """[acd-callback-amd] on the answered callee: AMD() listens (``AMD_SECONDS``), its verdict
+        goes to the caller's SHARED(ACD_AMDSTATUS / ACD_AMDCAUSE). Not in the recorded
+        transcripts, so assumed from the dialplan: a Newexten for AMD() and the VarSets of its
+        AMDSTATUS / AMDCAUSE on the callee (SHARED() is a function: no VarSet on the caller).
+        True: a machine, hung up on."""
+        self.newexten(callee, "AMD", "", exten="s")
+        await asyncio.sleep(self.scaled(AMD_SECONDS))
+        status, cause = ("MACHINE", phone.machine) if phone.machine else ("HUMAN", "HUMAN-400-300")
+        self.set_var(callee, "AMDSTATUS", status)
+        self.set_var(callee, "AMDCAUSE", cause)
+        caller.variables["SHARED(ACD_AMDSTATUS)"], caller.variables["SHARED(ACD_AMDCAUSE)"] = status, cause
+        return status == "MACHINE"
+
     async def _outbound_leg(self, leg1: Leg) -> None:
         """[acd-callback] / [acd-clicktocall] s: the manager's originated channel dials the customer
-        (``Dial(${ACD_CUSTOMER_DIAL},${ACD_CUSTOMER_RING},g)``) and reports ``CallbackResult``."""
+        (``Dial(${ACD_CUSTOMER_DIAL},${ACD_CUSTOMER_RING},gU(acd-callback-amd^${CHANNEL}^${ACD_AMD}))``)
+        and reports ``CallbackResult``, with AMD()'s verdict when ``ACD_AMD=1``."""
         ch = leg1.channel
         dial = ch.variables.get("ACD_CUSTOMER_DIAL", "")
         ring = float(ch.variables.get("ACD_CUSTOMER_RING", "30") or 30)
-        self.newexten(ch, "Dial", f"{dial},{int(ring)},g")
-        status = await self.dial(leg1, dial, ring)
+        amd = ch.variables.get("ACD_AMD", "")
+        gosub = f"U(acd-callback-amd^{ch.name}^{amd})" if ch.context == "acd-callback" else ""
+        self.newexten(ch, "Dial", f"{dial},{int(ring)},g{gosub}")
+        status = await self.dial(leg1, dial, ring, amd=amd == "1")
         ch.variables["DIALSTATUS"] = status
         fields = [
             f"Contact: {ch.variables.get('ACD_CONTACT', '')}",
             f"Attempt: {ch.variables.get('ACD_ATTEMPT', '')}",
             f"DialStatus: {status}",
+            f"AMDStatus: {ch.variables.get('SHARED(ACD_AMDSTATUS)', '')}",
+            f"AMDCause: {ch.variables.get('SHARED(ACD_AMDCAUSE)', '')}",
         ]
         self.user_event(ch, "CallbackResult", fields)
         self.hangup_channel(ch, cause=16)

@@ -66,6 +66,8 @@ class Phone:
     or be ``busy`` / ``congestion``; unregistered PJSIP devices fail at once (Reason 0).
     ``talk_for``: once answered, hang up after that many seconds (None: stay until hung up).
     ``hint``: ``(exten, context)`` of a dialplan hint on this device, for ExtensionStatus events.
+    ``machine``: a customer's line answered by a machine (voicemail, an operator's announcement):
+    the AMDCAUSE that AMD() reports for it, e.g. ``LONGGREETING-2000-1500`` (None: a human).
     """
 
     device: str
@@ -76,3 +78,4 @@ class Phone:
     talk_for: float | None = None
     hint: tuple[str, str] | None = None
     name: str = ""
+    machine: str | None = None

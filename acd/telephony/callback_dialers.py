@@ -10,6 +10,7 @@ happened through the `Outcomes` it is given (the `Callbacks` object itself):
     the manager answers           → outcomes.manager_answered(...)     False: too late, drop their leg
     the manager does not          → outcomes.manager_not_reached(...)  no answer = the core's missed offer
     the customer leg ends         → outcomes.on_result(contact, attempt, "ANSWER" | "BUSY" | ...)
+    a machine answered it         → on_result(..., machine=the detector's verdict): a failed attempt
 
 Two dialers: `AmiDialer` (Asterisk: AMI Originate of the manager's device into
 `[acd-callback]`, below) and `acd.messaging.twilio_callbacks.TwilioDialer` (Twilio REST
@@ -45,6 +46,9 @@ class Flight:
     #: The customer leg's outcome when it came before we knew the manager answered (Asterisk runs
     #: [acd-callback] before it sends OriginateResponse): applied once they have.
     early_result: str | None = None
+    #: The answering-machine detector's verdict when a machine took the customer's leg
+    #: ("machine_start", "fax", "LONGGREETING-2000-1500"...): the attempt failed.
+    machine: str = ""
 
     @property
     def contact_id(self) -> str:
@@ -96,13 +100,18 @@ class CallbackSettings:
     customer_ring: float = 30.0
     outbound_dial: str = "Local/{number}@acd-outbound"  # how the dialplan reaches a customer
     caller_id: str = '"Callback" <{number}>'  # shown on the manager's phone
+    #: Listen to who answers the customer's leg before the manager is connected: voicemail, an
+    #: operator's announcement or a fax is a failed attempt (retried), not a talk.
+    machine_detection: bool = False
 
 
 class AmiDialer:
     """Asterisk: AMI Originate rings the manager's device (`Timeout` a little shorter than the
     offer, `Context: acd-callback`, sent once and never re-sent); the originated channel runs
     `[acd-callback]`, which dials the customer and reports `UserEvent(CallbackResult, DialStatus)`
-    (`Callbacks.on_result`, from `acd.telephony.service`).
+    (`Callbacks.on_result`, from `acd.telephony.service`). With `machine_detection`, `ACD_AMD=1`
+    makes the dialplan run AMD() on the customer's leg before the bridge; the event then carries
+    AMDStatus / AMDCause too (`asterisk_machine`).
 
     OriginateResponse Reason 4 = answered; 3 = no answer (the core's offer timer declares the
     miss); busy / congestion / no such device = the offer fails with no penalty."""
@@ -146,6 +155,8 @@ class AmiDialer:
             ("Variable", f"ACD_CUSTOMER_DIAL={s.outbound_dial.format(number=number)}"),
             ("Variable", f"ACD_CUSTOMER_RING={int(s.customer_ring)}"),
         ]
+        if s.machine_detection:
+            action.append(("Variable", "ACD_AMD=1"))
         await outcomes.dialling(flight)
         try:
             result = await client.originate(action)
@@ -177,6 +188,15 @@ class AmiDialer:
         task.add_done_callback(self._tasks.discard)
 
 
+def asterisk_machine(amd_status: str | None, amd_cause: str | None) -> str:
+    """The verdict of AMD() as `CallbackResult` reports it: its AMDCAUSE ("LONGGREETING-2000-1500",
+    "INITIALSILENCE-2500-2500"...) when it heard a machine, else "". NOTSURE counts as a human:
+    hanging up on a customer who did answer is worse than a manager hearing a voicemail greeting."""
+    if (amd_status or "").strip().upper() != "MACHINE":
+        return ""
+    return (amd_cause or "").strip() or "MACHINE"
+
+
 async def hangup(client: AmiClient, channel: str) -> None:
     try:
         await client.send({"Action": "Hangup", "Channel": channel, "Cause": "16"})
@@ -184,4 +204,4 @@ async def hangup(client: AmiClient, channel: str) -> None:
         log.info("Hangup %s: %s", channel, err)
 
 
-__all__ = ["AmiDialer", "CallbackDialer", "CallbackSettings", "Flight", "Outcomes", "hangup"]
+__all__ = ["AmiDialer", "CallbackDialer", "CallbackSettings", "Flight", "Outcomes", "asterisk_machine", "hangup"]

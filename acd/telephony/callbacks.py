@@ -15,7 +15,10 @@ waited longer. When the core offers it to a manager, the *dialer*
    manager is paused, the callback goes to the next one);
 3. the customer answered (reported when the conversation ends) → done; busy / no answer → the
    attempt is recorded, the customer is told (`customer_missed`), and the request waits
-   `backoff × 2^(n-1)` before its next turn, up to `max_attempts`; then it is given up.
+   `backoff × 2^(n-1)` before its next turn, up to `max_attempts`; then it is given up. With
+   answering-machine detection on, a machine that answers (voicemail, an operator's "subscriber
+   unavailable", a fax) is hung up on before the manager is connected and counts as such a
+   failure (status MACHINE, result "answering machine (<verdict>)"); an unsure verdict is a human.
 
 Everything else — scheduling, hours, attempts, retries, give-up, restart — is here, once.
 Every attempt and its outcome at the peer is a row in `callback_attempts`. One contact is
@@ -479,14 +482,18 @@ class Callbacks:
 
     # ---- the customer's leg ------------------------------------------------------------
 
-    def on_result(self, contact_id: str, action_id: str, dial_status: str) -> None:
+    def on_result(self, contact_id: str, action_id: str, dial_status: str, *, machine: str = "") -> None:
         """The customer leg's outcome, as Asterisk's DIALSTATUS (ANSWER, BUSY, NOANSWER, CANCEL,
         CHANUNAVAIL...): `UserEvent(CallbackResult)` from [acd-callback], or Twilio's
-        DialCallStatus translated by its webhook. ANSWER is reported when the conversation ends."""
+        DialCallStatus translated by its webhook. ANSWER is reported when the conversation ends.
+        `machine`: the answering-machine detector's verdict when a machine answered (voicemail, an
+        operator's announcement, a fax): status MACHINE, a failed attempt retried like a busy one."""
         flight = self.in_flight(contact_id, action_id)
         if flight is None:
             return
         status = dial_status.upper() or "CANCEL"
+        if machine:
+            flight.machine, status = machine, "MACHINE"
         if not flight.connected:
             # [acd-callback] runs as soon as the manager answers, before Asterisk sends
             # OriginateResponse (originate_callback A, G): a customer leg that fails at once is
@@ -515,10 +522,13 @@ class Callbacks:
         attempt.dial_status, attempt.ended_at = status, self.clock()
         outcome = Outcome.DONE if status == "ANSWER" else Outcome.UNREACHED  # a retry queues it again
         self.dispatcher.post(ev.WorkFinished(flight.contact_id, attempt.manager_id, outcome))
-        self._tasks_add(self._after_attempt_id(attempt, status))
+        self._tasks_add(self._after_attempt_id(attempt, status, flight.machine))
 
-    async def _after_attempt_id(self, attempt: Attempt, status: str) -> None:
-        attempt.result = "customer answered" if status == "ANSWER" else f"customer {status.lower()}"
+    async def _after_attempt_id(self, attempt: Attempt, status: str, machine: str = "") -> None:
+        if machine:
+            attempt.result = f"answering machine ({machine})"
+        else:
+            attempt.result = "customer answered" if status == "ANSWER" else f"customer {status.lower()}"
         await self.tstore.finish_attempt(attempt)
         cb = await self.tstore.get_callback(attempt.callback_id)
         if cb is not None:

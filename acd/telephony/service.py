@@ -36,6 +36,7 @@ from acd.dispatcher import Dispatcher
 from acd.runtime import cancel_and_wait
 from acd.storage import Store
 from acd.storage.telephony import TelephonyStore
+from acd.telephony.callback_dialers import asterisk_machine
 from acd.telephony.callbacks import Callbacks, CallbackSettings
 from acd.telephony.calls import CallDesk, CallSettings
 from acd.telephony.queue_log import QueueLog
@@ -282,7 +283,10 @@ class Telephony:
     def _on_user_event(self, msg: AmiMessage) -> None:
         if msg.get("UserEvent") == "CallbackResult":
             self.callbacks.on_result(
-                msg.get("Contact", "") or "", msg.get("Attempt", "") or "", msg.get("DialStatus", "") or ""
+                msg.get("Contact", "") or "",
+                msg.get("Attempt", "") or "",
+                msg.get("DialStatus", "") or "",
+                machine=asterisk_machine(msg.get("AMDStatus"), msg.get("AMDCause")),
             )
 
     async def _resync(self, client: AmiClient, server: str = "default") -> None:
