@@ -67,7 +67,12 @@ async def test_a_past_day_is_reported_whatever_came_after_it(running: Running, m
     assert report["week"][-1] == {
         "date": str(day),
         "contacts": 2,
+        "answered": 1,
+        "abandoned": 1,
         "service_level": 0.5,
+        "average_wait": 12.0,
+        "longest_wait": 12.0,
+        "abandonment": 0.5,
         "conversion": {"anna": 1.0},
         "won_amount": {},
     }

@@ -429,6 +429,37 @@ class Store:
             query = query.where(c.at < until)
         return [_transition_from_row(row) for row in await self._rows(query)]
 
+    async def decisions_of_contacts(self, contact_ids: Iterable[str], since: float) -> list[Decision]:
+        """The decisions about these contacts made at or after `since`, oldest first; read by
+        the contact's index, however many other decisions came in between (the reports'
+        answers that came days after the contact)."""
+        c = t.decisions.c
+        ids = list(dict.fromkeys(contact_ids))
+        out: list[Decision] = []
+        for i in range(0, len(ids), 500):  # within every backend's limit of bound parameters
+            query = sa.select(t.decisions).where(c.contact_id.in_(ids[i : i + 500]), c.at >= since).order_by(c.at, c.n)
+            out += [_decision_from_row(row) for row in await self._rows(query)]
+        return out
+
+    async def transitions_from(self, starts: Iterable[tuple[str, float]], limit: int) -> list[Transition]:
+        """For each (manager id, time): that manager's first `limit` presence changes at or
+        after it, all in no set order; one query for a hundred (each part read by the
+        manager's index)."""
+        c = t.transitions.c
+        pairs = list(dict.fromkeys(starts))
+        out: list[Transition] = []
+        for i in range(0, len(pairs), 100):
+            parts = [
+                sa.select(t.transitions).where(c.manager_id == m, c.at >= at).order_by(c.at, c.n).limit(limit)
+                for m, at in pairs[i : i + 100]
+            ]
+            # a compound SELECT takes no ORDER BY or LIMIT in its parts: each is a subquery
+            query = sa.union_all(*(sa.select(*part.subquery().c) for part in parts))
+            async with self._read() as conn:
+                rows = (await conn.execute(query)).mappings().all()
+            out += [_transition_from_row(row) for row in rows]
+        return out
+
     # ---- audit ----------------------------------------------------------------------
 
     async def audit(self, at: float, actor: str, action: str, target: str, detail: Mapping[str, Any]) -> None:

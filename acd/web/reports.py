@@ -1,18 +1,24 @@
-"""Adapter: the supervisor's numbers (service level, waits, abandonment, each manager's day)
-and the CSV exports, computed from the stored contacts, decisions and transitions.
+"""Adapter: the supervisor's numbers (service level, waits, abandonment, each manager's load)
+of a day, or of the week (Monday to Sunday in the site's zone) or the month holding it, and
+the CSV exports, computed from the stored contacts, decisions and transitions.
 
 How the numbers are defined (the store has no "answered at" column, so answering is read
 from the logs): a contact is *answered* at the first `accept` transition of the manager it
 was offered to, after that offer; its *wait* is answered-at minus arrived-at. *Service
 level* is answered within the channel's threshold over answered plus abandoned; *abandoned*
 contacts are those with status `abandoned`. A *missed* offer is one followed by a `miss`.
-A contact of the day answered after midnight counts for its day. A manager's *speed of
-response* is offer to accept. *Sales leaders* are the CRM's deals won by their owner, on the
-day and in the week, against the week before.
+A contact counts for the day it arrived, whenever it was answered: an e-mail of 23:50 taken
+at 00:10, a Friday's taken on Monday (answered, outside the service level). A manager's
+*offered* counts the offers made in the period, *answered* the period's contacts they
+answered. *Conversion* is won / (won + lost): unreached and other outcomes are left out.
+A manager's *speed of response* is offer to accept. *Sales leaders* are the CRM's deals won
+by their owner, on the day and in the week, against the week before; for a week or a month,
+in it against the one before.
 
 Every export comes plain (as machines read it) or, with `?excel=1`, as Excel with Russian
-regional settings opens it (acd.crm.csvio.excel_table); `/api/export/managers.csv` is the
-day report's table of managers.
+regional settings opens it (acd.crm.csvio.excel_table), and takes the report's `period`;
+`/api/export/managers.csv` is the report's table of managers, `/api/export/summary.csv` its
+days and total.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from acd.api.app import SERVICES, Services, api
 from acd.api.crm import CRM, excel_wanted
 from acd.api.routing import ApiError
 from acd.core.events import Decision, Transition
-from acd.core.model import Contact, ContactStatus
+from acd.core.model import Contact, ContactStatus, Outcome
 from acd.crm import csvio
 from acd.crm.model import Deal, DealStatus
 
@@ -102,14 +108,16 @@ def day_report(
     end: float,
     names: dict[str, str],
     now: float,
+    info: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The numbers of the contacts that arrived in [start, end) (a day, a week or a month)
+    and each manager's load over it; `info` is their `outcomes` when the caller has them."""
     zone = ZoneInfo(tz)
     contacts = [c for c in contacts if start <= c.arrived_at < end]
-    info = outcomes(contacts, decisions, transitions)
+    if info is None:
+        info = outcomes(contacts, decisions, transitions)
     by_hour: dict[int, Counter[str]] = {h: Counter() for h in range(24)}
     sl_by_hour: dict[int, list[int]] = {h: [0, 0] for h in range(24)}
-    waits: list[float] = []
-    answered = within = abandoned = 0
     managers: dict[str, dict[str, Any]] = defaultdict(
         lambda: {
             "offered": 0,
@@ -132,17 +140,12 @@ def day_report(
         for mid in i["missed_by"]:
             managers[mid]["missed"].append(_brief(c))
         if "answered_at" in i:
-            answered += 1
-            wait = i["answered_at"] - c.arrived_at
-            waits.append(wait)
-            ok = wait <= SL_THRESHOLDS.get(c.channel.value, 20.0)
-            within += ok
+            ok = i["answered_at"] - c.arrived_at <= SL_THRESHOLDS.get(c.channel.value, 20.0)
             sl_by_hour[hour][0] += ok
             sl_by_hour[hour][1] += 1
             managers[i["answered_by"]]["answered"] += 1
             managers[i["answered_by"]]["responses"].append(i["answered_at"] - i["offered_at"])
         elif c.status is ContactStatus.ABANDONED:
-            abandoned += 1
             sl_by_hour[hour][1] += 1
             if "last_offered_to" in i:
                 managers[i["last_offered_to"]]["abandoned"].append(_brief(c))
@@ -161,24 +164,43 @@ def day_report(
         responses = m.pop("responses")
         m["response_average"] = round(sum(responses) / len(responses), 1) if responses else None
         m["response_longest"] = round(max(responses), 1) if responses else None
-    answered_or_lost = answered + abandoned
     return {
         "start": start,
         "end": end,
         "tz": tz,
-        "total": len(contacts),
-        "answered": answered,
-        "abandoned": abandoned,
-        "service_level": round(within / answered_or_lost, 3) if answered_or_lost else None,
+        **summary(contacts, info),
         "sl_thresholds": SL_THRESHOLDS,
-        "average_wait": round(sum(waits) / len(waits), 1) if waits else None,
-        "longest_wait": round(max(waits), 1) if waits else None,
-        "abandonment": round(abandoned / answered_or_lost, 3) if answered_or_lost else None,
         "by_hour": [{"hour": h, **dict(by_hour[h])} for h in range(24)],
         "sl_by_hour": [
             {"hour": h, "service_level": round(a / n, 3) if n else None} for h, (a, n) in sl_by_hour.items()
         ],
         "managers": sorted(managers.values(), key=lambda m: m["id"]),
+    }
+
+
+def summary(contacts: list[Contact], info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`total`, `answered`, `abandoned`, `service_level`, `abandonment`, `average_wait` and
+    `longest_wait` of these contacts, whenever they were answered (a late answer is answered,
+    outside the service level)."""
+    waits: list[float] = []
+    within = abandoned = 0
+    for c in contacts:
+        i = info[c.id]
+        if "answered_at" in i:
+            wait = i["answered_at"] - c.arrived_at
+            waits.append(wait)
+            within += wait <= SL_THRESHOLDS.get(c.channel.value, 20.0)
+        elif c.status is ContactStatus.ABANDONED:
+            abandoned += 1
+    answered_or_lost = len(waits) + abandoned
+    return {
+        "total": len(contacts),
+        "answered": len(waits),
+        "abandoned": abandoned,
+        "service_level": round(within / answered_or_lost, 3) if answered_or_lost else None,
+        "average_wait": round(sum(waits) / len(waits), 1) if waits else None,
+        "longest_wait": round(max(waits), 1) if waits else None,
+        "abandonment": round(abandoned / answered_or_lost, 3) if answered_or_lost else None,
     }
 
 
@@ -211,31 +233,105 @@ def _add_pause(m: dict[str, Any], began: Transition, ended: float | None, start:
 
 # ---- routes ------------------------------------------------------------------------------
 
+PERIODS = ("day", "week", "month")
 
-async def _load(svc: Services, since: float, until: float) -> tuple[list[Contact], list[Decision], list[Transition]]:
+
+def _period(request: web.Request) -> str:
+    period = request.query.get("period") or "day"
+    if period not in PERIODS:
+        raise ApiError(400, "invalid", "period: day, week or month")
+    return period
+
+
+def _period_days(day: date, period: str) -> tuple[date, int]:
+    """The first day and the number of days of the period holding `day`: the day itself; its
+    week, Monday to Sunday; its calendar month."""
+    if period == "week":
+        return day - timedelta(days=day.weekday()), 7
+    if period == "month":
+        first = day.replace(day=1)
+        return first, ((first + timedelta(days=32)).replace(day=1) - first).days
+    return day, 1
+
+
+def _midnight(zone: ZoneInfo, d: date) -> float:
+    return datetime(d.year, d.month, d.day, tzinfo=zone).timestamp()
+
+
+def _asked(request: web.Request) -> tuple[str, date, date, int, float, float]:
+    """The query's period (`period`, day by default) holding the day its `date` names (today
+    by default): the period, the day, its first day and number of days, and its bounds."""
+    svc = request.app[SERVICES]
+    zone = ZoneInfo(svc.deployment.tz)
+    period = _period(request)
+    day, _, _ = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
+    first, n = _period_days(day, period)
+    return period, day, first, n, _midnight(zone, first), _midnight(zone, first + timedelta(days=n))
+
+
+def _stamp(period: str, first: date) -> str:
+    """A period in an export's file name: 2026-12-07, week-2026-12-07 (its Monday), 2026-12."""
+    return {"day": str(first), "week": f"week-{first}", "month": f"{first:%Y-%m}"}[period]
+
+
+async def _load(
+    svc: Services, since: float, until: float, days: int = 1
+) -> tuple[list[Contact], list[Decision], list[Transition]]:
     """The contacts that arrived and the decisions made in [since, until), and the transitions
     from a day earlier (a pause running at midnight began the day before); and the decisions
     and transitions of the LATE seconds after `until` (a contact of the evening answered
     after midnight), read apart so that a busy next day does not push the window's own rows
-    out. Newest first, so when a window holds more than MOST rows it is its oldest that are
-    left out."""
-    contacts = await svc.store.list_contacts(None, None, since, MOST, until=until)
-    decisions = await svc.store.list_decisions(None, None, since, MOST, until=until)
-    transitions = await svc.store.list_transitions(None, since - 86400, MOST, until=until)
-    if MOST in (len(contacts), len(decisions), len(transitions)):
-        log.warning("reports: more than %d rows between %s and %s; the oldest are left out", MOST, since, until)
+    out; and then the answers that came later still (_late_answers). Newest first, so when a
+    window holds more than its cap (MOST a week of `days`) it is its oldest that are left out."""
+    most = MOST * ((days + 6) // 7)
+    contacts = await svc.store.list_contacts(None, None, since, most, until=until)
+    decisions = await svc.store.list_decisions(None, None, since, most, until=until)
+    transitions = await svc.store.list_transitions(None, since - 86400, most, until=until)
+    if most in (len(contacts), len(decisions), len(transitions)):
+        log.warning("reports: more than %d rows between %s and %s; the oldest are left out", most, since, until)
     if until < svc.clock():
-        decisions += await svc.store.list_decisions(None, None, until, MOST, until=until + LATE)
-        transitions += await svc.store.list_transitions(None, until, MOST, until=until + LATE)
+        decisions += await svc.store.list_decisions(None, None, until, most, until=until + LATE)
+        transitions += await svc.store.list_transitions(None, until, most, until=until + LATE)
+        await _late_answers(svc, contacts, decisions, transitions, until + LATE)
     return contacts, decisions, transitions
+
+
+async def _late_answers(
+    svc: Services, contacts: list[Contact], decisions: list[Decision], transitions: list[Transition], after: float
+) -> None:
+    """Add to `decisions` and `transitions` the offers made from `after` on of the contacts
+    that have no answer before it (a Friday e-mail taken on Monday), each with its manager's
+    first presence changes from it on (the one that ended it among them). Read by index for
+    those contacts only, so a past period costs the same however much came after it."""
+    info = outcomes(contacts, decisions, transitions)
+    unanswered = [c.id for c in contacts if "answered_at" not in info[c.id] and c.status is not ContactStatus.ABANDONED]
+    if not unanswered:
+        return
+    late = [
+        d for d in await svc.store.decisions_of_contacts(unanswered, after) if d.manager_id and d.kind != "override"
+    ]
+    # outcomes reads no further than the change that ended an offer, and the reports' pauses
+    # stop at the period's end: the rest of a run does no harm
+    seen: set[tuple[str, float, str]] = set()
+    for t in await svc.store.transitions_from([(d.manager_id, d.at) for d in late if d.manager_id], OFFER_STEPS):
+        if (t.manager_id, t.at, t.cause) not in seen:
+            seen.add((t.manager_id, t.at, t.cause))
+            transitions.append(t)
+    decisions += late
+
+
+# An offer ends within this many of its manager's presence changes (its own `offer`, then the
+# accept, miss or decline; other offers of a manager with room for several in between).
+OFFER_STEPS = 20
 
 
 @api.add(
     "GET",
     "/api/reports/day",
-    "The day's numbers: service level, waits, abandonment, each manager",
+    "The numbers of a day, or with `period` of its week (Monday to Sunday) or month: service "
+    "level, waits, abandonment, each manager's load, the sales leaders",
     role="supervisor",
-    query=("date",),
+    query=("date", "period"),
     tag="web",
 )
 async def report_day(request: web.Request) -> web.Response:
@@ -243,15 +339,19 @@ async def report_day(request: web.Request) -> web.Response:
 
 
 async def _report(request: web.Request) -> dict[str, Any]:
-    """The day report of the day the query's `date` names (today by default)."""
+    """The report of the period (`period`: day by default, week or month) holding the day the
+    query's `date` names (today by default). Its `week` is the chart's days, one row each:
+    the seven days ending with the day, or the week's or the month's days."""
     svc = request.app[SERVICES]
     tz, now = svc.deployment.tz, svc.clock()
-    day, start, end = _day_bounds(tz, request.query.get("date"), now)
-    # The week ends with the chosen day, so one load serves both: the day is cut out of it
-    # with the same bounds _load would give it alone.
-    first = day - timedelta(days=6)
-    week_start = datetime(first.year, first.month, first.day, tzinfo=ZoneInfo(tz)).timestamp()
-    contacts, decisions, transitions = await _load(svc, week_start, end)
+    zone = ZoneInfo(tz)
+    period, day, first, n, start, end = _asked(request)
+    # The chart's days end with the period, so one load serves both: the period is cut out of
+    # it with the same bounds _load would give it alone.
+    chart_first, chart_n = (day - timedelta(days=6), 7) if period == "day" else (first, n)
+    chart_start = _midnight(zone, chart_first)
+    contacts, decisions, transitions = await _load(svc, chart_start, end, chart_n)
+    info = outcomes(contacts, decisions, transitions)
     names = {m.id: m.name for m in svc.dispatcher.board.managers.values()}
     report = day_report(
         contacts,
@@ -262,23 +362,29 @@ async def _report(request: web.Request) -> dict[str, Any]:
         end,
         names,
         now,
+        info,
     )
-    report["week"], report["week_managers"] = _week(contacts, decisions, transitions, tz, first, names, now)
+    report["period"], report["date"] = period, day.isoformat()
+    report["first"], report["last"] = first.isoformat(), (first + timedelta(days=n - 1)).isoformat()
+    report["week"], report["week_managers"] = _days(contacts, info, zone, chart_first, chart_n, names)
     # Sales leaders: deals won by their owner on the day and in the week ending with it, and
-    # the trend against the seven days before (the CRM's closed deals, by closing time).
-    first_previous = first - timedelta(days=7)
-    previous = datetime(first_previous.year, first_previous.month, first_previous.day, tzinfo=ZoneInfo(tz)).timestamp()
-    deals = await _closed_deals(request, previous, end)
-    report["leaders"] = leaders(deals, names, start, week_start, previous, end)
+    # the trend against the seven days before; for a week or a month, in it and in the one
+    # before (the CRM's closed deals, by closing time).
+    if period == "day":
+        previous = _midnight(zone, chart_first - timedelta(days=7))
+        deals = await _closed_deals(request, previous, end)
+        report["leaders"] = leaders(deals, names, start, chart_start, previous, end)
+    else:
+        before = first - timedelta(days=7) if period == "week" else (first - timedelta(days=1)).replace(day=1)
+        previous = _midnight(zone, before)
+        deals = await _closed_deals(request, previous, end)
+        report["leaders"] = leaders(deals, names, start, start, previous, end)
+    won: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for deal in deals:
+        if deal.status is DealStatus.WON and deal.owner and chart_start <= (deal.closed_at or 0) < end:
+            won[datetime.fromtimestamp(deal.closed_at or 0, zone).date().isoformat()][deal.owner] += deal.amount or 0.0
     for row in report["week"]:
-        d = date.fromisoformat(row["date"])
-        lo = datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)).timestamp()
-        hi = (datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)) + timedelta(days=1)).timestamp()
-        won: dict[str, float] = defaultdict(float)
-        for deal in deals:
-            if deal.status is DealStatus.WON and deal.owner and lo <= (deal.closed_at or 0) < hi:
-                won[deal.owner] += deal.amount or 0.0
-        row["won_amount"] = dict(won)
+        row["won_amount"] = dict(won.get(row["date"], {}))
     return report
 
 
@@ -322,46 +428,34 @@ def leaders(
     return sorted(rows.values(), key=lambda r: (-r["week"]["amount"], -r["week"]["won"], r["name"]))
 
 
-def _week(
+def _days(
     contacts: list[Contact],
-    decisions: list[Decision],
-    transitions: list[Transition],
-    tz: str,
+    info: dict[str, dict[str, Any]],
+    zone: ZoneInfo,
     first: date,
+    n: int,
     names: dict[str, str],
-    now: float,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """The seven days from `first`: contacts, service level and each manager's conversion
-    per day (each day counted as the day report counts it)."""
-    zone = ZoneInfo(tz)
-    week: list[dict[str, Any]] = []
+    """The `n` days from `first`, one row each: the day's `summary` (its contacts as the day
+    report counts them) and each manager's conversion; and the managers with a conversion."""
+    by_day: dict[date, list[Contact]] = defaultdict(list)
+    for c in contacts:
+        by_day[datetime.fromtimestamp(c.arrived_at, zone).date()].append(c)
+    rows: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for i in range(7):
+    for i in range(n):
         d = first + timedelta(days=i)
-        lo = datetime(d.year, d.month, d.day, tzinfo=zone).timestamp()
-        hi = (datetime(d.year, d.month, d.day, tzinfo=zone) + timedelta(days=1)).timestamp()
-        r = day_report(
-            contacts,
-            [x for x in decisions if lo <= x.at],
-            transitions,
-            tz,
-            lo,
-            hi,
-            names,
-            min(now, hi),
-        )
-        conversion = {m["id"]: m["conversion"] for m in r["managers"] if m["conversion"] is not None}
+        closed: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for c in by_day.get(d, []):
+            if c.status is ContactStatus.FINISHED and c.assigned_to and c.outcome in (Outcome.WON, Outcome.LOST):
+                closed[c.assigned_to][0] += c.outcome is Outcome.WON
+                closed[c.assigned_to][1] += 1
+        conversion = {mid: round(w / k, 3) for mid, (w, k) in closed.items()}
         seen.update(conversion)
-        week.append(
-            {
-                "date": d.isoformat(),
-                "contacts": r["total"],
-                "service_level": r["service_level"],
-                "conversion": conversion,
-            }
-        )
+        day = summary(by_day.get(d, []), info)
+        rows.append({"date": d.isoformat(), "contacts": day.pop("total"), **day, "conversion": conversion})
     managers = [{"id": mid, "name": names.get(mid, mid)} for mid in sorted(seen)]
-    return week, managers
+    return rows, managers
 
 
 def _csv(rows: list[list[Any]], name: str, excel: bool = False) -> web.Response:
@@ -407,9 +501,9 @@ EXCEL_NOTE = " (excel=1: for Excel with Russian regional settings)"
 @api.add(
     "GET",
     "/api/export/contacts.csv",
-    "The day's contacts as CSV" + EXCEL_NOTE,
+    "The contacts of the day, or with `period` of its week or month, as CSV" + EXCEL_NOTE,
     role="supervisor",
-    query=("date", "excel"),
+    query=("date", "period", "excel"),
     tag="web",
 )
 async def export_contacts(request: web.Request) -> web.Response:
@@ -417,8 +511,8 @@ async def export_contacts(request: web.Request) -> web.Response:
     zone = ZoneInfo(svc.deployment.tz)
     excel = excel_wanted(request)
     when = _when(zone, excel)
-    _, start, end = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
-    contacts, decisions, transitions = await _load(svc, start, end)
+    period, _, first, n, start, end = _asked(request)
+    contacts, decisions, transitions = await _load(svc, start, end, n)
     info = outcomes(contacts, decisions, transitions)
     rows: list[list[Any]] = [
         [
@@ -463,15 +557,15 @@ async def export_contacts(request: web.Request) -> web.Response:
                 c.payload.get("note", ""),
             ]
         )
-    return _csv(rows, f"contacts-{datetime.fromtimestamp(start, zone).date()}.csv", excel)
+    return _csv(rows, f"contacts-{_stamp(period, first)}.csv", excel)
 
 
 @api.add(
     "GET",
     "/api/export/decisions.csv",
-    "The day's routing decisions as CSV" + EXCEL_NOTE,
+    "The routing decisions of the day, or with `period` of its week or month, as CSV" + EXCEL_NOTE,
     role="supervisor",
-    query=("date", "excel"),
+    query=("date", "period", "excel"),
     tag="web",
 )
 async def export_decisions(request: web.Request) -> web.Response:
@@ -479,8 +573,8 @@ async def export_decisions(request: web.Request) -> web.Response:
     zone = ZoneInfo(svc.deployment.tz)
     excel = excel_wanted(request)
     when = _when(zone, excel)
-    _, start, end = _day_bounds(svc.deployment.tz, request.query.get("date"), svc.clock())
-    decisions = await svc.store.list_decisions(None, None, start, MOST, until=end)
+    period, _, first, n, start, end = _asked(request)
+    decisions = await svc.store.list_decisions(None, None, start, MOST * ((n + 6) // 7), until=end)
     rows: list[list[Any]] = [
         [
             "at",
@@ -512,7 +606,7 @@ async def export_decisions(request: web.Request) -> web.Response:
                 "; ".join(f"{k}: {', '.join(v)}" for k, v in d.filtered.items()),
             ]
         )
-    return _csv(rows, f"decisions-{datetime.fromtimestamp(start, zone).date()}.csv", excel)
+    return _csv(rows, f"decisions-{_stamp(period, first)}.csv", excel)
 
 
 def _decimal(number: str, excel: bool) -> str:
@@ -590,13 +684,52 @@ def manager_rows(report: dict[str, Any]) -> list[list[Any]]:
 @api.add(
     "GET",
     "/api/export/managers.csv",
-    "The day's table of managers (the day report's) as CSV" + EXCEL_NOTE,
+    "The table of managers of the day, or with `period` of its week or month (the report's), as CSV" + EXCEL_NOTE,
     role="supervisor",
-    query=("date", "excel"),
+    query=("date", "period", "excel"),
     tag="web",
 )
 async def export_managers(request: web.Request) -> web.Response:
     excel = excel_wanted(request)
     report = await _report(request)
-    day = datetime.fromtimestamp(report["start"], ZoneInfo(report["tz"])).date()
-    return _csv(manager_rows(report), f"managers-{day}.csv", excel)
+    return _csv(
+        manager_rows(report), f"managers-{_stamp(report['period'], date.fromisoformat(report['first']))}.csv", excel
+    )
+
+
+SUMMARY_COLUMNS = (
+    "date",
+    "contacts",
+    "answered",
+    "abandoned",
+    "service_level",
+    "average_wait_seconds",
+    "longest_wait_seconds",
+    "abandonment",
+)
+
+
+_SUMMED = ("answered", "abandoned", "service_level", "average_wait", "longest_wait", "abandonment")
+
+
+@api.add(
+    "GET",
+    "/api/export/summary.csv",
+    "Service level, waits and abandonment of the day, or with `period` of its week or month, a row "
+    "a day and the period's total last, as CSV" + EXCEL_NOTE,
+    role="supervisor",
+    query=("date", "period", "excel"),
+    tag="web",
+)
+async def export_summary(request: web.Request) -> web.Response:
+    excel = excel_wanted(request)
+    report = await _report(request)
+    first, last = report["first"], report["last"]
+    rows: list[list[Any]] = [list(SUMMARY_COLUMNS)]
+    for d in report["week"]:
+        if first <= d["date"] <= last:
+            when = f"{date.fromisoformat(d['date']):%d.%m.%Y}" if excel else d["date"]
+            rows.append([when, d["contacts"], *(d[k] for k in _SUMMED)])
+    # the period's own total: its service level is not an average of its days'
+    rows.append(["total", report["total"], *(report[k] for k in _SUMMED)])
+    return _csv(rows, f"summary-{_stamp(report['period'], date.fromisoformat(first))}.csv", excel)

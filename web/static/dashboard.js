@@ -41,6 +41,8 @@ let reassigning = null;
 let picked = null; // YYYY-MM-DD the user chose; null: today
 let reportDay = null; // the day of `report`
 let asked = null; // the day last asked for
+// The report's period: the day, or the week (Monday to Sunday) or the month that holds it.
+let period = "day";
 
 /** Today (YYYY-MM-DD) in the site's time zone, by the server's clock. */
 function today() {
@@ -52,6 +54,7 @@ function dayShown() {
 }
 
 $("date").value = today();
+$("period").value = period;
 
 /** A day (YYYY-MM-DD) as people write it, in the page's language. */
 function fmtDay(day) {
@@ -59,6 +62,21 @@ function fmtDay(day) {
   return new Intl.DateTimeFormat(lang(), { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" }).format(
     new Date(Date.UTC(y, m - 1, d)),
   );
+}
+
+/** A week's or a month's report as people name it ("30 нояб. – 6 дек. 2026 г.", "ноябрь
+ * 2026 г."); null for a day's. */
+function periodText(r) {
+  if (!r || r.period === "day") return null;
+  const utc = (day) => {
+    const [y, m, d] = day.split("-").map(Number);
+    return new Date(Date.UTC(y, m - 1, d));
+  };
+  if (r.period === "month") {
+    return new Intl.DateTimeFormat(lang(), { month: "long", year: "numeric", timeZone: "UTC" }).format(utc(r.first));
+  }
+  const f = new Intl.DateTimeFormat(lang(), { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" });
+  return f.formatRange(utc(r.first), utc(r.last));
 }
 
 /** The text for `key`, or `fallback` when there is none (a value the page does not know). */
@@ -129,9 +147,12 @@ function renderKpis() {
   const staffed = live.managers.filter((m) => ["available", "offered", "busy", "wrap_up"].includes(m.presence));
   // The first three are live; the rest are the report's day. Another day than today: each
   // says which it is.
-  const other = reportDay && reportDay !== today() ? fmtDay(reportDay) : null;
-  const liveK = (k) => (other ? t("kpi.now", { k: t(k) }) : t(k));
-  const dayK = (k) => (other ? t("kpi.on_date", { k: t(k), date: other }) : t(k));
+  // A week or a month: each says which.
+  const span = periodText(report);
+  const other = !span && reportDay && reportDay !== today() ? fmtDay(reportDay) : null;
+  const liveK = (k) => (other || span ? t("kpi.now", { k: t(k) }) : t(k));
+  const dayK = (k) =>
+    span ? t("kpi.in_range", { k: t(k), range: span }) : other ? t("kpi.on_date", { k: t(k), date: other }) : t(k);
   const items = [
     [liveK("kpi.waiting"), String(live.waiting.length), live.waiting.length ? "warn" : "", "waiting"],
     [liveK("kpi.longest"), live.waiting.length ? fmtDur(longest) : "—", longest > 60 ? "bad" : "", "longest"],
@@ -140,7 +161,12 @@ function renderKpis() {
     [dayK("kpi.wait"), report?.average_wait == null ? "—" : fmtDur(report.average_wait), "", "wait"],
     [dayK("kpi.longest_day"), report?.longest_wait == null ? "—" : fmtDur(report.longest_wait), "", "longest_day"],
     [dayK("kpi.abandon"), pct(report?.abandonment), report?.abandonment > 0.1 ? "bad" : "", "abandon"],
-    [other ? t("kpi.total.on", { date: other }) : t("kpi.total"), report ? String(report.total) : "—", "", "total"],
+    [
+      span ? t("kpi.total.in", { range: span }) : other ? t("kpi.total.on", { date: other }) : t("kpi.total"),
+      report ? String(report.total) : "—",
+      "",
+      "total",
+    ],
   ];
   clear($("kpis")).append(
     ...items.map(([k, v, cls, name]) =>
@@ -267,8 +293,8 @@ function drawManagers() {
               t("dash.today", {
                 a: m.assigned_today,
                 h: m.handled_today,
-                // missed: the report's, which is today's unless another day is picked
-                miss: reportDay && reportDay !== today() ? "—" : p ? p.missed.length : 0,
+                // missed: the report's, which is today's unless another day or a period is picked
+                miss: (reportDay && reportDay !== today()) || (report && report.period !== "day") ? "—" : p ? p.missed.length : 0,
               }),
             ),
             el(
@@ -494,6 +520,8 @@ function renderCharts() {
   const series = CHANNELS.map((ch) => ({ key: ch, name: t(`ch.${ch}`), color: COLORS[ch] }));
   const hours = report.by_hour.map((r) => ({ label: String(r.hour), values: r }));
   const sl = report.sl_by_hour.map((r) => ({ label: String(r.hour), values: { sl: r.service_level || 0 } }));
+  // the chart's days: the seven ending with the day, or the week's or the month's own
+  const perDay = report.period !== "day";
   const week = report.week.map((r) => ({ label: r.date.slice(5), values: { n: r.contacts } }));
   const mgr = report.managers.map((m) => ({
     label: (m.name || m.id).split(" ")[0],
@@ -504,7 +532,10 @@ function renderCharts() {
   box.append(
     fig("chart.by_hour", stackedBars(t("chart.by_hour"), hours, series), legend(series)),
     fig("chart.sl", stackedBars(t("chart.sl"), sl, [{ key: "sl", name: t("kpi.sl"), color: "#0891b2" }], { percent: true })),
-    fig("chart.week", stackedBars(t("chart.week"), week, [{ key: "n", name: t("kpi.total"), color: "#4f46e5" }])),
+    fig(
+      perDay ? "chart.days" : "chart.week",
+      stackedBars(t(perDay ? "chart.days" : "chart.week"), week, [{ key: "n", name: t("col.contacts"), color: "#4f46e5" }]),
+    ),
     fig(
       "chart.load",
       stackedBars(t("chart.load"), mgr, [
@@ -526,11 +557,31 @@ function renderCharts() {
     values: report.week.map((r) => r.conversion?.[m.id] ?? null),
   }));
   box.append(
-    fig("chart.week_sl", lines(t("chart.week_sl"), days, slWeek, { percent: true })),
+    fig(perDay ? "chart.days_sl" : "chart.week_sl", lines(t(perDay ? "chart.days_sl" : "chart.week_sl"), days, slWeek, { percent: true })),
     fig(
-      "chart.week_conversion",
-      lines(t("chart.week_conversion"), days, people, { percent: true }),
+      perDay ? "chart.days_conversion" : "chart.week_conversion",
+      lines(t(perDay ? "chart.days_conversion" : "chart.week_conversion"), days, people, { percent: true }),
       people.length ? legend(people) : el("p", { class: "empty" }, t("chart.week_conversion.empty")),
+    ),
+  );
+}
+
+/** A week's or a month's days, one row each, and its total (the period's own: its service
+ * level is not an average of the days'); nothing for a day. */
+function renderDays() {
+  const box = clear($("days"));
+  if (!report || report.period === "day") return;
+  const dur = (x) => (x == null ? "—" : fmtDur(x));
+  const cells = (r, n) => [n, r.answered, r.abandoned, pct(r.service_level), dur(r.average_wait), dur(r.longest_wait), pct(r.abandonment)];
+  const row = (label, values, cls) => el("tr", { class: cls }, [label, ...values].map((v) => el("td", {}, String(v))));
+  box.append(
+    el("h3", {}, t("dash.days")),
+    gridTable(
+      ["col.date", "col.contacts", "col.answered", "col.abandoned", "col.sl", "col.wait", "col.longest", "col.abandonment"],
+      [
+        ...report.week.map((d) => row(fmtDay(d.date), cells(d, d.contacts), "")),
+        row(t("days.total"), cells(report, report.total), "total"),
+      ],
     ),
   );
 }
@@ -538,13 +589,17 @@ function renderCharts() {
 function renderPerf() {
   const box = clear($("perf"));
   const rows = report?.managers || [];
+  const byDay = !report || report.period === "day";
+  $("perf-h").dataset.i18n = byDay ? "dash.perf" : `dash.perf.${report.period}`;
+  $("perf-h").textContent = t($("perf-h").dataset.i18n);
   if (!rows.length) {
-    box.append(el("p", { class: "empty" }, t("dash.perf.empty")));
+    box.append(el("p", { class: "empty" }, t(byDay ? "dash.perf.empty" : "dash.perf.period_empty")));
     return;
   }
+  const at = (ts) => fmtTime(ts, !byDay); // a week's or a month's moments say their day
   const list = (items) =>
     items.length
-      ? el("ul", { class: "compact" }, items.map((c) => el("li", {}, `${fmtTime(c.arrived_at)} ${t(`ch.${c.channel}`)} ${c.name || ""}`)))
+      ? el("ul", { class: "compact" }, items.map((c) => el("li", {}, `${at(c.arrived_at)} ${t(`ch.${c.channel}`)} ${c.name || ""}`)))
       : "—";
   box.append(
     el(
@@ -557,7 +612,9 @@ function renderPerf() {
           "tr",
           {},
           ["col.manager", "col.offered", "col.answered", "col.won", "col.lost", "col.unreached", "col.conversion",
-            "col.response", "col.missed", "col.abandoned", "col.pauses"].map((k) => el("th", { scope: "col" }, t(k))),
+            "col.response", "col.missed", "col.abandoned", "col.pauses"].map((k) =>
+            el("th", { scope: "col", title: k === "col.conversion" ? t("col.conversion.hint") : "" }, t(k)),
+          ),
         ),
       ),
       el(
@@ -588,7 +645,7 @@ function renderPerf() {
                 ? el(
                     "ul",
                     { class: "compact" },
-                    m.pauses.map((p) => el("li", {}, `${fmtTime(p.since)} ${reasonText(p.reason || p.cause)} · ${fmtDur(p.seconds)}`)),
+                    m.pauses.map((p) => el("li", {}, `${at(p.since)} ${reasonText(p.reason || p.cause)} · ${fmtDur(p.seconds)}`)),
                   )
                 : "—",
               m.paused_seconds ? el("div", { class: "muted" }, t("dash.paused_total", { d: fmtDur(m.paused_seconds) })) : "",
@@ -621,20 +678,26 @@ function trendText(r) {
 function renderLeaders() {
   const box = clear($("leaders"));
   const rows = report?.leaders || [];
+  // a week or a month: its deals and the previous one's (the report's "week" and "previous")
+  const p = report && report.period !== "day" ? report.period : null;
+  $("leaders-hint").dataset.i18n = p ? `dash.leaders.hint.${p}` : "dash.leaders.hint";
+  $("leaders-hint").textContent = t($("leaders-hint").dataset.i18n);
   if (!rows.length) {
     box.append(el("p", { class: "empty" }, t("dash.leaders.empty")));
     return;
   }
   box.append(
     gridTable(
-      ["col.rank", "col.manager", "col.leaders.day", "col.leaders.week", "col.leaders.previous", "col.trend"],
+      p
+        ? ["col.rank", "col.manager", `col.leaders.this_${p}`, `col.leaders.last_${p}`, "col.trend"]
+        : ["col.rank", "col.manager", "col.leaders.day", "col.leaders.week", "col.leaders.previous", "col.trend"],
       rows.map((r, i) =>
         el(
           "tr",
           { dataset: { manager: r.id } },
           el("td", {}, String(i + 1)),
           el("td", {}, r.name || r.id),
-          el("td", { dataset: { col: "day" } }, wonText(r.day)),
+          p ? null : el("td", { dataset: { col: "day" } }, wonText(r.day)),
           el("td", { dataset: { col: "week" } }, wonText(r.week)),
           el("td", { dataset: { col: "previous" } }, wonText(r.previous)),
           el(
@@ -649,7 +712,7 @@ function renderLeaders() {
   const fig = (key, ...nodes) => el("figure", { dataset: { chart: key } }, el("figcaption", {}, t(key)), ...nodes);
   const short = (r) => (r.name || r.id).split(" ")[0];
   const week = [
-    { key: "week", name: t("col.leaders.week"), color: "#16a34a" },
+    { key: "week", name: t(p ? `col.leaders.this_${p}` : "col.leaders.week"), color: "#16a34a" },
   ];
   const bars = rows.map((r) => ({ label: short(r), values: { week: r.week.amount } }));
   const days = report.week.map((r) => r.date.slice(5));
@@ -664,7 +727,7 @@ function renderLeaders() {
     el(
       "div",
       { class: "charts" },
-      fig("chart.leaders_week", stackedBars(t("chart.leaders_week"), bars, week)),
+      fig(p ? "chart.leaders_period" : "chart.leaders_week", stackedBars(t(p ? "chart.leaders_period" : "chart.leaders_week"), bars, week)),
       fig(
         "chart.leaders_days",
         lines(t("chart.leaders_days"), days, people),
@@ -690,18 +753,21 @@ async function refreshLive() {
 
 async function refreshReport() {
   const date = dayShown();
+  const asking = period;
   asked = date;
   if (!picked && $("date").value !== date && document.activeElement !== $("date")) $("date").value = date;
   exportLinks(date);
   try {
-    const got = await api("GET", `/api/reports/day?date=${encodeURIComponent(date)}`);
-    if (date !== dayShown()) return; // another day was asked for meanwhile: its answer counts
+    const got = await api("GET", `/api/reports/day?date=${encodeURIComponent(date)}${periodQuery()}`);
+    // another day or period was asked for meanwhile: its answer counts
+    if (date !== dayShown() || asking !== period) return;
     report = got;
     reportDay = date;
   } catch (err) {
     showError(err);
   }
   renderKpis();
+  renderDays();
   renderCharts();
   renderPerf();
   renderLeaders();
@@ -713,11 +779,16 @@ async function refreshReport() {
  * by a double-click); in English, the plain CSV. */
 function exportLinks(date) {
   const excel = lang() === "ru" ? "&excel=1" : "";
-  for (const what of ["contacts", "decisions", "managers"]) {
+  for (const what of ["contacts", "decisions", "managers", "summary"]) {
     const link = $(`export-${what}`);
-    link.href = `/api/export/${what}.csv?date=${date}${excel}`;
+    link.href = `/api/export/${what}.csv?date=${date}${periodQuery()}${excel}`;
     link.title = t(excel ? "dash.export.excel_hint" : "dash.export.plain_hint");
   }
+}
+
+/** The period in a report's or an export's query: none for a day (the API's default). */
+function periodQuery() {
+  return period === "day" ? "" : `&period=${period}`;
 }
 
 async function refreshDecisions() {
@@ -755,7 +826,17 @@ $("date").addEventListener("change", () => {
   if (!picked) $("date").value = today();
   refreshReport();
 });
-setInterval(refreshReport, REPORT_EVERY_MS);
+$("period").addEventListener("change", () => {
+  period = $("period").value;
+  refreshReport();
+});
+let reportTicks = 0;
+setInterval(() => {
+  // A week's or a month's report reads up to a month of rows, and its numbers move slowly:
+  // every tenth time (5 minutes) is enough for it.
+  reportTicks += 1;
+  if (period === "day" || reportTicks % 10 === 0) refreshReport();
+}, REPORT_EVERY_MS);
 setInterval(() => {
   // Only the clocks move: rebuilding the tables would steal the keyboard focus.
   if (!picked && asked !== null && today() !== asked) refreshReport(); // midnight: a new day
@@ -773,6 +854,7 @@ document.addEventListener("acd:lang", () => {
   renderQueue();
   renderManagers();
   renderDecisions();
+  renderDays();
   renderCharts();
   renderPerf();
   renderLeaders();
