@@ -6,6 +6,8 @@ Events queue up from the API, telephony and timers; the task takes every event w
 runs each through the core, commits the whole batch's changes in one transaction (group
 commit), and only then starts timers and tells the adapters (offers, withdrawals). A
 request that needs an answer (accept, presence) awaits a future resolved after the commit.
+A batch the store refuses (not an outage) is dropped: its callers get the error, its side
+effects never happen, and the core takes the store's state again (`Switchboard.resync`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from acd.core import events as ev
 from acd.core.errors import CoreError
@@ -28,6 +30,7 @@ log = logging.getLogger("acd.dispatcher")
 
 Listener = Callable[[ev.Command], None]
 MAX_BATCH = 256
+RESYNC_ATTEMPTS = 3  # a resync whose own commit is refused reads the store again, so often
 
 
 class Persistence(Protocol):
@@ -38,6 +41,14 @@ class Persistence(Protocol):
         decisions: Sequence[ev.Decision],
         transitions: Sequence[ev.Transition],
     ) -> None: ...
+
+
+class StateSource(Protocol):
+    """Where the routing state is read back from after a dropped batch (the store)."""
+
+    async def load_open_contacts(self) -> list[Contact]: ...
+
+    async def load_managers(self) -> list[Manager]: ...
 
 
 @dataclass(slots=True)
@@ -106,13 +117,19 @@ class Dispatcher:
         board: Switchboard,
         store: Persistence,
         clock: Callable[[], float] = time.time,
+        source: StateSource | None = None,
     ) -> None:
+        """`source` is read after a dropped batch; by default `store`, if it can be read
+        (the store's wrappers pass reads through). Without one a dropped batch leaves the
+        core ahead of the store until the next start, as it always did."""
         self.board = board
         self.store = store
         self.clock = clock
+        self.source = source if source is not None else _readable(store)
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._timers: Deadlines[tuple[str, str]] = Deadlines(self._fire, clock)
         self._listeners: list[Listener] = []
+        self._manager_watchers: list[Callable[[list[Manager]], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.processed = 0
 
@@ -140,6 +157,11 @@ class Dispatcher:
         """`listener(command)` is called for every side effect after its commit; it must
         not block (schedule a task for I/O) and must not raise."""
         self._listeners.append(listener)
+
+    def watch_managers(self, watcher: Callable[[list[Manager]], None]) -> None:
+        """`watcher(managers)` is called with the managers each committed batch saved (a
+        profile, presence or load changed); like a listener, it must not block or raise."""
+        self._manager_watchers.append(watcher)
 
     # ---- feeding events ----------------------------------------------------------
 
@@ -201,8 +223,16 @@ class Dispatcher:
             outcomes.append((item, out))
             self.processed += 1
         failure = await self._commit_until_done(batch)
+        effects = batch.effects
         if failure is None:
             self._committed()
+            for watch in self._manager_watchers if batch.managers else ():
+                try:
+                    watch(list(batch.managers.values()))
+                except Exception:
+                    log.exception("manager watcher failed")
+        elif self.source is not None:
+            effects = await self._resync(batch.effects)
         for item, outcome in outcomes:
             if failure is not None and not isinstance(outcome, BaseException):
                 outcome = failure
@@ -212,7 +242,7 @@ class Dispatcher:
                 item.reply.set_exception(outcome)
             else:
                 item.reply.set_result(outcome)
-        self._effects(batch.effects)
+        self._effects(effects)
 
     def _committed(self) -> None:
         """A batch of events is handled and what it changed is committed (a hook for the
@@ -240,6 +270,43 @@ class Dispatcher:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
+    async def _resync(self, dropped: list[ev.Command]) -> list[ev.Command]:
+        """After a dropped batch: give the core the store's state again (the batch's changes
+        were made there, not here) and commit what routing then decides; the side effects to
+        run. The dropped batch's (`dropped`) are not among them: what it offered, withdrew or
+        armed never happened. The core re-arms every timer the stored state needs, so ours
+        are dropped."""
+        batch = _Batch()
+        for _ in range(RESYNC_ATTEMPTS):
+            try:
+                contacts, managers = await self._read_until_done()
+            except Exception:
+                # the core stays where the batch left it: its effects at least keep it moving
+                log.critical("cannot read the routing state back: it differs from the store", exc_info=True)
+                return dropped
+            batch = _Batch()
+            batch.add(self.board.resync(contacts, managers, self.clock()))
+            if await self._commit_until_done(batch) is None:
+                log.warning("routing state read back from the store: %d open contacts", len(contacts))
+                self._committed()
+                self._timers.clear()
+                return batch.effects
+        log.critical("routing state read back, but its own commit was refused: it differs from the store")
+        self._timers.clear()  # the timers at least: each looks at the state again when it fires
+        return [cmd for cmd in batch.effects if isinstance(cmd, ev.StartTimer | ev.CancelTimer)]
+
+    async def _read_until_done(self) -> tuple[list[Contact], list[Manager]]:
+        """The store's open contacts and managers, waiting out an outage like a commit."""
+        assert self.source is not None
+        delay = 0.05
+        while True:
+            try:
+                return await self.source.load_open_contacts(), await self.source.load_managers()
+            except StorageError as err:
+                log.warning("database unavailable (%s); retrying in %.2f s", err, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
     async def _commit(self, batch: _Batch) -> None:
         if batch.contacts or batch.managers or batch.decisions or batch.transitions:
             await self.store.apply(
@@ -263,6 +330,12 @@ class Dispatcher:
 
     def _fire(self, key: tuple[str, str]) -> None:
         self.post(ev.TimerFired(key))
+
+
+def _readable(store: Persistence) -> StateSource | None:
+    if hasattr(store, "load_open_contacts") and hasattr(store, "load_managers"):
+        return cast(StateSource, store)
+    return None
 
 
 def _log_effect(cmd: ev.Command) -> None:

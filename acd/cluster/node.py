@@ -127,7 +127,7 @@ class ClusterDispatcher(Dispatcher):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._notifier = _Notifier(persistence, self._changed, self._holds_lock)
-        super().__init__(Mirror(policy), self._notifier, clock)
+        super().__init__(Mirror(policy), self._notifier, clock, source=store)
         self._make_board = board
         self._store = store
         self._reload_policy = reload_policy

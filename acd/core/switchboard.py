@@ -99,6 +99,31 @@ class Switchboard:
         of `now` (the wall clock was stepped back between two runs, `acd.clock`) counts from
         `now`, so no wrap-up, escalation step or inactivity limit runs longer by the step.
         """
+        return self._rebuild(contacts, managers, now, beats=None)
+
+    def resync(self, contacts: Iterable[Contact], managers: Iterable[Manager], now: float) -> list[ev.Command]:
+        """Forget the state and take the store's again, while running: the store refused a
+        batch whose changes were already made here (the dispatcher's dropped batch), so an
+        offer, a presence or a queue place may exist here and not there.
+
+        As `restore`, but live: an offer the store holds runs on, its timeout armed again
+        (its manager was told of it once it was committed; one the store's manager does not
+        hold is taken back as at a restart), and a manager's last heartbeat is the later of
+        ours and the stored one (beats are not written). Every timer the stored state needs
+        is started again, so the caller drops the ones it has. Routing memory (round-robin,
+        random stream, decision numbering) goes on: a decision id is never reused.
+        """
+        beats = {m.id: m.last_heartbeat for m in self.managers.values()}
+        self.contacts, self.managers, self._available = {}, {}, {}
+        self._queues = {ch: [] for ch in Channel}
+        return self._rebuild(contacts, managers, now, beats)
+
+    def _rebuild(
+        self, contacts: Iterable[Contact], managers: Iterable[Manager], now: float, beats: dict[str, float] | None
+    ) -> list[ev.Command]:
+        """`restore` (`beats` None) or `resync` (`beats`: the heartbeats heard so far)."""
+        live = beats is not None
+        why = "resync" if live else "restart"
         with self._one_pass(now):
             for m in managers:
                 m.load = {}
@@ -112,8 +137,19 @@ class Switchboard:
                     owner = self.managers[c.assigned_to]
                     owner.load[c.channel] = owner.load.get(c.channel, 0) + 1
                 elif c.status is ContactStatus.OFFERED:
-                    c.status, c.offered_to, c.offer_expires_at = ContactStatus.WAITING, None, None
-                    self._dirty(c)
+                    holder = self.managers.get(c.offered_to or "")
+                    if (
+                        live
+                        and holder is not None
+                        and holder.presence is Presence.OFFERED
+                        and holder.offer_contact_id is None
+                        and c.offer_expires_at is not None
+                    ):
+                        holder.offer_contact_id = c.id
+                        self._cmd(ev.StartTimer(("offer", c.id), c.offer_expires_at))
+                    else:
+                        c.status, c.offered_to, c.offer_expires_at = ContactStatus.WAITING, None, None
+                        self._dirty(c)
                 if c.status is ContactStatus.WAITING:
                     if c.step_since > now:
                         c.step_since = now
@@ -126,13 +162,14 @@ class Switchboard:
                 if m.presence_since > now:
                     m.presence_since = now
                     self._dirty(m)
-                if m.presence is Presence.OFFERED:
-                    self._move(m, Cause.WITHDRAW, "restart")
+                if m.presence is Presence.OFFERED and m.offer_contact_id is None:
+                    self._move(m, Cause.WITHDRAW, why)
                 elif m.presence is Presence.WRAP_UP:
                     self._cmd(ev.StartTimer(("wrapup", m.id), m.presence_since + self._wrap_up_of(m)))
                 elif m.presence in (Presence.AVAILABLE, Presence.BUSY):
-                    self._move(m, Cause.LOAD_CHANGED, "restart")
-                m.last_heartbeat = now  # panels could not beat while we were down
+                    self._move(m, Cause.LOAD_CHANGED, why)
+                # after a restart panels could not beat while we were down; running, they did
+                m.last_heartbeat = now if beats is None else max(m.last_heartbeat, beats.get(m.id, 0.0))
                 if m.presence.is_staffed:
                     self._start_inactivity_timer(m)
                 self._index(m)
