@@ -89,8 +89,8 @@ async def test_customers_text_stays_inert_in_the_excel_variant(running: Running)
         )
     )
     row = _dicts(await _excel(running, f"/api/export/contacts.csv?date={day}&excel=1"))["evil"]
-    assert row["name"] == '\'=HYPERLINK("http://x","y")'
-    assert row["phone"] == "'+74951234567" and row["note"] == "'@SUM(1;2)"
+    assert row["name"] == '="=HYPERLINK(""http://x"",""y"")"'
+    assert row["phone"] == '="+74951234567"' and row["note"] == '="@SUM(1;2)"'
 
 
 async def test_decisions_for_excel(running: Running) -> None:
@@ -165,5 +165,5 @@ async def test_a_manager_with_deals_closed_on_the_day_but_no_contacts_has_a_row(
 
 def test_excel_cells() -> None:
     rows: list[list[Any]] = [["a", 1, 2.5, None, "-1", "x;y", True]]
-    assert csvio.excel_table(rows) == '\ufeffa;1;2,5;;\'-1;"x;y";True\r\n'
+    assert csvio.excel_table(rows) == '\ufeffa;1;2,5;;"=""-1""";"x;y";True\r\n'
     assert csvio.excel_when(0.0, "Europe/Moscow") == "01.01.1970 03:00:00"

@@ -23,7 +23,9 @@ and a half (the import report warns about such a figure). A dot alone is a decim
 
 Exports come plain (",", a decimal point, ISO 8601 times: for machines) or for Excel with
 Russian regional settings (";", a decimal comma, DD.MM.YYYY HH:MM:SS, a BOM); both are read
-back, and the apostrophe the Excel variant puts before a formula's start is dropped on import.
+back. The Excel variant writes text Excel would turn into a number or a date, or run as a formula
+(+79001234567, 0012, 03.04, =Ромашка), as a formula giving that text (="+79001234567"); the import
+reads such a cell as its text, and drops the apostrophe older exports put before a formula's start.
 """
 
 from __future__ import annotations
@@ -150,8 +152,12 @@ def _clean(row: Mapping[str | None, object]) -> dict[str, str]:
 
 
 def _active(cell: str) -> str:
-    """A cell without the apostrophe an export put before a formula's start (`inert`), so an
-    exported file imported again reads "=Ромашка" as it was, not as "'=Ромашка"."""
+    """The text of a cell as the export had it: the text a formula of string constants gives
+    (="0012", ="a""b"&"c", as excel_text writes it and as Excel would show it), or the cell
+    without the apostrophe an export put before a formula's start (`inert`), so an exported
+    file imported again reads "=Ромашка" as it was, not as ="=Ромашка" or "'=Ромашка"."""
+    if _TEXT_FORMULA.fullmatch(cell):
+        return "".join(part.replace('""', '"') for part in _STRING.findall(cell)).strip()
     return cell[1:] if cell[:1] == "'" and cell[1:2] in FORMULA_START else cell
 
 
@@ -417,6 +423,58 @@ def inert(text: str) -> str:
     return "'" + text if text[:1] in FORMULA_START else text
 
 
+class ExcelValue(str):
+    """Text written for Excel to convert, as it is (a date excel_when wrote): not excel_text."""
+
+    __slots__ = ()
+
+
+# One string constant of an Excel formula, its quotes doubled; and a formula made of them only.
+_STRING = re.compile(r'"((?:[^"]|"")*)"')
+_TEXT_FORMULA = re.compile(r'=(?:"(?:[^"]|"")*"&)*"(?:[^"]|"")*"')
+_PIECE = 120  # characters of text a string constant holds: Excel takes at most 255 (quotes doubled)
+_FORMULA_TEXT_MAX = 3000  # so the formula stays under Excel's 8192 characters
+# What Excel, opening a CSV, turns from text into a number, a date or a time: digits with signs,
+# separators, brackets, a percent or a currency, with at most month names, AM/PM, an exponent
+# or a currency's letters (+79001234567, 0012, 1-2, 03.04, 12:30, 1E5, 3 мая, (5) руб).
+# Erring to "converted" costs nothing: the cell then shows its text through a formula.
+_CONVERTED_CHARS = re.compile(r"[\d\s+\-.,:/()%$€₽]*\d[\d\s+\-.,:/()%$€₽]*")
+_CONVERTED_WORD = re.compile(
+    r"e|a|p|am|pm|г|р|руб|rub|usd|eur"
+    r"|jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|may|june?|july?|aug(ust)?|sept?(ember)?|oct(ober)?"
+    r"|nov(ember)?|dec(ember)?|янв(ар[ья])?|фев(рал[ья])?|мар(та?)?|апр(ел[ья])?|ма[йя]|июн[ья]?|июл[ья]?"
+    r"|авг(уста?)?|сен(т(ябр[ья])?)?|окт(ябр[ья])?|ноя(бр[ья])?|дек(абр[ья])?",
+    re.IGNORECASE,
+)
+_WORD = re.compile(r"[^\W\d_]+")
+_BOOLEANS = frozenset(("истина", "ложь"))  # Russian Excel's TRUE and FALSE
+
+
+def _converted(text: str) -> bool:
+    """Whether Excel opening a CSV would show `text` as something else than this text."""
+    if text.strip().lower() in _BOOLEANS:
+        return True
+    words = _WORD.findall(text)
+    if not all(_CONVERTED_WORD.fullmatch(w) for w in words):
+        return False
+    return _CONVERTED_CHARS.fullmatch(_WORD.sub("", text)) is not None
+
+
+def excel_text(text: str) -> str:
+    """`text` as Excel opening the CSV shows it, the same text. What it would turn into a number
+    or a date (a phone, a code with leading zeros, 20 digits, 03.04) or run as a formula (=, +,
+    -, @) is written as a formula of string constants, ="+79001234567", its quotes doubled so
+    nothing inside can end the constant: Excel shows the text, and computes none of it. A text
+    no such formula can hold (a line break, thousands of characters) keeps inert's apostrophe.
+    A text the import would read otherwise ('=1, taken for an inert =1) is such a formula too."""
+    if not (text[:1] in FORMULA_START or _converted(text) or _active(text) != text):
+        return text
+    if len(text) > _FORMULA_TEXT_MAX or "\n" in text or "\r" in text:
+        return inert(text)
+    pieces = [text[i : i + _PIECE] for i in range(0, len(text), _PIECE)]
+    return "=" + "&".join('"' + p.replace('"', '""') + '"' for p in pieces)
+
+
 def excel_number(x: float) -> str:
     """A number as Russian Excel reads it: 12.5 is "12,5" (an int stays as it is)."""
     return repr(x).replace(".", ",") if isinstance(x, float) else str(x)
@@ -424,12 +482,13 @@ def excel_number(x: float) -> str:
 
 def excel_when(ts: float | None, tz: str) -> str:
     """A moment as Russian Excel reads a date and time, in the site's time zone `tz`."""
-    return "" if ts is None else datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%d.%m.%Y %H:%M:%S")
+    return "" if ts is None else ExcelValue(datetime.fromtimestamp(ts, ZoneInfo(tz)).strftime("%d.%m.%Y %H:%M:%S"))
 
 
 def excel_table(rows: Iterable[Sequence[object]]) -> str:
     """`rows` as the Excel variant: a BOM, then ";"-separated rows. Numbers (int, float) are
-    written with excel_number; every other cell is text, made inert; None is empty."""
+    written with excel_number, an ExcelValue as it is; every other cell is text, written with
+    excel_text so that Excel shows it as it is; None is empty."""
     buf = io.StringIO()
     buf.write("\ufeff")  # Excel reads UTF-8 only by its byte-order mark
     writer = csv.writer(buf, dialect=ExcelRu)
@@ -440,7 +499,9 @@ def excel_table(rows: Iterable[Sequence[object]]) -> str:
                 if v is None
                 else excel_number(v)
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
-                else inert(str(v))
+                else v
+                if isinstance(v, ExcelValue)
+                else excel_text(str(v))
                 for v in row
             ]
         )

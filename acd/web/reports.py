@@ -728,7 +728,7 @@ async def export_summary(request: web.Request) -> web.Response:
     rows: list[list[Any]] = [list(SUMMARY_COLUMNS)]
     for d in report["week"]:
         if first <= d["date"] <= last:
-            when = f"{date.fromisoformat(d['date']):%d.%m.%Y}" if excel else d["date"]
+            when = csvio.ExcelValue(f"{date.fromisoformat(d['date']):%d.%m.%Y}") if excel else d["date"]
             rows.append([when, d["contacts"], *(d[k] for k in _SUMMED)])
     # the period's own total: its service level is not an average of its days'
     rows.append(["total", report["total"], *(report[k] for k in _SUMMED)])
