@@ -35,6 +35,7 @@ from acd.core.model import Presence
 from acd.core.switchboard import Switchboard
 from acd.crm.external import ExternalSync, FinishedFeed, build_adapter
 from acd.crm.provider import DealRatings
+from acd.crm.rerouting import Rerouting
 from acd.crm.service import CrmService, rating_params
 from acd.dispatcher import Dispatcher
 from acd.metrics import Metrics
@@ -125,6 +126,8 @@ async def build(
     app = build_app(services)
     app[CRM] = crm
     app.cleanup_ctx.append(_recompute_ratings_periodically(crm))
+    crm.rerouting = Rerouting(crm, dispatcher, clock)
+    app.cleanup_ctx.append(crm.rerouting.running)
     if external is not None:
         app.cleanup_ctx.append(external.running)  # the push outbox's worker
         app[CRM_SYNC] = external

@@ -3,9 +3,12 @@ contact stands, and why it was routed again."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from api_fixtures import Running
+
+from acd.core.events import Command, OfferContact
 
 HOT_BIG = {"temperature": "hot", "purpose": "purchase", "price_tier": "high"}
 
@@ -35,3 +38,18 @@ async def reroutes(r: Running, cid: str) -> list[str]:
     status, log = await r.call("GET", f"/api/decisions?contact_id={cid}", r.supervisor)
     assert status == 200, log
     return [x["summary"] for x in log["decisions"] if x["kind"] == "reroute"]
+
+
+def offered(r: Running, contact_id: str, manager: str) -> asyncio.Future[None]:
+    """Done once the dispatcher has offered the contact to `manager` (after its commit): for
+    re-routing that runs after the request that caused it has answered (a deactivation, a
+    vacation's midnight)."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def listen(cmd: Command) -> None:
+        mine = isinstance(cmd, OfferContact) and (cmd.contact.id, cmd.manager.id) == (contact_id, manager)
+        if mine and not done.done():
+            done.set_result(None)
+
+    r.server.dispatcher.subscribe(listen)
+    return done

@@ -4,9 +4,8 @@ imported (the composition root does), so the OpenAPI document lists them too."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from datetime import date
 from functools import wraps
 from typing import Any, Literal
@@ -18,7 +17,7 @@ from acd.api import schemas as s
 from acd.api.app import SERVICES, _limit, _me, _visible_contact, api
 from acd.api.routing import ApiError, parse_body, whole_number
 from acd.core import events as ev
-from acd.core.model import Contact, ContactStatus, Outcome
+from acd.core.model import ContactStatus, Outcome
 from acd.crm import csvio
 from acd.crm.model import CrmEvent, Customer, Deal, Vacation
 from acd.crm.service import CrmError, CrmService, RoutingChange
@@ -254,7 +253,7 @@ async def update_customer(request: web.Request) -> web.Response:
     crm = _crm(request)
     before = await crm.customer(request.match_info["customer_id"])
     c = await crm.update_customer(before.id, body.model_dump(exclude_unset=True), _me(request).actor)
-    await _route_again(request, RoutingChange.customer(before, c))
+    await crm.route_again(RoutingChange.customer(before, c))
     return web.json_response(customer_json(c))
 
 
@@ -276,7 +275,7 @@ async def pin_customer(request: web.Request) -> web.Response:
     await request.app[SERVICES].store.audit(
         crm.clock(), me.actor, "pin_customer", c.id, {"manager_id": body.manager_id}
     )
-    await _route_again(request, RoutingChange.customer(before, c))
+    await crm.route_again(RoutingChange.customer(before, c))
     return web.json_response(customer_json(c))
 
 
@@ -324,6 +323,7 @@ async def open_deal(request: web.Request) -> web.Response:
         stage_owner=body.stage_owner,
         by=me.actor,
     )
+    await _crm(request).route_again(RoutingChange.opened(d))
     return web.json_response(deal_json(d), status=201)
 
 
@@ -345,7 +345,7 @@ async def move_deal(request: web.Request) -> web.Response:
     crm = _crm(request)
     before = await crm.deal(request.match_info["deal_id"])
     d = await crm.move(before.id, body.stage, body.stage_owner, _me(request).actor)
-    await _route_again(request, RoutingChange.deal(before, d))
+    await crm.route_again(RoutingChange.deal(before, d))
     return web.json_response(deal_json(d))
 
 
@@ -363,7 +363,7 @@ async def close_deal(request: web.Request) -> web.Response:
     crm = _crm(request)
     before = await crm.deal(request.match_info["deal_id"])
     d = await crm.close(before.id, body.outcome == "won", body.amount, body.reason, _me(request).actor)
-    await _route_again(request, RoutingChange.deal(before, d))
+    await crm.route_again(RoutingChange.deal(before, d))
     return web.json_response(deal_json(d))
 
 
@@ -401,14 +401,15 @@ async def finish_with_deal(request: web.Request) -> web.Response:
                 stage_owner=body.stage_owner,
                 by=me.actor,
             )
+            await crm.route_again(RoutingChange.opened(deal))
         elif body.stage and body.stage != deal.stage:
             before = deal
             deal = await crm.move(deal.id, body.stage, body.stage_owner, me.actor)
-            await _route_again(request, RoutingChange.deal(before, deal))
+            await crm.route_again(RoutingChange.deal(before, deal))
         if body.outcome in ("won", "lost"):
             before = deal
             deal = await crm.close(deal.id, body.outcome == "won", body.amount, body.reason, me.actor)
-            await _route_again(request, RoutingChange.deal(before, deal))
+            await crm.route_again(RoutingChange.deal(before, deal))
     await svc.dispatcher.submit(
         ev.WorkFinished(contact.id, me.manager_id if me.role == "manager" else None, Outcome(body.outcome))
     )
@@ -418,36 +419,6 @@ async def finish_with_deal(request: web.Request) -> web.Response:
     return web.json_response(
         {"contact": contact_json(c) if c else {"id": contact.id}, "deal": deal and deal_json(deal)}
     )
-
-
-# ---- routing again when what the CRM routes by changes -----------------------------
-
-LIVE = (ContactStatus.WAITING, ContactStatus.OFFERED)
-
-
-async def _route_again(request: web.Request, change: RoutingChange | None) -> None:
-    """What the CRM routes repeat customers by changed (`change`: a deal moved on, an account
-    manager, a pin, a rotation, a vacation): every contact it concerns still waiting or being
-    offered is routed again by the CRM's present answer (core: `ContactRerouted`); one being
-    worked is not. Waits until the dispatcher has committed, so the caller's next read sees
-    it. The change stands whatever happens here: a failure is logged, and the contacts go on
-    as they were routed."""
-    if change is None:
-        return
-    svc = request.app[SERVICES]
-    try:
-        live = _live_contacts(svc.dispatcher.board.contacts.values(), change)
-        if not live:
-            return
-        events = await _crm(request).routed_again(live, change, svc.dispatcher.board.policy.default_team)
-        await asyncio.gather(*(svc.dispatcher.submit(e) for e in events))
-    except Exception:
-        log.exception("%s; routing the waiting contacts it concerns again failed", change.reason)
-
-
-def _live_contacts(contacts: Iterable[Contact], change: RoutingChange) -> list[Contact]:
-    """Waiting or offered contacts `change` concerns, not pinned to anyone."""
-    return [c for c in contacts if c.status in LIVE and not c.pinned_to and change.concerns(c) is not None]
 
 
 # ---- vacations and rotation -------------------------------------------------------
@@ -471,7 +442,7 @@ async def add_vacation(request: web.Request) -> web.Response:
     v = await crm.add_vacation(body.manager_id, body.first_day, body.last_day, body.substitute, body.note)
     me = _me(request)
     await request.app[SERVICES].store.audit(crm.clock(), me.actor, "vacation", v.manager_id, vacation_json(v))
-    await _route_again(request, RoutingChange.vacation(v, added=True))
+    await crm.route_again(RoutingChange.vacation(v, added=True))
     return web.json_response(vacation_json(v), status=201)
 
 
@@ -483,7 +454,7 @@ async def delete_vacation(request: web.Request) -> web.Response:
     change = None if number is None else await _crm(request).cancel_vacation(number)
     if change is None:
         raise ApiError(404, "no_such_vacation", f"no vacation {raw}")
-    await _route_again(request, change)
+    await _crm(request).route_again(change)
     return web.json_response({"id": number, "deleted": True})
 
 
@@ -504,7 +475,7 @@ async def rotation(request: web.Request) -> web.Response:
     await request.app[SERVICES].store.audit(
         crm.clock(), me.actor, "rotation", body.from_manager, {**out, "to": body.to}
     )
-    await _route_again(request, change)
+    await crm.route_again(change)
     return web.json_response(out)
 
 
@@ -575,7 +546,9 @@ async def recompute(request: web.Request) -> web.Response:
 )
 @_crm_errors
 async def import_customers(request: web.Request) -> web.Response:
-    report = await _crm(request).import_customers(await _csv_upload(request), _me(request).actor)
+    crm = _crm(request)
+    report = await crm.import_customers(await _csv_upload(request), _me(request).actor)
+    await crm.route_again(report.change)
     return web.json_response(report.json())
 
 
@@ -584,7 +557,9 @@ async def import_customers(request: web.Request) -> web.Response:
 )
 @_crm_errors
 async def import_deals(request: web.Request) -> web.Response:
-    report = await _crm(request).import_deals(await _csv_upload(request), _me(request).actor)
+    crm = _crm(request)
+    report = await crm.import_deals(await _csv_upload(request), _me(request).actor)
+    await crm.route_again(report.change)
     return web.json_response(report.json())
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from acd.config import Deployment
@@ -27,6 +28,9 @@ from acd.crm.provider import DealRatings
 from acd.crm.ratings import DAY, Estimate, Lead, Opportunity, RatingParams, RatingTable, opportunities
 from acd.crm.routing import StageRule, route_repeat
 from acd.ids import new_id
+
+if TYPE_CHECKING:
+    from acd.crm.rerouting import Rerouting
 
 FORECAST_DAYS = 30
 FORECAST_PACE_DAYS = 90
@@ -123,6 +127,7 @@ class ImportReport:
     customers_created: int = 0
     rejected: list[csvio.Rejected] = field(default_factory=list)
     warnings: list[csvio.Rejected] = field(default_factory=list)  # imported rows worth a second look
+    change: RoutingChange | None = None  # what the import changed that repeat customers are routed by
 
     def json(self) -> dict[str, Any]:
         return {
@@ -140,7 +145,8 @@ class RoutingChange:
     concerns (`customers`, None for anyone's: a vacation; and the contacts about `deals`,
     deal id -> customer id); and the facts as they were before it, for the CRM's old answer:
     customers' routing fields (`customers_then`: account_manager, pinned_to), deals
-    (`deals_then`), vacations added since (ids) or removed since.
+    (`deals_then`; `deals_added` since), vacations added since (ids) or removed since, the
+    managers who took contacts (`serving_then`, when that changed).
 
     Example: boris's vacation with substitute vera recorded: RoutingChange("vacation of
     boris, substitute vera, recorded", None, vacations_added=frozenset({7}))."""
@@ -152,6 +158,8 @@ class RoutingChange:
     deals_then: Mapping[str, Deal] = field(default_factory=dict)
     vacations_added: frozenset[int] = frozenset()
     vacations_removed: tuple[Vacation, ...] = ()
+    deals_added: frozenset[str] = frozenset()  # opened (or imported) since: not in the old answer
+    serving_then: frozenset[str] | None = None  # the managers who took contacts before, if that changed
 
     @classmethod
     def deal(cls, before: Deal, after: Deal) -> RoutingChange:
@@ -187,6 +195,37 @@ class RoutingChange:
         if added:
             return cls(f"{who}, recorded", None, vacations_added=frozenset({v.id}))
         return cls(f"{who}, cancelled", None, vacations_removed=(v,))
+
+    @classmethod
+    def opened(cls, deal: Deal) -> RoutingChange:
+        """A deal opened for a customer (from the panel, the API, a contact being worked)."""
+        return cls(
+            f"deal {deal.id} opened in stage {deal.stage!r}",
+            frozenset({deal.customer_id}),
+            {deal.id: deal.customer_id},
+            deals_added=frozenset({deal.id}),
+        )
+
+    @classmethod
+    def boundary(cls, v: Vacation, *, began: bool) -> RoutingChange:
+        """Vacation `v` began or ended (its midnight came, no request at that moment): the old
+        answer is the one without it, or with it still running."""
+        who = f"vacation {v.id} of {v.manager_id}, " + (
+            f"substitute {v.substitute}" if v.substitute else "no substitute"
+        )
+        if began:
+            return cls(f"{who}, begun", None, vacations_added=frozenset({v.id}))
+        return cls(f"{who}, over", None, vacations_removed=(replace(v, ends_at=math.inf),))
+
+    @classmethod
+    def roster(cls, then: Collection[str], now: Collection[str]) -> RoutingChange | None:
+        """Managers deactivated (or removed), or active again: `then` and `now` are the managers
+        taking contacts before and after. None if nobody's changed."""
+        gone, back = sorted(set(then) - set(now)), sorted(set(now) - set(then))
+        if not (gone or back):
+            return None
+        what = [f"{m} deactivated" for m in gone] + [f"{m} active" for m in back]
+        return cls(", ".join(what), None, serving_then=frozenset(then))
 
     def concerns(self, contact: Contact) -> str | None:
         """The customer by whose facts `contact` is routed, if this change concerns it. Only
@@ -227,6 +266,7 @@ class CrmService:
         self._vacations: tuple[float, list[Vacation]] | None = None
         self._vacations_changed = 0  # counts this process's vacation writes (see current_vacations)
         self.external: ExternalRouting | None = None
+        self.rerouting: Rerouting | None = None  # the server's (acd.crm.rerouting), when one runs
         self._recomputing = asyncio.Lock()
         self._closed_meanwhile: list[tuple[list[Opportunity], float]] | None = None
 
@@ -416,13 +456,20 @@ class CrmService:
         """The managers who take contacts at all: a deactivated one serves no customer."""
         return {m.id for m in self._managers().values() if m.active}
 
+    async def route_again(self, change: RoutingChange | None) -> None:
+        """Route again the waiting or offered contacts `change` concerns (see `routed_again`),
+        when this service runs in a server; returns once the dispatcher has committed."""
+        if self.rerouting is not None:
+            await self.rerouting.apply(change)
+
     async def routed_again(
         self, live: Sequence[Contact], change: RoutingChange, default_team: str | None
     ) -> list[ev.ContactRerouted]:
         """How the waiting or offered contacts `live` are to be routed now that `change` changed
-        what the CRM routes them by (a deal moved on, an account manager, a pin, a rotation, a
-        vacation): the CRM's answer for each, by the present facts and by the facts as they
-        were before the change, both by the intake's own path (`_as_repeat` on the contact
+        what the CRM routes them by (a deal opened or moved on, an account manager, a pin, a
+        rotation, an import, a vacation recorded, begun or over, a manager deactivated): the
+        CRM's answer for each, by the present facts and by the facts as they were before the
+        change, both by the intake's own path (`_as_repeat` on the contact
         stripped of its routing). Only contacts whose answer changed are routed again (a
         vacation reaches only the contacts its manager served, or their substitute). The people
         the old answer named give way to the new answer's; anyone else the contact was for (the
@@ -436,10 +483,13 @@ class CrmService:
         now = self.clock()
         vacations = await self.current_vacations(now)
         then_vacations = change.vacations_then(vacations, now)
-        if not (change.customers_then or change.deals_then) and _covering(vacations, now) == _covering(
+        facts_changed = change.customers_then or change.deals_then or change.deals_added
+        if not (facts_changed or change.serving_then is not None) and _covering(vacations, now) == _covering(
             then_vacations, now
         ):
             return []  # a vacation that does not cover now: nobody's answer changed
+        serving = self._serving()
+        then_serving = serving if change.serving_then is None else set(change.serving_then)
         facts: dict[str, tuple[Customer, list[Deal]] | None] = {}
         out = []
         for c in live:
@@ -459,10 +509,10 @@ class CrmService:
                 account_manager=then.get("account_manager", customer.account_manager),
                 pinned_to=then.get("pinned_to", customer.pinned_to),
             )
-            then_deals = [change.deals_then.get(d.id, d) for d in deals]
+            then_deals = [change.deals_then.get(d.id, d) for d in deals if d.id not in change.deals_added]
             bare = evolve(c, preferred=(), team=None, first_wait=None, override=False)
-            new = self._as_repeat(bare, customer, deals, vacations, now)
-            old = self._as_repeat(bare, then_customer, then_deals, then_vacations, now)
+            new = self._as_repeat(bare, customer, deals, vacations, now, serving)
+            old = self._as_repeat(bare, then_customer, then_deals, then_vacations, now, then_serving)
             if _answer(new) == _answer(old):
                 continue
             others = [p for p in c.preferred if p not in old.preferred]
@@ -485,9 +535,16 @@ class CrmService:
         return out
 
     def _as_repeat(
-        self, contact: Contact, customer: Customer, deals: list[Deal], vacations: list[Vacation], now: float
+        self,
+        contact: Contact,
+        customer: Customer,
+        deals: list[Deal],
+        vacations: list[Vacation],
+        now: float,
+        serving: Collection[str] | None = None,
     ) -> Contact:
-        routed = route_repeat(customer, deals, self._stages(), vacations, now, self._serving())
+        serving = self._serving() if serving is None else serving
+        routed = route_repeat(customer, deals, self._stages(), vacations, now, serving)
         payload: dict[str, object] = {**contact.payload, "crm": routed.reason, "routed_by": "repeat"}
         if routed.deal_id:
             payload["deal_id"] = routed.deal_id
@@ -757,6 +814,8 @@ class CrmService:
         was = next((v for v in await self.repo.list_vacations(ending_after=self.clock()) if v.id == n), None)
         if not await self.delete_vacation(n):
             return None
+        if self.rerouting is not None:
+            self.rerouting.vacation_cancelled(n)
         return RoutingChange.vacation(was or Vacation(n, "", 0.0, 0.0), added=False)
 
     async def add_vacation(
@@ -770,7 +829,10 @@ class CrmService:
         if last < first:
             raise CrmError("invalid", "last: before first")
         v = Vacation(0, manager_id, self.day_start(first), self.day_start(last + timedelta(days=1)), substitute, note)
-        return await self._vacation_write(self.repo.add_vacation(v))
+        v = await self._vacation_write(self.repo.add_vacation(v))
+        if self.rerouting is not None:  # its midnights route its manager's waiting customers again
+            self.rerouting.vacation_recorded(v)
+        return v
 
     async def rotate(self, leaving: str, to: Sequence[str], by: str, open_deals: bool = True) -> dict[str, Any]:
         """Hand a leaving manager's customers (those they are the account manager of, and
@@ -953,6 +1015,7 @@ class CrmService:
         parsed = csvio.parse_customers(text, self.region, self._managers())
         report = ImportReport(rejected=list(parsed.rejected))
         now = self.clock()
+        then: dict[str, Mapping[str, str | None]] = {}
         for row in parsed.customers:
             c = Customer(
                 id=row.id or new_id(),
@@ -982,7 +1045,13 @@ class CrmService:
                 continue
             report.imported += 1
             report.customers_created += existing is None
+            if existing is not None and (was := RoutingChange.customer(existing, c)) is not None:
+                then[c.id] = {**was.customers_then[c.id], **then.get(c.id, {})}  # a row seen twice: the first
         report.rejected.sort(key=lambda r: r.line)
+        if then:
+            report.change = RoutingChange(
+                f"customers imported: {len(then)} with another account manager", frozenset(then), customers_then=then
+            )
         return report
 
     async def import_deals(self, text: str, by: str = "import") -> ImportReport:
@@ -1036,6 +1105,7 @@ class CrmService:
         report.imported = len(deals)
         report.customers_created = len(new_customers)
         report.rejected.sort(key=lambda r: r.line)
+        report.change = _imported_deals(deals, stored, set(new_customers))
         await self.recompute()
         return report
 
@@ -1083,6 +1153,38 @@ class CrmService:
         """Every deal as CSV: plain, or `excel` for Excel with Russian regional settings."""
         d = self.deployment
         return csvio.deals_csv(await self.repo.all_deals(), d.tz, d.policy.segment_keys, excel=excel)
+
+
+def _imported_deals(deals: Sequence[Deal], stored: Mapping[str, Deal], fresh: Collection[str]) -> RoutingChange | None:
+    """What a deals import changed that repeat customers are routed by: deals opened for a
+    customer we knew, and stored deals whose stage, status or people it changed (their first
+    state, for a deal the file names twice). None if nothing."""
+    customers: dict[str, str] = {}
+    then: dict[str, Deal] = {}
+    added: set[str] = set()
+    for d in deals:
+        old = stored.get(d.id)
+        if old is None:
+            if d.status is DealStatus.OPEN and d.customer_id not in fresh and d.id not in customers:
+                added.add(d.id)
+                customers[d.id] = d.customer_id
+        elif _routing_of(old) != _routing_of(d) and d.id not in then:
+            then[d.id] = old
+            customers[d.id] = d.customer_id
+    if not customers:
+        return None
+    return RoutingChange(
+        f"deals imported: {len(added)} opened, {len(then)} changed",
+        frozenset(customers.values()),
+        customers,
+        deals_then=then,
+        deals_added=frozenset(added),
+    )
+
+
+def _routing_of(d: Deal) -> tuple[object, ...]:
+    """What routing reads of a deal (acd.crm.routing.route_repeat)."""
+    return (d.status, d.stage, d.stage_owner, d.owner, d.last_activity, d.stage_since)
 
 
 def _what_changed(before: Deal, after: Deal) -> str:
