@@ -1,4 +1,4 @@
-"""Adapter: the `acd` command line (serve, check-config, token, user)."""
+"""Adapter: the `acd` command line (serve, check-config, token create/revoke, user)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--label", default="")
     t.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     t.add_argument("--db")
+    t = tsub.add_parser("revoke", help="revoke a token for good (a leaked one, a leaver's)")
+    t.add_argument("token", nargs="?", default="-", help="the token; - or nothing: read it from standard input")
+    t.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    t.add_argument("--db")
 
     p = sub.add_parser("user", help="sign-in accounts for the web panels")
     usub = p.add_subparsers(dest="user_command", required=True)
@@ -83,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in telephony_cli.COMMANDS:
         return telephony_cli.run(args)
     if args.command == "token":
-        return asyncio.run(create_token(args))
+        return asyncio.run(create_token(args) if args.token_command == "create" else revoke_token(args))
     logs.setup(json_lines=args.log_json)
     from acd.app import serve
     from acd.config import ConfigError
@@ -155,6 +159,31 @@ async def create_token(args: argparse.Namespace) -> int:
             print(await store.create_token(args.role, args.manager, args.label))
     except ConfigError as err:
         return problems(err)
+    return 0
+
+
+async def revoke_token(args: argparse.Namespace) -> int:
+    """In the database the server uses (the same --config/--db as `serve`). A running server
+    still accepts the token for up to 10 s (its token cache); `POST /api/tokens/revoke`
+    stops it at once on the node that takes the request."""
+    import time
+
+    from acd.config import ConfigError
+
+    # from standard input, the token stays out of the shell's history and `ps`
+    token = (sys.stdin.readline() if args.token == "-" else args.token).strip()
+    if not token:
+        print("no token given", file=sys.stderr)
+        return 2
+    try:
+        async with deployment_and_store(args.config, args.db) as (_, store):
+            if not await store.revoke_token(token):
+                print("no live token like this (unknown, or revoked already)", file=sys.stderr)
+                return 1
+            await store.audit(time.time(), "cli", "revoke_token", "token", {})
+    except ConfigError as err:
+        return problems(err)
+    print("revoked")
     return 0
 
 

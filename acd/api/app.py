@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import Field
 
 from acd.api import schemas as s
 from acd.api.intake import Intake
@@ -625,6 +626,23 @@ async def create_token(request: web.Request) -> web.Response:
         svc.clock(), _me(request).actor, "create_token", body.manager_id or body.role, {"label": body.label}
     )
     return web.json_response({"token": token, "role": body.role, "manager_id": body.manager_id}, status=201)
+
+
+class TokenRevokeIn(s.Body):
+    token: str = Field(min_length=1, max_length=200)
+
+
+@api.add(
+    "POST", "/api/tokens/revoke", "Revoke an API token (a leaked one, a leaver's)", role="admin", body=TokenRevokeIn
+)
+async def revoke_token(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    body = await parse_body(request, TokenRevokeIn)
+    if not await svc.store.revoke_token(body.token):
+        raise ApiError(404, "no_such_token", "no live token like this (unknown, or revoked already)")
+    svc.tokens.forget()  # at once on this node; other nodes' caches let it go within their ttl
+    await svc.store.audit(svc.clock(), _me(request).actor, "revoke_token", "token", {})
+    return web.json_response({"revoked": True})
 
 
 @api.add("GET", "/api/config", "The routing policy in force", role="supervisor")

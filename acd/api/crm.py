@@ -224,8 +224,10 @@ async def lookup(request: web.Request) -> web.Response:
 )
 @_crm_errors
 async def list_customers(request: web.Request) -> web.Response:
+    # a manager lists only their own customers (as /api/contacts only their own contacts):
+    # the whole base is the supervisor's export, not a leaving seller's download
     rows = await _crm(request).repo.list_customers(
-        request.query.get("q") or None, request.query.get("account_manager") or None, _limit(request)
+        request.query.get("q") or None, _mine_or(request, "account_manager"), _limit(request)
     )
     return web.json_response({"customers": [customer_json(c) for c in rows]})
 
@@ -296,9 +298,23 @@ async def list_deals(request: web.Request) -> web.Response:
     if status not in (None, "open", "won", "lost"):
         raise ApiError(400, "invalid", "status: one of open, won, lost")
     rows = await _crm(request).repo.list_deals(
-        status, request.query.get("owner") or None, request.query.get("customer_id") or None, _limit(request)
+        status, _mine_or(request, "owner"), request.query.get("customer_id") or None, _limit(request)
     )
     return web.json_response({"deals": [deal_json(d) for d in rows]})
+
+
+def _mine_or(request: web.Request, name: str) -> str | None:
+    """A manager's own id; for a supervisor or admin, the query's `name` filter (or none)."""
+    me = _me(request)
+    return me.manager_id if me.role == "manager" else request.query.get(name) or None
+
+
+def _may_change(request: web.Request, deal: Deal) -> None:
+    """A manager changes only a deal they own or whose current stage they hold; else 403.
+    (Closing a colleague's deal as lost would cut their rating, by which routing chooses.)"""
+    me = _me(request)
+    if me.role == "manager" and me.manager_id not in (deal.owner, deal.stage_owner):
+        raise ApiError(403, "forbidden", f"deal {deal.id} is neither yours nor in a stage you hold")
 
 
 @api.add("POST", "/api/crm/deals", "Open a deal from a contact or for a customer", "manager", body=DealIn, tag="crm")
@@ -306,6 +322,8 @@ async def list_deals(request: web.Request) -> web.Response:
 async def open_deal(request: web.Request) -> web.Response:
     body = await parse_body(request, DealIn)
     me = _me(request)
+    if me.role == "manager" and body.owner not in (None, me.manager_id):
+        raise ApiError(403, "forbidden", "a manager opens deals for themself (owner: leave it out)")
     contact = None
     if body.contact_id:
         svc = request.app[SERVICES]
@@ -344,6 +362,7 @@ async def move_deal(request: web.Request) -> web.Response:
     body = await parse_body(request, StageIn)
     crm = _crm(request)
     before = await crm.deal(request.match_info["deal_id"])
+    _may_change(request, before)
     d = await crm.move(before.id, body.stage, body.stage_owner, _me(request).actor)
     await crm.route_again(RoutingChange.deal(before, d))
     return web.json_response(deal_json(d))
@@ -362,6 +381,7 @@ async def close_deal(request: web.Request) -> web.Response:
     body = await parse_body(request, CloseIn)
     crm = _crm(request)
     before = await crm.deal(request.match_info["deal_id"])
+    _may_change(request, before)
     d = await crm.close(before.id, body.outcome == "won", body.amount, body.reason, _me(request).actor)
     await crm.route_again(RoutingChange.deal(before, d))
     return web.json_response(deal_json(d))

@@ -60,16 +60,23 @@ class TokenCache:
 
 
 class RateLimiter:
-    """A token bucket per key: `per_minute` requests a minute, bursts up to that many.
+    """A token bucket per key: `per_minute` requests a minute, bursts up to that many (or
+    up to `burst`, for a slow rate that must still allow a few tries at once).
 
     At most `max_keys` keys are remembered; past that the one checked longest ago is
     forgotten (it starts again with a full bucket). So a flood from more addresses than
     that costs bounded memory and O(1) a request: pruning every idle key at once did
     nothing, and ran again on every request, once all of them were active."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
+        burst: int | None = None,
+    ) -> None:
         self.rate = per_minute / 60.0
-        self.burst = float(max(1, per_minute))
+        self.burst = float(max(1, per_minute if burst is None else burst))
         self.max_keys = max_keys
         self._clock = clock
         # in the order of their last check; an OrderedDict, because taking a plain dict's

@@ -73,6 +73,7 @@ class Session:
     csrf: str
     expires_at: float
     last_seen_at: float
+    created_at: float  # the sign-in: the session's lifetime counts from it
 
 
 def _hash(secret: str) -> str:
@@ -212,7 +213,9 @@ class Accounts:
         row = await self._store._row(query)
         if row is None or row["disabled_at"] is not None:
             return None
-        return Session(_account(row), row["csrf"], row["expires_at"], row["last_seen_at"])
+        return Session(
+            _account(row), row["csrf"], row["expires_at"], row["last_seen_at"], row[web_sessions.c.created_at]
+        )
 
     async def touch_session(self, secret: str, now: float, expires_at: float) -> None:
         statement = (

@@ -1,6 +1,7 @@
 """Adapter: signing in from a browser. Accounts with argon2 passwords, a session per sign-in
 in an HttpOnly SameSite=Strict Secure cookie, and a CSRF token per session that every
-state-changing cookie-authenticated request must echo in `X-CSRF-Token`.
+state-changing cookie-authenticated request must echo in `X-CSRF-Token`. A session ends
+after `SESSION_IDLE` unused and, used or not, `SESSION_LIFETIME` after its sign-in.
 
 Bearer-token callers are untouched: the API's auth middleware asks `browser_identity` only
 when there is no `Authorization` header.
@@ -8,9 +9,12 @@ when there is no `Authorization` header.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +34,10 @@ log = logging.getLogger("acd.web")
 COOKIE = "acd_session"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_IDLE = 12 * 3600.0  # a session nobody used for this long ends
+# A session ends this long after its sign-in however busy it is, so a stolen cookie (or a
+# panel left signed in on a shared computer) is not good for ever: a week, so a manager
+# signs in about once a week and never in the middle of a working day they began with one.
+SESSION_LIFETIME = 7 * 86400.0
 TOUCH_EVERY = 300.0  # how stale `last_seen_at` may get before a request extends the session
 CACHE_TTL = 5.0  # seconds a looked-up session is trusted without the database
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -37,6 +45,40 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ACCOUNTS = web.AppKey("accounts", Accounts)
 LOGIN_LIMIT = web.AppKey("login_limit", RateLimiter)
 SESSIONS = web.AppKey("session_cache", dict)
+ACCOUNT_LIMIT = web.AppKey("account_sign_in_limit", RateLimiter)
+
+# Sign-in attempts per account, whichever addresses they come from: ACCOUNT_BURST at once,
+# then one a minute, so a guess spread over many addresses gets about 1,400 tries a day
+# instead of 20 a minute from each address. The limit slows rather than locks: the account
+# is never refused for longer than a minute (Retry-After), and an address that signed in to
+# it in the last KNOWN_FOR is not counted at all, so the attack cannot keep a real user out
+# from their usual office or home. In memory, per node, like the other limits.
+ACCOUNT_BURST = 10
+ACCOUNT_PER_MINUTE = 1
+KNOWN_FOR = 30 * 86400.0
+
+
+class KnownAddresses:
+    """The client addresses (limit keys) that signed in to each account lately, the most
+    recent `max_entries` of them: these are not held back by the account's limit."""
+
+    def __init__(self, keep_for: float = KNOWN_FOR, max_entries: int = 100_000) -> None:
+        self.keep_for = keep_for
+        self.max_entries = max_entries
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def has(self, username: str, address: str) -> bool:
+        at = self._seen.get((username, address))
+        return at is not None and time.monotonic() - at < self.keep_for
+
+    def add(self, username: str, address: str) -> None:
+        self._seen[(username, address)] = time.monotonic()
+        self._seen.move_to_end((username, address))
+        if len(self._seen) > self.max_entries:
+            self._seen.popitem(last=False)
+
+
+KNOWN_ADDRESSES = web.AppKey("known_sign_in_addresses", KnownAddresses)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +87,7 @@ class WebIdentity(Identity):
 
     username: str = ""
     csrf: str = ""
+    ends_at: float = 0.0  # wall clock: the session's end by SESSION_LIFETIME, however busy
 
     @property
     def actor(self) -> str:
@@ -108,7 +151,7 @@ async def browser_identity(request: web.Request) -> Identity | None:
         if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
             raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER}: reload the page")
     a = session.account
-    return WebIdentity(a.role, a.manager_id, a.username, session.csrf)
+    return WebIdentity(a.role, a.manager_id, a.username, session.csrf, session.created_at + SESSION_LIFETIME)
 
 
 async def _session(request: web.Request, secret: str) -> Session | None:
@@ -117,15 +160,25 @@ async def _session(request: web.Request, secret: str) -> Session | None:
     now = time.time()
     hit = cache.get(secret)
     if hit is not None and hit[0] > now:
-        return hit[1]
+        return _alive(hit[1], now)
     app[SERVICES].bad_credentials.refuse_if_spent(limit_key(request))  # before the look-up
     accounts = app[ACCOUNTS]
-    session = await accounts.session(secret, now)
+    session = _alive(await accounts.session(secret, now), now)
     if session is not None and now - session.last_seen_at > TOUCH_EVERY:
-        await accounts.touch_session(secret, now, now + SESSION_IDLE)
+        # never past the lifetime, so the row expires (and is swept) by then on every node
+        await accounts.touch_session(secret, now, min(now + SESSION_IDLE, session.created_at + SESSION_LIFETIME))
     if len(cache) > 10_000:
         cache.clear()
     cache[secret] = (now + CACHE_TTL, session)
+    return session
+
+
+def _alive(session: Session | None, now: float) -> Session | None:
+    """The session unless its lifetime is over: checked here, not only through `expires_at`,
+    because a cached session outlives its row and a session extended before this limit
+    existed may have an idle deadline past it."""
+    if session is None or now >= session.created_at + SESSION_LIFETIME:
+        return None
     return session
 
 
@@ -153,19 +206,49 @@ def _set_cookie(response: web.Response, secret: str) -> None:
     tag="web",
 )
 async def login(request: web.Request) -> web.Response:
-    request.app[LOGIN_LIMIT].check(limit_key(request))
+    address = limit_key(request)
+    request.app[LOGIN_LIMIT].check(address)
+    _json_only(request)
     body = await parse_body(request, LoginIn)
+    known = request.app[KNOWN_ADDRESSES]
+    if not known.has(body.username, address):
+        request.app[ACCOUNT_LIMIT].check(body.username)
     accounts = request.app[ACCOUNTS]
     account = await accounts.check_password(body.username, body.password)
     if account is None:
-        log.info("failed sign-in for %r from %s", body.username, request.remote)
+        log.info("refused sign-in to %s from %s", await _attempted(accounts, body.username), request.remote)
         raise ApiError(401, "bad_credentials", "wrong username or password")
+    known.add(account.username, address)
     secret, csrf = await accounts.open_session(account.username, SESSION_IDLE)
     svc = request.app[SERVICES]
     await svc.store.audit(svc.clock(), f"{account.role}:{account.username}", "login", account.username, {})
     response = web.json_response({**account_json(account), "csrf": csrf})
     _set_cookie(response, secret)
     return response
+
+
+# Keyed per process: the same unknown name logs the same tag, so repeated tries show, but the
+# tag is no oracle: a password typed as the username cannot be checked against it offline.
+_LOG_KEY = secrets.token_bytes(16)
+
+
+async def _attempted(accounts: Accounts, username: str) -> str:
+    """What the log says about a refused sign-in's username. Never the text as typed: it is
+    often the password, typed into the wrong box."""
+    account = await accounts.get(username)
+    if account is not None:
+        return f"account {account.username}" + (" (disabled)" if account.disabled else "")
+    tag = hmac.new(_LOG_KEY, username.encode(), hashlib.sha256).hexdigest()[:8]
+    return f"an unknown username (tag {tag})"  # not even its length: a password's would show
+
+
+def _json_only(request: web.Request) -> None:
+    """Sign-in takes only a JSON body. A page on another site can post a form (text/plain
+    holds a JSON object too) but not `application/json` without a CORS preflight, which
+    this route never answers: so no site signs a visitor's browser in as someone else
+    (login CSRF), and there is no session yet whose CSRF token could stop it."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
 
 
 @api.add("POST", "/api/auth/logout", "Sign out: ends this browser session", role="manager", tag="web")
@@ -217,6 +300,8 @@ async def change_password(request: web.Request) -> web.Response:
     me = _me(request)
     if not isinstance(me, WebIdentity):
         raise ApiError(400, "not_an_account", "a bearer token has no password")
+    # each try costs an argon2 hash, and a stolen session must not guess the password with it
+    request.app[LOGIN_LIMIT].check(f"password:{me.username}")
     body = await parse_body(request, PasswordIn)
     accounts = request.app[ACCOUNTS]
     if await accounts.check_password(me.username, body.current) is None:
@@ -288,5 +373,7 @@ def install(app: web.Application, accounts: Accounts) -> None:
 
     app[ACCOUNTS] = accounts
     app[LOGIN_LIMIT] = RateLimiter(20)
+    app[ACCOUNT_LIMIT] = RateLimiter(ACCOUNT_PER_MINUTE, burst=ACCOUNT_BURST)
+    app[KNOWN_ADDRESSES] = KnownAddresses()
     app[SESSIONS] = {}
     app[BROWSER_AUTH] = browser_identity

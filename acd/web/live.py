@@ -14,6 +14,9 @@ Messages (server → browser), all JSON objects with a `type`:
     notice    {kind, text}                             auto_pause, reassigned_to, reassigned_away
     me        {manager, now}                           my state changed
     changed   {now}                                    something changed: supervisors refresh
+
+A browser session's feed is closed (code 4001) when the session's lifetime ends, as its next
+request would be refused; the panel's reconnection then meets the 401 of any other request.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,10 +38,12 @@ from acd.api.routing import ApiError
 from acd.api.security import Identity
 from acd.api.views import contact_json, manager_json
 from acd.core import events as ev
+from acd.web.auth import WebIdentity
 
 log = logging.getLogger("acd.web.live")
 TICK = 1.0
 QUEUE_LIMIT = 200  # a browser this far behind is disconnected; it reconnects and catches up
+SESSION_OVER = 4001  # the close code when the browser session's lifetime ends
 
 
 @dataclass(eq=False)
@@ -154,23 +160,51 @@ HUB = web.AppKey("live_hub", Hub)
 @api.add("GET", "/api/ws", "Live updates for the panels (WebSocket; see acd.web.live)", role="manager", tag="web")
 async def live(request: web.Request) -> web.StreamResponse:
     origin = request.headers.get("Origin")
-    if origin and URL(origin).host != request.url.host:
+    if origin is not None and not _own_origin(origin, request):
+        # worth a line: behind a TLS proxy not in server.trusted_proxies (or one that does not
+        # pass Host), every panel's feed is refused like this
+        log.warning("live feed refused to a page of %r: this server is %s", origin[:100], _origin_of(request.url))
         raise ApiError(403, "forbidden", "the live feed is for this site's own pages")
+    identity = request[IDENTITY]
     hub = request.app[HUB]
     ws = web.WebSocketResponse(heartbeat=25.0)
     await ws.prepare(request)
-    client = Client(request[IDENTITY], ws)
+    client = Client(identity, ws)
     hub.clients.add(client)
     hub.hello(client)
     pump = asyncio.create_task(_pump(client))
+    # a bearer token has no end of its own: revoked, it is refused at the next connect
+    ends_in = identity.ends_at - time.time() if isinstance(identity, WebIdentity) else None
     try:
-        async for msg in ws:
-            if msg.type is WSMsgType.TEXT and msg.data == "ping":
-                await ws.send_str('{"type":"pong"}')
+        async with asyncio.timeout(ends_in):
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT and msg.data == "ping":
+                    await ws.send_str('{"type":"pong"}')
+    except TimeoutError:
+        await ws.close(code=SESSION_OVER, message=b"session over: sign in again")
     finally:
         hub.clients.discard(client)
         pump.cancel()
     return ws
+
+
+def _own_origin(origin: str, request: web.Request) -> bool:
+    """Whether a page of `origin` is one of this server's own: scheme, host and port all
+    alike. Not the host alone, nor `web.allowed_origins` (the sites that post forms):
+    SameSite counts neither the port nor the scheme, nor a sibling subdomain, so the
+    session cookie goes along from another service on the host, or from the company's
+    website, whose pages must not read a manager's feed. The server's own origin is the
+    Host the client asked for, with the scheme a trusted proxy reports (acd.api.proxies)."""
+    try:
+        theirs = URL(origin)
+    except ValueError:
+        return False
+    return theirs.absolute and _origin_of(theirs) == _origin_of(request.url)
+
+
+def _origin_of(url: URL) -> str:
+    # yarl gives the scheme's default port when none is written, so :443 and none compare alike
+    return f"{url.scheme}://{url.host}:{url.port}" if url.absolute else ""
 
 
 async def _pump(client: Client) -> None:

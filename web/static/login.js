@@ -14,7 +14,15 @@ applyI18n(document);
 
 function landing(role) {
   const next = new URLSearchParams(location.search).get("next");
-  if (next && next.startsWith("/") && !next.startsWith("//")) return next;
+  // a page of this site only: "/\evil.example" and "/\t/evil.example" start with one "/",
+  // but the browser reads them as "//evil.example", another site
+  let url = null;
+  try {
+    url = next && next.startsWith("/") ? new URL(next, location.origin) : null;
+  } catch {
+    url = null;
+  }
+  if (url && url.origin === location.origin) return url.pathname + url.search + url.hash;
   return { manager: "/panel", supervisor: "/dashboard", admin: "/dashboard" }[role] || "/panel";
 }
 
