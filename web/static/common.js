@@ -181,9 +181,11 @@ export class Live {
       if (msg.now) clock.sync(msg.now);
       this.onMessage(msg);
     };
-    ws.onclose = () => {
+    ws.onclose = (e) => {
       this.onStatus(false);
       if (this.closed) return;
+      // 4001: the session's lifetime is over (acd/web/live.py); reconnecting would only get 401s
+      if (e.code === 4001) return toLogin();
       setTimeout(() => this.connect(), this.delay);
       this.delay = Math.min(this.delay * 2, 15000);
     };
