@@ -289,7 +289,13 @@ async def twilio_incoming(request: web.Request) -> web.Response:
     flow = svc.deployment.flows.get(flow_name) or next(iter(svc.deployment.flows.values()))
     run = IvrRun(flow, dialled=form.get("To", "").lstrip("+"))
     await MessagingStore(svc.store).save_call(
-        form.get("CallSid", ""), None, form.get("From", ""), form.get("To", ""), "ivr", svc.clock()
+        form.get("CallSid", ""),
+        None,
+        form.get("From", ""),
+        form.get("To", ""),
+        "ivr",
+        svc.clock(),
+        final=FINAL_STATUSES,
     )
     return await _step(request, run, flow, None, form)
 
@@ -340,12 +346,19 @@ async def _queue_call(svc: Services, done: Done, form: dict[str, str]) -> Contac
     if svc.enrich is not None:
         contact = await svc.enrich(contact)
     stored, created = await svc.store.create_contact(contact, f"twilio:{call_sid}")
-    await MessagingStore(svc.store).save_call(
-        call_sid, stored.id, form.get("From", ""), form.get("To", ""), "queued", now
-    )
     if created:
+        # posted before the call's row names the contact: a status callback that then ends it
+        # posts its end after this arrival (`_close`)
         svc.dispatcher.post(ev.ContactArrived(stored))
         log.info("Twilio call %s queued as contact %s", call_sid, stored.id, extra={"contact_id": stored.id})
+    call = await MessagingStore(svc.store).save_call(
+        call_sid, stored.id, form.get("From", ""), form.get("To", ""), "queued", now, final=FINAL_STATUSES
+    )
+    if call["status"] in FINAL_STATUSES:
+        # the caller hung up as the IVR ended, and the status callback came first: it found
+        # no contact to end, so the contact ends here
+        log.info("Twilio call %s ended (%s) before it was queued", call_sid, call["status"])
+        await _close(svc, stored.id, "caller hung up")
     return stored
 
 
@@ -447,15 +460,15 @@ async def twilio_status(request: web.Request) -> web.Response:
     form = await _signed(request)
     svc = request.app[SERVICES]
     sid, status = form.get("CallSid", ""), form.get("CallStatus", "")
-    store = MessagingStore(svc.store)
-    call = await store.get_call(sid)
-    if call is not None and call["status"] in FINAL_STATUSES:
-        # Twilio's status callbacks may come out of order: a late "ringing" or "in-progress"
-        # must not bring an ended call back to life (nor a second final status replace the first)
+    # Twilio's status callbacks may come out of order: a late "ringing" or "in-progress" must
+    # not bring an ended call back to life (nor a second final status replace the first). The
+    # store decides in the write itself, since the action callbacks come at the same time.
+    call = await MessagingStore(svc.store).save_call(
+        sid, None, form.get("From", ""), form.get("To", ""), status, svc.clock(), final=FINAL_STATUSES
+    )
+    if call["status"] != status:
         log.info("Twilio call %s: status %s after %s kept as %s", sid, status, call["status"], call["status"])
-    else:
-        await store.save_call(sid, None, form.get("From", ""), form.get("To", ""), status, svc.clock())
-    if call is not None and call["contact_id"] and status in FINAL_STATUSES:
+    if call["contact_id"] and status in FINAL_STATUSES:
         await _close(svc, call["contact_id"], "caller hung up")
     return _twiml(VoiceResponse())
 
@@ -591,6 +604,11 @@ async def _close(svc: Services, contact_id: str, reason: str) -> None:
     """The caller's call is over: a contact being talked to is finished, else abandoned (`reason`)."""
     c = await _committed(svc, contact_id)
     if c is None:
+        # Not open here: over already, or its arrival is still queued (`_queue_call` posts it
+        # before naming it in the call's row), or on its way from another node. Its end, posted
+        # after the arrival, ends it then; the core ignores the end of a contact it has finished.
+        if contact_id:
+            svc.dispatcher.post(ev.ContactAbandoned(contact_id, reason))
         return
     if c.status is ContactStatus.ASSIGNED:
         svc.dispatcher.post(ev.WorkFinished(c.id, c.assigned_to))

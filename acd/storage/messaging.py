@@ -16,7 +16,7 @@ branch); the repository writes through the store's connections and its SQLite wr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -356,20 +356,35 @@ class MessagingStore:
     # ---- Twilio calls ---------------------------------------------------------------
 
     async def save_call(
-        self, call_sid: str, contact_id: str | None, caller: str, called: str, status: str, at: float
-    ) -> None:
+        self,
+        call_sid: str,
+        contact_id: str | None,
+        caller: str,
+        called: str,
+        status: str,
+        at: float,
+        *,
+        final: Collection[str] = (),
+    ) -> dict[str, Any]:
+        """Record a call's status (and its contact, once known) and return its row as it stands
+        after the write (`status`, `contact_id`). One statement, so two webhooks for the same
+        call at once (Twilio sends status and action callbacks concurrently, to any node)
+        cannot both read the old row and have the second write undo the first: a status in
+        `final` is never replaced, and a write that names no contact keeps the one named."""
         row = {"call_sid": call_sid, "contact_id": contact_id, "caller": caller, "called": called, "status": status}
+        c = twilio_calls.c
         statement = self._store._insert(twilio_calls)
         statement = statement.on_conflict_do_update(
             index_elements=["call_sid"],
             set_={
-                "status": statement.excluded.status,
+                "status": sa.case((c.status.in_(sorted(final)), c.status), else_=statement.excluded.status),
                 "updated_at": statement.excluded.updated_at,
-                "contact_id": sa.func.coalesce(statement.excluded.contact_id, twilio_calls.c.contact_id),
+                "contact_id": sa.func.coalesce(statement.excluded.contact_id, c.contact_id),
             },
-        )
+        ).returning(c.status, c.contact_id)
         async with self._store._write() as conn:
-            await conn.execute(statement, {**row, "updated_at": at})
+            stored = (await conn.execute(statement, {**row, "updated_at": at})).mappings().one()
+        return dict(stored)
 
     async def get_call(self, call_sid: str) -> dict[str, Any] | None:
         row = await self._store._row(sa.select(twilio_calls).where(twilio_calls.c.call_sid == call_sid))

@@ -324,6 +324,13 @@ class Callbacks:
             )
         cb.status, cb.next_at, cb.updated_at = "queued", None, self.clock()
         await self.tstore.save_callback(cb)
+        if existing is not None:
+            # Stored waiting before it is posted, as intake stores a new contact: the core
+            # writes nothing for a contact that arrives already waiting, so without this the
+            # row stays finished, and a dispatcher that drops the batch and reads the store
+            # back (`Dispatcher._resync`), or a restart, would not find it in the queue. The
+            # request is marked queued first: cut in between, a restart queues it again.
+            await self.store.apply([stored], [], [], [])
         self.dispatcher.post(ev.ContactArrived(stored))
 
     # ---- the core's commands -----------------------------------------------------------
