@@ -4,14 +4,16 @@ imported (the composition root does), so the OpenAPI document lists them too."""
 
 from __future__ import annotations
 
+import csv
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from functools import wraps
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from acd.api import schemas as s
 from acd.api.app import SERVICES, _limit, _me, _visible_contact, api
@@ -56,12 +58,22 @@ class CustomerIn(s.Body):
 
 
 class CustomerPatch(s.Body):
+    """Only the fields given change. Only `account_manager` may be null (no account manager);
+    the default None of the others means "not given", never a value to store."""
+
     name: str | None = Field(None, min_length=1, max_length=300)
     kind: Literal["company", "person"] | None = None
     phones: list[str] | None = Field(None, max_length=20)
     emails: list[str] | None = Field(None, max_length=20)
     account_manager: str | None = None
     note: str | None = Field(None, max_length=4000)
+
+    @field_validator("name", "kind", "phones", "emails", "note", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null (leave it out to keep it)")
+        return value
 
 
 class PinIn(s.Body):
@@ -104,10 +116,14 @@ class FinishDealIn(s.Body):
     reason: str = Field("", max_length=1000)
 
 
+# The days a vacation may name: any real one. Its end, the day after last_day, must stay a date (9999-12-31 was a 500)
+VacationDay = Annotated[date, Field(ge=date(2000, 1, 1), le=date(2999, 12, 31))]
+
+
 class VacationIn(s.Body):
     manager_id: str
-    first_day: date
-    last_day: date
+    first_day: VacationDay
+    last_day: VacationDay
     substitute: str | None = None
     note: str = Field("", max_length=1000)
 
@@ -567,7 +583,8 @@ async def recompute(request: web.Request) -> web.Response:
 @_crm_errors
 async def import_customers(request: web.Request) -> web.Response:
     crm = _crm(request)
-    report = await crm.import_customers(await _csv_upload(request), _me(request).actor)
+    with _unreadable_csv():
+        report = await crm.import_customers(await _csv_upload(request), _me(request).actor)
     await crm.route_again(report.change)
     return web.json_response(report.json())
 
@@ -578,9 +595,20 @@ async def import_customers(request: web.Request) -> web.Response:
 @_crm_errors
 async def import_deals(request: web.Request) -> web.Response:
     crm = _crm(request)
-    report = await crm.import_deals(await _csv_upload(request), _me(request).actor)
+    with _unreadable_csv():
+        report = await crm.import_deals(await _csv_upload(request), _me(request).actor)
     await crm.route_again(report.change)
     return web.json_response(report.json())
+
+
+@contextmanager
+def _unreadable_csv() -> Iterator[None]:
+    """csv's own refusal (a field over its size limit) is the file's fault: a 400. The file
+    is read whole before anything is written, so nothing of it is stored."""
+    try:
+        yield
+    except csv.Error as err:
+        raise ApiError(400, "not_csv", f"the file cannot be read as a CSV table: {err}") from None
 
 
 async def _csv_upload(request: web.Request) -> str:

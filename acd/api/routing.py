@@ -34,6 +34,9 @@ class ApiError(web.HTTPException):
         self.message = message
 
 
+BODY_REFUSED = web.RequestKey("json_body_refused", ApiError)  # why the body could not be read
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
@@ -86,6 +89,7 @@ class Registry:
             }
             if r.role:
                 op["security"] = [{"bearer": []}]
+                op["x-acd-role"] = r.role  # the least role whose token may call it (ROLES)
                 op["responses"]["401"] = {"$ref": "#/components/responses/Error"}
                 op["responses"]["403"] = {"$ref": "#/components/responses/Error"}
             if "{" in r.path:
@@ -139,7 +143,13 @@ async def request_json(request: web.Request) -> Any:
     bot check reads it before the handler), or a 400."""
     if BODY in request:
         return request[BODY]
-    raw = await request.read() or b"{}"
+    if BODY_REFUSED in request:  # a second read would get the rest of the stream as a body
+        raise request[BODY_REFUSED]
+    try:
+        raw = await request.read() or b"{}"
+    except web.HTTPRequestEntityTooLarge:
+        request[BODY_REFUSED] = ApiError(413, "too_large", f"the body is over {request.client_max_size} bytes")
+        raise request[BODY_REFUSED] from None
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as err:

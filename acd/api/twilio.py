@@ -221,7 +221,11 @@ async def _signed(request: web.Request) -> dict[str, str]:
     settings = svc.deployment.twilio
     if settings is None or not settings.enabled or not settings.auth_token:
         raise ApiError(404, "not_found", "Twilio is not configured on this server")
-    form = {k: str(v) for k, v in (await request.post()).items()}
+    try:
+        posted = await request.post()
+    except (ValueError, LookupError) as err:  # not UTF-8, an unknown charset, a broken multipart body
+        raise ApiError(400, "bad_form", f"the body is not a form as Twilio sends it: {err}") from None
+    form = {k: str(v) for k, v in posted.items()}
     url = settings.public_url + request.path_qs
     signature = request.headers.get("X-Twilio-Signature", "")
     signing = request.headers.get(SIGNATURE_SETTINGS_HEADER, "").strip()
@@ -308,7 +312,7 @@ async def twilio_ivr(request: web.Request) -> web.Response:
         state = unpack(request.query["s"])
         flow = svc.deployment.flows[state["flow"]]
         run = IvrRun.resume(flow, state)
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, TypeError) as err:  # TypeError: a list where a name or a mapping belongs
         raise ApiError(400, "invalid", f"bad IVR state: {err}") from None
     return await _step(request, run, flow, form.get("Digits") or None, form)
 

@@ -94,6 +94,9 @@ class IvrRun:
     def resume(cls, flow: IvrFlow, state: Mapping[str, Any]) -> IvrRun:
         run = cls(flow)
         run.phase = str(state["phase"])
+        questions = (f"q{i}" for i in range(len(flow.questions)))
+        if run.phase not in (_LANG, _GREET, _TRANSFER, _DONE, *questions):  # a state of another flow, or forged
+            raise ValueError(f"phase {run.phase!r} is not in this flow")
         run.attempt = int(state["attempt"])
         run.language = str(state["language"])
         run.answers = dict(state["answers"])
