@@ -168,6 +168,32 @@ class CrmSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceLevel:
+    """Answered within `within` seconds counts towards a channel's service level; `target`
+    (a fraction, 0.8) is the share the office aims for, None for none."""
+
+    within: float
+    target: float | None = None
+
+
+# Until the file says otherwise: the classic 80/20 for voice; a web lead or an e-mail is
+# "answered" when a manager takes it.
+DEFAULT_SERVICE_LEVEL: Mapping[Channel, ServiceLevel] = {
+    Channel.CALL: ServiceLevel(20.0),
+    Channel.CALLBACK: ServiceLevel(60.0),
+    Channel.WEB: ServiceLevel(300.0),
+    Channel.EMAIL: ServiceLevel(3600.0),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSettings:
+    """The supervisor's reports: each channel's service level (`reports.service_level`)."""
+
+    service_level: Mapping[Channel, ServiceLevel] = field(default_factory=lambda: dict(DEFAULT_SERVICE_LEVEL))
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     """Everything one deployment file (and its IVR flows) declares.
 
@@ -195,6 +221,7 @@ class Deployment:
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
     twilio: TwilioSettings | None = None
     crm_external: ExternalCrmSettings | None = None
+    reports: ReportSettings = field(default_factory=ReportSettings)
 
     @property
     def default_language(self) -> str:

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from acd.config import crm_external, messaging
 from acd.config.deployment import (
+    DEFAULT_SERVICE_LEVEL,
     AmiSettings,
     AsteriskServer,
     AsteriskSettings,
@@ -32,7 +33,9 @@ from acd.config.deployment import (
     ManagerDefaults,
     Option,
     RateLimits,
+    ReportSettings,
     ServerSettings,
+    ServiceLevel,
     Stage,
     Team,
     WebSettings,
@@ -727,5 +730,11 @@ def _build(
             spec.crm.prior_strength,
             spec.crm.min_level_deals,
             tuple(spec.crm.segment_order),
+        ),
+        reports=ReportSettings(
+            {
+                **DEFAULT_SERVICE_LEVEL,
+                **{ch: ServiceLevel(sl.within, sl.target) for ch, sl in spec.reports.service_level.items()},
+            }
         ),
     )

@@ -507,6 +507,42 @@ class PolicySpec(Spec):
     shadow: ShadowSpec | None = None
 
 
+def _percent(value: Any) -> Any:
+    """A share of contacts as people write it: 80, 80% or "80 %" (a fraction 0.8 would read
+    as 0.8 %, so it is refused rather than guessed)."""
+    text = value.strip().removesuffix("%").strip() if isinstance(value, str) else None
+    number: Any = value
+    if text is not None:
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"must be a percentage such as 80 or 80% (got {value!r})") from None
+    if isinstance(number, bool) or not isinstance(number, int | float) or not math.isfinite(number):
+        raise ValueError(f"must be a percentage such as 80 or 80% (got {value!r})")
+    if not 1 <= number <= 100:
+        raise ValueError(f"must be a percentage from 1 to 100 such as 80 (got {value!r})")
+    return float(number) / 100
+
+
+def _service_level_shorthand(value: Any) -> Any:
+    """`call: 20s` is `call: {within: 20s}`; checked here so a problem names the channel."""
+    if isinstance(value, dict):
+        return value
+    return {"within": _positive(parse_duration(value))}
+
+
+class ServiceLevelSpec(Spec):
+    """A channel's service level: answered `within` this long counts; `target` (a share,
+    80 or 80%) colours the dashboard's tile when the period falls short of it."""
+
+    within: PositiveSeconds
+    target: Annotated[float, BeforeValidator(_percent)] | None = None
+
+
+class ReportsSpec(Spec):
+    service_level: dict[Channel, Annotated[ServiceLevelSpec, BeforeValidator(_service_level_shorthand)]] = {}
+
+
 class DeploymentSpec(Spec):
     site: SiteSpec
     flows_dir: str | None = "../ivr_flows"
@@ -527,3 +563,4 @@ class DeploymentSpec(Spec):
     email: EmailSpec = EmailSpec()
     notifications: NotificationsSpec = NotificationsSpec()
     twilio: TwilioSpec | None = None
+    reports: ReportsSpec = ReportsSpec()

@@ -5,7 +5,8 @@ the CSV exports, computed from the stored contacts, decisions and transitions.
 How the numbers are defined (the store has no "answered at" column, so answering is read
 from the logs): a contact is *answered* at the first `accept` transition of the manager it
 was offered to, after that offer; its *wait* is answered-at minus arrived-at. *Service
-level* is answered within the channel's threshold over answered plus abandoned; *abandoned*
+level* is answered within the channel's threshold (`reports.service_level` of the deployment
+file, read per request so a reload applies at once) over answered plus abandoned; *abandoned*
 contacts are those with status `abandoned`. A *missed* offer is one followed by a `miss`.
 A contact counts for the day it arrived, whenever it was answered: an e-mail of 23:50 taken
 at 00:10, a Friday's taken on Monday (answered, outside the service level). A manager's
@@ -18,7 +19,9 @@ in it against the one before.
 Every export comes plain (as machines read it) or, with `?excel=1`, as Excel with Russian
 regional settings opens it (acd.crm.csvio.excel_table), and takes the report's `period`;
 `/api/export/managers.csv` is the report's table of managers, `/api/export/summary.csv` its
-days and total.
+days and total. The report (`sl_thresholds`, `sl_targets`), the summary (`sl_<channel>_seconds`,
+`sl_<channel>_target`) and each contact's row (`sl_threshold_seconds`, `within_service_level`)
+carry the service level they were counted with.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import io
 import json
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,16 +42,15 @@ from aiohttp import web
 from acd.api.app import SERVICES, Services, api
 from acd.api.crm import CRM, excel_wanted
 from acd.api.routing import ApiError
+from acd.config.deployment import DEFAULT_SERVICE_LEVEL, ServiceLevel
 from acd.core.events import Decision, Transition
-from acd.core.model import Contact, ContactStatus, Outcome
+from acd.core.model import Channel, Contact, ContactStatus, Outcome
 from acd.crm import csvio
 from acd.crm.model import Deal, DealStatus
 
 log = logging.getLogger("acd.web")
 
-# Answered within this many seconds counts towards the service level (the classic 80/20 for
-# voice; a web lead or an e-mail is "answered" when a manager takes it).
-SL_THRESHOLDS = {"call": 20.0, "callback": 60.0, "web": 300.0, "email": 3600.0}
+Levels = Mapping[Channel, ServiceLevel]
 MOST = 50_000
 # A day's contact may be answered after the day ends (an e-mail of 23:50 taken at 00:10):
 # its offer and answer are read up to this long after the day, so it still counts as answered.
@@ -109,9 +111,11 @@ def day_report(
     names: dict[str, str],
     now: float,
     info: dict[str, dict[str, Any]] | None = None,
+    levels: Levels = DEFAULT_SERVICE_LEVEL,
 ) -> dict[str, Any]:
     """The numbers of the contacts that arrived in [start, end) (a day, a week or a month)
-    and each manager's load over it; `info` is their `outcomes` when the caller has them."""
+    and each manager's load over it; `info` is their `outcomes` when the caller has them,
+    `levels` each channel's service level."""
     zone = ZoneInfo(tz)
     contacts = [c for c in contacts if start <= c.arrived_at < end]
     if info is None:
@@ -140,7 +144,7 @@ def day_report(
         for mid in i["missed_by"]:
             managers[mid]["missed"].append(_brief(c))
         if "answered_at" in i:
-            ok = i["answered_at"] - c.arrived_at <= SL_THRESHOLDS.get(c.channel.value, 20.0)
+            ok = i["answered_at"] - c.arrived_at <= levels[c.channel].within
             sl_by_hour[hour][0] += ok
             sl_by_hour[hour][1] += 1
             managers[i["answered_by"]]["answered"] += 1
@@ -168,8 +172,12 @@ def day_report(
         "start": start,
         "end": end,
         "tz": tz,
-        **summary(contacts, info),
-        "sl_thresholds": SL_THRESHOLDS,
+        **summary(contacts, info, levels),
+        "sl_thresholds": {ch.value: levels[ch].within for ch in Channel},
+        "sl_targets": {ch.value: levels[ch].target for ch in Channel},
+        "sl_by_channel": {
+            ch.value: summary([c for c in contacts if c.channel is ch], info, levels)["service_level"] for ch in Channel
+        },
         "by_hour": [{"hour": h, **dict(by_hour[h])} for h in range(24)],
         "sl_by_hour": [
             {"hour": h, "service_level": round(a / n, 3) if n else None} for h, (a, n) in sl_by_hour.items()
@@ -178,7 +186,9 @@ def day_report(
     }
 
 
-def summary(contacts: list[Contact], info: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def summary(
+    contacts: list[Contact], info: dict[str, dict[str, Any]], levels: Levels = DEFAULT_SERVICE_LEVEL
+) -> dict[str, Any]:
     """`total`, `answered`, `abandoned`, `service_level`, `abandonment`, `average_wait` and
     `longest_wait` of these contacts, whenever they were answered (a late answer is answered,
     outside the service level)."""
@@ -189,7 +199,7 @@ def summary(contacts: list[Contact], info: dict[str, dict[str, Any]]) -> dict[st
         if "answered_at" in i:
             wait = i["answered_at"] - c.arrived_at
             waits.append(wait)
-            within += wait <= SL_THRESHOLDS.get(c.channel.value, 20.0)
+            within += wait <= levels[c.channel].within
         elif c.status is ContactStatus.ABANDONED:
             abandoned += 1
     answered_or_lost = len(waits) + abandoned
@@ -344,6 +354,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
     the seven days ending with the day, or the week's or the month's days."""
     svc = request.app[SERVICES]
     tz, now = svc.deployment.tz, svc.clock()
+    levels = svc.deployment.reports.service_level  # one deployment for the whole report, reloaded or not
     zone = ZoneInfo(tz)
     period, day, first, n, start, end = _asked(request)
     # The chart's days end with the period, so one load serves both: the period is cut out of
@@ -363,10 +374,11 @@ async def _report(request: web.Request) -> dict[str, Any]:
         names,
         now,
         info,
+        levels,
     )
     report["period"], report["date"] = period, day.isoformat()
     report["first"], report["last"] = first.isoformat(), (first + timedelta(days=n - 1)).isoformat()
-    report["week"], report["week_managers"] = _days(contacts, info, zone, chart_first, chart_n, names)
+    report["week"], report["week_managers"] = _days(contacts, info, zone, chart_first, chart_n, names, levels)
     # Sales leaders: deals won by their owner on the day and in the week ending with it, and
     # the trend against the seven days before; for a week or a month, in it and in the one
     # before (the CRM's closed deals, by closing time).
@@ -435,6 +447,7 @@ def _days(
     first: date,
     n: int,
     names: dict[str, str],
+    levels: Levels = DEFAULT_SERVICE_LEVEL,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """The `n` days from `first`, one row each: the day's `summary` (its contacts as the day
     report counts them) and each manager's conversion; and the managers with a conversion."""
@@ -452,7 +465,7 @@ def _days(
                 closed[c.assigned_to][1] += 1
         conversion = {mid: round(w / k, 3) for mid, (w, k) in closed.items()}
         seen.update(conversion)
-        day = summary(by_day.get(d, []), info)
+        day = summary(by_day.get(d, []), info, levels)
         rows.append({"date": d.isoformat(), "contacts": day.pop("total"), **day, "conversion": conversion})
     managers = [{"id": mid, "name": names.get(mid, mid)} for mid in sorted(seen)]
     return rows, managers
@@ -511,6 +524,7 @@ async def export_contacts(request: web.Request) -> web.Response:
     zone = ZoneInfo(svc.deployment.tz)
     excel = excel_wanted(request)
     when = _when(zone, excel)
+    levels = svc.deployment.reports.service_level
     period, _, first, n, start, end = _asked(request)
     contacts, decisions, transitions = await _load(svc, start, end, n)
     info = outcomes(contacts, decisions, transitions)
@@ -532,11 +546,16 @@ async def export_contacts(request: web.Request) -> web.Response:
             "finished_at",
             "override",
             "note",
+            "sl_threshold_seconds",
+            "within_service_level",
         ]
     ]
     for c in sorted(contacts, key=lambda c: c.seq):
         i = info[c.id]
         answered = i.get("answered_at")
+        limit = levels[c.channel].within
+        # 1 or 0 for the contacts the service level counts (answered or abandoned), else empty
+        counted = answered is not None or c.status is ContactStatus.ABANDONED
         rows.append(
             [
                 c.id,
@@ -555,6 +574,8 @@ async def export_contacts(request: web.Request) -> web.Response:
                 when(c.finished_at),
                 c.override,
                 c.payload.get("note", ""),
+                limit,
+                int(answered is not None and answered - c.arrived_at <= limit) if counted else "",
             ]
         )
     return _csv(rows, f"contacts-{_stamp(period, first)}.csv", excel)
@@ -707,6 +728,9 @@ SUMMARY_COLUMNS = (
     "longest_wait_seconds",
     "abandonment",
 )
+# after them, each channel's service level the numbers were counted with, the same on every
+# row: sl_call_seconds, sl_call_target (a fraction, empty for none), ...
+SL_COLUMNS = tuple(f"sl_{ch.value}_{what}" for ch in Channel for what in ("seconds", "target"))
 
 
 _SUMMED = ("answered", "abandoned", "service_level", "average_wait", "longest_wait", "abandonment")
@@ -725,11 +749,12 @@ async def export_summary(request: web.Request) -> web.Response:
     excel = excel_wanted(request)
     report = await _report(request)
     first, last = report["first"], report["last"]
-    rows: list[list[Any]] = [list(SUMMARY_COLUMNS)]
+    rows: list[list[Any]] = [[*SUMMARY_COLUMNS, *SL_COLUMNS]]
+    levels = [v for ch in Channel for v in (report["sl_thresholds"][ch.value], report["sl_targets"][ch.value])]
     for d in report["week"]:
         if first <= d["date"] <= last:
             when = csvio.ExcelValue(f"{date.fromisoformat(d['date']):%d.%m.%Y}") if excel else d["date"]
-            rows.append([when, d["contacts"], *(d[k] for k in _SUMMED)])
+            rows.append([when, d["contacts"], *(d[k] for k in _SUMMED), *levels])
     # the period's own total: its service level is not an average of its days'
-    rows.append(["total", report["total"], *(report[k] for k in _SUMMED)])
+    rows.append(["total", report["total"], *(report[k] for k in _SUMMED), *levels])
     return _csv(rows, f"summary-{_stamp(report['period'], date.fromisoformat(first))}.csv", excel)

@@ -141,6 +141,38 @@ function keepingFocus(box, draw) {
 
 // ---- numbers at the top --------------------------------------------------------------
 
+/** A service-level time as the office set it: "20 с", "5 мин", "4 ч" (else as a wait reads). */
+function limitText(seconds) {
+  const n = (x) => new Intl.NumberFormat(lang(), { maximumFractionDigits: 1 }).format(x);
+  if (seconds >= 3600 && seconds % 3600 === 0) return t("sl.h", { n: n(seconds / 3600) });
+  if (seconds >= 60 && seconds % 60 === 0) return t("sl.min", { n: n(seconds / 60) });
+  if (seconds < 60) return t("dur.s", { s: n(seconds) });
+  return fmtDur(seconds);
+}
+
+/** Each channel's service level with the time it counts and its target, as the report was
+ * counted (the deployment's `reports.service_level`); `short`: a channel below its target. */
+function serviceLevels(r) {
+  if (!r?.sl_thresholds) return { lines: [], short: null };
+  const targets = r.sl_targets || {};
+  const anyTarget = CHANNELS.some((ch) => targets[ch] != null);
+  let short = false;
+  const lines = CHANNELS.map((ch) => {
+    const sl = r.sl_by_channel?.[ch] ?? null;
+    const target = targets[ch];
+    const below = target != null && sl != null && sl < target;
+    short ||= below;
+    const text = t("sl.line", { ch: t(`ch.${ch}`), sl: pct(sl), limit: limitText(r.sl_thresholds[ch]) });
+    return el(
+      "li",
+      { class: below ? "warn" : null, dataset: { channel: ch }, title: below ? t("sl.short") : null },
+      target == null ? text : `${text} (${t("sl.target", { pct: pct(target) })})`,
+    );
+  });
+  // without targets the tile keeps the classic 80 % of the whole
+  return { lines, short: anyTarget ? short : null };
+}
+
 function renderKpis() {
   const now = clock.now();
   const longest = Math.max(0, ...live.waiting.map((c) => now - c.arrived_at));
@@ -153,11 +185,14 @@ function renderKpis() {
   const liveK = (k) => (other || span ? t("kpi.now", { k: t(k) }) : t(k));
   const dayK = (k) =>
     span ? t("kpi.in_range", { k: t(k), range: span }) : other ? t("kpi.on_date", { k: t(k), date: other }) : t(k);
+  const levels = serviceLevels(report);
+  const slWarn = levels.short ?? report?.service_level < 0.8;
+  const slList = levels.lines.length ? el("ul", { class: "kpi-sl" }, levels.lines) : null;
   const items = [
     [liveK("kpi.waiting"), String(live.waiting.length), live.waiting.length ? "warn" : "", "waiting"],
     [liveK("kpi.longest"), live.waiting.length ? fmtDur(longest) : "—", longest > 60 ? "bad" : "", "longest"],
     [liveK("kpi.staffed"), `${staffed.length} / ${live.managers.filter((m) => m.active).length}`, "", "staffed"],
-    [dayK("kpi.sl"), pct(report?.service_level), report?.service_level < 0.8 ? "warn" : "", "sl"],
+    [dayK("kpi.sl"), pct(report?.service_level), slWarn ? "warn" : "", "sl", slList],
     [dayK("kpi.wait"), report?.average_wait == null ? "—" : fmtDur(report.average_wait), "", "wait"],
     [dayK("kpi.longest_day"), report?.longest_wait == null ? "—" : fmtDur(report.longest_wait), "", "longest_day"],
     [dayK("kpi.abandon"), pct(report?.abandonment), report?.abandonment > 0.1 ? "bad" : "", "abandon"],
@@ -169,12 +204,13 @@ function renderKpis() {
     ],
   ];
   clear($("kpis")).append(
-    ...items.map(([k, v, cls, name]) =>
+    ...items.map(([k, v, cls, name, more]) =>
       el(
         "div",
         { class: `kpi ${cls}`, dataset: { kpi: name } },
         el("span", { class: "kpi-v" }, v),
         el("span", { class: "kpi-k" }, k),
+        more,
       ),
     ),
   );
