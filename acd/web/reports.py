@@ -58,6 +58,10 @@ LATE = 86400.0
 _ENDS_OFFER = {"accept", "decline", "miss", "offer_failed", "withdraw", "auto_pause", "pause", "logout"}
 
 
+# The days a report may be asked for, as for vacations (acd.api.crm.VacationDay).
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
+
+
 def _day_bounds(tz: str, day: str | None, now: float) -> tuple[date, float, float]:
     zone = ZoneInfo(tz)
     if day:
@@ -65,6 +69,8 @@ def _day_bounds(tz: str, day: str | None, now: float) -> tuple[date, float, floa
             d = date.fromisoformat(day)
         except ValueError:
             raise ApiError(400, "invalid", "date: YYYY-MM-DD") from None
+        if not FIRST_DAY <= d <= LAST_DAY:  # the periods and trends around it must stay dates
+            raise ApiError(400, "invalid", f"date: from {FIRST_DAY} to {LAST_DAY}")
     else:
         d = datetime.fromtimestamp(now, zone).date()
     start = datetime(d.year, d.month, d.day, tzinfo=zone)
