@@ -1,4 +1,4 @@
-"""Adapter: the `acd` command line (serve, check-config, token create/revoke, user)."""
+"""Adapter: the `acd` command line (serve, check-config, token create/revoke, user, backup, restore)."""
 
 from __future__ import annotations
 
@@ -67,6 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     u.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
     u.add_argument("--db")
 
+    p = sub.add_parser("backup", help="a consistent copy of the SQLite database, also while the server runs")
+    p.add_argument("dest", type=Path, help="the copy's file, or a folder to put acd-YYYYmmdd-HHMMSS.db in")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--db", help="database URL (default: the one `serve` uses)")
+
+    p = sub.add_parser("restore", help="put a backup in place of the SQLite database (the server stopped)")
+    p.add_argument("backup", type=Path, help="a file `acd backup` wrote")
+    p.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    p.add_argument("--db", help="database URL (default: the one `serve` uses)")
+
     # `acd simulate ...` hands its arguments to the simulator's own parser (see acd.sim)
     sub.add_parser("simulate", help="what-if simulation of routing policies on a scenario", add_help=False)
 
@@ -82,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(create_user(args))
     if args.command == "check-config":
         return check_config(args.path)
+    if args.command == "backup":
+        return backup(args.config, args.db, args.dest)
+    if args.command == "restore":
+        return restore(args.config, args.db, args.backup)
     if args.command in crm_cli.COMMANDS:
         return crm_cli.run(args)
     if args.command in telephony_cli.COMMANDS:
@@ -114,6 +128,52 @@ def check_config(path: Path) -> int:
         print(f"{path}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"{path}: OK")
+    return 0
+
+
+def database(config: Path, db: str | None) -> str:
+    """The URL `serve` would use; --db alone is enough (a backup or a restore should not
+    depend on the deployment file being valid)."""
+    from acd.app import database_url
+    from acd.config import load_deployment
+
+    return db or database_url(load_deployment(config), None)
+
+
+def backup(config: Path, db: str | None, dest: Path) -> int:
+    from acd.config import ConfigError
+    from acd.storage.backup import BackupError
+    from acd.storage.backup import backup as copy_database
+
+    try:
+        report = copy_database(database(config, db), dest)
+    except ConfigError as err:
+        return problems(err)
+    except BackupError as err:
+        print(f"backup failed: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"backed up to {report.path}: {report.size_bytes / 1e6:.1f} MB, {report.contacts} contacts, "
+        f"schema {'+'.join(report.revisions)}, in {report.seconds:.2f} s"
+    )
+    return 0
+
+
+def restore(config: Path, db: str | None, backup_file: Path) -> int:
+    from acd.config import ConfigError
+    from acd.storage.backup import BackupError
+    from acd.storage.backup import restore as restore_database
+
+    try:
+        report = restore_database(backup_file, database(config, db))
+    except ConfigError as err:
+        return problems(err)
+    except BackupError as err:
+        print(f"restore failed: {err}", file=sys.stderr)
+        return 1
+    print(f"restored {backup_file} into {report.path}: {report.contacts} contacts, schema {'+'.join(report.revisions)}")
+    if report.replaced is not None:
+        print(f"the database it replaced is kept in {report.replaced}")
     return 0
 
 
