@@ -25,6 +25,7 @@ from acd.api.cluster import RELAY
 from acd.api.crm import CRM
 from acd.api.crm_sync import CRM_SYNC
 from acd.api.messaging import start_messaging
+from acd.api.privacy import erase as _erase_route  # noqa: F401  (imported for its routes)
 from acd.api.proxies import behind_proxies
 from acd.clock import SteadyClock
 from acd.cluster import ClusterDispatcher, ClusterSettings, cluster_dispatcher, settings_for

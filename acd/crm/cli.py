@@ -3,6 +3,7 @@
 acd ratings recompute [--config F] [--db URL] [--purpose P --price-tier T --temperature H]
 acd crm import customers|deals FILE.csv      (a report of rejected rows on stderr)
 acd crm export customers|deals > FILE.csv
+acd crm erase CUSTOMER_ID --reason TEXT     (152-FZ / GDPR: the customer withdrew consent)
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def add_commands(sub: Any, default_config: Path) -> None:
     e.add_argument("what", choices=["customers", "deals"])
     e.add_argument("--config", type=Path, default=default_config)
     e.add_argument("--db")
+    x = csub.add_parser("erase", help="erase a customer's personal data (consent withdrawn); deals and counts stay")
+    x.add_argument("customer_id")
+    x.add_argument("--reason", required=True, help="why: the customer's request, its date or number (audited)")
+    x.add_argument("--config", type=Path, default=default_config)
+    x.add_argument("--db")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,6 +98,8 @@ async def _command(args: argparse.Namespace, deployment: Deployment, store: Stor
                 f"{f'[{lo:.2f}, {hi:.2f}]':>15} {row['expected_value']:>14,.0f}"
             )
         return 0
+    if args.crm_command == "erase":
+        return await _erase(crm.repo, args.customer_id, args.reason)
     if args.crm_command == "export":
         sys.stdout.write(await (crm.export_customers() if args.what == "customers" else crm.export_deals()))
         return 0
@@ -106,4 +114,17 @@ async def _command(args: argparse.Namespace, deployment: Deployment, store: Stor
     for r in report.warnings:
         print(f"{args.file}:{r.line}: warning: {r.reason}", file=sys.stderr)
     print(f"imported {report.imported}, new customers {report.customers_created}, rejected {len(report.rejected)}")
+    return 0
+
+
+async def _erase(repo: Any, customer_id: str, reason: str) -> int:
+    from acd.crm.erasure import ErasureError, erase_customer
+
+    try:
+        done = await erase_customer(repo, customer_id, reason, "cli", time.time())
+    except ErasureError as err:
+        print(f"{customer_id}: {err}" + (f" ({', '.join(err.live)})" if err.live else ""), file=sys.stderr)
+        return 1
+    what = "already erased" if done.already_erased else "erased"
+    print(f"{customer_id}: {what}, {done.changed.get('contacts', 0)} contacts")
     return 0

@@ -16,8 +16,11 @@ from sqlalchemy.engine import Connection
 
 from acd.core.model import Contact
 from acd.crm import identity
+from acd.crm.erasure import ERASED, neutral_payload, scrub, words_of
 from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
 from acd.crm.ratings import Lead
+from acd.storage import messaging, telephony
+from acd.storage import store as st
 from acd.storage import tables as t
 from acd.storage.bulk import insert_many, select_in
 from acd.storage.store import Conflict, Store, Work, _contact_from_row
@@ -517,6 +520,12 @@ class CrmStore:
             if history:
                 await conn.execute(events.insert(), [_event_row(e) for e in history])
 
+    async def erase_customer(
+        self, customer_id: str, by: str, reason: str, at: float
+    ) -> tuple[str, list[str], dict[str, int]]:
+        """`erase_customer_rows` in one transaction."""
+        return await self._store._write_batch(erase_customer_rows, customer_id, by, reason, at)
+
     # ---- vacations ----------------------------------------------------------------
 
     async def add_vacation(self, v: Vacation) -> Vacation:
@@ -657,3 +666,59 @@ def _event(r: sa.RowMapping) -> CrmEvent:
         by=r["by"],
         detail=r["detail"] or {},
     )
+
+
+def erase_customer_rows(
+    conn: Connection, customer_id: str, by: str, reason: str, at: float
+) -> tuple[str, list[str], dict[str, int]]:
+    """A customer's erasure (acd.crm.erasure), all in the caller's transaction: ("erased" or
+    "again", their contacts' ids, rows changed by place); ("live", the live contacts' ids, {})
+    with nothing written; ("no_such_customer", [], {}).
+
+    The customer keeps their id, kind, criteria and managers, and is named ERASED; their
+    phones and e-mails are forgotten (the next lead from that number is a new customer);
+    their contacts lose name, number, address and what was written; deals keep amounts and
+    outcomes (their titles lose the customer's words); every log loses the customer's words."""
+    row = conn.execute(sa.select(customers).where(customers.c.id == customer_id)).mappings().first()
+    if row is None:
+        return "no_such_customer", [], {}
+    k, c = customer_keys.c, t.contacts.c
+    keys = conn.execute(sa.select(k.kind, k.value).where(k.customer_id == customer_id)).all()
+    phones = {value for kind, value in keys if kind == "phone"}
+    emails = {value.lower() for kind, value in keys if kind == "email"}
+    # the numbers and addresses as the contacts wrote them ("8 916 ..."), to find unlinked ones
+    for phone, email in conn.execute(sa.select(c.phone, c.email).where(c.customer_id == customer_id)).all():
+        phones |= {phone} if phone else set()
+        emails |= {email.lower()} if email else set()
+    who = st.contacts_of_person(customer_id, phones, emails)
+    linked = [cid for (cid,) in conn.execute(sa.select(c.id).where(who))]
+    live = set(st.live_contacts_of(conn, who)) | set(telephony.open_callbacks_of(conn, linked, phones))
+    if live:
+        return "live", sorted(live), {}
+    again = conn.execute(
+        sa.select(events.c.n).where(events.c.customer_id == customer_id, events.c.kind == "erased").limit(1)
+    ).first()
+    m = messaging.email_messages.c
+    subjects = [s for (s,) in conn.execute(sa.select(m.subject).where(m.contact_id.in_(linked)))] if linked else []
+    ids, seen = st.erase_contacts(conn, who, lambda p: neutral_payload(p or {}))
+    words = words_of([row["name"]], phones, emails, seen, subjects)
+
+    def text(value: Any) -> Any:
+        return scrub(value, words)
+
+    changed: dict[str, int] = {"contacts": len(ids)}
+    changed["customers"] = conn.execute(
+        customers.update().where(customers.c.id == customer_id).values(name=ERASED, note="")
+    ).rowcount
+    changed["customer_keys"] = conn.execute(customer_keys.delete().where(k.customer_id == customer_id)).rowcount
+    d = deals.c
+    changed["deals"] = st.scrub_rows(conn, deals, d.customer_id == customer_id, {"title": text, "lost_reason": text})
+    changed["history"] = st.scrub_rows(conn, events, events.c.customer_id == customer_id, {"detail": text})
+    changed["logs"] = st.scrub_logs(conn, ids, [customer_id], text)
+    changed.update(messaging.erase_messaging(conn, ids, phones, emails, text))
+    changed["callbacks"] = telephony.erase_callbacks(conn, ids, phones, emails)
+    if again is None:
+        conn.execute(events.insert(), _event_row(CrmEvent(at, customer_id, "erased", by=by)))
+    detail = {"reason": text(reason), "contacts": len(ids), "again": again is not None}
+    st.add_audit(conn, at, by, "erase_customer", customer_id, detail)
+    return ("again" if again is not None else "erased"), ids, changed

@@ -16,15 +16,16 @@ branch); the repository writes through the store's connections and its SQLite wr
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from acd.messaging.mail import subject_key
 from acd.storage import tables as t
-from acd.storage.store import Store
+from acd.storage.store import Store, scrub_rows
 
 __all__ = [
     "MessagingStore",
@@ -393,3 +394,44 @@ class MessagingStore:
     async def call_for_contact(self, contact_id: str) -> dict[str, Any] | None:
         row = await self._store._row(sa.select(twilio_calls).where(twilio_calls.c.contact_id == contact_id))
         return None if row is None else dict(row)
+
+
+def erase_messaging(
+    conn: Connection,
+    contact_ids: Sequence[str],
+    phones: Collection[str],
+    emails: Collection[str],
+    text: Callable[[Any], Any],
+) -> dict[str, int]:
+    """A customer's erasure (acd.storage.crm.erase_customer_rows): their letters' senders,
+    addresses and subjects; the notifications to them (recipient, subject and body go) and
+    about them (their words go); the quarantined mail they sent; their Twilio caller numbers.
+    Message-IDs stay: they thread nothing once the addresses are gone, and name no person."""
+    m, n, q, calls = email_messages.c, notifications.c, email_quarantine.c, twilio_calls.c
+    addresses = [e.lower() for e in emails]
+    blank = {"sender": "", "subject": "", "address": None, "subject_key": None}
+    changed: dict[str, int] = {}
+    mine_m = sa.or_(m.contact_id.in_(contact_ids), m.address.in_(addresses), sa.func.lower(m.sender).in_(addresses))
+    changed["email_messages"] = conn.execute(email_messages.update().where(mine_m).values(blank)).rowcount
+    to_them = sa.or_(
+        n.recipient.in_([*phones, *addresses]), sa.and_(n.contact_id.in_(contact_ids), n.manager_id.is_(None))
+    )
+    ids = [i for (i,) in conn.execute(sa.select(n.id).where(sa.or_(to_them, n.contact_id.in_(contact_ids))))]
+    changed["notifications"] = conn.execute(
+        notifications.update().where(to_them).values(recipient="", subject="", body="", last_error=None)
+    ).rowcount
+    about = sa.and_(n.contact_id.in_(contact_ids), n.manager_id.is_not(None))
+    changed["notifications"] += scrub_rows(
+        conn, notifications, about, {"subject": text, "body": text, "last_error": text}
+    )
+    a = notification_attempts.c
+    changed["notification_attempts"] = scrub_rows(
+        conn, notification_attempts, a.notification_id.in_(ids), {"error": text}
+    )
+    mine_q = sa.func.lower(q.sender).in_(addresses)
+    changed["email_quarantine"] = conn.execute(
+        email_quarantine.update().where(mine_q).values(sender="", subject="", raw=None)
+    ).rowcount
+    mine_c = sa.or_(calls.contact_id.in_(contact_ids), calls.caller.in_(list(phones)))
+    changed["twilio_calls"] = conn.execute(twilio_calls.update().where(mine_c).values(caller="")).rowcount
+    return changed

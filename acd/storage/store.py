@@ -19,7 +19,7 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -947,4 +947,82 @@ def _transition_from_row(row: sa.RowMapping) -> Transition:
         new=Presence(row["new"]),
         reason=row["reason"],
         cause=row["cause"],
+    )
+
+
+# ---- a customer's erasure (acd.crm.erasure; the transaction is acd.storage.crm.erase_customer_rows)
+
+
+def scrub_rows(
+    conn: Connection,
+    table: sa.Table,
+    where: sa.ColumnElement[bool],
+    columns: Mapping[str, Callable[[Any], Any]],
+) -> int:
+    """Rewrite `columns` of `table`'s rows matching `where`, each through its function;
+    the number of rows that changed. Rows are keyed by the table's primary key."""
+    key = list(table.primary_key.columns)
+    changed = 0
+    for row in conn.execute(sa.select(*key, *(table.c[name] for name in columns)).where(where)).mappings().all():
+        new = {name: rewrite(row[name]) for name, rewrite in columns.items()}
+        if all(new[name] == row[name] for name in columns):
+            continue
+        conn.execute(table.update().where(*(col == row[col.name] for col in key)).values(new))
+        changed += 1
+    return changed
+
+
+def contacts_of_person(customer_id: str, phones: Collection[str], emails: Collection[str]) -> sa.ColumnElement[bool]:
+    """The contacts of a customer: theirs by id, and those nobody was recognised for (from
+    before the CRM, a failed look-up) with one of their phones or e-mails."""
+    c = t.contacts.c
+    unknown = sa.or_(c.phone.in_(list(phones)), sa.func.lower(c.email).in_(list(emails)))
+    return sa.or_(c.customer_id == customer_id, sa.and_(c.customer_id.is_(None), unknown))
+
+
+def live_contacts_of(conn: Connection, who: sa.ColumnElement[bool]) -> list[str]:
+    c = t.contacts.c
+    return [cid for (cid,) in conn.execute(sa.select(c.id).where(who, c.status.in_(_OPEN_STATUSES)))]
+
+
+def erase_contacts(
+    conn: Connection, who: sa.ColumnElement[bool], payload: Callable[[Any], Any]
+) -> tuple[list[str], set[str]]:
+    """Blank the name, phone and e-mail of the contacts `who` picks and pass their payloads
+    through `payload`; their ids, and the names, phones and e-mails they held (to take out of
+    free text elsewhere). Their customer, channel, times, handler and outcome stay."""
+    c = t.contacts.c
+    rows = conn.execute(sa.select(c.id, c.customer_name, c.phone, c.email).where(who)).all()
+    ids = [row.id for row in rows]
+    seen = {value for row in rows for value in (row.customer_name, row.phone, row.email) if value}
+    for i in range(0, len(ids), 500):
+        part = ids[i : i + 500]
+        scrub_rows(conn, t.contacts, c.id.in_(part), {"payload": payload})
+        conn.execute(t.contacts.update().where(c.id.in_(part)).values(customer_name="", phone="", email=""))
+    return ids, seen
+
+
+def scrub_logs(conn: Connection, contact_ids: Sequence[str], targets: Sequence[str], text: Callable[[Any], Any]) -> int:
+    """Take the customer's words out of the decision log about their contacts, the audit
+    entries about them or their contacts, and the external CRM's outbox bodies (whose name,
+    phone and e-mail fields go altogether)."""
+
+    def body(value: Any) -> Any:
+        if not isinstance(value, dict):
+            return text(value)
+        return text({k: (None if k in ("name", "phone", "email") else v) for k, v in value.items()})
+
+    changed = 0
+    for i in range(0, max(len(contact_ids), 1), 500):
+        part = list(contact_ids[i : i + 500])
+        d = t.decisions.c
+        changed += scrub_rows(conn, t.decisions, d.contact_id.in_(part), {"summary": text, "filtered": text})
+        changed += scrub_rows(conn, t.crm_sync, t.crm_sync.c.contact_id.in_(part), {"body": body, "last_error": text})
+        changed += scrub_rows(conn, t.audit, t.audit.c.target.in_([*targets, *part]), {"detail": text})
+    return changed
+
+
+def add_audit(conn: Connection, at: float, actor: str, action: str, target: str, detail: Mapping[str, Any]) -> None:
+    conn.execute(
+        t.audit.insert(), {"at": at, "actor": actor, "action": action, "target": target, "detail": dict(detail)}
     )

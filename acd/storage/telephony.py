@@ -7,11 +7,12 @@ branch); the repository writes through the store's connections and its SQLite wr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from acd.storage import tables as t
 from acd.storage.store import Store
@@ -164,3 +165,21 @@ class TelephonyStore:
 
 def _attempt_row(a: Attempt) -> dict[str, Any]:
     return {k: getattr(a, k) for k in Attempt.__slots__}  # type: ignore[attr-defined]
+
+
+def open_callbacks_of(conn: Connection, contact_ids: Sequence[str], phones: Collection[str]) -> list[str]:
+    """The contacts of a customer's callbacks still to dial (a customer's erasure waits for them)."""
+    cb = callbacks.c
+    mine = sa.or_(cb.contact_id.in_(contact_ids), cb.phone.in_(list(phones)))
+    query = sa.select(cb.contact_id).where(mine, cb.status.in_(("pending", "queued", "dialling")))
+    return [cid for (cid,) in conn.execute(query)]
+
+
+def erase_callbacks(
+    conn: Connection, contact_ids: Sequence[str], phones: Collection[str], emails: Collection[str]
+) -> int:
+    """Blank the number, name and e-mail of a customer's callback requests (a customer's
+    erasure); their times, attempts and results stay."""
+    cb = callbacks.c
+    mine = sa.or_(cb.contact_id.in_(contact_ids), cb.phone.in_(list(phones)), sa.func.lower(cb.email).in_(list(emails)))
+    return int(conn.execute(callbacks.update().where(mine).values(phone="", customer_name="", email="")).rowcount)

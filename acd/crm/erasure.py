@@ -1,0 +1,164 @@
+"""The CRM's erasure of a customer's personal data (152-FZ art. 9 and 21, GDPR art. 17):
+the customer withdrew consent, so their name, phones, e-mails, note, letters, notes and
+addresses go, everywhere the server keeps them, in one transaction; the facts that carry no
+person stay (deals with their amounts and outcomes, contacts with their channel, times,
+handler and outcome), so reports, ratings and counts do not move.
+
+Refused while the customer has a live contact (waiting, offered, being worked, or a
+callback still to dial): the routing core holds its own copy of a live contact and would
+write the name and number back on its next step, and a manager on the phone with the
+customer would lose the card mid-call. End those first, then erase.
+
+The service layer: no HTTP, no SQL (`acd.storage.crm.CrmStore.erase_customer` writes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from acd.core.model import Contact
+
+ERASED = "[erased]"  # what stands where a name or a word of the customer's was
+# Payload keys of a contact that hold no personal data (ids, routing facts, the node): the
+# rest (a web form's note, a letter's text and subject, a voicemail, the external CRM's
+# match) goes.
+NEUTRAL_PAYLOAD = frozenset(
+    {
+        "crm",
+        "routed_by",
+        "deal_id",
+        "callback_id",
+        "attempt",
+        "thread_of",
+        "from_contact",
+        "source",
+        "node",
+        "server",
+        "uniqueid",
+        "dnid",
+        "dialled",
+        "ivr",
+        "call_sid",
+    }
+)
+SHORTEST_WORD = 3  # a shorter name ("Ян") would blank every text it happens to occur in
+
+
+class ErasureError(Exception):
+    """An erasure refused, with a stable `code` (the API's error code)."""
+
+    def __init__(self, code: str, message: str, live: Collection[str] = ()) -> None:
+        super().__init__(message)
+        self.code = code
+        self.live = sorted(live)
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """What an erasure changed: row counts by place, and whether it had been erased before."""
+
+    customer_id: str
+    already_erased: bool
+    changed: Mapping[str, int] = field(default_factory=dict)
+
+
+class Eraser(Protocol):  # acd.storage.crm.CrmStore
+    async def erase_customer(
+        self, customer_id: str, by: str, reason: str, at: float
+    ) -> tuple[str, list[str], dict[str, int]]: ...
+
+
+async def erase_customer(
+    repo: Eraser, customer_id: str, reason: str, by: str, now: float, live: Iterable[Contact] = ()
+) -> Erasure:
+    """Erase `customer_id`'s personal data, recording the request in the audit log (who,
+    when, the reason with the customer's own words taken out). `live`: the routing core's
+    open contacts, checked first; the store checks its own again in the transaction.
+
+    Idempotent: erasing an erased customer changes nothing more and answers
+    `already_erased`."""
+    reason = reason.strip()
+    if not reason:
+        raise ErasureError("invalid", "reason: say why (the customer's request, its date or number)")
+    held = {c.id for c in live if c.customer_id == customer_id and c.status.is_open}
+    if held:
+        raise _live(held)
+    outcome, ids, changed = await repo.erase_customer(customer_id, by, reason, now)
+    if outcome == "no_such_customer":
+        raise ErasureError("no_such_customer", f"no customer {customer_id}")
+    if outcome == "live":
+        raise _live(ids)
+    return Erasure(customer_id, outcome == "again", changed)
+
+
+def _live(ids: Collection[str]) -> ErasureError:
+    return ErasureError(
+        "live_contacts",
+        f"the customer has {len(ids)} live contact(s) (waiting, offered, being worked or a callback to dial): "
+        "finish or cancel them, then erase",
+        ids,
+    )
+
+
+# ---- pure helpers the store's transaction uses ----------------------------------------------
+
+
+def words_of(*values: Iterable[str]) -> list[str]:
+    """The strings to take out of free text: each long enough to be the customer's, and the
+    phones also without their "+", longest first (so "+7916..." goes before "7916...")."""
+    out: set[str] = set()
+    for group in values:
+        for value in group:
+            value = (value or "").strip()
+            if len(value) < SHORTEST_WORD or value == ERASED:
+                continue
+            out.add(value)
+            if value.startswith("+") and value[1:].isdigit():
+                out.add(value[1:])
+    return sorted(out, key=lambda w: (-len(w), w))
+
+
+def scrub(value: Any, words: Iterable[str]) -> Any:
+    """`value` (text, or JSON made of dicts, lists and text) with every occurrence of each
+    word replaced by ERASED, case-insensitively; other values unchanged.
+
+    >>> scrub({"note": "Звонил Иван Петров, +79161234567"}, ["Иван Петров", "+79161234567"])
+    {'note': 'Звонил [erased], [erased]'}
+    """
+    words = list(words)
+    if not words:
+        return value
+    if isinstance(value, str):
+        folded = value.casefold()
+        for word in words:
+            key = word.casefold()
+            if key in folded:
+                value = _replace_folded(value, key)
+                folded = value.casefold()
+        return value
+    if isinstance(value, dict):
+        return {k: scrub(v, words) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v, words) for v in value]
+    return value
+
+
+def _replace_folded(text: str, key: str) -> str:
+    out, folded, at = [], text.casefold(), 0
+    if len(folded) != len(text):  # a letter whose case fold is longer (ß): exact matches only
+        return text.replace(key, ERASED)
+    while (found := folded.find(key, at)) >= 0:
+        out.append(text[at:found])
+        out.append(ERASED)
+        at = found + len(key)
+    out.append(text[at:])
+    return "".join(out)
+
+
+def neutral_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A contact's payload without what a person wrote or is: only NEUTRAL_PAYLOAD's keys."""
+    kept = {k: v for k, v in payload.items() if k in NEUTRAL_PAYLOAD}
+    kept["erased"] = True
+    return kept
