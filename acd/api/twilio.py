@@ -38,7 +38,13 @@ from acd.core.errors import CoreError
 from acd.core.intake import derived
 from acd.core.model import Channel, Contact, ContactStatus
 from acd.ids import new_id
-from acd.messaging.twilio_callbacks import DIAL_STATUS, TwilioDialer, customer_dial_twiml, customer_screened
+from acd.messaging.twilio_callbacks import (
+    DIAL_STATUS,
+    TwilioDialer,
+    customer_dial_twiml,
+    customer_screened,
+    machine_notice_twiml,
+)
 from acd.messaging.twilio_voice import (
     CALL_NOT_IN_PROGRESS,
     FINAL_STATUSES,
@@ -507,7 +513,12 @@ async def _callback_answer(svc: Services, callbacks: Callbacks, query: Query, fo
 
 async def _callback_dial_done(svc: Services, callbacks: Callbacks, query: Query, form: Query) -> VoiceResponse:
     status = form.get("DialCallStatus", "")
-    callbacks.on_result(query.get("contact", ""), query.get("attempt", ""), DIAL_STATUS.get(status, status.upper()))
+    attempt = query.get("attempt", "")
+    callbacks.on_result(query.get("contact", ""), attempt, DIAL_STATUS.get(status, status.upper()))
+    told = callbacks.dialer.machine_told(attempt) if isinstance(callbacks.dialer, TwilioDialer) else None
+    if told is not None and svc.deployment.twilio is not None:  # a machine answered: say so, then hang up
+        lang, retried = told
+        return machine_notice_twiml(svc.deployment.twilio, lang or svc.deployment.default_language, retried)
     return _hangup()
 
 

@@ -18,7 +18,8 @@ dialer rings, and its webhooks (signed, in `acd.api.twilio`) report back:
                                        once; the latter after a bridge also hangs the leg up by REST
     POST /twilio/voice/callback/dial-done   the customer's leg ended: DialCallStatus →
                                        the attempt's result (completed = talked; busy /
-                                       no-answer / failed = retried per the callback settings)
+                                       no-answer / failed = retried per the callback settings);
+                                       after a machine, the manager is told so before <Hangup/>
     POST /twilio/voice/callback/status      the manager's leg ended: no-answer → the core's
                                        missed offer (pause); busy / failed → offer failed (skip);
                                        completed before a result → the attempt is over
@@ -64,6 +65,13 @@ DIAL_STATUS = {
 # Twilio's AnsweredBy values that are no person to talk to. "unknown" is not among them: hanging
 # up on a customer who did answer is worse than a manager hearing a voicemail greeting.
 MACHINE_ANSWERS = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"})
+# What the manager waiting on the line hears when a machine took the customer's leg, by whether
+# the request will be tried again (a dropped line with no word sounds like a fault).
+MACHINE_NOTICE = {
+    True: {"ru": "Автоответчик, перезвоним позже.", "en": "Answering machine; we will call again later."},
+    False: {"ru": "Автоответчик. Это была последняя попытка.", "en": "Answering machine; that was the last attempt."},
+}
+MACHINES_KEPT = 256  # attempts whose machine the manager has not been told of yet (their Dial action is due)
 
 
 def twilio_machine(answered_by: str) -> str:
@@ -96,6 +104,18 @@ class TwilioDialer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.action_grace = ACTION_GRACE
         self._timers: set[asyncio.TimerHandle] = set()
+        #: Attempt id → (language, will it be retried) of an attempt a machine ended: its
+        #: manager's <Dial action> comes next and tells them (`machine_told`).
+        self._machines: dict[str, tuple[str, bool]] = {}
+
+    def machine_heard(self, flight: Flight, retried: bool) -> None:
+        self._machines[flight.attempt_id] = (flight.contact.language or "", retried)
+        while len(self._machines) > MACHINES_KEPT:  # a Dial action that never came (the manager left)
+            del self._machines[next(iter(self._machines))]
+
+    def machine_told(self, attempt_id: str) -> tuple[str, bool] | None:
+        """(language, retried) when a machine ended this attempt and its manager is to be told; once."""
+        return self._machines.pop(attempt_id, None)
 
     def after_grace(self, fn: Callable[[], None]) -> None:
         """Run `fn` once the customer's Dial action has had `action_grace` to arrive."""
@@ -183,6 +203,15 @@ class TwilioDialer:
             await close()
 
 
+def machine_notice_twiml(settings: TwilioSettings, lang: str, retried: bool) -> VoiceResponse:
+    """The manager's leg after a machine answered the customer's: a word on why, then <Hangup/>."""
+    resp = VoiceResponse()
+    texts = MACHINE_NOTICE[retried]
+    resp.say(texts.get(lang, texts["en"]), language=LANGUAGES.get(lang, lang), voice=settings.voice.get(lang))
+    resp.hangup()
+    return resp
+
+
 def customer_dial_twiml(settings: TwilioSettings, flight: Flight, lang: str, region: str) -> VoiceResponse:
     """What the manager's answered leg does: a word about whom they call, then Dial the customer."""
     resp = VoiceResponse()
@@ -226,6 +255,9 @@ async def customer_screened(
     machine = twilio_machine(form.get("AnsweredBy", ""))
     if machine:
         log.info("callback %s: the customer's leg was answered by %s", cid, machine)
+        flight = callbacks.in_flight(cid, attempt)
+        if flight is not None and isinstance(callbacks.dialer, TwilioDialer):
+            callbacks.dialer.machine_heard(flight, flight.attempt.attempt < callbacks.settings.max_attempts)
         callbacks.on_result(cid, attempt, "ANSWER", machine=machine)
         resp.hangup()
         leg = form.get("CallSid", "")
@@ -234,4 +266,12 @@ async def customer_screened(
     return resp
 
 
-__all__ = ["DIAL_STATUS", "TwilioDialer", "customer_dial_twiml", "customer_screened", "e164", "twilio_machine"]
+__all__ = [
+    "DIAL_STATUS",
+    "TwilioDialer",
+    "customer_dial_twiml",
+    "customer_screened",
+    "e164",
+    "machine_notice_twiml",
+    "twilio_machine",
+]

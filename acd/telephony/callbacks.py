@@ -306,6 +306,12 @@ class Callbacks:
             await self.tstore.save_callback(cb)
             self._pending[cb.id] = cb  # outside working hours: held until they open
             return
+        if cb.attempts:
+            # A retry: the attempt before it ended with a WorkFinished the dispatcher may not have
+            # committed yet (a short back-off); that commit, coming after the row is stored waiting
+            # below, would store it finished again while it waits in the queue. An end posted
+            # after it is ordered after it, and is nothing to a contact the core has finished.
+            await self.dispatcher.submit(ev.ContactAbandoned(cb.contact_id, "callback attempt over"))
         existing = await self.store.get_contact(cb.contact_id)
         if existing is None:
             stored, _ = await self.store.create_contact(contact, f"callback:{cb.id}")
