@@ -4,6 +4,9 @@ service over a real store with an `ExternalSync` attached, and contacts as they 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 from api_fixtures import EXAMPLE, example_deployment
 from storage_fixtures import Backend
@@ -109,3 +112,37 @@ def finished(contact: Contact, manager: str, outcome: Outcome = Outcome.DONE) ->
 async def next_of(queue: asyncio.Queue[Any], within: float = 10.0) -> Any:
     """The next thing a stand-in heard (waits on its queue, never polls)."""
     return await asyncio.wait_for(queue.get(), within)
+
+
+async def bitrix24_event(
+    session: ClientSession, url: str, event: str, n: int | str, token: str | None
+) -> tuple[int, Any]:
+    """What a Bitrix24 outbound webhook posts for `event` on entity `n` (form-encoded, as the
+    portal sends it: the portal's auth fields beside the application token)."""
+    form = {
+        "event": event,
+        "event_handler_id": "3",
+        "data[FIELDS][ID]": str(n),
+        "ts": str(int(time.time())),
+        "auth[domain]": "romashka.bitrix24.ru",
+        "auth[client_endpoint]": "https://romashka.bitrix24.ru/rest/",
+        "auth[server_endpoint]": "https://oauth.bitrix.info/rest/",
+        "auth[member_id]": "a223c6b3710f85df22e9377d6c4f7553",
+    }
+    if token is not None:
+        form["auth[application_token]"] = token
+    async with session.post(url, data=form) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def signed_notice(
+    session: ClientSession, url: str, body: Any, secret: str, stamp: float | None = None
+) -> tuple[int, Any]:
+    """The generic CRM's change notification, signed as `acd.crm.external.http` documents
+    (computed here, not by our code)."""
+    raw = json.dumps(body).encode()
+    at = str(int(time.time() if stamp is None else stamp))
+    mac = "sha256=" + hmac.new(secret.encode(), at.encode() + b"." + raw, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "X-ACD-Timestamp": at, "X-ACD-Signature": mac}
+    async with session.post(url, data=raw, headers=headers) as resp:
+        return resp.status, await resp.json(content_type=None)

@@ -1,16 +1,29 @@
 """Adapter: the HTTP side of writing finished contacts back to an external CRM — what was
-sent, what waits, what was given up, and a retry of the latter.
+sent, what waits, what was given up, and a retry of the latter — and of its change
+notifications (who serves a customer changed there: their waiting contacts routed again).
 
 Importing this module registers its routes on `acd.api.app.api`.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
+
 from aiohttp import web
 
 from acd.api.app import SERVICES, _limit, api
+from acd.api.crm import CRM
+from acd.api.proxies import limit_key
 from acd.api.routing import ApiError
+from acd.config.crm_external import ExternalCrmSettings
 from acd.crm.external import ExternalSync
+from acd.crm.external.base import Notice
+from acd.crm.external.bitrix24 import Bitrix24Crm, parse_event
+from acd.crm.external.http import notice_of, verify
+from acd.crm.service import RoutingChange
 from acd.storage.crm_sync import SyncItem, SyncStore
 
 CRM_SYNC = web.AppKey("crm_sync", ExternalSync)
@@ -65,3 +78,90 @@ async def retry_sync(request: web.Request) -> web.Response:
     if item.status != "pending":
         raise ApiError(409, "conflict", f"contact {cid} is {item.status}: only a failed write-back is retried")
     return web.json_response(_item_json(item))
+
+
+@api.add(
+    "POST",
+    "/api/crm/external/events",
+    "The office's own CRM says who serves a customer may have changed (Bitrix24's outbound "
+    "webhook, form-encoded with its application_token; or a signed JSON notice): answered 202 "
+    "at once, then that customer's waiting contacts are looked up again and routed by the answer",
+    role=None,
+    tag="crm",
+)
+async def crm_event(request: web.Request) -> web.Response:
+    svc = request.app[SERVICES]
+    svc.lead_limit.check(limit_key(request))
+    sync, crm = request.app.get(CRM_SYNC), request.app.get(CRM)
+    settings = sync.settings if sync is not None else None
+    if sync is None or settings is None or crm is None or crm.rerouting is None:
+        raise ApiError(409, "unsupported", "no external CRM is configured (crm.external)")
+    svc.bad_credentials.refuse_if_spent(limit_key(request))  # guessing the token or secret
+    raw = await request.read()
+    if settings.kind == "bitrix24":
+        resolve = _bitrix24_event(request, sync, settings, raw)
+    else:
+        resolve = _signed_notice(request, settings, raw, svc.deployment.crm.default_region)
+    if resolve is None:
+        return web.json_response({"accepted": False}, status=202)  # an event that routes nobody
+    rerouting = crm.rerouting
+
+    async def change() -> RoutingChange | None:
+        notice = await resolve()
+        sync.forget(notice)  # the next contact of theirs is looked up afresh
+        return RoutingChange.outside(notice)
+
+    rerouting.later(change())
+    return web.json_response({"accepted": True}, status=202)
+
+
+def _refuse(request: web.Request, status: int, why: str) -> ApiError:
+    request.app[SERVICES].bad_credentials.spend(limit_key(request))
+    return ApiError(status, "bad_credentials", why)
+
+
+def _bitrix24_event(
+    request: web.Request, sync: ExternalSync, settings: ExternalCrmSettings, raw: bytes
+) -> Callable[[], Awaitable[Notice]] | None:
+    """Bitrix24's outbound webhook: the application token checked, the event read."""
+    if not settings.events_token:
+        raise ApiError(409, "unsupported", "crm.external.events_token_env is not configured")
+    try:
+        form = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=200))
+    except ValueError:  # not UTF-8, or too many fields
+        raise ApiError(400, "invalid", "a form-encoded Bitrix24 event") from None
+    token = form.get("auth[application_token]", "")
+    if not token:
+        raise _refuse(request, 401, "auth[application_token] is missing")
+    if not hmac.compare_digest(token.encode(), settings.events_token.encode()):
+        raise _refuse(request, 403, "auth[application_token] is not the configured one")
+    found = parse_event(form)
+    adapter = sync.adapter
+    if found is None or not isinstance(adapter, Bitrix24Crm):
+        return None
+    return lambda: adapter.notice(*found)
+
+
+def _signed_notice(
+    request: web.Request, settings: ExternalCrmSettings, raw: bytes, region: str
+) -> Callable[[], Awaitable[Notice]] | None:
+    """The generic CRM's notice (acd.crm.external.http): its signature checked, the customer read."""
+    if not settings.secret:
+        raise ApiError(409, "unsupported", "crm.external.secret_env is not configured")
+    stamp, signature = request.headers.get("X-ACD-Timestamp", ""), request.headers.get("X-ACD-Signature", "")
+    if not (stamp and signature):
+        raise _refuse(request, 401, "X-ACD-Timestamp and X-ACD-Signature are required")
+    if not verify(settings.secret, stamp, raw, signature, request.app[SERVICES].clock()):
+        raise _refuse(request, 403, "the signature is wrong or its timestamp too old")
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(400, "invalid", "a JSON body") from None
+    notice = notice_of(data, region)
+    if notice is None:
+        raise ApiError(400, "invalid", "customer: an object with an id, phone or email")
+
+    async def resolved() -> Notice:
+        return notice
+
+    return resolved

@@ -76,6 +76,7 @@ class ExternalCrmSpec(_Spec):
     # kind: bitrix24
     url_env: EnvName | None = None
     write_back: Literal["activity", "comment"] = "activity"
+    events_token_env: EnvName | None = None  # the outbound webhook's application_token (change events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,7 @@ class ExternalCrmSettings:
     secret: str | None = field(default=None, repr=False)
     url: str | None = field(default=None, repr=False)  # Bitrix24's inbound webhook, with its token
     write_back: str = "activity"
+    events_token: str | None = field(default=None, repr=False)  # Bitrix24's outbound webhook's token
 
     def user_of(self, manager_id: str | None) -> str | None:
         """The CRM's user id for one of our managers (the mapping read backwards)."""
@@ -131,7 +133,7 @@ def cross_check(
         if spec.push:
             need("push_url", spec.push_url, "where finished contacts are sent (or set push: false)")
             need("secret_env", spec.secret_env, "the variable holding the webhook's signing secret")
-        for key in ("url_env",):
+        for key in ("url_env", "events_token_env"):
             if getattr(spec, key) is not None:
                 problems.add((*loc, key), "only for kind bitrix24")
         env("secret_env", spec.secret_env)
@@ -145,6 +147,7 @@ def cross_check(
             if getattr(spec, key) is not None:
                 problems.add((*loc, key), "only for kind http")
         env("url_env", spec.url_env)
+        env("events_token_env", spec.events_token_env)
         if spec.url_env and (url := environ.get(spec.url_env)) and not url.startswith(("https://", "http://")):
             problems.add((*loc, "url_env"), f"{spec.url_env} must hold an https:// URL")
     if managers:
@@ -176,4 +179,5 @@ def build(spec: ExternalCrmSpec | None, environ: Mapping[str, str]) -> ExternalC
         secret=environ.get(spec.secret_env) if spec.secret_env else None,
         url=url.rstrip("/") + "/" if url else None,
         write_back=spec.write_back,
+        events_token=environ.get(spec.events_token_env) if spec.events_token_env else None,
     )

@@ -1,18 +1,19 @@
 """Adapter: repeat customers' waiting contacts routed again when what the CRM routes them by
 changes, whoever changed it and whenever (`CrmService.routed_again` says how).
 
-Changes come three ways: a request that made one (a deal moved, a pin, an import: `apply`,
+Changes come four ways: a request that made one (a deal moved, a pin, an import: `apply`,
 awaited by its handler), a manager deactivated or active again (the dispatcher's commits,
 `watch_managers`), and a vacation beginning or ending at its midnight, when nobody asks for
 anything: a deadline on the dispatcher's kind of timer (`acd.deadlines`) for each boundary
-of each vacation not over yet, set at start and as vacations are recorded and cancelled.
+of each vacation not over yet, set at start and as vacations are recorded and cancelled;
+and the office's own CRM's change notification (`later`: worked out after it is answered).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from acd.core import events as ev
@@ -122,6 +123,22 @@ class Rerouting:
         if change is None:
             return
         task = asyncio.create_task(self.apply(change), name="acd-crm-reroute")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def later(self, change: Awaitable[RoutingChange | None]) -> None:
+        """Route again by a change still to be worked out (an external CRM's notification,
+        whose look-ups must not hold its answer), on the side like the others."""
+
+        async def work() -> None:
+            try:
+                found = await change
+            except Exception:
+                log.exception("a change notification could not be worked out; its contacts stay as routed")
+                return
+            await self.apply(found)
+
+        task = asyncio.create_task(work(), name="acd-crm-reroute")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -30,6 +30,7 @@ from acd.crm.routing import StageRule, route_repeat
 from acd.ids import new_id
 
 if TYPE_CHECKING:
+    from acd.crm.external.base import Notice
     from acd.crm.rerouting import Rerouting
 
 FORECAST_DAYS = 30
@@ -108,6 +109,18 @@ class ExternalRouting(Protocol):  # acd.crm.external.ExternalSync: the office's 
         serving: Collection[str] | None = None,
     ) -> Contact: ...
 
+    async def rerouted(
+        self,
+        live: Sequence[tuple[Contact, str | None, str | None]],
+        reason: str,
+        default_team: str | None,
+        *,
+        stages: Mapping[str, StageRule],
+        vacations: Sequence[Vacation],
+        now: float,
+        serving: Collection[str] | None = None,
+    ) -> list[ev.ContactRerouted]: ...
+
 
 def rating_params(deployment: Deployment) -> RatingParams:
     crm = deployment.crm
@@ -160,6 +173,13 @@ class RoutingChange:
     vacations_removed: tuple[Vacation, ...] = ()
     deals_added: frozenset[str] = frozenset()  # opened (or imported) since: not in the old answer
     serving_then: frozenset[str] | None = None  # the managers who took contacts before, if that changed
+    notice: Notice | None = None  # the office's own CRM changed it (its notification): by its facts
+
+    @classmethod
+    def outside(cls, notice: Notice) -> RoutingChange:
+        """The office's own CRM (`crm.external`) says who serves some customers may have
+        changed: the contacts it routed are looked up again (`CrmService.routed_again`)."""
+        return cls(notice.reason, frozenset(), notice=notice)
 
     @classmethod
     def deal(cls, before: Deal, after: Deal) -> RoutingChange:
@@ -231,7 +251,9 @@ class RoutingChange:
         """The customer by whose facts `contact` is routed, if this change concerns it. Only
         contacts our CRM routed as a repeat customer's are: a new customer's first contact
         went where the ratings sent it (a lead, rated as such), one the office's own CRM
-        routed (`crm.external`) went by that CRM's facts."""
+        routed (`crm.external`) went by that CRM's facts: only its notice concerns those."""
+        if self.notice is not None:
+            return self.notice.concerns(contact)
         if contact.payload.get("routed_by") != "repeat":
             return None
         cid = contact.customer_id
@@ -480,6 +502,8 @@ class CrmService:
 
         Example: a contact for boris, account manager of its customer; boris leaves in a
         rotation to vera: preferred ("vera",), and the reason says "rotation: ..."."""
+        if change.notice is not None:
+            return await self._routed_by_external(live, change, default_team)
         now = self.clock()
         vacations = await self.current_vacations(now)
         then_vacations = change.vacations_then(vacations, now)
@@ -533,6 +557,24 @@ class CrmService:
                 )
             )
         return out
+
+    async def _routed_by_external(
+        self, live: Sequence[Contact], change: RoutingChange, default_team: str | None
+    ) -> list[ev.ContactRerouted]:
+        """`routed_again` for a notice of the office's own CRM: its present answer, looked up."""
+        concerned = [(c, *self._keys_of(c)) for c in live if change.concerns(c) is not None]
+        if self.external is None or not concerned:
+            return []
+        now = self.clock()
+        return await self.external.rerouted(
+            concerned,
+            change.reason,
+            default_team,
+            stages=self._stages(),
+            vacations=await self.current_vacations(now),
+            now=now,
+            serving=self._serving(),
+        )
 
     def _as_repeat(
         self,

@@ -3,6 +3,10 @@
     lookup(phone, email) -> ExternalMatch | None     who the customer is there, their open deal
     push(key, body)      -> the CRM's id for it      one finished contact, sent again on a retry
 
+A `Notice` is the CRM telling us (its change notification, `acd.api.crm_sync`) that who
+serves some of its customers may have changed; `rerouted` is what that makes of one waiting
+contact the CRM routed.
+
 Errors (raised by adapters, read by `acd.crm.external.sync`):
 
     ExternalCrmError
@@ -20,8 +24,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from acd.config.crm_external import ExternalCrmSettings
+from acd.core.events import ContactRerouted
 from acd.core.model import Contact
-from acd.crm.identity import normalize_phone
+from acd.crm.identity import normalize_email, normalize_phone
 from acd.crm.model import Customer, Deal, Vacation
 from acd.crm.routing import StageRule, route_repeat
 
@@ -80,6 +85,109 @@ class ExternalCrm(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """The external CRM says who serves some customers may have changed: its references to
+    them (`customers`, as in `ExternalMatch.customer`), their deals, or their phones (E.164)
+    and e-mails (lower case). `reason` is for the decision log.
+
+    Only contacts the CRM was asked about at arrival and knew (their payload's `external`
+    is its match) are concerned: the others were routed by our CRM, or the CRM did not
+    know them then. Example: Bitrix24's ONCRMDEALUPDATE of deal 45 of contact 12 gives
+    Notice("bitrix24", "Bitrix24 deal 45 updated", customers={"CONTACT:12"}, deals={"45"})."""
+
+    system: str
+    reason: str
+    customers: frozenset[str] = frozenset()
+    deals: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+    emails: frozenset[str] = frozenset()
+    region: str = "RU"  # to read the contacts' phones as the look-up did
+
+    def concerns(self, contact: Contact) -> str | None:
+        """The CRM's reference of `contact`'s customer, when this notice concerns it."""
+        ext = known_by(contact, self.system)
+        if ext is None:
+            return None
+        ref = str(ext.get("customer") or "")
+        if ref in self.customers or str(ext.get("deal") or "") in self.deals:
+            return ref
+        phone = normalize_phone(contact.phone, self.region) if self.phones and contact.phone else None
+        email = normalize_email(contact.email) if self.emails and contact.email else None
+        return ref if (phone and phone in self.phones) or (email and email in self.emails) else None
+
+    def matches(self, match: ExternalMatch | None, phone: str | None, email: str | None) -> bool:
+        """Whether a cached look-up answer (for `phone`, `email`) may be stale after this."""
+        if match is not None and (match.customer in self.customers or (match.deal or "") in self.deals):
+            return True
+        return bool((phone and phone in self.phones) or (email and email in self.emails))
+
+
+def known_by(contact: Contact, system: str) -> Mapping[str, Any] | None:
+    """The match `system` gave when `contact` arrived, if it was asked and knew the customer."""
+    ext = contact.payload.get("external")
+    return ext if isinstance(ext, Mapping) and ext.get("system") == system else None
+
+
+def rerouted(
+    contact: Contact,
+    match: ExternalMatch | None,
+    settings: ExternalCrmSettings,
+    stages: Mapping[str, StageRule],
+    vacations: Sequence[Vacation],
+    now: float,
+    serving: Collection[str] | None,
+    default_team: str | None,
+    reason: str,
+) -> ContactRerouted | None:
+    """How a waiting contact the CRM knew at arrival is routed by its present answer `match`
+    (None: it no longer knows the customer), the way `acd.crm.service.CrmService.
+    routed_again` re-routes by our CRM: the old answer (the match in the contact's payload)
+    and the new one, each by `route_external` on the contact stripped of its routing; the
+    people the old one named give way to the new one's, anyone else stays after them;
+    without a team in the new answer, a team the old one gave falls back to `default_team`.
+    Only the payload changes when the routing does not; None when neither does.
+
+    Example: waiting for anna (deal 45's owner "7"); the deal's owner is now "9" (boris):
+    preferred ("boris",), payload external.responsible "9"."""
+    then = known_by(contact, settings.kind)
+    if then is None:
+        return None
+    bare = replace(contact, preferred=(), team=None, first_wait=None)
+    old = route_external(bare, _match_of(then), settings, stages, vacations, now, serving)
+    new = route_external(bare, match, settings, stages, vacations, now, serving) if match else bare
+    payload: dict[str, object] = {"external": match.json() if match else None, "routed_by": "external"}
+    payload["crm"] = new.payload.get("crm") or f"{settings.kind}: nobody to route to"
+    if _routing(new) == _routing(old):
+        if dict(then) == payload["external"]:
+            return None
+        return ContactRerouted(contact.id, contact.preferred, contact.team, contact.first_wait, reason, payload)
+    others = [p for p in contact.preferred if p not in old.preferred]
+    team = new.team
+    if team is None:
+        team = default_team if old.team is not None and contact.team == old.team else contact.team
+    wait = new.first_wait if new.first_wait is not None or old.first_wait is not None else contact.first_wait
+    preferred = tuple(dict.fromkeys((*new.preferred, *others)))
+    return ContactRerouted(contact.id, preferred, team, wait, f"{reason} ({payload['crm']})", payload)
+
+
+def _routing(c: Contact) -> tuple[object, ...]:
+    return (c.preferred, c.team, c.first_wait)
+
+
+def _match_of(data: Mapping[str, Any]) -> ExternalMatch:
+    amount = data.get("amount")
+    return ExternalMatch(
+        system=str(data.get("system") or ""),
+        customer=str(data.get("customer") or ""),
+        name=str(data.get("name") or ""),
+        deal=None if data.get("deal") is None else str(data["deal"]),
+        stage=None if data.get("stage") is None else str(data["stage"]),
+        responsible=None if data.get("responsible") is None else str(data["responsible"]),
+        amount=float(amount) if isinstance(amount, int | float) else None,
+    )
 
 
 def idempotency_key(contact_id: str) -> str:

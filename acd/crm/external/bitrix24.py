@@ -23,6 +23,14 @@ lead (`crm.lead.add`). Activities and leads carry our idempotency key in ORIGIN_
 first asks (`crm.activity.list` / `crm.lead.list` filtered by ORIGIN_ID) whether the last
 attempt got through after all, so a dropped answer does not make a second one. (Timeline
 comments have no such field; a retry after a dropped answer may repeat one.)
+
+Change events: an outbound webhook (Bitrix24's "event handlers") for ONCRMDEALADD,
+ONCRMDEALUPDATE, ONCRMCONTACTUPDATE and ONCRMCOMPANYUPDATE posts, form-encoded,
+`event=ONCRMDEALUPDATE&data[FIELDS][ID]=45&ts=...&auth[application_token]=...` to
+`/api/crm/external/events`; the application token Bitrix24 shows for that webhook goes in
+the variable named by `events_token_env`, and a post without it is refused. The event says
+only which deal or customer changed: a deal's customers come from `crm.deal.get`, and the
+waiting contacts of those customers are looked up again (`notice`, `ExternalSync.rerouted`).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import aiohttp
 import phonenumbers
 
 from acd.config.crm_external import ExternalCrmSettings
-from acd.crm.external.base import ExternalMatch, Refused, Unavailable
+from acd.crm.external.base import ExternalCrmError, ExternalMatch, Notice, Refused, Unavailable
 from acd.crm.external.http import HttpPeer
 
 log = logging.getLogger("acd.crm.external")
@@ -51,6 +59,22 @@ OWNER_TYPE = {"LEAD": 1, "DEAL": 2, "CONTACT": 3, "COMPANY": 4}  # crm.enum.owne
 ACTIVITY_CALL, ACTIVITY_EMAIL = 2, 4  # crm.enum.activitytype
 INCOMING = 1  # crm.enum.activitydirection
 SOURCE = {"call": "CALL", "callback": "CALLBACK", "web": "WEB", "email": "EMAIL"}  # crm.status.list SOURCE
+EVENTS = {  # the events whose change may change who serves a customer -> what their ID names
+    "ONCRMDEALADD": "DEAL",
+    "ONCRMDEALUPDATE": "DEAL",
+    "ONCRMCONTACTUPDATE": "CONTACT",
+    "ONCRMCOMPANYUPDATE": "COMPANY",
+}
+
+
+def parse_event(form: Mapping[str, str]) -> tuple[str, int] | None:
+    """(DEAL | CONTACT | COMPANY, id) of an outbound webhook's post; None for another event
+    or an id that is not a positive whole number."""
+    entity = EVENTS.get(form.get("event", "").upper())
+    raw = form.get("data[FIELDS][ID]", "")
+    if entity is None or not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
+        return None
+    return entity, int(raw)
 
 
 def phone_forms(e164: str) -> list[str]:
@@ -162,6 +186,22 @@ class Bitrix24Crm(HttpPeer):
         name = row.get("TITLE") or " ".join(str(row[k]) for k in ("NAME", "LAST_NAME") if row.get(k))
         return ExternalMatch(self.name, ref, name=str(name or ""), responsible=_text(row.get("ASSIGNED_BY_ID")))
 
+    async def notice(self, entity: str, n: int) -> Notice:
+        """Whose contacts an event about deal, contact or company `n` concerns. A deal's
+        customers are asked for; when that fails (the deal deleted, the portal busy), the
+        contacts routed by that deal still are."""
+        what = f"Bitrix24 {entity.lower()} {n} changed"
+        if entity != "DEAL":
+            return Notice(self.name, what, customers=frozenset({f"{entity}:{n}"}))
+        try:
+            deal = await self.call("crm.deal.get", {"id": n})
+        except ExternalCrmError as err:
+            log.warning("Bitrix24 deal %d: %s; re-routing only the contacts routed by it", n, err)
+            deal = {}
+        deal = deal if isinstance(deal, dict) else {}
+        owners = {f"{e}:{deal[f'{e}_ID']}" for e in ("CONTACT", "COMPANY") if str(deal.get(f"{e}_ID") or "0") != "0"}
+        return Notice(self.name, what, customers=frozenset(owners), deals=frozenset({str(n)}))
+
     # ---- push ---------------------------------------------------------------------------
 
     async def push(self, key: str, body: Mapping[str, Any]) -> str | None:
@@ -260,4 +300,4 @@ def _iso(at: Any) -> str | None:
     return datetime.fromtimestamp(float(at), UTC).isoformat() if isinstance(at, int | float) else None
 
 
-__all__ = ["Bitrix24Crm", "phone_forms"]
+__all__ = ["EVENTS", "Bitrix24Crm", "parse_event", "phone_forms"]

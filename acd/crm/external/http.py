@@ -18,6 +18,21 @@ The receiver recomputes the HMAC over the raw body with the shared secret, refus
 timestamp (replays), and answers 2xx once it has the contact — also for a key it has seen
 before. 5xx, 408, 409 (still processing that key), 425, 429 and network failures are retried
 with back-off; any other 4xx is final.
+
+Change notification (the CRM to us): when who serves a customer may have changed there (a
+deal's responsible or stage, the customer's responsible, a deal opened or closed), the CRM
+posts to `POST <our server>/api/crm/external/events`
+
+    {"event": "customer.changed",
+     "customer": {"id": "C-17", "phone": "+79161234567", "email": "ivan@example.com"}}
+
+(any of id, phone, email; `"deal": {"id": "D-5"}` may be added), signed as our pushes are:
+`X-ACD-Timestamp` and `X-ACD-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." +
+body)>` over the raw body, with the same shared secret, within `SIGNATURE_TOLERANCE` of our
+clock. We answer 202 at once (401 unsigned, 403 a wrong or stale signature, 400 a body we
+cannot read), then look the customer's waiting contacts up again and route them by the new
+answer. Only contacts the look-up knew when they arrived are routed again. Sending one
+notification twice is harmless.
 """
 
 from __future__ import annotations
@@ -32,7 +47,8 @@ from typing import Any
 import aiohttp
 
 from acd.config.crm_external import ExternalCrmSettings
-from acd.crm.external.base import ExternalMatch, Refused, Unavailable
+from acd.crm.external.base import ExternalMatch, Notice, Refused, Unavailable
+from acd.crm.identity import normalize_email, normalize_phone
 
 PUSH_TIMEOUT = 15.0
 SIGNATURE_TOLERANCE = 300.0  # seconds a receiver should accept a timestamp either side of its clock
@@ -125,6 +141,36 @@ class HttpCrm(HttpPeer):
         return None if found is None else str(found)
 
 
+def notice_of(data: Any, region: str) -> Notice | None:
+    """The customer a change notification names (see the module's doc); None when it names
+    nobody we could find a contact by."""
+    customer = data.get("customer") if isinstance(data, dict) else None
+    if not isinstance(customer, dict):
+        return None
+    deal = data.get("deal")
+    deal_id = deal.get("id") if isinstance(deal, dict) else None
+
+    def text(value: Any) -> str | None:
+        ok = isinstance(value, str | int) and not isinstance(value, bool) and 0 < len(str(value)) <= 320
+        return str(value) if ok else None
+
+    ref, raw_phone, raw_email = (text(customer.get(k)) for k in ("id", "phone", "email"))
+    deal_ref = text(deal_id)
+    phone = normalize_phone(raw_phone, region) if raw_phone else None
+    email = normalize_email(raw_email) if raw_email else None
+    if not (ref or phone or email or deal_ref):
+        return None
+    return Notice(
+        "http",
+        f"the office CRM's customer {ref or phone or email or deal_ref} changed",
+        customers=frozenset({ref} if ref else ()),
+        deals=frozenset({deal_ref} if deal_ref else ()),
+        phones=frozenset({phone} if phone else ()),
+        emails=frozenset({email} if email else ()),
+        region=region,
+    )
+
+
 def _check(status: int, what: str) -> None:
     if 200 <= status < 300:
         return
@@ -153,4 +199,4 @@ def _match(data: Any) -> ExternalMatch | None:
     )
 
 
-__all__ = ["HttpCrm", "HttpPeer", "encode", "sign", "verify"]
+__all__ = ["HttpCrm", "HttpPeer", "encode", "notice_of", "sign", "verify"]

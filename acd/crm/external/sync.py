@@ -21,13 +21,16 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequen
 from typing import Any
 
 from acd.config.crm_external import ExternalCrmSettings
+from acd.core.events import ContactRerouted
 from acd.core.model import Contact, ContactStatus
 from acd.crm.external.base import (
     ExternalCrm,
     ExternalMatch,
+    Notice,
     Refused,
     finished_body,
     idempotency_key,
+    rerouted,
     route_external,
 )
 from acd.crm.model import Vacation
@@ -140,6 +143,52 @@ class ExternalSync:
         if match is None:
             return contact
         return route_external(contact, match, s, stages, vacations, now, serving)
+
+    # ---- change notifications -----------------------------------------------------------
+
+    def forget(self, notice: Notice) -> int:
+        """Drop the cached answers `notice` may have made stale, so the next contact of those
+        customers is looked up afresh. Returns how many."""
+        stale = [key for key, (_, match) in self._cache.items() if notice.matches(match, *key)]
+        for key in stale:
+            del self._cache[key]
+        return len(stale)
+
+    async def rerouted(
+        self,
+        live: Sequence[tuple[Contact, str | None, str | None]],
+        reason: str,
+        default_team: str | None,
+        *,
+        stages: Mapping[str, StageRule],
+        vacations: Sequence[Vacation],
+        now: float,
+        serving: Collection[str] | None = None,
+    ) -> list[ContactRerouted]:
+        """The waiting contacts (each with its E.164 phone and e-mail) a notice concerns, as
+        the CRM's present answer routes them (`base.rerouted`): looked up afresh, once per
+        phone and e-mail, within `timeout`. A contact whose look-up fails stays as it is."""
+        s = self.settings
+        if s is None or s.lookup == "off":
+            return []
+        answers: dict[tuple[str | None, str | None], ExternalMatch | None] = {}
+        out = []
+        for contact, phone, email in live:
+            key = (phone, email)
+            if key not in answers:
+                try:
+                    async with asyncio.timeout(s.timeout):
+                        answers[key] = await self.adapter.lookup(phone, email)
+                except Exception as err:
+                    log.warning(
+                        "%s look-up for contact %s failed (%s): left as routed", self.adapter.name, contact.id, err
+                    )
+                    continue
+                self._cache[key] = (self.clock(), answers[key])
+            change = rerouted(contact, answers[key], s, stages, vacations, now, serving, default_team, reason)
+            if change is not None:
+                out.append(change)
+        return out
 
     # ---- the outbox ---------------------------------------------------------------------
 
