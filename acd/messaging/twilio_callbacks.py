@@ -43,6 +43,7 @@ from acd.crm.identity import dial_digits, normalize_phone
 from acd.messaging.twilio_voice import LANGUAGES, url
 from acd.telephony.callback_dialers import Flight, Outcomes
 from acd.telephony.callbacks import Callbacks
+from acd.telephony.prompts import COMMON
 
 log = logging.getLogger("acd.twilio")
 RING_MARGIN = 2.0  # seconds: Twilio stops the manager's phone before the core's offer runs out
@@ -67,10 +68,8 @@ DIAL_STATUS = {
 MACHINE_ANSWERS = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"})
 # What the manager waiting on the line hears when a machine took the customer's leg, by whether
 # the request will be tried again (a dropped line with no word sounds like a fault).
-MACHINE_NOTICE = {
-    True: {"ru": "Автоответчик, перезвоним позже.", "en": "Answering machine; we will call again later."},
-    False: {"ru": "Автоответчик. Это была последняя попытка.", "en": "Answering machine; that was the last attempt."},
-}
+# The same words as Asterisk plays (acd.telephony.prompts).
+MACHINE_NOTICE = {True: COMMON["callback-machine"], False: COMMON["callback-machine-last"]}
 MACHINES_KEPT = 256  # attempts whose machine the manager has not been told of yet (their Dial action is due)
 
 
@@ -257,7 +256,8 @@ async def customer_screened(
         log.info("callback %s: the customer's leg was answered by %s", cid, machine)
         flight = callbacks.in_flight(cid, attempt)
         if flight is not None and isinstance(callbacks.dialer, TwilioDialer):
-            callbacks.dialer.machine_heard(flight, flight.attempt.attempt < callbacks.settings.max_attempts)
+            # the request's own limit, not today's setting: a request made before it changed keeps its own
+            callbacks.dialer.machine_heard(flight, not flight.last_attempt)
         callbacks.on_result(cid, attempt, "ANSWER", machine=machine)
         resp.hangup()
         leg = form.get("CallSid", "")

@@ -668,7 +668,8 @@ class PbxSim:
     async def _outbound_leg(self, leg1: Leg) -> None:
         """[acd-callback] / [acd-clicktocall] s: the manager's originated channel dials the customer
         (``Dial(${ACD_CUSTOMER_DIAL},${ACD_CUSTOMER_RING},gU(acd-callback-amd^${CHANNEL}^${ACD_AMD}))``)
-        and reports ``CallbackResult``, with AMD()'s verdict when ``ACD_AMD=1``."""
+        and reports ``CallbackResult``, with AMD()'s verdict when ``ACD_AMD=1``; after a machine,
+        the manager first hears ``ACD_MACHINE_NOTICE`` (``_machine_notice``)."""
         ch = leg1.channel
         dial = ch.variables.get("ACD_CUSTOMER_DIAL", "")
         ring = float(ch.variables.get("ACD_CUSTOMER_RING", "30") or 30)
@@ -677,6 +678,8 @@ class PbxSim:
         self.newexten(ch, "Dial", f"{dial},{int(ring)},g{gosub}")
         status = await self.dial(leg1, dial, ring, amd=amd == "1")
         ch.variables["DIALSTATUS"] = status
+        if ch.context == "acd-callback" and not leg1.hungup.is_set():
+            await self._machine_notice(leg1)
         fields = [
             f"Contact: {ch.variables.get('ACD_CONTACT', '')}",
             f"Attempt: {ch.variables.get('ACD_ATTEMPT', '')}",
@@ -686,6 +689,26 @@ class PbxSim:
         ]
         self.user_event(ch, "CallbackResult", fields)
         self.hangup_channel(ch, cause=16)
+
+    async def _machine_notice(self, leg: Leg) -> None:
+        """[acd-callback] after Dial: ``GotoIf($["${SHARED(ACD_AMDSTATUS)}" != "MACHINE" |
+        "${ACD_MACHINE_NOTICE}" = ""]?report)``, else
+        ``Playback(acd/common/${ACD_MACHINE_NOTICE}-${ACD_LANGUAGE})`` on the manager's channel.
+        As a dialplan Playback: a Newexten with the expanded AppData, the file's length (cut short
+        when the manager hangs up), then the VarSet of PLAYBACKSTATUS, as EXEC Playback in
+        ``fastagi_ivr_ami`` (FAILED for a missing file, played not at all)."""
+        ch = leg.channel
+        notice = ch.variables.get("ACD_MACHINE_NOTICE", "")
+        if ch.variables.get("SHARED(ACD_AMDSTATUS)") != "MACHINE" or not notice:
+            return
+        sound = f"acd/common/{notice}-{self.lookup(ch, 'ACD_LANGUAGE') or ''}"
+        self.newexten(ch, "Playback", sound)
+        seconds = self.prompt_list_seconds(sound)
+        if seconds is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(leg.hungup.wait(), self.scaled(seconds))
+        played = seconds is not None and not leg.hungup.is_set()
+        self.set_var(ch, "PLAYBACKSTATUS", "SUCCESS" if played else "FAILED")
 
     async def _hangup_at(self, leg: Leg, after: float) -> None:
         await asyncio.sleep(self.scaled(after))

@@ -66,6 +66,7 @@ def build_telephony(
         manager_ring=a.ring_time,
         outbound_dial=a.outbound_dial,
         machine_detection=a.callback_machine_detection,
+        languages=dep.languages,
     )
     call_fields = set(CallSettings.__dataclass_fields__)
     cb_fields = {f"callback_{k}" for k in CallbackSettings.__dataclass_fields__}

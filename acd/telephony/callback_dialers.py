@@ -49,6 +49,14 @@ class Flight:
     #: The answering-machine detector's verdict when a machine took the customer's leg
     #: ("machine_start", "fax", "LONGGREETING-2000-1500"...): the attempt failed.
     machine: str = ""
+    #: The request's own limit on attempts (its stored row's: the setting may have changed since
+    #: it was made); 0 = not known, never taken for the last.
+    max_attempts: int = 0
+
+    @property
+    def last_attempt(self) -> bool:
+        """Whether a failure of this attempt gives the request up (no retry follows)."""
+        return 0 < self.max_attempts <= self.attempt.attempt
 
     @property
     def contact_id(self) -> str:
@@ -103,6 +111,9 @@ class CallbackSettings:
     #: Listen to who answers the customer's leg before the manager is connected: voicemail, an
     #: operator's announcement or a fax is a failed attempt (retried), not a talk.
     machine_detection: bool = False
+    #: The site's languages, the first the default: the manager's notice after a machine is
+    #: played in the customer's language when it is one of them (only these are generated).
+    languages: tuple[str, ...] = ("ru", "en")
 
 
 class AmiDialer:
@@ -111,7 +122,8 @@ class AmiDialer:
     `[acd-callback]`, which dials the customer and reports `UserEvent(CallbackResult, DialStatus)`
     (`Callbacks.on_result`, from `acd.telephony.service`). With `machine_detection`, `ACD_AMD=1`
     makes the dialplan run AMD() on the customer's leg before the bridge; the event then carries
-    AMDStatus / AMDCause too (`asterisk_machine`).
+    AMDStatus / AMDCause too (`asterisk_machine`), and `ACD_LANGUAGE` / `ACD_MACHINE_NOTICE` name
+    the prompt the waiting manager then hears (`machine_notice`) before their line drops.
 
     OriginateResponse Reason 4 = answered; 3 = no answer (the core's offer timer declares the
     miss); busy / congestion / no such device = the offer fails with no penalty."""
@@ -156,7 +168,12 @@ class AmiDialer:
             ("Variable", f"ACD_CUSTOMER_RING={int(s.customer_ring)}"),
         ]
         if s.machine_detection:
-            action.append(("Variable", "ACD_AMD=1"))
+            stem, lang = machine_notice(flight, s.languages)
+            action += [
+                ("Variable", "ACD_AMD=1"),
+                ("Variable", f"ACD_LANGUAGE={lang}"),
+                ("Variable", f"ACD_MACHINE_NOTICE={stem}"),
+            ]
         await outcomes.dialling(flight)
         try:
             result = await client.originate(action)
@@ -188,6 +205,14 @@ class AmiDialer:
         task.add_done_callback(self._tasks.discard)
 
 
+def machine_notice(flight: Flight, languages: tuple[str, ...]) -> tuple[str, str]:
+    """What [acd-callback] plays to the manager when AMD heard a machine: the prompt's stem in
+    `acd.telephony.prompts.COMMON` (whether a retry follows) and its language — the customer's,
+    as on Twilio, else the site's default (prompts exist only in the site's languages)."""
+    lang = flight.contact.language if flight.contact.language in languages else (languages or ("ru",))[0]
+    return ("callback-machine-last" if flight.last_attempt else "callback-machine"), lang
+
+
 def asterisk_machine(amd_status: str | None, amd_cause: str | None) -> str:
     """The verdict of AMD() as `CallbackResult` reports it: its AMDCAUSE ("LONGGREETING-2000-1500",
     "INITIALSILENCE-2500-2500"...) when it heard a machine, else "". NOTSURE counts as a human:
@@ -204,4 +229,13 @@ async def hangup(client: AmiClient, channel: str) -> None:
         log.info("Hangup %s: %s", channel, err)
 
 
-__all__ = ["AmiDialer", "CallbackDialer", "CallbackSettings", "Flight", "Outcomes", "asterisk_machine", "hangup"]
+__all__ = [
+    "AmiDialer",
+    "CallbackDialer",
+    "CallbackSettings",
+    "Flight",
+    "Outcomes",
+    "asterisk_machine",
+    "hangup",
+    "machine_notice",
+]

@@ -397,7 +397,7 @@ class Callbacks:
             return
         attempt_id = f"acd-cb-{uuid.uuid4().hex[:12]}"
         attempt = Attempt(cb.id, cb.attempts + 1, manager.id, self.clock(), attempt_id)
-        flight = Flight(attempt, contact, manager, expires_at, leg=f"{attempt_id}-m")
+        flight = Flight(attempt, contact, manager, expires_at, leg=f"{attempt_id}-m", max_attempts=cb.max_attempts)
         self._inflight[contact.id] = flight
         await self.tstore.add_attempt(attempt)
         try:

@@ -61,6 +61,16 @@ COMMON: Mapping[str, Mapping[str, str]] = {
         "ru": "Спасибо, ваше сообщение сохранено. До свидания.",
         "en": "Thank you, your message is saved. Goodbye.",
     },
+    # A callback's manager, on the line while a machine answered the customer's leg
+    # ([acd-callback]): a dropped line with no word sounds like a fault.
+    "callback-machine": {
+        "ru": "Автоответчик. Перезвоним позже.",
+        "en": "Answering machine; we will call again later.",
+    },
+    "callback-machine-last": {
+        "ru": "Автоответчик. Это была последняя попытка.",
+        "en": "Answering machine; that was the last attempt.",
+    },
 }
 VOICES = {"ru": "ru", "en": "en-gb"}  # espeak-ng voice per site language
 
