@@ -18,7 +18,7 @@ def unit(name: str) -> str:
 
 
 def main() -> int:
-    suites = ["bench.routing", "bench.intake", "bench.telephony", "bench.crm", "bench.crm_server"]
+    suites = ["bench.routing", "bench.intake", "bench.telephony", "bench.crm", "bench.crm_server", "bench.reports"]
     for module_name in suites:
         try:
             importlib.import_module(module_name)

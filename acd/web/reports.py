@@ -31,10 +31,11 @@ import csv
 import io
 import json
 import logging
+import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -43,14 +44,68 @@ from acd.api.app import SERVICES, Services, api
 from acd.api.crm import CRM, excel_wanted
 from acd.api.routing import ApiError
 from acd.config.deployment import DEFAULT_SERVICE_LEVEL, ServiceLevel
-from acd.core.events import Decision, Transition
-from acd.core.model import Channel, Contact, ContactStatus, Outcome
+from acd.core.model import Channel, Contact, ContactStatus, Outcome, Presence
 from acd.crm import csvio
 from acd.crm.model import Deal, DealStatus
+from acd.storage.store import Offer
 
 log = logging.getLogger("acd.web")
 
 Levels = Mapping[Channel, ServiceLevel]
+Info = dict[str, dict[str, Any]]
+
+
+class Counted(Protocol):
+    """A contact as the reports count it: a whole Contact, or the store's ContactFigures
+    (its columns the figures need, read without the JSON ones)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def channel(self) -> Channel: ...
+    @property
+    def arrived_at(self) -> float: ...
+    @property
+    def status(self) -> ContactStatus: ...
+    @property
+    def assigned_to(self) -> str | None: ...
+    @property
+    def outcome(self) -> Outcome | None: ...
+    @property
+    def customer_name(self) -> str: ...
+
+
+class Offered(Protocol):
+    """A decision as the reports read it: a whole Decision or the store's Offer."""
+
+    @property
+    def at(self) -> float: ...
+    @property
+    def contact_id(self) -> str: ...
+    @property
+    def manager_id(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+
+
+class Changed(Protocol):
+    """A presence change as the reports read it: a whole Transition or the store's PresenceChange."""
+
+    @property
+    def manager_id(self) -> str: ...
+    @property
+    def at(self) -> float: ...
+    @property
+    def new(self) -> Presence: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def cause(self) -> str: ...
+
+
+C = TypeVar("C", bound=Counted)
 MOST = 50_000
 # A day's contact may be answered after the day ends (an e-mail of 23:50 taken at 00:10):
 # its offer and answer are read up to this long after the day, so it still counts as answered.
@@ -78,11 +133,15 @@ def _day_bounds(tz: str, day: str | None, now: float) -> tuple[date, float, floa
 
 
 def outcomes(
-    contacts: list[Contact], decisions: list[Decision], transitions: list[Transition]
-) -> dict[str, dict[str, Any]]:
+    contacts: Sequence[Counted],
+    decisions: Sequence[Offered],
+    transitions: Sequence[Changed],
+    unended: set[str] | None = None,
+) -> Info:
     """Per contact id: `answered_at`, `answered_by`, `offered_at` (the answered offer's time),
-    `missed_by` (manager ids), `last_offered_to`."""
-    by_manager: dict[str, list[Transition]] = defaultdict(list)
+    `missed_by` (manager ids), `last_offered_to`. `unended` gets the ids of the contacts with
+    an offer that none of `transitions` ended."""
+    by_manager: dict[str, list[Changed]] = defaultdict(list)
     for t in sorted(transitions, key=lambda t: t.at):
         by_manager[t.manager_id].append(t)
     times = {m: [t.at for t in ts] for m, ts in by_manager.items()}
@@ -104,19 +163,22 @@ def outcomes(
                 elif t.cause == "miss":
                     info["missed_by"].append(d.manager_id)
                 break
+        else:
+            if unended is not None:
+                unended.add(d.contact_id)
     return out
 
 
 def day_report(
-    contacts: list[Contact],
-    decisions: list[Decision],
-    transitions: list[Transition],
+    contacts: Sequence[Counted],
+    decisions: Sequence[Offered],
+    transitions: Sequence[Changed],
     tz: str,
     start: float,
     end: float,
     names: dict[str, str],
     now: float,
-    info: dict[str, dict[str, Any]] | None = None,
+    info: Info | None = None,
     levels: Levels = DEFAULT_SERVICE_LEVEL,
 ) -> dict[str, Any]:
     """The numbers of the contacts that arrived in [start, end) (a day, a week or a month)
@@ -192,9 +254,7 @@ def day_report(
     }
 
 
-def summary(
-    contacts: list[Contact], info: dict[str, dict[str, Any]], levels: Levels = DEFAULT_SERVICE_LEVEL
-) -> dict[str, Any]:
+def summary(contacts: Sequence[Counted], info: Info, levels: Levels = DEFAULT_SERVICE_LEVEL) -> dict[str, Any]:
     """`total`, `answered`, `abandoned`, `service_level`, `abandonment`, `average_wait` and
     `longest_wait` of these contacts, whenever they were answered (a late answer is answered,
     outside the service level)."""
@@ -220,26 +280,26 @@ def summary(
     }
 
 
-def _brief(c: Contact) -> dict[str, Any]:
+def _brief(c: Counted) -> dict[str, Any]:
     return {"id": c.id, "channel": c.channel.value, "arrived_at": c.arrived_at, "name": c.customer_name}
 
 
-def _pauses(transitions: list[Transition], managers: dict[str, dict[str, Any]], start: float, stop: float) -> None:
+def _pauses(transitions: Sequence[Changed], managers: dict[str, dict[str, Any]], start: float, stop: float) -> None:
     """Each pause of the day [start, stop) with its reason and the part of its length within
     the day (one begun the evening before counts from midnight); one still running counts up
     to `stop`. A pause that ended before the day is not the day's."""
-    open_since: dict[str, Transition] = {}
+    open_since: dict[str, Changed] = {}
     for t in sorted(transitions, key=lambda t: t.at):
         began = open_since.pop(t.manager_id, None)
         if began is not None and t.at > start:
             _add_pause(managers[t.manager_id], began, t.at, start, t.at)
-        if t.new.value == "paused":
+        if t.new is Presence.PAUSED:
             open_since[t.manager_id] = t
     for mid, began in open_since.items():
         _add_pause(managers[mid], began, None, start, stop)
 
 
-def _add_pause(m: dict[str, Any], began: Transition, ended: float | None, start: float, stop: float) -> None:
+def _add_pause(m: dict[str, Any], began: Changed, ended: float | None, start: float, stop: float) -> None:
     seconds = max(0.0, stop - max(start, began.at))
     m["pauses"].append(
         {"since": began.at, "until": ended, "reason": began.reason, "cause": began.cause, "seconds": round(seconds)}
@@ -291,49 +351,76 @@ def _stamp(period: str, first: date) -> str:
 
 
 async def _load(
-    svc: Services, since: float, until: float, days: int = 1
-) -> tuple[list[Contact], list[Decision], list[Transition]]:
-    """The contacts that arrived and the decisions made in [since, until), and the transitions
-    from a day earlier (a pause running at midnight began the day before); and the decisions
-    and transitions of the LATE seconds after `until` (a contact of the evening answered
-    after midnight), read apart so that a busy next day does not push the window's own rows
-    out; and then the answers that came later still (_late_answers). Newest first, so when a
-    window holds more than its cap (MOST a week of `days`) it is its oldest that are left out."""
+    svc: Services,
+    since: float,
+    until: float,
+    days: int,
+    read_contacts: Callable[[float, float, int], Awaitable[list[C]]],
+) -> tuple[list[C], list[Offer], list[Changed], Info]:
+    """The contacts that arrived (`read_contacts(since, until, cap)`: the store's report_contacts,
+    or whole contacts for the export) and the offers made in [since, until), and the
+    transitions from a day earlier (a pause running at midnight began the day before); and
+    the offers and transitions of the LATE seconds after `until` (a contact of the evening
+    answered after midnight), read apart so that a busy next day does not push the window's
+    own rows out; and then the answers that came later still (_late_answers); and the
+    contacts' `outcomes`. Newest first, so when a window holds more than its cap (MOST a
+    week of `days`) it is its oldest that are left out."""
     most = MOST * ((days + 6) // 7)
-    contacts = await svc.store.list_contacts(None, None, since, most, until=until)
-    decisions = await svc.store.list_decisions(None, None, since, most, until=until)
-    transitions = await svc.store.list_transitions(None, since - 86400, most, until=until)
+    contacts = await read_contacts(since, until, most)
+    decisions = await svc.store.report_offers(since, until, most)
+    transitions: list[Changed] = []
+    transitions += await svc.store.report_transitions(since - 86400, until, most)
     if most in (len(contacts), len(decisions), len(transitions)):
         log.warning("reports: more than %d rows between %s and %s; the oldest are left out", most, since, until)
-    if until < svc.clock():
-        decisions += await svc.store.list_decisions(None, None, until, most, until=until + LATE)
-        transitions += await svc.store.list_transitions(None, until, most, until=until + LATE)
-        await _late_answers(svc, contacts, decisions, transitions, until + LATE)
-    return contacts, decisions, transitions
+    if until >= svc.clock():
+        return contacts, decisions, transitions, outcomes(contacts, decisions, transitions)
+    decisions += await svc.store.report_offers(until, until + LATE, most)
+    transitions += await svc.store.report_transitions(until, until + LATE, most)
+    unended: set[str] = set()
+    info = outcomes(contacts, decisions, transitions, unended)
+    await _late_answers(svc, contacts, decisions, transitions, until + LATE, info, unended)
+    return contacts, decisions, transitions, info
 
 
 async def _late_answers(
-    svc: Services, contacts: list[Contact], decisions: list[Decision], transitions: list[Transition], after: float
+    svc: Services,
+    contacts: Sequence[Counted],
+    decisions: list[Offer],
+    transitions: list[Changed],
+    after: float,
+    info: Info,
+    unended: set[str],
 ) -> None:
     """Add to `decisions` and `transitions` the offers made from `after` on of the contacts
-    that have no answer before it (a Friday e-mail taken on Monday), each with its manager's
-    first presence changes from it on (the one that ended it among them). Read by index for
-    those contacts only, so a past period costs the same however much came after it."""
-    info = outcomes(contacts, decisions, transitions)
+    that have no answer before it in `info` (a Friday e-mail taken on Monday), each with its
+    manager's first presence changes from it on (the one that ended it among them), and
+    count those contacts again into `info`. Read by index for those contacts only, so a past
+    period costs the same however much came after it."""
     unanswered = [c.id for c in contacts if "answered_at" not in info[c.id] and c.status is not ContactStatus.ABANDONED]
     if not unanswered:
         return
-    late = [
-        d for d in await svc.store.decisions_of_contacts(unanswered, after) if d.manager_id and d.kind != "override"
-    ]
+    late = [d for d in await svc.store.offers_of_contacts(unanswered, after) if d.manager_id]
+    if not late:
+        return
     # outcomes reads no further than the change that ended an offer, and the reports' pauses
     # stop at the period's end: the rest of a run does no harm
     seen: set[tuple[str, float, str]] = set()
-    for t in await svc.store.transitions_from([(d.manager_id, d.at) for d in late if d.manager_id], OFFER_STEPS):
+    for t in await svc.store.transitions_from([(d.manager_id, d.at) for d in late], OFFER_STEPS):
         if (t.manager_id, t.at, t.cause) not in seen:
             seen.add((t.manager_id, t.at, t.cause))
             transitions.append(t)
     decisions += late
+    # Every row added comes after every row read before, so only the contacts with a new
+    # offer or with an offer not yet ended (that a new change may end) can count otherwise.
+    # Their outcomes read their own offers, and their managers' changes from the first of them.
+    again = set(unanswered) | unended
+    offers = [d for d in decisions if d.contact_id in again]
+    first: dict[str, float] = {}
+    for d in offers:
+        if d.manager_id is not None:
+            first[d.manager_id] = min(d.at, first.get(d.manager_id, d.at))
+    changes = [t for t in transitions if t.at >= first.get(t.manager_id, math.inf)]
+    info.update(outcomes([c for c in contacts if c.id in again], offers, changes))
 
 
 # An offer ends within this many of its manager's presence changes (its own `offer`, then the
@@ -367,8 +454,7 @@ async def _report(request: web.Request) -> dict[str, Any]:
     # it with the same bounds _load would give it alone.
     chart_first, chart_n = (day - timedelta(days=6), 7) if period == "day" else (first, n)
     chart_start = _midnight(zone, chart_first)
-    contacts, decisions, transitions = await _load(svc, chart_start, end, chart_n)
-    info = outcomes(contacts, decisions, transitions)
+    contacts, decisions, transitions, info = await _load(svc, chart_start, end, chart_n, svc.store.report_contacts)
     names = {m.id: m.name for m in svc.dispatcher.board.managers.values()}
     report = day_report(
         contacts,
@@ -447,8 +533,8 @@ def leaders(
 
 
 def _days(
-    contacts: list[Contact],
-    info: dict[str, dict[str, Any]],
+    contacts: Sequence[Counted],
+    info: Info,
     zone: ZoneInfo,
     first: date,
     n: int,
@@ -457,7 +543,7 @@ def _days(
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """The `n` days from `first`, one row each: the day's `summary` (its contacts as the day
     report counts them) and each manager's conversion; and the managers with a conversion."""
-    by_day: dict[date, list[Contact]] = defaultdict(list)
+    by_day: dict[date, list[Counted]] = defaultdict(list)
     for c in contacts:
         by_day[datetime.fromtimestamp(c.arrived_at, zone).date()].append(c)
     rows: list[dict[str, Any]] = []
@@ -532,8 +618,12 @@ async def export_contacts(request: web.Request) -> web.Response:
     when = _when(zone, excel)
     levels = svc.deployment.reports.service_level
     period, _, first, n, start, end = _asked(request)
-    contacts, decisions, transitions = await _load(svc, start, end, n)
-    info = outcomes(contacts, decisions, transitions)
+
+    async def whole(since: float, until: float, most: int) -> list[Contact]:
+        # the export's columns need the criteria and the form's note too
+        return await svc.store.list_contacts(None, None, since, most, until=until)
+
+    contacts, _, _, info = await _load(svc, start, end, n, whole)
     rows: list[list[Any]] = [
         [
             "id",
