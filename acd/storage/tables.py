@@ -16,6 +16,7 @@ Design choices that hold for every table:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -40,6 +41,11 @@ def not_null(column: str) -> dict[str, Any]:
     return {"sqlite_where": where, "postgresql_where": where}
 
 
+# orjson reads an integer past 64 bits as a float; json keeps it exact. A run of 19 digits may
+# be one (or a long digit string, which json reads as well).
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
 class JSONText(sa.TypeDecorator[Any]):
     """JSON in a TEXT column: exact floats, stable key order, identical on both databases."""
 
@@ -58,6 +64,11 @@ class JSONText(sa.TypeDecorator[Any]):
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if not _LONG_DIGITS.search(value):
+            try:
+                return orjson.loads(value)  # about 5 times faster: decision logs, restarts, exports
+            except orjson.JSONDecodeError:
+                pass  # NaN, Infinity or a lone surrogate, which json reads (rows another tool wrote)
         return json.loads(value)
 
 
