@@ -43,6 +43,44 @@ def _at(day: Any, zone: ZoneInfo, hh: int, mm: int = 0, ss: int = 0, days: int =
     return datetime(d.year, d.month, d.day, hh, mm, ss, tzinfo=zone).timestamp()
 
 
+async def store_contact(
+    store: Store,
+    n: int,
+    cid: str,
+    channel: Channel,
+    arrived: float,
+    status: ContactStatus,
+    offer: tuple[str, float] | None = None,
+    end: tuple[str, float] | None = None,  # (cause, at): accept or miss
+    outcome: Outcome | None = None,
+) -> None:
+    manager = offer[0] if offer else None
+    await store.create_contact(
+        Contact(
+            id=cid,
+            channel=channel,
+            arrived_at=arrived,
+            seq=n,
+            status=status,
+            assigned_to=manager if status is ContactStatus.FINISHED else None,
+            outcome=outcome,
+            finished_at=end[1] + 600 if end and outcome else None,
+        )
+    )
+    decisions = [Decision(f"d-{cid}", offer[1], cid, offer[0], "offer", "v1", "skills", 0, "all")] if offer else []
+    transitions = []
+    if offer and end:
+        mid = offer[0]
+        transitions.append(Transition(mid, offer[1], P.AVAILABLE, P.OFFERED, None, "offer"))
+        if end[0] == "accept":
+            transitions.append(Transition(mid, end[1], P.OFFERED, P.BUSY, None, "accept"))
+            transitions.append(Transition(mid, end[1] + 600, P.BUSY, P.AVAILABLE, None, "finish"))
+        else:
+            transitions.append(Transition(mid, end[1], P.OFFERED, P.PAUSED, "missed", "miss"))
+            transitions.append(Transition(mid, end[1] + 60, P.PAUSED, P.AVAILABLE, None, "rejoin"))
+    await store.apply([], [], decisions, transitions)
+
+
 async def scripted_day(store: Store, day: Any, zone: ZoneInfo) -> None:
     def at(hh: int, mm: int = 0, ss: int = 0, days: int = 0) -> float:
         return _at(day, zone, hh, mm, ss, days)
@@ -55,36 +93,12 @@ async def scripted_day(store: Store, day: Any, zone: ZoneInfo) -> None:
         arrived: float,
         status: ContactStatus,
         offer: tuple[str, float] | None = None,
-        end: tuple[str, float] | None = None,  # (cause, at): accept or miss
+        end: tuple[str, float] | None = None,
         outcome: Outcome | None = None,
     ) -> None:
         nonlocal n
         n += 1
-        manager = offer[0] if offer else None
-        await store.create_contact(
-            Contact(
-                id=cid,
-                channel=channel,
-                arrived_at=arrived,
-                seq=n,
-                status=status,
-                assigned_to=manager if status is ContactStatus.FINISHED else None,
-                outcome=outcome,
-                finished_at=end[1] + 600 if outcome else None,
-            )
-        )
-        decisions = [Decision(f"d-{cid}", offer[1], cid, offer[0], "offer", "v1", "skills", 0, "all")] if offer else []
-        transitions = []
-        if offer and end:
-            mid = offer[0]
-            transitions.append(Transition(mid, offer[1], P.AVAILABLE, P.OFFERED, None, "offer"))
-            if end[0] == "accept":
-                transitions.append(Transition(mid, end[1], P.OFFERED, P.BUSY, None, "accept"))
-                transitions.append(Transition(mid, end[1] + 600, P.BUSY, P.AVAILABLE, None, "finish"))
-            else:
-                transitions.append(Transition(mid, end[1], P.OFFERED, P.PAUSED, "missed", "miss"))
-                transitions.append(Transition(mid, end[1] + 60, P.PAUSED, P.AVAILABLE, None, "rejoin"))
-        await store.apply([], [], decisions, transitions)
+        await store_contact(store, n, cid, channel, arrived, status, offer, end, outcome)
 
     # pauses: anna's of the day before, boris's over midnight into the day
     await store.apply(

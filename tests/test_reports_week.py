@@ -28,9 +28,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from api_fixtures import Running
+from test_reports_day import store_contact
 
-from acd.core.events import Decision, Transition
-from acd.core.model import Channel, Contact, ContactStatus, Outcome, Presence
+from acd.core.model import Channel, ContactStatus, Outcome, Presence
 from acd.storage import Store
 
 P = Presence
@@ -38,44 +38,6 @@ P = Presence
 
 def _at(day: date, zone: ZoneInfo, hh: int, mm: int = 0, ss: int = 0) -> float:
     return datetime(day.year, day.month, day.day, hh, mm, ss, tzinfo=zone).timestamp()
-
-
-async def store_contact(
-    store: Store,
-    n: int,
-    cid: str,
-    channel: Channel,
-    arrived: float,
-    status: ContactStatus,
-    offer: tuple[str, float] | None = None,
-    end: tuple[str, float] | None = None,  # (cause, at): accept or miss
-    outcome: Outcome | None = None,
-) -> None:
-    manager = offer[0] if offer else None
-    await store.create_contact(
-        Contact(
-            id=cid,
-            channel=channel,
-            arrived_at=arrived,
-            seq=n,
-            status=status,
-            assigned_to=manager if status is ContactStatus.FINISHED else None,
-            outcome=outcome,
-            finished_at=end[1] + 600 if end and outcome else None,
-        )
-    )
-    decisions = [Decision(f"d-{cid}", offer[1], cid, offer[0], "offer", "v1", "skills", 0, "all")] if offer else []
-    transitions = []
-    if offer and end:
-        mid = offer[0]
-        transitions.append(Transition(mid, offer[1], P.AVAILABLE, P.OFFERED, None, "offer"))
-        if end[0] == "accept":
-            transitions.append(Transition(mid, end[1], P.OFFERED, P.BUSY, None, "accept"))
-            transitions.append(Transition(mid, end[1] + 600, P.BUSY, P.AVAILABLE, None, "finish"))
-        else:
-            transitions.append(Transition(mid, end[1], P.OFFERED, P.PAUSED, "missed", "miss"))
-            transitions.append(Transition(mid, end[1] + 60, P.PAUSED, P.AVAILABLE, None, "rejoin"))
-    await store.apply([], [], decisions, transitions)
 
 
 async def scripted_week(store: Store, monday: date, zone: ZoneInfo) -> None:
