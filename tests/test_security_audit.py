@@ -5,9 +5,8 @@ an admin can revoke a leaked token, and the sign-in page sends nobody to another
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
+import test_web_auth
 from api_fixtures import Running
 from test_web_auth import Browser, accounts_of
 
@@ -77,6 +76,9 @@ async def test_a_manager_lists_only_their_own_customers_and_deals(running: Runni
     assert [d["owner"] for d in body["deals"]] == ["boris"]
 
 
+browser = test_web_auth.browser  # the fixture
+
+
 # ---- sign-in and sessions --------------------------------------------------------------------
 
 
@@ -85,13 +87,6 @@ async def people(running: Running) -> Running:
     accounts = await accounts_of(running)
     await accounts.create("anna", "anna-password", "manager", "anna")
     return running
-
-
-@pytest.fixture
-async def browser(running: Running) -> Any:
-    b = Browser(running)
-    yield b
-    await b.close()
 
 
 async def test_sign_in_takes_only_json_so_another_site_cannot_sign_a_browser_in(
