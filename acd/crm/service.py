@@ -209,9 +209,7 @@ class RoutingChange:
     @classmethod
     def vacation(cls, v: Vacation, *, added: bool) -> RoutingChange:
         """A vacation recorded (`added`) or cancelled: anyone's contacts may be concerned."""
-        who = f"vacation {v.id} of {v.manager_id}, " + (
-            f"substitute {v.substitute}" if v.substitute else "no substitute"
-        )
+        who = _vacation_named(v)
         if added:
             return cls(f"{who}, recorded", None, vacations_added=frozenset({v.id}))
         return cls(f"{who}, cancelled", None, vacations_removed=(v,))
@@ -230,9 +228,7 @@ class RoutingChange:
     def boundary(cls, v: Vacation, *, began: bool) -> RoutingChange:
         """Vacation `v` began or ended (its midnight came, no request at that moment): the old
         answer is the one without it, or with it still running."""
-        who = f"vacation {v.id} of {v.manager_id}, " + (
-            f"substitute {v.substitute}" if v.substitute else "no substitute"
-        )
+        who = _vacation_named(v)
         if began:
             return cls(f"{who}, begun", None, vacations_added=frozenset({v.id}))
         return cls(f"{who}, over", None, vacations_removed=(replace(v, ends_at=math.inf),))
@@ -266,6 +262,10 @@ class RoutingChange:
         ids = {v.id for v in vacations}
         removed = [v for v in self.vacations_removed if v.ends_at > now and v.id not in ids]
         return [v for v in vacations if v.id not in self.vacations_added] + removed
+
+
+def _vacation_named(v: Vacation) -> str:
+    return f"vacation {v.id} of {v.manager_id}, " + (f"substitute {v.substitute}" if v.substitute else "no substitute")
 
 
 VACATION_CACHE_SECONDS = 30.0  # another server process's change shows within this
