@@ -264,6 +264,20 @@ class RoutingChange:
         return [v for v in vacations if v.id not in self.vacations_added] + removed
 
 
+def midnight(tz: str, day: date) -> float:
+    """When `day` begins in time zone `tz`: where vacations begin and end (`CrmService.day_start`).
+    In a zone whose clocks skip 00:00 that day, the moment they skip it."""
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)).timestamp()
+
+
+def next_midnight(tz: str, after: float) -> float:
+    """The first `midnight` in `tz` later than `after`: a day need not last 24 hours (DST)."""
+    day = datetime.fromtimestamp(after, ZoneInfo(tz)).date()
+    while (at := midnight(tz, day)) <= after:
+        day += timedelta(days=1)
+    return at
+
+
 def _vacation_named(v: Vacation) -> str:
     return f"vacation {v.id} of {v.manager_id}, " + (f"substitute {v.substitute}" if v.substitute else "no substitute")
 
@@ -819,7 +833,7 @@ class CrmService:
     # ---- vacations and rotation -------------------------------------------------------
 
     def day_start(self, day: date) -> float:
-        return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(self.deployment.tz)).timestamp()
+        return midnight(self.deployment.tz, day)
 
     async def current_vacations(self, now: float) -> list[Vacation]:
         """Vacations not over yet. Read on every repeat contact, changed a few times a month:
@@ -836,6 +850,12 @@ class CrmService:
                 self._vacations = (now, read)
             cached = (now, read)
         return [v for v in cached[1] if v.ends_at > now]
+
+    def forget_vacations(self) -> None:
+        """Drop the list `current_vacations` keeps (and any being read): someone else may have
+        changed the vacations (another node, a tool on the database), and the next reader must see it."""
+        self._vacations_changed += 1
+        self._vacations = None
 
     async def _vacation_write(self, write: Awaitable[T]) -> T:
         """Run a vacation write, dropping the cached list once it has committed (and any list
@@ -856,8 +876,6 @@ class CrmService:
         was = next((v for v in await self.repo.list_vacations(ending_after=self.clock()) if v.id == n), None)
         if not await self.delete_vacation(n):
             return None
-        if self.rerouting is not None:
-            self.rerouting.vacation_cancelled(n)
         return RoutingChange.vacation(was or Vacation(n, "", 0.0, 0.0), added=False)
 
     async def add_vacation(
@@ -871,10 +889,7 @@ class CrmService:
         if last < first:
             raise CrmError("invalid", "last: before first")
         v = Vacation(0, manager_id, self.day_start(first), self.day_start(last + timedelta(days=1)), substitute, note)
-        v = await self._vacation_write(self.repo.add_vacation(v))
-        if self.rerouting is not None:  # its midnights route its manager's waiting customers again
-            self.rerouting.vacation_recorded(v)
-        return v
+        return await self._vacation_write(self.repo.add_vacation(v))  # its midnights: acd.crm.rerouting
 
     async def rotate(self, leaving: str, to: Sequence[str], by: str, open_deals: bool = True) -> dict[str, Any]:
         """Hand a leaving manager's customers (those they are the account manager of, and
