@@ -7,11 +7,13 @@ and another customer's contact stays as it was."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from copy import deepcopy
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 from api_fixtures import Running, start, stop
@@ -31,12 +33,40 @@ EVENTS = "/api/crm/external/events"
 IVAN, PETR = "+7 916 123-45-67", "+7 916 555-00-13"
 
 
+@dataclass
 class Portal(RestPortal):
+    batched: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # the commands `batch` ran
+
     def crm_deal_get(self, p: dict[str, Any]) -> dict[str, str]:
         deal = next((d for d in self.deals if str(d["ID"]) == str(p["id"])), None)
         if deal is None:
             raise BadRequest("Not found")
         return {k: str(v) for k, v in deal.items()}
+
+    def batch(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Bitrix24's `batch` (one request, counted once): each command `method?query` in
+        order, `$result[key][FIELD]` in a value read from an earlier command's answer (empty
+        when it has none); a failing command's error under `result_error`, the rest run on
+        (halt 0). Empty answers are PHP's empty arrays: lists."""
+        done: dict[str, Any] = {}
+        failed: dict[str, Any] = {}
+        for key, command in p["cmd"].items():
+            method, _, query = command.partition("?")
+            params = {k: BATCH_RESULT.sub(lambda m: _field(done, m[1], m[2]), v) for k, v in parse_qsl(query)}
+            self.batched.append((method, params))
+            try:
+                done[key] = getattr(self, method.replace(".", "_"))(params)
+            except (BadRequest, ValueError) as err:
+                failed[key] = {"error": "", "error_description": str(err) or "ID is not defined or invalid"}
+        return {"result": done or [], "result_error": failed or [], "result_total": [], "result_next": []}
+
+
+BATCH_RESULT = re.compile(r"\$result\[(\w+)\]\[(\w+)\]")
+
+
+def _field(done: dict[str, Any], key: str, name: str) -> str:
+    row = done.get(key)
+    return str(row.get(name) or "") if isinstance(row, dict) else ""
 
 
 @pytest.fixture

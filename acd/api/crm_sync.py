@@ -19,10 +19,12 @@ from acd.api.crm import CRM
 from acd.api.proxies import limit_key
 from acd.api.routing import ApiError
 from acd.config.crm_external import ExternalCrmSettings
+from acd.core.model import Contact
 from acd.crm.external import ExternalSync
-from acd.crm.external.base import Notice
+from acd.crm.external.base import Notice, may_concern, unknown_to_it
 from acd.crm.external.bitrix24 import Bitrix24Crm, parse_event
 from acd.crm.external.http import notice_of, verify
+from acd.crm.rerouting import LIVE, Rerouting
 from acd.crm.service import RoutingChange
 from acd.storage.crm_sync import SyncItem, SyncStore
 
@@ -85,7 +87,8 @@ async def retry_sync(request: web.Request) -> web.Response:
     "/api/crm/external/events",
     "The office's own CRM says who serves a customer may have changed (Bitrix24's outbound "
     "webhook, form-encoded with its application_token; or a signed JSON notice): answered 202 "
-    "at once, then that customer's waiting contacts are looked up again and routed by the answer",
+    "at once, then that customer's waiting contacts (a new caller's by their phone or e-mail) are "
+    "looked up again and routed by the answer",
     role=None,
     tag="crm",
 )
@@ -98,16 +101,18 @@ async def crm_event(request: web.Request) -> web.Response:
         raise ApiError(409, "unsupported", "no external CRM is configured (crm.external)")
     svc.bad_credentials.refuse_if_spent(limit_key(request))  # guessing the token or secret
     raw = await request.read()
+    rerouting, region = crm.rerouting, svc.deployment.crm.default_region
     if settings.kind == "bitrix24":
-        resolve = _bitrix24_event(request, sync, settings, raw)
+        resolve = _bitrix24_event(request, sync, settings, raw, rerouting, region)
     else:
-        resolve = _signed_notice(request, settings, raw, svc.deployment.crm.default_region)
+        resolve = _signed_notice(request, settings, raw, region)
     if resolve is None:
         return web.json_response({"accepted": False}, status=202)  # an event that routes nobody
-    rerouting = crm.rerouting
 
     async def change() -> RoutingChange | None:
         notice = await resolve()
+        if notice is None:
+            return None
         sync.forget(notice)  # the next contact of theirs is looked up afresh
         return RoutingChange.outside(notice)
 
@@ -121,9 +126,15 @@ def _refuse(request: web.Request, status: int, why: str) -> ApiError:
 
 
 def _bitrix24_event(
-    request: web.Request, sync: ExternalSync, settings: ExternalCrmSettings, raw: bytes
-) -> Callable[[], Awaitable[Notice]] | None:
-    """Bitrix24's outbound webhook: the application token checked, the event read."""
+    request: web.Request,
+    sync: ExternalSync,
+    settings: ExternalCrmSettings,
+    raw: bytes,
+    rerouting: Rerouting,
+    region: str,
+) -> Callable[[], Awaitable[Notice | None]] | None:
+    """Bitrix24's outbound webhook: the application token checked, the event read. Worked
+    out later (`resolved`) against the contacts waiting then."""
     if not settings.events_token:
         raise ApiError(409, "unsupported", "crm.external.events_token_env is not configured")
     try:
@@ -139,7 +150,27 @@ def _bitrix24_event(
     adapter = sync.adapter
     if found is None or not isinstance(adapter, Bitrix24Crm):
         return None
-    return lambda: adapter.notice(*found)
+    entity, n = found
+
+    async def resolved() -> Notice | None:
+        waiting = [c for c in _waiting(rerouting) if may_concern(c, adapter.name)]
+        if entity == "DEAL" and not waiting:
+            # Nothing the deal could concern waits, so its customers are not asked for: a
+            # portal's import or automation sends an event per deal, by the hundred, and each
+            # `crm.deal.get` would spend the ~2 requests a second Bitrix24 allows that the
+            # look-ups of arriving contacts need. Whose cached answers it made stale is then
+            # unknown: all go, and the next contacts are looked up afresh, once each.
+            sync.forget_all()
+            return None
+        return await adapter.notice(entity, n, region, keys=any(unknown_to_it(c) for c in waiting))
+
+    return resolved
+
+
+def _waiting(rerouting: Rerouting) -> list[Contact]:
+    """The contacts waiting or offered now and not pinned (those re-routing may reach), from
+    the board in memory: no query."""
+    return [c for c in rerouting.live.board.contacts.values() if c.status in LIVE and not c.pinned_to]
 
 
 def _signed_notice(

@@ -93,10 +93,14 @@ class Notice:
     them (`customers`, as in `ExternalMatch.customer`), their deals, or their phones (E.164)
     and e-mails (lower case). `reason` is for the decision log.
 
-    Only contacts the CRM was asked about at arrival and knew (their payload's `external`
-    is its match) are concerned: the others were routed by our CRM, or the CRM did not
-    know them then. Example: Bitrix24's ONCRMDEALUPDATE of deal 45 of contact 12 gives
-    Notice("bitrix24", "Bitrix24 deal 45 updated", customers={"CONTACT:12"}, deals={"45"})."""
+    Concerned are the contacts the CRM was asked about at arrival (or looked up again since):
+    those it knew (their payload's `external` is its match) by that match, and those it did
+    not know then (`external` is None: a new caller, routed by our CRM's ratings) by their
+    phone or e-mail, for the CRM may know them now (a manager made them a contact or a deal
+    there). Contacts it was not asked about were routed by our CRM, whose facts win. Example:
+    Bitrix24's ONCRMDEALUPDATE of deal 45 of contact 12 (phone +79161234567) gives
+    Notice("bitrix24", "Bitrix24 deal 45 updated", customers={"CONTACT:12"}, deals={"45"},
+    phones={"+79161234567"})."""
 
     system: str
     reason: str
@@ -107,16 +111,24 @@ class Notice:
     region: str = "RU"  # to read the contacts' phones as the look-up did
 
     def concerns(self, contact: Contact) -> str | None:
-        """The CRM's reference of `contact`'s customer, when this notice concerns it."""
+        """What this notice concerns `contact` by: the CRM's reference of its customer, or,
+        for a contact the CRM did not know, the phone or e-mail the notice names; None when
+        it does not concern it."""
         ext = known_by(contact, self.system)
         if ext is None:
-            return None
+            return self._named(contact) if unknown_to_it(contact) else None
         ref = str(ext.get("customer") or "")
         if ref in self.customers or str(ext.get("deal") or "") in self.deals:
             return ref
+        return ref if self._named(contact) else None
+
+    def _named(self, contact: Contact) -> str | None:
+        """`contact`'s phone (E.164) or e-mail, if this notice names it."""
         phone = normalize_phone(contact.phone, self.region) if self.phones and contact.phone else None
+        if phone and phone in self.phones:
+            return phone
         email = normalize_email(contact.email) if self.emails and contact.email else None
-        return ref if (phone and phone in self.phones) or (email and email in self.emails) else None
+        return email if email and email in self.emails else None
 
     def matches(self, match: ExternalMatch | None, phone: str | None, email: str | None) -> bool:
         """Whether a cached look-up answer (for `phone`, `email`) may be stale after this."""
@@ -129,6 +141,18 @@ def known_by(contact: Contact, system: str) -> Mapping[str, Any] | None:
     """The match `system` gave when `contact` arrived, if it was asked and knew the customer."""
     ext = contact.payload.get("external")
     return ext if isinstance(ext, Mapping) and ext.get("system") == system else None
+
+
+def unknown_to_it(contact: Contact) -> bool:
+    """Whether the external CRM was asked about `contact` (at arrival, or again since) and
+    did not know its customer (`ExternalSync.route` leaves `external: None` for that)."""
+    return "external" in contact.payload and contact.payload["external"] is None
+
+
+def may_concern(contact: Contact, system: str) -> bool:
+    """Whether any notice of `system` could concern `contact` (see `Notice`): without this,
+    none can, whatever the CRM answers about the entity it is about."""
+    return known_by(contact, system) is not None or unknown_to_it(contact)
 
 
 def rerouted(
@@ -150,11 +174,17 @@ def rerouted(
     without a team in the new answer, a team the old one gave falls back to `default_team`.
     Only the payload changes when the routing does not; None when neither does.
 
+    A contact the CRM did not know then (`unknown_to_it`: a new caller, routed by our CRM)
+    and knows now is routed as it would have been had the CRM known it at arrival:
+    `route_external` on the contact as it stands, its people after the CRM's.
+
     Example: waiting for anna (deal 45's owner "7"); the deal's owner is now "9" (boris):
     preferred ("boris",), payload external.responsible "9"."""
     then = known_by(contact, settings.kind)
     if then is None:
-        return None
+        if match is None or not unknown_to_it(contact):
+            return None
+        return _found(contact, route_external(contact, match, settings, stages, vacations, now, serving), reason)
     bare = replace(contact, preferred=(), team=None, first_wait=None)
     old = route_external(bare, _match_of(then), settings, stages, vacations, now, serving)
     new = route_external(bare, match, settings, stages, vacations, now, serving) if match else bare
@@ -171,6 +201,16 @@ def rerouted(
     wait = new.first_wait if new.first_wait is not None or old.first_wait is not None else contact.first_wait
     preferred = tuple(dict.fromkeys((*new.preferred, *others)))
     return ContactRerouted(contact.id, preferred, team, wait, f"{reason} ({payload['crm']})", payload)
+
+
+def _found(contact: Contact, new: Contact, reason: str) -> ContactRerouted:
+    """`contact`, which the CRM did not know, routed as `new` now that it does."""
+    payload = {k: new.payload[k] for k in ("external", "routed_by", "crm") if k in new.payload}
+    if _routing(new) == _routing(contact):  # known now, but nobody to route to: remembered
+        return ContactRerouted(contact.id, contact.preferred, contact.team, contact.first_wait, reason, payload)
+    return ContactRerouted(
+        contact.id, new.preferred, new.team, new.first_wait, f"{reason} ({new.payload['crm']})", payload
+    )
 
 
 def _routing(c: Contact) -> tuple[object, ...]:

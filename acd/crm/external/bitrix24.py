@@ -25,12 +25,16 @@ attempt got through after all, so a dropped answer does not make a second one. (
 comments have no such field; a retry after a dropped answer may repeat one.)
 
 Change events: an outbound webhook (Bitrix24's "event handlers") for ONCRMDEALADD,
-ONCRMDEALUPDATE, ONCRMCONTACTUPDATE and ONCRMCOMPANYUPDATE posts, form-encoded,
-`event=ONCRMDEALUPDATE&data[FIELDS][ID]=45&ts=...&auth[application_token]=...` to
-`/api/crm/external/events`; the application token Bitrix24 shows for that webhook goes in
+ONCRMDEALUPDATE, ONCRMCONTACTADD, ONCRMCONTACTUPDATE, ONCRMCOMPANYADD and ONCRMCOMPANYUPDATE
+posts, form-encoded, `event=ONCRMDEALUPDATE&data[FIELDS][ID]=45&ts=...&auth[application_token]=...`
+to `/api/crm/external/events`; the application token Bitrix24 shows for that webhook goes in
 the variable named by `events_token_env`, and a post without it is refused. The event says
-only which deal or customer changed: a deal's customers come from `crm.deal.get`, and the
-waiting contacts of those customers are looked up again (`notice`, `ExternalSync.rerouted`).
+only which deal or customer changed (`notice`), and costs at most one call: a deal's
+customers come from `crm.deal.get`; when a contact the portal did not know at arrival waits
+(`base.unknown_to_it`), also the customer's phones and e-mails, to find it by, in the same
+call (`batch`, the customer's get reading the deal's CONTACT_ID / COMPANY_ID through
+`$result[deal][...]`), or for a contact or company event its own get. The waiting contacts
+concerned are then looked up again (`ExternalSync.rerouted`).
 """
 
 from __future__ import annotations
@@ -38,9 +42,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import phonenumbers
@@ -48,6 +53,7 @@ import phonenumbers
 from acd.config.crm_external import ExternalCrmSettings
 from acd.crm.external.base import ExternalCrmError, ExternalMatch, Notice, Refused, Unavailable
 from acd.crm.external.http import HttpPeer
+from acd.crm.identity import normalize_email, normalize_phone
 
 log = logging.getLogger("acd.crm.external")
 
@@ -62,9 +68,12 @@ SOURCE = {"call": "CALL", "callback": "CALLBACK", "web": "WEB", "email": "EMAIL"
 EVENTS = {  # the events whose change may change who serves a customer -> what their ID names
     "ONCRMDEALADD": "DEAL",
     "ONCRMDEALUPDATE": "DEAL",
+    "ONCRMCONTACTADD": "CONTACT",
     "ONCRMCONTACTUPDATE": "CONTACT",
+    "ONCRMCOMPANYADD": "COMPANY",
     "ONCRMCOMPANYUPDATE": "COMPANY",
 }
+KEYS_PER_CUSTOMER = 20  # phones (and e-mails) of one customer a notice carries: a person has a few
 
 
 def parse_event(form: Mapping[str, str]) -> tuple[str, int] | None:
@@ -75,6 +84,39 @@ def parse_event(form: Mapping[str, str]) -> tuple[str, int] | None:
     if entity is None or not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
         return None
     return entity, int(raw)
+
+
+def _deal_and_customers(n: int) -> dict[str, str]:
+    """`batch` commands: deal `n` and its contact and company, their ids read from the deal
+    by Bitrix24 (`$result[deal][CONTACT_ID]`; an absent one is 0, a get that fails alone)."""
+    cmd = {"deal": "crm.deal.get?" + urlencode({"id": n})}
+    for entity in ("CONTACT", "COMPANY"):
+        cmd[entity.lower()] = f"crm.{entity.lower()}.get?" + urlencode({"id": f"$result[deal][{entity}_ID]"})
+    return cmd
+
+
+def _keys(rows: Iterable[Any], region: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The phones (E.164) and e-mails (lower case) of customers' rows (`PHONE`, `EMAIL`:
+    lists of {"VALUE": ...}), at most `KEYS_PER_CUSTOMER` of each per row."""
+    phones: set[str] = set()
+    emails: set[str] = set()
+    for row in rows:
+        if isinstance(row, dict):
+            phones.update(p for v in _values(row.get("PHONE")) if (p := normalize_phone(v, region)))
+            emails.update(e for v in _values(row.get("EMAIL")) if (e := normalize_email(v)))
+    return frozenset(phones), frozenset(emails)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _values(items: Any) -> list[str]:
+    """The VALUEs of a multi-field (PHONE, EMAIL), the first `KEYS_PER_CUSTOMER`."""
+    if not isinstance(items, list):
+        return []
+    values = (i.get("VALUE") for i in items[:KEYS_PER_CUSTOMER] if isinstance(i, dict))
+    return [v for v in values if isinstance(v, str)]
 
 
 def phone_forms(e164: str) -> list[str]:
@@ -186,21 +228,47 @@ class Bitrix24Crm(HttpPeer):
         name = row.get("TITLE") or " ".join(str(row[k]) for k in ("NAME", "LAST_NAME") if row.get(k))
         return ExternalMatch(self.name, ref, name=str(name or ""), responsible=_text(row.get("ASSIGNED_BY_ID")))
 
-    async def notice(self, entity: str, n: int) -> Notice:
-        """Whose contacts an event about deal, contact or company `n` concerns. A deal's
-        customers are asked for; when that fails (the deal deleted, the portal busy), the
-        contacts routed by that deal still are."""
+    async def notice(self, entity: str, n: int, region: str = "RU", *, keys: bool = False) -> Notice:
+        """Whose contacts an event about deal, contact or company `n` concerns, in at most
+        one call. A deal's customers are asked for; when that fails (the deal deleted, the
+        portal busy), the contacts routed by that deal still are. With `keys`, the customer's
+        phones (read in `region`) and e-mails too, for the contacts the portal did not know
+        at arrival; a contact or company event asks for nothing without them."""
         what = f"Bitrix24 {entity.lower()} {n} changed"
         if entity != "DEAL":
-            return Notice(self.name, what, customers=frozenset({f"{entity}:{n}"}))
-        try:
-            deal = await self.call("crm.deal.get", {"id": n})
-        except ExternalCrmError as err:
-            log.warning("Bitrix24 deal %d: %s; re-routing only the contacts routed by it", n, err)
-            deal = {}
-        deal = deal if isinstance(deal, dict) else {}
+            ref = frozenset({f"{entity}:{n}"})
+            if not keys:
+                return Notice(self.name, what, customers=ref, region=region)
+            row = await self._asked(f"crm.{entity.lower()}.get", {"id": n}, f"{entity.lower()} {n}")
+            phones, emails = _keys([row], region)
+            return Notice(self.name, what, customers=ref, phones=phones, emails=emails, region=region)
+        if keys:
+            found = await self._asked("batch", {"halt": 0, "cmd": _deal_and_customers(n)}, f"deal {n}")
+            done = _dict(found.get("result"))  # PHP's empty array ([]) when every command failed
+            deal = _dict(done.get("deal"))
+            phones, emails = _keys([done.get("contact"), done.get("company")], region)
+        else:
+            deal = await self._asked("crm.deal.get", {"id": n}, f"deal {n}")
+            phones, emails = frozenset(), frozenset()
         owners = {f"{e}:{deal[f'{e}_ID']}" for e in ("CONTACT", "COMPANY") if str(deal.get(f"{e}_ID") or "0") != "0"}
-        return Notice(self.name, what, customers=frozenset(owners), deals=frozenset({str(n)}))
+        return Notice(
+            self.name,
+            what,
+            customers=frozenset(owners),
+            deals=frozenset({str(n)}),
+            phones=phones,
+            emails=emails,
+            region=region,
+        )
+
+    async def _asked(self, method: str, params: Mapping[str, Any], what: str) -> dict[str, Any]:
+        """A notice's one call; a failure leaves it with what the event itself says (logged)."""
+        try:
+            found = await self.call(method, params)
+        except ExternalCrmError as err:
+            log.warning("Bitrix24 %s: %s; re-routing only the contacts it names by itself", what, err)
+            return {}
+        return _dict(found)
 
     # ---- push ---------------------------------------------------------------------------
 

@@ -31,8 +31,9 @@ posts to `POST <our server>/api/crm/external/events`
 body)>` over the raw body, with the same shared secret, within `SIGNATURE_TOLERANCE` of our
 clock. We answer 202 at once (401 unsigned, 403 a wrong or stale signature, 400 a body we
 cannot read), then look the customer's waiting contacts up again and route them by the new
-answer. Only contacts the look-up knew when they arrived are routed again. Sending one
-notification twice is harmless.
+answer: those the look-up knew when they arrived, and those it did not know then (a new
+caller) whose phone or e-mail the notification names. Sending one notification twice is
+harmless.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from acd.config.crm_external import ExternalCrmSettings
@@ -135,13 +136,16 @@ class ExternalSync:
     ) -> Contact:
         """`contact` routed by the external CRM too: when our CRM had nobody for the customer
         (not `known`: a stranger, or no open deal, account manager or pin; `lookup: unknown`)
-        or for everyone (`lookup: always`). `serving` as in `acd.crm.routing.route_repeat`."""
+        or for everyone (`lookup: always`). `serving` as in `acd.crm.routing.route_repeat`.
+        A customer the CRM does not know (or did not answer for) leaves `external: None`:
+        should the CRM come to know them while the contact waits, its notice naming their
+        phone or e-mail routes the contact to them (`base.Notice.concerns`)."""
         s = self.settings
         if s is None or s.lookup == "off" or (known and s.lookup == "unknown"):
             return contact
         match = await self.find(phone, email)
         if match is None:
-            return contact
+            return replace(contact, payload={**contact.payload, "external": None}) if phone or email else contact
         return route_external(contact, match, s, stages, vacations, now, serving)
 
     # ---- change notifications -----------------------------------------------------------
@@ -153,6 +157,13 @@ class ExternalSync:
         for key in stale:
             del self._cache[key]
         return len(stale)
+
+    def forget_all(self) -> int:
+        """Drop every cached answer: for a change whose customers are not known (a Bitrix24
+        deal event not asked about), any of them may be stale. Returns how many."""
+        n = len(self._cache)
+        self._cache.clear()
+        return n
 
     async def rerouted(
         self,
