@@ -14,6 +14,8 @@ from acd.api.app import SERVICES, _me, api
 from acd.api.crm import CRM
 from acd.api.routing import ApiError, parse_body
 from acd.crm.erasure import Eraser, ErasureError, erase_customer
+from acd.telephony.api import TELEPHONY
+from acd.telephony.traces import TelephonyFiles
 
 
 class EraseIn(s.Body):
@@ -27,7 +29,9 @@ class EraseIn(s.Body):
     "POST",
     "/api/crm/customers/{customer_id}/erase",
     "Erase a customer's personal data (consent withdrawn): name, phones, e-mails, note, their "
-    "contacts' and letters' personal fields, everywhere; deals, outcomes and counts stay. "
+    "contacts' and letters' personal fields, everywhere; deals, outcomes and counts stay; then the "
+    "caller numbers in queue_log and the voicemail recordings (`files`; `kept`: files that could not "
+    "be cleaned; `external`: an external CRM's copy, the office's to erase). "
     "409 while the customer has a live contact",
     "admin",
     body=EraseIn,
@@ -40,6 +44,9 @@ async def erase(request: web.Request) -> web.Response:
     if crm is None or not hasattr(crm.repo, "erase_customer"):
         raise ApiError(404, "no_crm", "this server keeps no customers")
     customer_id = request.match_info["customer_id"]
+    telephony = request.app.get(TELEPHONY)
+    files = TelephonyFiles.of(svc.deployment, telephony.queue_log if telephony is not None else None)
+    external = svc.deployment.crm_external
     try:
         done = await erase_customer(
             cast(Eraser, crm.repo),
@@ -48,6 +55,8 @@ async def erase(request: web.Request) -> web.Response:
             _me(request).actor,
             svc.clock(),
             svc.dispatcher.board.contacts.values(),
+            files=files,
+            external_crm=external.kind if external is not None else None,
         )
     except ErasureError as err:
         status = 404 if err.code.startswith("no_such") else 409 if err.code == "live_contacts" else 400
@@ -59,5 +68,8 @@ async def erase(request: web.Request) -> web.Response:
             "erased": True,
             "already_erased": done.already_erased,
             "changed": done.changed,
+            "files": done.files,
+            "kept": [{"path": k.path, "reason": k.reason} for k in done.kept],
+            "external": {"notice": done.external, "references": list(done.external_refs)} if done.external else None,
         }
     )

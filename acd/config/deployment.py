@@ -122,6 +122,9 @@ class AsteriskSettings:
     announce_every: float = 30.0  # position announcements while waiting (0: never)
     callback_key: str | None = "*"  # pressed while waiting: a callback that keeps the place
     queue_log: str | None = None  # path of the Asterisk-compatible queue_log file
+    # Asterisk's sounds directory as this server sees it (the same host, a mount): a
+    # customer's erasure deletes their voicemail recordings there (acd/voicemail/...)
+    sounds_dir: str | None = None
     outbound_dial: str = "Local/{number}@acd-outbound"  # how callbacks reach a customer
     callback_attempts: int = 3
     callback_backoff: float = 120.0  # before the 2nd attempt; doubles

@@ -703,6 +703,7 @@ def _build(
             announce_every=spec.asterisk.announce_every,
             callback_key=spec.asterisk.callback_key,
             queue_log=spec.asterisk.queue_log,
+            sounds_dir=spec.asterisk.sounds_dir,
             outbound_dial=spec.asterisk.outbound_dial,
             callback_attempts=spec.asterisk.callback_attempts,
             callback_backoff=spec.asterisk.callback_backoff,

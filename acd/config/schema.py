@@ -376,6 +376,7 @@ class AsteriskSpec(Spec):
     announce_every: Seconds = 30.0
     callback_key: Key | None = "*"
     queue_log: str | None = None
+    sounds_dir: str | None = None
     outbound_dial: Annotated[str, Field(pattern=r"\{number\}")] = "Local/{number}@acd-outbound"
     callback_attempts: Annotated[StrictInt, Field(ge=1)] = 3
     callback_backoff: PositiveSeconds = 120.0

@@ -3,7 +3,8 @@
 acd ratings recompute [--config F] [--db URL] [--purpose P --price-tier T --temperature H]
 acd crm import customers|deals FILE.csv      (a report of rejected rows on stderr)
 acd crm export customers|deals > FILE.csv
-acd crm erase CUSTOMER_ID --reason TEXT     (152-FZ / GDPR: the customer withdrew consent)
+acd crm erase CUSTOMER_ID --reason TEXT     (152-FZ / GDPR: the customer withdrew consent;
+                                             exit 3: a file could not be cleaned)
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ async def _command(args: argparse.Namespace, deployment: Deployment, store: Stor
             )
         return 0
     if args.crm_command == "erase":
-        return await _erase(crm.repo, args.customer_id, args.reason)
+        return await _erase(crm.repo, args.customer_id, args.reason, deployment)
     if args.crm_command == "export":
         sys.stdout.write(await (crm.export_customers() if args.what == "customers" else crm.export_deals()))
         return 0
@@ -117,14 +118,24 @@ async def _command(args: argparse.Namespace, deployment: Deployment, store: Stor
     return 0
 
 
-async def _erase(repo: Any, customer_id: str, reason: str) -> int:
+async def _erase(repo: Any, customer_id: str, reason: str, deployment: Deployment) -> int:
+    """Exit status 1: refused; 3: erased, but a file could not be cleaned (named on stderr)."""
     from acd.crm.erasure import ErasureError, erase_customer
+    from acd.telephony.traces import TelephonyFiles
 
+    external = deployment.crm_external.kind if deployment.crm_external is not None else None
     try:
-        done = await erase_customer(repo, customer_id, reason, "cli", time.time())
+        done = await erase_customer(
+            repo, customer_id, reason, "cli", time.time(), files=TelephonyFiles.of(deployment), external_crm=external
+        )
     except ErasureError as err:
         print(f"{customer_id}: {err}" + (f" ({', '.join(err.live)})" if err.live else ""), file=sys.stderr)
         return 1
     what = "already erased" if done.already_erased else "erased"
-    print(f"{customer_id}: {what}, {done.changed.get('contacts', 0)} contacts")
-    return 0
+    files = ", ".join(f"{n} {kind}" for kind, n in done.files.items())
+    print(f"{customer_id}: {what}, {done.changed.get('contacts', 0)} contacts" + (f"; files: {files}" if files else ""))
+    for k in done.kept:
+        print(f"{customer_id}: kept {k.path}: {k.reason}", file=sys.stderr)
+    if done.external:
+        print(f"{customer_id}: {done.external} ({', '.join(done.external_refs) or 'no reference known here'})")
+    return 3 if done.kept else 0

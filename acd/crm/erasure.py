@@ -9,16 +9,26 @@ callback still to dial): the routing core holds its own copy of a live contact a
 write the name and number back on its next step, and a manager on the phone with the
 customer would lose the card mid-call. End those first, then erase.
 
+Outside the database, after its transaction commits (`FileEraser`, acd.telephony.traces): the
+caller numbers in the queue_log file are masked and the voicemail recordings deleted; a file
+that could not be cleaned is named in the answer (`kept`), never passed over in silence. An
+external CRM's copy is the office's to erase there: the answer says so (`external`), with the
+references the server knows, and so does the server log.
+
 The service layer: no HTTP, no SQL (`acd.storage.crm.CrmStore.erase_customer` writes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from acd.core.model import Contact
+
+log = logging.getLogger(__name__)
 
 ERASED = "[erased]"  # what stands where a name or a word of the customer's was
 # Payload keys of a contact that hold no personal data (ids, routing facts, the node): the
@@ -41,7 +51,12 @@ NEUTRAL_PAYLOAD = frozenset(
         "dialled",
         "ivr",
         "call_sid",
+        "recording",  # a voicemail's file name (its call's uniqueid): found again by a repeated erasure
     }
+)
+EXTERNAL_NOTICE = (
+    "the external CRM keeps its own copy of this customer: the office must erase it there "
+    "(this server does not erase in another system)"
 )
 SHORTEST_WORD = 3  # a shorter name ("Ян") would blank every text it happens to occur in
 
@@ -56,41 +71,98 @@ class ErasureError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Traces:
+    """Where the customer may still be outside the database, as its transaction read it.
+    `phones`: their numbers (known only to the first erasure: gone after it); `uniqueids`:
+    their calls' Asterisk Uniqueids and `recordings` their voicemails' file names (kept in
+    the contacts, so a repeated erasure finds them again); `external`: the external CRM's
+    references to them ("bitrix24 CONTACT:12"), for the office."""
+
+    phones: frozenset[str] = frozenset()
+    uniqueids: frozenset[str] = frozenset()
+    recordings: frozenset[str] = frozenset()
+    external: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A file an erasure could not clean, and why: someone must, by hand."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Erasure:
-    """What an erasure changed: row counts by place, and whether it had been erased before."""
+    """What an erasure changed: row counts by place, and whether it had been erased before;
+    files cleaned by kind, the ones that could not be (`kept`); `external`: EXTERNAL_NOTICE
+    when an external CRM holds a copy (or may: one is configured), with its references."""
 
     customer_id: str
     already_erased: bool
     changed: Mapping[str, int] = field(default_factory=dict)
+    files: Mapping[str, int] = field(default_factory=dict)
+    kept: tuple[Kept, ...] = ()
+    external: str = ""
+    external_refs: tuple[str, ...] = ()
 
 
 class Eraser(Protocol):  # acd.storage.crm.CrmStore
     async def erase_customer(
         self, customer_id: str, by: str, reason: str, at: float
-    ) -> tuple[str, list[str], dict[str, int]]: ...
+    ) -> tuple[str, list[str], dict[str, int], Traces]: ...
+
+
+class FileEraser(Protocol):  # acd.telephony.traces.TelephonyFiles
+    def erase(self, traces: Traces) -> tuple[dict[str, int], list[Kept]]:
+        """Clean the files of `traces` (blocking: run in a thread); counts by kind, and what
+        could not be cleaned. An OSError on a file is reported in the list, not raised."""
+        ...
 
 
 async def erase_customer(
-    repo: Eraser, customer_id: str, reason: str, by: str, now: float, live: Iterable[Contact] = ()
+    repo: Eraser,
+    customer_id: str,
+    reason: str,
+    by: str,
+    now: float,
+    live: Iterable[Contact] = (),
+    *,
+    files: FileEraser | None = None,
+    external_crm: str | None = None,
 ) -> Erasure:
     """Erase `customer_id`'s personal data, recording the request in the audit log (who,
     when, the reason with the customer's own words taken out). `live`: the routing core's
     open contacts, checked first; the store checks its own again in the transaction.
+    `files`: the telephony's files, cleaned once the transaction has committed (a file
+    cleaned before a transaction that then failed would be gone for a customer who is not
+    erased). `external_crm`: the configured external CRM's kind, if any.
 
-    Idempotent: erasing an erased customer changes nothing more and answers
-    `already_erased`."""
+    Idempotent: erasing an erased customer changes nothing more in the database and answers
+    `already_erased`; the files are gone through again (what an earlier attempt kept, or
+    another node's queue_log)."""
     reason = reason.strip()
     if not reason:
         raise ErasureError("invalid", "reason: say why (the customer's request, its date or number)")
     held = {c.id for c in live if c.customer_id == customer_id and c.status.is_open}
     if held:
         raise _live(held)
-    outcome, ids, changed = await repo.erase_customer(customer_id, by, reason, now)
+    outcome, ids, changed, traces = await repo.erase_customer(customer_id, by, reason, now)
     if outcome == "no_such_customer":
         raise ErasureError("no_such_customer", f"no customer {customer_id}")
     if outcome == "live":
         raise _live(ids)
-    return Erasure(customer_id, outcome == "again", changed)
+    cleaned: dict[str, int] = {}
+    kept: list[Kept] = []
+    if files is not None:
+        cleaned, kept = await asyncio.to_thread(files.erase, traces)
+    for k in kept:
+        log.warning("erasure of customer %s: %s kept: %s", customer_id, k.path, k.reason)
+    external = EXTERNAL_NOTICE if external_crm or traces.external else ""
+    if external:
+        refs = ", ".join(traces.external) or "no reference known here"
+        log.warning("erasure of customer %s: %s (%s: %s)", customer_id, external, external_crm or "external", refs)
+    return Erasure(customer_id, outcome == "again", changed, cleaned, tuple(kept), external, traces.external)
 
 
 def _live(ids: Collection[str]) -> ErasureError:
@@ -160,5 +232,8 @@ def _replace_folded(text: str, key: str) -> str:
 def neutral_payload(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A contact's payload without what a person wrote or is: only NEUTRAL_PAYLOAD's keys."""
     kept = {k: v for k, v in payload.items() if k in NEUTRAL_PAYLOAD}
+    voicemail = payload.get("voicemail")
+    if isinstance(voicemail, Mapping) and isinstance(voicemail.get("recording"), str):
+        kept["recording"] = voicemail["recording"]
     kept["erased"] = True
     return kept

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from acd.core.model import Contact
 from acd.crm import identity
-from acd.crm.erasure import ERASED, neutral_payload, scrub, words_of
+from acd.crm.erasure import ERASED, Traces, neutral_payload, scrub, words_of
 from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
 from acd.crm.ratings import Lead
 from acd.storage import messaging, telephony
@@ -522,7 +522,7 @@ class CrmStore:
 
     async def erase_customer(
         self, customer_id: str, by: str, reason: str, at: float
-    ) -> tuple[str, list[str], dict[str, int]]:
+    ) -> tuple[str, list[str], dict[str, int], Traces]:
         """`erase_customer_rows` in one transaction."""
         return await self._store._write_batch(erase_customer_rows, customer_id, by, reason, at)
 
@@ -670,18 +670,20 @@ def _event(r: sa.RowMapping) -> CrmEvent:
 
 def erase_customer_rows(
     conn: Connection, customer_id: str, by: str, reason: str, at: float
-) -> tuple[str, list[str], dict[str, int]]:
+) -> tuple[str, list[str], dict[str, int], Traces]:
     """A customer's erasure (acd.crm.erasure), all in the caller's transaction: ("erased" or
-    "again", their contacts' ids, rows changed by place); ("live", the live contacts' ids, {})
-    with nothing written; ("no_such_customer", [], {}).
+    "again", their contacts' ids, rows changed by place, where they may be outside the
+    database); ("live", the live contacts' ids, {}, none) with nothing written;
+    ("no_such_customer", [], {}, none).
 
     The customer keeps their id, kind, criteria and managers, and is named ERASED; their
     phones and e-mails are forgotten (the next lead from that number is a new customer);
     their contacts lose name, number, address and what was written; deals keep amounts and
-    outcomes (their titles lose the customer's words); every log loses the customer's words."""
+    outcomes (their titles lose the customer's words); every log, and the cluster's event
+    and effect tables, lose the customer's words."""
     row = conn.execute(sa.select(customers).where(customers.c.id == customer_id)).mappings().first()
     if row is None:
-        return "no_such_customer", [], {}
+        return "no_such_customer", [], {}, Traces()
     k, c = customer_keys.c, t.contacts.c
     keys = conn.execute(sa.select(k.kind, k.value).where(k.customer_id == customer_id)).all()
     phones = {value for kind, value in keys if kind == "phone"}
@@ -694,12 +696,13 @@ def erase_customer_rows(
     linked = [cid for (cid,) in conn.execute(sa.select(c.id).where(who))]
     live = set(st.live_contacts_of(conn, who)) | set(telephony.open_callbacks_of(conn, linked, phones))
     if live:
-        return "live", sorted(live), {}
+        return "live", sorted(live), {}, Traces()
     again = conn.execute(
         sa.select(events.c.n).where(events.c.customer_id == customer_id, events.c.kind == "erased").limit(1)
     ).first()
     m = messaging.email_messages.c
     subjects = [s for (s,) in conn.execute(sa.select(m.subject).where(m.contact_id.in_(linked)))] if linked else []
+    payloads = [p or {} for (p,) in conn.execute(sa.select(c.payload).where(who))]
     ids, seen = st.erase_contacts(conn, who, lambda p: neutral_payload(p or {}))
     words = words_of([row["name"]], phones, emails, seen, subjects)
 
@@ -717,8 +720,46 @@ def erase_customer_rows(
     changed["logs"] = st.scrub_logs(conn, ids, [customer_id], text)
     changed.update(messaging.erase_messaging(conn, ids, phones, emails, text))
     changed["callbacks"] = telephony.erase_callbacks(conn, ids, phones, emails)
+    changed["cluster"] = _scrub_cluster(conn, text)
+    traces = _traces(conn, ids, payloads, phones)
     if again is None:
         conn.execute(events.insert(), _event_row(CrmEvent(at, customer_id, "erased", by=by)))
     detail = {"reason": text(reason), "contacts": len(ids), "again": again is not None}
     st.add_audit(conn, at, by, "erase_customer", customer_id, detail)
-    return ("again" if again is not None else "erased"), ids, changed
+    return ("again" if again is not None else "erased"), ids, changed, traces
+
+
+def _scrub_cluster(conn: Connection, text: Callable[[Any], Any]) -> int:
+    """The customer's words out of the cluster's events and effects (acd.cluster.bus: the
+    contacts they carried between nodes; kept an hour at most, so all are read). An event not
+    yet handled keeps its `outcome` as it is: the dispatching node may be writing it now."""
+    ce = t.cluster_events.c
+    changed = st.scrub_rows(conn, t.cluster_events, ce.handled_at.is_not(None), {"body": text, "outcome": text})
+    changed += st.scrub_rows(conn, t.cluster_events, ce.handled_at.is_(None), {"body": text})
+    return changed + st.scrub_rows(conn, t.cluster_effects, sa.true(), {"body": text})
+
+
+def _traces(conn: Connection, ids: Sequence[str], payloads: Iterable[Mapping[str, Any]], phones: set[str]) -> Traces:
+    """Where the customer may be outside the database: their calls (Uniqueids, voicemail
+    recordings) from the contacts' payloads as they were before the erasure, and the external
+    CRM's references to them (its match at arrival, and what the outbox sent it)."""
+    uniqueids, recordings, external = set(), set(), set()
+    for p in payloads:
+        if isinstance(p.get("uniqueid"), str) and p["uniqueid"]:
+            uniqueids.add(p["uniqueid"])
+        voicemail = p.get("voicemail")
+        name = voicemail.get("recording") if isinstance(voicemail, Mapping) else p.get("recording")
+        if isinstance(name, str) and name:
+            recordings.add(name)
+        match = p.get("external")
+        if isinstance(match, Mapping) and match.get("customer"):
+            external.add(f"{match.get('system') or 'external'} {match['customer']}")
+    s = t.crm_sync.c
+    for part in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        query = sa.select(s.contact_id, s.body, s.external_id).where(s.contact_id.in_(part), s.status == "sent")
+        for contact_id, body, external_id in conn.execute(query):
+            there = body.get("external") if isinstance(body, Mapping) else None
+            if isinstance(there, Mapping) and there.get("customer"):
+                external.add(f"customer {there['customer']}")
+            external.add(f"contact {contact_id} sent" + (f" as {external_id}" if external_id else ""))
+    return Traces(frozenset(phones), frozenset(uniqueids), frozenset(recordings), tuple(sorted(external)))
