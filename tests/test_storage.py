@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     # pytest from rewriting its asserts.
     from storage_fixtures import Backend
 
-# The `backend` and `store` fixtures (conftest.py) run each test on SQLite and PostgreSQL.
+# The `backend` and `store` fixtures (conftest.py) run each test on SQLite and PostgreSQL, each
+# on a database the store's own migrations make as it is first opened (elsewhere, a copy).
+pytestmark = pytest.mark.fresh_migration
 
 ROOT = Path(__file__).resolve().parents[1]
 
