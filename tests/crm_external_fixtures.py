@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import yaml
 from aiohttp import ClientSession, web
@@ -146,3 +147,41 @@ async def signed_notice(
     headers = {"Content-Type": "application/json", "X-ACD-Timestamp": at, "X-ACD-Signature": mac}
     async with session.post(url, data=raw, headers=headers) as resp:
         return resp.status, await resp.json(content_type=None)
+
+
+# ---- Bitrix24's leads and list methods, for the stand-in portals -------------------------------
+
+# A portal's lead statuses out of the box (crm.status.list, ENTITY_ID STATUS) and their semantics,
+# which Bitrix24 keeps in the read-only STATUS_SEMANTIC_ID: P in progress, S converted, F junk.
+LEAD_SEMANTICS = {"NEW": "P", "IN_PROCESS": "P", "PROCESSED": "P", "CONVERTED": "S", "JUNK": "F"}
+PAGE = 50  # what one answer of a list method holds (apidocs.bitrix24.com, "Features of List Methods")
+
+
+def php_query(query: str, resolve: Callable[[str], str] = lambda v: v) -> dict[str, Any]:
+    """A query string as PHP reads it, as Bitrix24's `batch` reads its commands: `a[0]=x&a[1]=y`
+    is a list, `f[ID]=1` an object; `resolve` sees each value first (`$result[...]`)."""
+    out: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        name, _, rest = key.partition("[")
+        path = [name, *rest.removesuffix("]").split("][")] if rest else [name]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = resolve(value)
+    return {k: _php_lists(v) for k, v in out.items()}
+
+
+def _php_lists(value: Any) -> Any:
+    """PHP's arrays keyed 0..n-1 are JSON lists."""
+    if not isinstance(value, dict):
+        return value
+    value = {k: _php_lists(v) for k, v in value.items()}
+    return list(value.values()) if list(value) == [str(i) for i in range(len(value))] else value
+
+
+def list_page(rows: list[dict[str, Any]], start: Any) -> tuple[list[dict[str, Any]], int, int | None]:
+    """One answer of a list method: the page from `start`, the total, and `next` (None on the
+    last page, where Bitrix24 leaves it out)."""
+    first = int(start or 0)
+    page = rows[first : first + PAGE]
+    return page, len(rows), first + PAGE if first + PAGE < len(rows) else None

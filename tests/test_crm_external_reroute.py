@@ -162,7 +162,7 @@ async def test_garbage_is_refused_and_an_event_that_routes_nobody_is_taken_and_i
     for headers, raw in GARBAGE:
         async with r.session.post(r.url(EVENTS), data=raw, headers=headers) as resp:
             assert 400 <= resp.status < 500, (raw[:40], resp.status, await resp.text())
-    for event, n in [("ONCRMLEADADD", "5"), ("ONCRMDEALUPDATE", "0"), ("ONCRMDEALUPDATE", "x"), ("", "")]:
+    for event, n in [("ONCRMACTIVITYADD", "5"), ("ONCRMDEALUPDATE", "0"), ("ONCRMDEALUPDATE", "x"), ("", "")]:
         status, body = await bitrix24_event(r.session, r.url(EVENTS), event, n, EVENTS_TOKEN)
         assert (status, body) == (202, {"accepted": False}), event
     assert portal.calls == []

@@ -146,7 +146,7 @@ def _bitrix24_event(
         raise _refuse(request, 401, "auth[application_token] is missing")
     if not hmac.compare_digest(token.encode(), settings.events_token.encode()):
         raise _refuse(request, 403, "auth[application_token] is not the configured one")
-    found = parse_event(form)
+    found = parse_event(form, leads=settings.leads)
     adapter = sync.adapter
     if found is None or not isinstance(adapter, Bitrix24Crm):
         return None

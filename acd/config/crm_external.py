@@ -8,6 +8,7 @@
         timeout: 1.5s                      # the most a look-up may hold a contact back
         users: {"17": anna}                # the CRM's user id -> our manager id
         stages: {"C1:NEW": qualification}  # the CRM's deal stage -> our funnel stage
+        leads: true                        # bitrix24: a caller with only an open lead goes to its responsible
 
 The `http` kind reads `lookup_url` and `push_url` from the file and the signing secret from
 the variable named by `secret_env`. Secrets never go in the file; a variable that is not set
@@ -77,6 +78,7 @@ class ExternalCrmSpec(_Spec):
     url_env: EnvName | None = None
     write_back: Literal["activity", "comment"] = "activity"
     events_token_env: EnvName | None = None  # the outbound webhook's application_token (change events)
+    leads: StrictBool | None = None  # look open leads up too (unset: yes); None tells "not given" for http
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class ExternalCrmSettings:
     url: str | None = field(default=None, repr=False)  # Bitrix24's inbound webhook, with its token
     write_back: str = "activity"
     events_token: str | None = field(default=None, repr=False)  # Bitrix24's outbound webhook's token
+    leads: bool = True  # Bitrix24: a caller with no contact or company is looked for among open leads
 
     def user_of(self, manager_id: str | None) -> str | None:
         """The CRM's user id for one of our managers (the mapping read backwards)."""
@@ -133,7 +136,7 @@ def cross_check(
         if spec.push:
             need("push_url", spec.push_url, "where finished contacts are sent (or set push: false)")
             need("secret_env", spec.secret_env, "the variable holding the webhook's signing secret")
-        for key in ("url_env", "events_token_env"):
+        for key in ("url_env", "events_token_env", "leads"):
             if getattr(spec, key) is not None:
                 problems.add((*loc, key), "only for kind bitrix24")
         env("secret_env", spec.secret_env)
@@ -180,4 +183,5 @@ def build(spec: ExternalCrmSpec | None, environ: Mapping[str, str]) -> ExternalC
         url=url.rstrip("/") + "/" if url else None,
         write_back=spec.write_back,
         events_token=environ.get(spec.events_token_env) if spec.events_token_env else None,
+        leads=spec.leads is not False,
     )

@@ -13,28 +13,38 @@ Look-up (each step only when the previous found nothing):
    `[]` when nothing matched;
 2. `crm.deal.list` {filter: {CONTACT_ID | COMPANY_ID, CLOSED: N}, select: ID, STAGE_ID,
    ASSIGNED_BY_ID, OPPORTUNITY}, the most recently changed first: the open deal;
-3. without an open deal, `crm.contact.get` / `crm.company.get`: the customer's responsible.
+3. without an open deal, `crm.contact.get` / `crm.company.get`: the customer's responsible;
+4. with no contact or company (and `leads`, the default), the open lead: many offices keep an
+   enquiry as a lead until it is qualified and converted, and a caller whose only record is
+   one belongs to its responsible. `crm.duplicate.findbycomm` {entity_type: LEAD} for the
+   phone and the e-mail (both in one `batch` when there are both), then `crm.lead.list`
+   {filter: {@ID: those, STATUS_SEMANTIC_ID: P}}, the most recently changed first: a lead in
+   progress, not converted (S) nor junk (F). At most two more calls, made only for callers
+   the portal has no contact or company for. (Bitrix24 returns the 20 oldest duplicates of
+   each kind: a caller with more leads than that may have their open one missed.)
 
-Push: a contact whose customer Bitrix24 knows (found at routing, or now by
-`crm.duplicate.findbycomm`) becomes an activity (`crm.activity.add`: a call or an e-mail,
-incoming, completed, on the deal or else the customer) or, with `write_back: comment` and for
-web forms, a timeline comment (`crm.timeline.comment.add`); a stranger's contact becomes a
-lead (`crm.lead.add`). Activities and leads carry our idempotency key in ORIGIN_ID: a retry
-first asks (`crm.activity.list` / `crm.lead.list` filtered by ORIGIN_ID) whether the last
-attempt got through after all, so a dropped answer does not make a second one. (Timeline
+Push: a contact whose customer Bitrix24 knows (found at routing, or now as the look-up finds
+them, an open lead included) becomes an activity (`crm.activity.add`: a call or an e-mail,
+incoming, completed, on the deal or else the customer or lead) or, with `write_back: comment`
+and for web forms, a timeline comment (`crm.timeline.comment.add`); a stranger's contact
+becomes a lead (`crm.lead.add`). Activities and leads carry our idempotency key in ORIGIN_ID:
+a retry first asks (`crm.activity.list` / `crm.lead.list` filtered by ORIGIN_ID) whether the
+last attempt got through after all, so a dropped answer does not make a second one. (Timeline
 comments have no such field; a retry after a dropped answer may repeat one.)
 
 Change events: an outbound webhook (Bitrix24's "event handlers") for ONCRMDEALADD,
-ONCRMDEALUPDATE, ONCRMCONTACTADD, ONCRMCONTACTUPDATE, ONCRMCOMPANYADD and ONCRMCOMPANYUPDATE
-posts, form-encoded, `event=ONCRMDEALUPDATE&data[FIELDS][ID]=45&ts=...&auth[application_token]=...`
-to `/api/crm/external/events`; the application token Bitrix24 shows for that webhook goes in
+ONCRMDEALUPDATE, ONCRMCONTACTADD, ONCRMCONTACTUPDATE, ONCRMCOMPANYADD, ONCRMCOMPANYUPDATE and,
+with `leads`, ONCRMLEADADD and ONCRMLEADUPDATE posts, form-encoded,
+`event=ONCRMDEALUPDATE&data[FIELDS][ID]=45&ts=...&auth[application_token]=...`, to
+`/api/crm/external/events`; the application token Bitrix24 shows for that webhook goes in
 the variable named by `events_token_env`, and a post without it is refused. The event says
-only which deal or customer changed (`notice`), and costs at most one call: a deal's
+only which deal, customer or lead changed (`notice`), and costs at most one call: a deal's
 customers come from `crm.deal.get`; when a contact the portal did not know at arrival waits
 (`base.unknown_to_it`), also the customer's phones and e-mails, to find it by, in the same
 call (`batch`, the customer's get reading the deal's CONTACT_ID / COMPANY_ID through
-`$result[deal][...]`), or for a contact or company event its own get. The waiting contacts
-concerned are then looked up again (`ExternalSync.rerouted`).
+`$result[deal][...]`), or for a contact, company or lead event its own get. The waiting
+contacts concerned are then looked up again (`ExternalSync.rerouted`): a lead converted or
+junked no longer routes its caller, the contact it was converted to may.
 """
 
 from __future__ import annotations
@@ -72,16 +82,21 @@ EVENTS = {  # the events whose change may change who serves a customer -> what t
     "ONCRMCONTACTUPDATE": "CONTACT",
     "ONCRMCOMPANYADD": "COMPANY",
     "ONCRMCOMPANYUPDATE": "COMPANY",
+    "ONCRMLEADADD": "LEAD",  # a lead converted (or junked) is an update too: its caller looked up again
+    "ONCRMLEADUPDATE": "LEAD",
 }
 KEYS_PER_CUSTOMER = 20  # phones (and e-mails) of one customer a notice carries: a person has a few
 
 
-def parse_event(form: Mapping[str, str]) -> tuple[str, int] | None:
-    """(DEAL | CONTACT | COMPANY, id) of an outbound webhook's post; None for another event
-    or an id that is not a positive whole number."""
+def parse_event(form: Mapping[str, str], *, leads: bool = True) -> tuple[str, int] | None:
+    """(DEAL | CONTACT | COMPANY | LEAD, id) of an outbound webhook's post; None for another
+    event (a lead's, without `leads`: nothing routes by leads then) or an id that is not a
+    positive whole number."""
     entity = EVENTS.get(form.get("event", "").upper())
     raw = form.get("data[FIELDS][ID]", "")
-    if entity is None or not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
+    if entity is None or (entity == "LEAD" and not leads):
+        return None
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) == 0:
         return None
     return entity, int(raw)
 
@@ -93,6 +108,17 @@ def _deal_and_customers(n: int) -> dict[str, str]:
     for entity in ("CONTACT", "COMPANY"):
         cmd[entity.lower()] = f"crm.{entity.lower()}.get?" + urlencode({"id": f"$result[deal][{entity}_ID]"})
     return cmd
+
+
+def _command(method: str, params: Mapping[str, str | list[str]]) -> str:
+    """One `batch` command, `method?query`, its query read by PHP: a list as `key[0]=...`."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if isinstance(value, list):
+            pairs.extend((f"{key}[{i}]", v) for i, v in enumerate(value))
+        else:
+            pairs.append((key, value))
+    return f"{method}?{urlencode(pairs)}"
 
 
 def _keys(rows: Iterable[Any], region: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -199,10 +225,52 @@ class Bitrix24Crm(HttpPeer):
                     return entity, min(int(i) for i in ids)
         return None
 
+    async def open_lead(self, phone: str | None, email: str | None) -> dict[str, Any] | None:
+        """The most recently changed lead in progress (STATUS_SEMANTIC_ID P) with this phone or
+        e-mail, in at most two calls: the duplicate searches (in one `batch` when both are
+        given), then one `crm.lead.list` of the leads found."""
+        searches: dict[str, dict[str, str | list[str]]] = {}
+        for kind, values in (("PHONE", phone_forms(phone) if phone else []), ("EMAIL", [email] if email else [])):
+            if values:
+                searches[kind.lower()] = {"entity_type": "LEAD", "type": kind, "values": values}
+        if not searches:
+            return None
+        if len(searches) == 1:
+            answers = [await self.call("crm.duplicate.findbycomm", next(iter(searches.values())))]
+        else:
+            cmd = {key: _command("crm.duplicate.findbycomm", params) for key, params in searches.items()}
+            done = _dict(await self.call("batch", {"halt": 0, "cmd": cmd}))
+            if failed := _dict(done.get("result_error")):
+                # Not knowing is not "no lead": routed as a stranger, they might miss their manager.
+                raise Unavailable(f"Bitrix24 batch crm.duplicate.findbycomm: {failed}")
+            answers = list(_dict(done.get("result")).values())
+        ids = sorted({int(i) for a in answers for i in _dict(a).get("LEAD") or [] if str(i).isdigit()})
+        if not ids:
+            return None
+        leads = await self.call(
+            "crm.lead.list",
+            {
+                "filter": {"@ID": ids, "STATUS_SEMANTIC_ID": "P"},
+                "select": ["ID", "NAME", "LAST_NAME", "COMPANY_TITLE", "ASSIGNED_BY_ID", "OPPORTUNITY"],
+                "order": {"DATE_MODIFY": "DESC"},
+            },
+        )
+        return leads[0] if isinstance(leads, list) and leads and isinstance(leads[0], dict) else None
+
     async def lookup(self, phone: str | None, email: str | None) -> ExternalMatch | None:
         found = await self.find(phone, email)
         if found is None:
-            return None
+            lead = await self.open_lead(phone, email) if self.settings.leads else None
+            if lead is None:
+                return None
+            name = " ".join(str(lead[k]) for k in ("NAME", "LAST_NAME") if lead.get(k)) or lead.get("COMPANY_TITLE")
+            return ExternalMatch(
+                self.name,
+                f"LEAD:{lead['ID']}",
+                name=str(name or ""),
+                responsible=_text(lead.get("ASSIGNED_BY_ID")),
+                amount=_amount(lead.get("OPPORTUNITY")),
+            )
         entity, n = found
         deals = await self.call(
             "crm.deal.list",
@@ -229,11 +297,11 @@ class Bitrix24Crm(HttpPeer):
         return ExternalMatch(self.name, ref, name=str(name or ""), responsible=_text(row.get("ASSIGNED_BY_ID")))
 
     async def notice(self, entity: str, n: int, region: str = "RU", *, keys: bool = False) -> Notice:
-        """Whose contacts an event about deal, contact or company `n` concerns, in at most
-        one call. A deal's customers are asked for; when that fails (the deal deleted, the
+        """Whose contacts an event about deal, contact, company or lead `n` concerns, in at
+        most one call. A deal's customers are asked for; when that fails (the deal deleted, the
         portal busy), the contacts routed by that deal still are. With `keys`, the customer's
         phones (read in `region`) and e-mails too, for the contacts the portal did not know
-        at arrival; a contact or company event asks for nothing without them."""
+        at arrival; a contact, company or lead event asks for nothing without them."""
         what = f"Bitrix24 {entity.lower()} {n} changed"
         if entity != "DEAL":
             ref = frozenset({f"{entity}:{n}"})
@@ -277,8 +345,11 @@ class Bitrix24Crm(HttpPeer):
         ext = body.get("external") or {}
         ref, deal = ext.get("customer"), ext.get("deal")
         if not ref:
-            found = await self.find(customer.get("phone"), customer.get("email"))
+            phone, email = customer.get("phone"), customer.get("email")
+            found = await self.find(phone, email)
             ref = f"{found[0]}:{found[1]}" if found else None
+            if ref is None and self.settings.leads and (lead := await self.open_lead(phone, email)):
+                ref = f"LEAD:{lead['ID']}"  # their enquiry is open: it gets the activity, not a second lead
         if ref is None:
             return await self._once("lead", key, lambda: self._lead(key, body))
         entity, _, n = str(ref).partition(":")
