@@ -12,6 +12,7 @@ from pydantic import Field
 from acd.api import schemas as s
 from acd.api.app import SERVICES, _me, api
 from acd.api.crm import CRM
+from acd.api.crm_sync import CRM_SYNC
 from acd.api.routing import ApiError, parse_body
 from acd.crm.erasure import Eraser, ErasureError, erase_customer
 from acd.telephony.api import TELEPHONY
@@ -30,8 +31,9 @@ class EraseIn(s.Body):
     "/api/crm/customers/{customer_id}/erase",
     "Erase a customer's personal data (consent withdrawn): name, phones, e-mails, note, their "
     "contacts' and letters' personal fields, everywhere; deals, outcomes and counts stay; then the "
-    "caller numbers in queue_log and the voicemail recordings (`files`; `kept`: files that could not "
-    "be cleaned; `external`: an external CRM's copy, the office's to erase). "
+    "caller numbers in queue_log and the voicemail recordings (`files`; `kept`: what could not "
+    "be cleaned, a SQLite log still holding the old values too; `external`: an external CRM's copy, "
+    "the office's to erase). "
     "409 while the customer has a live contact",
     "admin",
     body=EraseIn,
@@ -57,6 +59,8 @@ async def erase(request: web.Request) -> web.Response:
             svc.dispatcher.board.contacts.values(),
             files=files,
             external_crm=external.kind if external is not None else None,
+            # this process's cache of the external CRM's answers; another node's expires by itself
+            lookups=request.app.get(CRM_SYNC),
         )
     except ErasureError as err:
         status = 404 if err.code.startswith("no_such") else 409 if err.code == "live_contacts" else 400

@@ -9,11 +9,13 @@ callback still to dial): the routing core holds its own copy of a live contact a
 write the name and number back on its next step, and a manager on the phone with the
 customer would lose the card mid-call. End those first, then erase.
 
-Outside the database, after its transaction commits (`FileEraser`, acd.telephony.traces): the
-caller numbers in the queue_log file are masked and the voicemail recordings deleted; a file
-that could not be cleaned is named in the answer (`kept`), never passed over in silence. An
-external CRM's copy is the office's to erase there: the answer says so (`external`), with the
-references the server knows, and so does the server log.
+After its transaction commits: the database's own copies of the old values go where it can
+drop them (`Eraser.drop_old_values`: SQLite's write-ahead log); the external CRM's look-ups
+cached in memory by the customer's phones and e-mails are dropped (`LookupCache`); outside the
+database (`FileEraser`, acd.telephony.traces), the caller numbers in the queue_log file are
+masked and the voicemail recordings deleted. What could not be cleaned is named in the answer
+(`kept`), never passed over in silence. An external CRM's copy is the office's to erase there:
+the answer says so (`external`), with the references the server knows, and so does the server log.
 
 The service layer: no HTTP, no SQL (`acd.storage.crm.CrmStore.erase_customer` writes).
 """
@@ -21,7 +23,9 @@ The service layer: no HTTP, no SQL (`acd.storage.crm.CrmStore.erase_customer` wr
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -59,6 +63,13 @@ EXTERNAL_NOTICE = (
     "(this server does not erase in another system)"
 )
 SHORTEST_WORD = 3  # a shorter name ("Ян") would blank every text it happens to occur in
+# A phone is also found spelled another way ("8 (916) 123-45-67" for +79161234567): by its last
+# PHONE_TAIL digits, whatever stands between them, after any trunk or country prefix. A word is
+# taken for a phone when it is one in E.164 ("+" and SHORTEST_PHONE digits at least) or has
+# PHONE_TAIL digits: a shorter one ("2024-12-01" of a subject) is only found as it is written.
+PHONE_TAIL = 10
+SHORTEST_PHONE = 7
+_BETWEEN = r"[\s\-().]*"
 
 
 class ErasureError(Exception):
@@ -73,15 +84,17 @@ class ErasureError(Exception):
 @dataclass(frozen=True, slots=True)
 class Traces:
     """Where the customer may still be outside the database, as its transaction read it.
-    `phones`: their numbers (known only to the first erasure: gone after it); `uniqueids`:
-    their calls' Asterisk Uniqueids and `recordings` their voicemails' file names (kept in
-    the contacts, so a repeated erasure finds them again); `external`: the external CRM's
-    references to them ("bitrix24 CONTACT:12"), for the office."""
+    `phones` and `emails`: their numbers and addresses, as stored and as their contacts wrote
+    them (known only to the first erasure: gone after it); `uniqueids`: their calls' Asterisk
+    Uniqueids and `recordings` their voicemails' file names (kept in the contacts, so a
+    repeated erasure finds them again); `external`: the external CRM's references to them
+    ("bitrix24 CONTACT:12"), for the office."""
 
     phones: frozenset[str] = frozenset()
     uniqueids: frozenset[str] = frozenset()
     recordings: frozenset[str] = frozenset()
     external: tuple[str, ...] = ()
+    emails: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +108,9 @@ class Kept:
 @dataclass(frozen=True, slots=True)
 class Erasure:
     """What an erasure changed: row counts by place, and whether it had been erased before;
-    files cleaned by kind, the ones that could not be (`kept`); `external`: EXTERNAL_NOTICE
-    when an external CRM holds a copy (or may: one is configured), with its references."""
+    files cleaned by kind; what could not be cleaned (`kept`: files, a database log still
+    holding old values); `external`: EXTERNAL_NOTICE when an external CRM holds a copy (or
+    may: one is configured), with its references."""
 
     customer_id: str
     already_erased: bool
@@ -111,6 +125,18 @@ class Eraser(Protocol):  # acd.storage.crm.CrmStore
     async def erase_customer(
         self, customer_id: str, by: str, reason: str, at: float
     ) -> tuple[str, list[str], dict[str, int], Traces]: ...
+
+    async def drop_old_values(self) -> list[Kept]:
+        """After the erasure committed: the database's own copies of the rows as they were
+        (a write-ahead log) dropped where the database allows it now; what it could not
+        drop (the database's file and why)."""
+        ...
+
+
+class LookupCache(Protocol):  # acd.crm.external.sync.ExternalSync
+    def forget_person(self, phones: Collection[str], emails: Collection[str]) -> int:
+        """Drop the cached look-ups by any of these phones (any spelling) or e-mails; how many."""
+        ...
 
 
 class FileEraser(Protocol):  # acd.telephony.traces.TelephonyFiles
@@ -130,13 +156,15 @@ async def erase_customer(
     *,
     files: FileEraser | None = None,
     external_crm: str | None = None,
+    lookups: LookupCache | None = None,
 ) -> Erasure:
     """Erase `customer_id`'s personal data, recording the request in the audit log (who,
     when, the reason with the customer's own words taken out). `live`: the routing core's
     open contacts, checked first; the store checks its own again in the transaction.
     `files`: the telephony's files, cleaned once the transaction has committed (a file
     cleaned before a transaction that then failed would be gone for a customer who is not
-    erased). `external_crm`: the configured external CRM's kind, if any.
+    erased). `external_crm`: the configured external CRM's kind, if any; `lookups`: its
+    look-ups cached in this process (their answers name the customer), dropped for them.
 
     Idempotent: erasing an erased customer changes nothing more in the database and answers
     `already_erased`; the files are gone through again (what an earlier attempt kept, or
@@ -152,10 +180,13 @@ async def erase_customer(
         raise ErasureError("no_such_customer", f"no customer {customer_id}")
     if outcome == "live":
         raise _live(ids)
+    kept = await repo.drop_old_values()
+    if lookups is not None:
+        changed = {**changed, "lookup_cache": lookups.forget_person(traces.phones, traces.emails)}
     cleaned: dict[str, int] = {}
-    kept: list[Kept] = []
     if files is not None:
-        cleaned, kept = await asyncio.to_thread(files.erase, traces)
+        cleaned, kept_files = await asyncio.to_thread(files.erase, traces)
+        kept += kept_files
     for k in kept:
         log.warning("erasure of customer %s: %s kept: %s", customer_id, k.path, k.reason)
     external = EXTERNAL_NOTICE if external_crm or traces.external else ""
@@ -196,7 +227,9 @@ def scrub(value: Any, words: Iterable[str]) -> Any:
     """`value` (text, or JSON made of dicts, lists and text) with every occurrence of each
     word replaced by ERASED, case-insensitively; other values unchanged.
 
-    >>> scrub({"note": "Звонил Иван Петров, +79161234567"}, ["Иван Петров", "+79161234567"])
+    A phone is found in any spelling of its digits:
+
+    >>> scrub({"note": "Звонил Иван Петров, 8 (916) 123-45-67"}, ["Иван Петров", "+79161234567"])
     {'note': 'Звонил [erased], [erased]'}
     """
     words = list(words)
@@ -205,6 +238,11 @@ def scrub(value: Any, words: Iterable[str]) -> Any:
     if isinstance(value, str):
         folded = value.casefold()
         for word in words:
+            phone = _phone_pattern(word)
+            if phone is not None:
+                value = phone.sub(ERASED, value)
+                folded = value.casefold()
+                continue
             key = word.casefold()
             if key in folded:
                 value = _replace_folded(value, key)
@@ -215,6 +253,19 @@ def scrub(value: Any, words: Iterable[str]) -> Any:
     if isinstance(value, list):
         return [scrub(v, words) for v in value]
     return value
+
+
+@functools.lru_cache(maxsize=256)
+def _phone_pattern(word: str) -> re.Pattern[str] | None:
+    """For a phone (digits, perhaps with "+", spaces, dashes, brackets): its last PHONE_TAIL
+    digits with anything of that kind between them, after an optional prefix ("+7", "8");
+    None for any other word."""
+    digits = re.sub(r"\D", "", word)
+    enough = len(digits) >= (SHORTEST_PHONE if word.startswith("+") else PHONE_TAIL)
+    if not enough or re.fullmatch(r"\+?" + _BETWEEN, re.sub(r"\d", "", word)) is None:
+        return None
+    tail = _BETWEEN.join(digits[-PHONE_TAIL:])
+    return re.compile(rf"(?<!\d)(?:\+?\d{{1,3}}{_BETWEEN})?{tail}(?!\d)")
 
 
 def _replace_folded(text: str, key: str) -> str:

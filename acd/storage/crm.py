@@ -7,6 +7,8 @@ as soon as this module is imported; migration 0003_crm (branch "crm") builds the
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -16,20 +18,27 @@ from sqlalchemy.engine import Connection
 
 from acd.core.model import Contact
 from acd.crm import identity
-from acd.crm.erasure import ERASED, Traces, neutral_payload, scrub, words_of
+from acd.crm.erasure import ERASED, Kept, Traces, neutral_payload, scrub, words_of
 from acd.crm.model import CrmEvent, Customer, Deal, DealStatus, Vacation
 from acd.crm.ratings import Lead
-from acd.storage import messaging, telephony
+from acd.storage import crm_sync, messaging, telephony
 from acd.storage import store as st
 from acd.storage import tables as t
 from acd.storage.bulk import insert_many, select_in
-from acd.storage.store import Conflict, Store, Work, _contact_from_row
+from acd.storage.store import Conflict, StorageError, Store, Work, _contact_from_row
 
 _serial = t._serial
 T = TypeVar("T")
 JSONText = t.JSONText
 
+log = logging.getLogger(__name__)
+
 EXPORT_PAGE = 1000  # customers per query of an export
+# After an erasure, SQLite's log is cut once no reader is in the middle of a query: each
+# attempt waits for them LOG_WAIT_MS, holding the server's writes back that long at most.
+LOG_ATTEMPTS = 3
+LOG_WAIT_MS = 500
+LOG_PAUSE_S = 0.2
 
 customers = sa.Table(
     "crm_customers",
@@ -526,6 +535,27 @@ class CrmStore:
         """`erase_customer_rows` in one transaction."""
         return await self._store._write_batch(erase_customer_rows, customer_id, by, reason, at)
 
+    async def drop_old_values(self) -> list[Kept]:
+        """After an erasure: a SQLite file's write-ahead log, which still holds the pages as
+        they were before it, copied into the file (whose freed cells the erasure zeroed) and
+        cut to nothing. Readers in the middle of a query hold it: it is tried LOG_ATTEMPTS
+        times, and a log still kept is reported. PostgreSQL keeps the old row versions until
+        its (auto)vacuum reuses their space: nothing heavy is run for it here."""
+        path = self._store._engine.url.database
+        if self._store.backend != "sqlite" or self._store._one_connection or not path:
+            return []
+        why = "another connection kept it busy"
+        for attempt in range(LOG_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(LOG_PAUSE_S)  # without the write lock: the server writes on
+            try:
+                if await self._store._write_batch(st.truncate_log, LOG_WAIT_MS):
+                    return []
+            except StorageError as err:
+                why = str(err)
+        log.warning("the write-ahead log of %s could not be checkpointed after an erasure: %s", path, why)
+        return [Kept(f"{path}-wal", f"the database's log still holds old values until its next checkpoint ({why})")]
+
     # ---- vacations ----------------------------------------------------------------
 
     async def add_vacation(self, v: Vacation) -> Vacation:
@@ -671,6 +701,15 @@ def _event(r: sa.RowMapping) -> CrmEvent:
 def erase_customer_rows(
     conn: Connection, customer_id: str, by: str, reason: str, at: float
 ) -> tuple[str, list[str], dict[str, int], Traces]:
+    """`_erase_customer_rows` with SQLite zeroing what it frees or rewrites (st.secure_delete),
+    so the old values stay neither in the file's free space nor in the log's new pages."""
+    with st.secure_delete(conn):
+        return _erase_customer_rows(conn, customer_id, by, reason, at)
+
+
+def _erase_customer_rows(
+    conn: Connection, customer_id: str, by: str, reason: str, at: float
+) -> tuple[str, list[str], dict[str, int], Traces]:
     """A customer's erasure (acd.crm.erasure), all in the caller's transaction: ("erased" or
     "again", their contacts' ids, rows changed by place, where they may be outside the
     database); ("live", the live contacts' ids, {}, none) with nothing written;
@@ -717,11 +756,11 @@ def erase_customer_rows(
     d = deals.c
     changed["deals"] = st.scrub_rows(conn, deals, d.customer_id == customer_id, {"title": text, "lost_reason": text})
     changed["history"] = st.scrub_rows(conn, events, events.c.customer_id == customer_id, {"detail": text})
-    changed["logs"] = st.scrub_logs(conn, ids, [customer_id], text)
+    changed["logs"] = st.scrub_logs(conn, ids, [customer_id], text) + crm_sync.scrub_outbox(conn, ids, text)
     changed.update(messaging.erase_messaging(conn, ids, phones, emails, text))
     changed["callbacks"] = telephony.erase_callbacks(conn, ids, phones, emails)
     changed["cluster"] = _scrub_cluster(conn, text)
-    traces = _traces(conn, ids, payloads, phones)
+    traces = _traces(conn, ids, payloads, phones, emails)
     if again is None:
         conn.execute(events.insert(), _event_row(CrmEvent(at, customer_id, "erased", by=by)))
     detail = {"reason": text(reason), "contacts": len(ids), "again": again is not None}
@@ -739,7 +778,9 @@ def _scrub_cluster(conn: Connection, text: Callable[[Any], Any]) -> int:
     return changed + st.scrub_rows(conn, t.cluster_effects, sa.true(), {"body": text})
 
 
-def _traces(conn: Connection, ids: Sequence[str], payloads: Iterable[Mapping[str, Any]], phones: set[str]) -> Traces:
+def _traces(
+    conn: Connection, ids: Sequence[str], payloads: Iterable[Mapping[str, Any]], phones: set[str], emails: set[str]
+) -> Traces:
     """Where the customer may be outside the database: their calls (Uniqueids, voicemail
     recordings) from the contacts' payloads as they were before the erasure, and the external
     CRM's references to them (its match at arrival, and what the outbox sent it)."""
@@ -762,4 +803,6 @@ def _traces(conn: Connection, ids: Sequence[str], payloads: Iterable[Mapping[str
             if isinstance(there, Mapping) and there.get("customer"):
                 external.add(f"customer {there['customer']}")
             external.add(f"contact {contact_id} sent" + (f" as {external_id}" if external_id else ""))
-    return Traces(frozenset(phones), frozenset(uniqueids), frozenset(recordings), tuple(sorted(external)))
+    return Traces(
+        frozenset(phones), frozenset(uniqueids), frozenset(recordings), tuple(sorted(external)), frozenset(emails)
+    )

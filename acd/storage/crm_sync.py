@@ -6,17 +6,22 @@ twice to send one contact's outcome changes nothing. `acd.crm.external.sync` wor
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from acd.core.model import Contact, ContactStatus
 from acd.storage import tables as t
-from acd.storage.store import Store, _contact_from_row
+from acd.storage.store import Store, _contact_from_row, scrub_rows
 
-__all__ = ["SyncItem", "SyncStore"]
+__all__ = ["SyncItem", "SyncStore", "scrub_outbox"]
+
+# The keys of a body (acd.crm.external.base.finished_body) that hold a person's data, at any
+# depth: a customer's are under "customer", and an adapter's body may nest them elsewhere.
+PERSONAL_KEYS = frozenset({"name", "phone", "email", "customer_name", "phones", "emails"})
 
 
 @dataclass(slots=True)
@@ -130,3 +135,28 @@ class SyncStore:
             .limit(limit)
         )
         return [_contact_from_row(r) for r in await self._store._rows(query)]
+
+
+def scrub_outbox(conn: Connection, contact_ids: Sequence[str], text: Callable[[Any], Any]) -> int:
+    """A customer's erasure (acd.storage.crm.erase_customer_rows): the outbox rows of their
+    contacts lose every PERSONAL_KEYS field, however deep, and their words elsewhere in the
+    body and in the last error (`text`); the rows changed. The references to the external
+    CRM's records (`external`) stay: the office erases there by them."""
+
+    def body(value: Any) -> Any:
+        return text(_without_personal(value))
+
+    changed = 0
+    for i in range(0, len(contact_ids), 500):
+        part = list(contact_ids[i : i + 500])
+        where = t.crm_sync.c.contact_id.in_(part)
+        changed += scrub_rows(conn, t.crm_sync, where, {"body": body, "last_error": text})
+    return changed
+
+
+def _without_personal(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: None if k in PERSONAL_KEYS else _without_personal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_personal(v) for v in value]
+    return value

@@ -1053,6 +1053,34 @@ def _transition_from_row(row: sa.RowMapping) -> Transition:
 # ---- a customer's erasure (acd.crm.erasure; the transaction is acd.storage.crm.erase_customer_rows)
 
 
+@contextmanager
+def secure_delete(conn: Connection) -> Iterator[None]:
+    """SQLite: within the block, what a statement frees or rewrites (a row's old cell, an index
+    entry, a page) is overwritten with zeros, not left in the file for the next write to reuse;
+    as it was after (zeroing costs every other write I/O). Elsewhere nothing."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    was = conn.exec_driver_sql("PRAGMA secure_delete").scalar()
+    conn.exec_driver_sql("PRAGMA secure_delete=1")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA secure_delete={int(was or 0)}")
+
+
+def truncate_log(conn: Connection, wait_ms: int) -> bool:
+    """SQLite: copy the whole write-ahead log into the database file and cut the log to
+    nothing, so the old page images in it go; False when a reader or writer kept it from
+    finishing within `wait_ms`. Run outside a transaction (a PRAGMA starts none)."""
+    conn.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_ms)}")
+    try:
+        row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    return row is not None and row[0] == 0
+
+
 def scrub_rows(
     conn: Connection,
     table: sa.Table,
@@ -1103,21 +1131,13 @@ def erase_contacts(
 
 
 def scrub_logs(conn: Connection, contact_ids: Sequence[str], targets: Sequence[str], text: Callable[[Any], Any]) -> int:
-    """Take the customer's words out of the decision log about their contacts, the audit
-    entries about them or their contacts, and the external CRM's outbox bodies (whose name,
-    phone and e-mail fields go altogether)."""
-
-    def body(value: Any) -> Any:
-        if not isinstance(value, dict):
-            return text(value)
-        return text({k: (None if k in ("name", "phone", "email") else v) for k, v in value.items()})
-
+    """Take the customer's words out of the decision log about their contacts and the audit
+    entries about them or their contacts (the external CRM's outbox: acd.storage.crm_sync)."""
     changed = 0
     for i in range(0, max(len(contact_ids), 1), 500):
         part = list(contact_ids[i : i + 500])
         d = t.decisions.c
         changed += scrub_rows(conn, t.decisions, d.contact_id.in_(part), {"summary": text, "filtered": text})
-        changed += scrub_rows(conn, t.crm_sync, t.crm_sync.c.contact_id.in_(part), {"body": body, "last_error": text})
         changed += scrub_rows(conn, t.audit, t.audit.c.target.in_([*targets, *part]), {"detail": text})
     return changed
 

@@ -34,6 +34,7 @@ from acd.crm.external.base import (
     rerouted,
     route_external,
 )
+from acd.crm.identity import normalize_email, normalize_phone
 from acd.crm.model import Vacation
 from acd.crm.routing import StageRule
 from acd.messaging.notify import backoff
@@ -164,6 +165,18 @@ class ExternalSync:
         n = len(self._cache)
         self._cache.clear()
         return n
+
+    def forget_person(self, phones: Collection[str], emails: Collection[str]) -> int:
+        """Drop the cached answers looked up by any of these phones (in any spelling: compared
+        in E.164) or e-mails: a customer's erasure (acd.crm.erasure), whose look-ups name them.
+        Returns how many."""
+        region = self._region()
+        numbers = {n for p in phones if p and (n := normalize_phone(p, region))}
+        addresses = {a for e in emails if e and (a := normalize_email(e))}
+        theirs = [key for key in self._cache if key[0] in numbers or key[1] in addresses]
+        for key in theirs:
+            del self._cache[key]
+        return len(theirs)
 
     async def rerouted(
         self,
