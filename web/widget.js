@@ -93,7 +93,7 @@
     "background:#16a34a;color:#fff;font:600 15px system-ui,sans-serif;box-shadow:0 4px 14px rgba(0,0,0,.25);cursor:pointer}" +
     ".fab:focus-visible,button:focus-visible,input:focus-visible,select:focus-visible,textarea:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}" +
     ".right{right:20px}.left{left:20px}" +
-    ".panel{position:fixed;bottom:84px;z-index:2147483001;width:min(360px,calc(100vw - 40px));max-height:calc(100vh - 120px);overflow:auto;" +
+    ".panel{box-sizing:border-box;position:fixed;bottom:84px;z-index:2147483001;width:min(360px,calc(100vw - 40px));max-height:calc(100vh - 120px);overflow:auto;" +
     "background:#fff;border-radius:12px;box-shadow:0 10px 30px rgba(0,0,0,.3);padding:16px}" +
     ".inline{background:#fff;border:1px solid #d1d5db;border-radius:12px;padding:16px;max-width:480px}" +
     "h2{font-size:18px;margin:0 0 12px}label{display:block;margin:0 0 10px;font-size:14px}" +
@@ -198,7 +198,7 @@
   function buildForm(config, lang, kind, onClose) {
     var id = "acd" + ++seq;
     var key = uid(); // one lead per form, however often it is submitted
-    var err = el("p", { class: "err", role: "alert", hidden: true });
+    var err = el("p", { class: "err", id: id + "x", role: "alert", hidden: true });
     var name = el("input", { name: "name", id: id + "n", autocomplete: "name", maxlength: 200 });
     var phone = el("input", { name: "phone", id: id + "p", type: "tel", autocomplete: "tel", maxlength: 40, required: kind === "callback" });
     var email = el("input", { name: "email", id: id + "e", type: "email", autocomplete: "email", maxlength: 200 });
@@ -245,6 +245,8 @@
       e.preventDefault();
       if (busy) return;
       err.hidden = true;
+      phone.removeAttribute("aria-invalid");
+      phone.removeAttribute("aria-describedby");
       var p = phone.value.trim();
       var m = email.value.trim();
       if (kind === "callback" && !p) return fail(t(lang, "need_phone"), phone);
@@ -305,7 +307,12 @@
     function fail(message, field) {
       err.textContent = message;
       err.hidden = false;
-      if (field) field.focus();
+      if (field) {
+        // a screen reader says which field is wrong and why when it lands there
+        field.setAttribute("aria-invalid", "true");
+        field.setAttribute("aria-describedby", err.id);
+        field.focus();
+      }
     }
     return form;
   }

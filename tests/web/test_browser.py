@@ -40,6 +40,8 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
 ]
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+# the policy's escalation pools as the Russian pages name them
+POOLS_RU = {"preferred": "свой менеджер", "team": "команда", "skill": "по навыкам", "any": "все"}
 EVIL_NAME = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>Ivan'
 
 
@@ -554,7 +556,7 @@ async def test_the_decision_log_names_every_kind_and_counts_steps_as_the_summary
     await playwright_api.expect(entry.locator("summary")).to_have_attribute("title", offer.summary)
     await entry.locator("summary").click()
     # the same step number as the summary (and the admin page's numbered list of steps)
-    await playwright_api.expect(entry.locator(".why")).to_contain_text(f"шаг {offer.step + 1} ({offer.pool})")
+    await playwright_api.expect(entry.locator(".why")).to_contain_text(f"шаг {offer.step + 1} ({POOLS_RU[offer.pool]})")
     await page.locator("#lang").click()
     await playwright_api.expect(log.locator("details").filter(has_text="transfer by a manager")).to_have_count(1)
     await playwright_api.expect(entry.locator(".why")).to_contain_text(f"step {offer.step + 1} ({offer.pool})")
@@ -663,7 +665,7 @@ async def test_the_decision_log_speaks_the_page_language(site: Running, page: An
     entry = page.locator(f'#decisions details[data-decision="{offer.id}"]')
     line = entry.locator("summary")
     await playwright_api.expect(line).to_contain_text("Анна Соколова")
-    await playwright_api.expect(line).to_contain_text(f"предложение · шаг {offer.step + 1} ({offer.pool})")
+    await playwright_api.expect(line).to_contain_text(f"предложение · шаг {offer.step + 1} ({POOLS_RU[offer.pool]})")
     await playwright_api.expect(line).to_contain_text(f"оценка {score}")
     await playwright_api.expect(line).not_to_contain_text(" for ")  # not the server's English summary
     await playwright_api.expect(line).to_have_attribute("title", offer.summary)  # which is kept at hand
@@ -679,7 +681,7 @@ async def test_the_decision_log_speaks_the_page_language(site: Running, page: An
         item = why.locator(f'li[data-reason="{reason}"]')
         if reason.startswith("outside step '"):
             pool = reason.split("'")[1]
-            await playwright_api.expect(item).to_contain_text(f"вне шага «{pool}»: {n}")
+            await playwright_api.expect(item).to_contain_text(f"вне шага «{POOLS_RU[pool]}»: {n}")
         elif reason in russian:
             await playwright_api.expect(item).to_contain_text(f"{russian[reason]}: {n}")
         await playwright_api.expect(item).not_to_contain_text(reason)

@@ -26,6 +26,16 @@ export function t(key, vars) {
   return s;
 }
 
+/** `t` for a phrase about a count `n`: the key's plural form for `n` in the page's language
+ * ("key#one", "key#few"; Russian: 1 обращение, 2 обращения, 5 обращений), else the key itself
+ * (written in the form for "many"). `n` is also passed as {n}. */
+export function tn(key, n, vars) {
+  const form = new Intl.PluralRules(lang()).select(Number(n));
+  const table = MESSAGES[lang()] || MESSAGES.ru;
+  const k = table[`${key}#${form}`] !== undefined ? `${key}#${form}` : key;
+  return t(k, { n, ...vars });
+}
+
 /** A label in the site's languages ({ru:..., en:...}) in the current one. */
 export function label(texts, fallback = "") {
   if (!texts) return fallback;

@@ -19,6 +19,7 @@ import {
   showError,
   state,
   t,
+  tn,
   toast,
 } from "./common.js";
 
@@ -49,6 +50,11 @@ function today() {
   return new Intl.DateTimeFormat("en-CA", { timeZone: state.tz }).format(new Date(clock.now() * 1000));
 }
 
+/** The site's calendar day (YYYY-MM-DD) of a moment. */
+function dayOf(ts) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: state.tz }).format(new Date(ts * 1000));
+}
+
 function dayShown() {
   return picked || today();
 }
@@ -60,6 +66,14 @@ $("period").value = period;
 function fmtDay(day) {
   const [y, m, d] = day.split("-").map(Number);
   return new Intl.DateTimeFormat(lang(), { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" }).format(
+    new Date(Date.UTC(y, m - 1, d)),
+  );
+}
+
+/** A day (YYYY-MM-DD) under a chart's bar or point, short: "03.12" in Russian, "12/03" in English. */
+function axisDay(day) {
+  const [y, m, d] = day.split("-").map(Number);
+  return new Intl.DateTimeFormat(lang(), { day: "2-digit", month: "2-digit", timeZone: "UTC" }).format(
     new Date(Date.UTC(y, m - 1, d)),
   );
 }
@@ -89,6 +103,11 @@ function reasonText(r) {
   return known(`reason.${r}`, r);
 }
 
+/** An escalation step's pool (the policy's English word) in the page's language. */
+function poolText(pool) {
+  return known(`pool.${pool}`, pool);
+}
+
 function kindText(kind) {
   return known(`kind.${kind}`, kind);
 }
@@ -97,7 +116,7 @@ function kindText(kind) {
  * Switchboard._reject: a rule, or the manager's presence). */
 function filterText(why) {
   const step = /^outside step '(.*)'$/.exec(why);
-  if (step) return t("filter.outside_step", { pool: step[1] });
+  if (step) return t("filter.outside_step", { pool: poolText(step[1]) });
   return known(`filter.${why}`, why);
 }
 
@@ -197,7 +216,12 @@ function renderKpis() {
     [dayK("kpi.longest_day"), report?.longest_wait == null ? "—" : fmtDur(report.longest_wait), "", "longest_day"],
     [dayK("kpi.abandon"), pct(report?.abandonment), report?.abandonment > 0.1 ? "bad" : "", "abandon"],
     [
-      span ? t("kpi.total.in", { range: span }) : other ? t("kpi.total.on", { date: other }) : t("kpi.total"),
+      // the label follows the number's plural form (1 обращение, 2 обращения, 5 обращений)
+      span
+        ? tn("kpi.total.in", report?.total ?? 0, { range: span })
+        : other
+          ? tn("kpi.total.on", report?.total ?? 0, { date: other })
+          : tn("kpi.total", report?.total ?? 0),
       report ? String(report.total) : "—",
       "",
       "total",
@@ -431,7 +455,7 @@ function decisionLine(d) {
   const summary = d.summary || "";
   if (d.kind === "offer") {
     // d.step counts from 0; the summary and the admin page's list of steps count from 1
-    parts.push(t("dash.d.step", { step: d.step + 1, pool: d.pool }));
+    parts.push(t("dash.d.step", { step: d.step + 1, pool: poolText(d.pool) }));
     const top = d.candidates.find((c) => c.manager_id === d.manager_id) || d.candidates[0];
     if (top) parts.push(t("dash.d.score", { score: top.score.toFixed(3) }));
     const filtered = Object.values(d.filtered_counts || {}).reduce((a, b) => a + b, 0);
@@ -465,7 +489,8 @@ function decisionItem(d, open = false) {
     el(
       "summary",
       { title: d.summary || null },
-      el("span", { class: "muted" }, fmtTime(d.at)),
+      // the log runs back over earlier days: their entries say which day
+      el("span", { class: "muted" }, fmtTime(d.at, dayOf(d.at) !== today())),
       " ",
       el("strong", {}, chosen),
       ` · ${[kindText(d.kind), ...decisionLine(d)].join(" · ")}`,
@@ -474,7 +499,7 @@ function decisionItem(d, open = false) {
       "div",
       { class: "why" },
       // d.step counts from 0; the summary and the admin page's list of steps count from 1
-      el("p", {}, t("dash.why.policy", { strategy: d.strategy, step: d.step + 1, pool: d.pool, v: d.policy_version })),
+      el("p", {}, t("dash.why.policy", { strategy: d.strategy, step: d.step + 1, pool: poolText(d.pool), v: d.policy_version })),
       d.candidates.length
         ? el(
             "table",
@@ -558,7 +583,7 @@ function renderCharts() {
   const sl = report.sl_by_hour.map((r) => ({ label: String(r.hour), values: { sl: r.service_level || 0 } }));
   // the chart's days: the seven ending with the day, or the week's or the month's own
   const perDay = report.period !== "day";
-  const week = report.week.map((r) => ({ label: r.date.slice(5), values: { n: r.contacts } }));
+  const week = report.week.map((r) => ({ label: axisDay(r.date), values: { n: r.contacts } }));
   const mgr = report.managers.map((m) => ({
     label: (m.name || m.id).split(" ")[0],
     values: { answered: m.answered, missed: m.missed.length },
@@ -585,7 +610,7 @@ function renderCharts() {
     ),
     fig("chart.conversion", stackedBars(t("chart.conversion"), conv, [{ key: "c", name: t("col.conversion"), color: "#16a34a" }], { percent: true })),
   );
-  const days = report.week.map((r) => r.date.slice(5));
+  const days = report.week.map((r) => axisDay(r.date));
   const slWeek = [{ name: t("kpi.sl"), color: "#0891b2", values: report.week.map((r) => r.service_level) }];
   const people = (report.week_managers || []).map((m, i) => ({
     name: m.name || m.id,
@@ -751,7 +776,7 @@ function renderLeaders() {
     { key: "week", name: t(p ? `col.leaders.this_${p}` : "col.leaders.week"), color: "#16a34a" },
   ];
   const bars = rows.map((r) => ({ label: short(r), values: { week: r.week.amount } }));
-  const days = report.week.map((r) => r.date.slice(5));
+  const days = report.week.map((r) => axisDay(r.date));
   const people = rows
     .filter((r) => r.week.amount)
     .map((r, i) => ({
