@@ -63,46 +63,6 @@ async def vacation(r: Running, manager: str, first: date, last: date, substitute
     return int(v["id"])
 
 
-async def test_a_vacation_beginning_at_midnight_takes_the_waiting_contact_to_the_substitute(
-    before_midnight: tuple[Running, date],
-) -> None:
-    r, today = before_midnight
-    await customer(r, "ООО Ромашка", "+7 916 900-00-01", account_manager="boris")
-    waiting = await lead(r, "+7 916 900-00-01")
-    assert waiting["preferred"] == ["boris"] and waiting["offered_to"] == "boris"
-    n = await vacation(r, "boris", today + timedelta(days=1), today + timedelta(days=5), "vera")
-    assert await reroutes(r, str(waiting["id"])) == []  # not begun yet
-
-    to_vera = offered(r, str(waiting["id"]), "vera")
-    await asyncio.wait_for(to_vera, BEFORE_MIDNIGHT + OFFER_SOON)
-    now = await seen(r, str(waiting["id"]))
-    assert now["preferred"] == ["vera"] and now["offered_to"] == "vera" and now["seq"] == waiting["seq"]
-    assert now["crm_reason"] == "account manager boris; boris on vacation, substitute vera"
-    (why,) = await reroutes(r, str(waiting["id"]))
-    assert f"vacation {n} of boris, substitute vera, begun" in why and "offer to boris withdrawn" in why
-
-
-async def test_a_vacation_ending_at_midnight_takes_the_waiting_contact_back(
-    before_midnight: tuple[Running, date],
-) -> None:
-    r, today = before_midnight
-    await customer(r, "ООО Ромашка", "+7 916 910-00-01", account_manager="boris")
-    n = await vacation(r, "boris", today - timedelta(days=3), today, "vera")
-    cancelled = await vacation(r, "anna", today - timedelta(days=3), today, "vera")
-    status, _ = await r.call("DELETE", f"/api/crm/vacations/{cancelled}", r.supervisor)
-    assert status == 200  # its midnight comes too, and changes nothing
-    waiting = await lead(r, "+7 916 910-00-01")
-    assert waiting["preferred"] == ["vera"] and waiting["offered_to"] == "vera"
-
-    to_boris = offered(r, str(waiting["id"]), "boris")
-    await asyncio.wait_for(to_boris, BEFORE_MIDNIGHT + OFFER_SOON)
-    now = await seen(r, str(waiting["id"]))
-    assert now["preferred"] == ["boris"] and now["offered_to"] == "boris" and now["seq"] == waiting["seq"]
-    assert now["crm_reason"] == "account manager boris"
-    (why,) = await reroutes(r, str(waiting["id"]))
-    assert f"vacation {n} of boris, substitute vera, over" in why and "offer to vera withdrawn" in why
-
-
 async def recorded_elsewhere(backend: Backend, manager: str, first: date, last: date, substitute: str) -> Vacation:
     """A vacation recorded as another node or a tool on the database records one: through a connection to
     the database and a CRM service of its own, which the running server knows nothing of."""
@@ -126,14 +86,27 @@ async def cancelled_elsewhere(backend: Backend, n: int) -> None:
         await store.close()
 
 
-async def test_a_vacation_recorded_elsewhere_beginning_at_midnight_takes_the_waiting_contact_to_the_substitute(
-    before_midnight: tuple[Running, date], backend: Backend
+RECORDED = pytest.mark.parametrize("where", ["api", "elsewhere"])
+
+
+async def record(
+    where: str, r: Running, backend: Backend, manager: str, first: date, last: date, substitute: str
+) -> int:
+    """A vacation recorded through this server's API, or elsewhere (`recorded_elsewhere`)."""
+    if where == "api":
+        return await vacation(r, manager, first, last, substitute)
+    return (await recorded_elsewhere(backend, manager, first, last, substitute)).id
+
+
+@RECORDED
+async def test_a_vacation_beginning_at_midnight_takes_the_waiting_contact_to_the_substitute(
+    before_midnight: tuple[Running, date], backend: Backend, where: str
 ) -> None:
     r, today = before_midnight
-    await customer(r, "ООО Ромашка", "+7 916 920-00-01", account_manager="boris")
-    waiting = await lead(r, "+7 916 920-00-01")  # the server reads (and keeps) the vacations: none
+    await customer(r, "ООО Ромашка", "+7 916 900-00-01", account_manager="boris")
+    waiting = await lead(r, "+7 916 900-00-01")  # the server reads (and keeps) the vacations: none
     assert waiting["preferred"] == ["boris"] and waiting["offered_to"] == "boris"
-    v = await recorded_elsewhere(backend, "boris", today + timedelta(days=1), today + timedelta(days=5), "vera")
+    n = await record(where, r, backend, "boris", today + timedelta(days=1), today + timedelta(days=5), "vera")
     assert await reroutes(r, str(waiting["id"])) == []  # not begun yet
 
     to_vera = offered(r, str(waiting["id"]), "vera")
@@ -142,16 +115,20 @@ async def test_a_vacation_recorded_elsewhere_beginning_at_midnight_takes_the_wai
     assert now["preferred"] == ["vera"] and now["offered_to"] == "vera" and now["seq"] == waiting["seq"]
     assert now["crm_reason"] == "account manager boris; boris on vacation, substitute vera"
     (why,) = await reroutes(r, str(waiting["id"]))
-    assert f"vacation {v.id} of boris, substitute vera, begun" in why and "offer to boris withdrawn" in why
+    assert f"vacation {n} of boris, substitute vera, begun" in why and "offer to boris withdrawn" in why
 
 
-async def test_a_vacation_recorded_elsewhere_ending_at_midnight_takes_the_waiting_contact_back(
-    before_midnight: tuple[Running, date], backend: Backend
+@RECORDED
+async def test_a_vacation_ending_at_midnight_takes_the_waiting_contact_back(
+    before_midnight: tuple[Running, date], backend: Backend, where: str
 ) -> None:
     r, today = before_midnight
-    await customer(r, "ООО Ромашка", "+7 916 930-00-01", account_manager="boris")
-    v = await recorded_elsewhere(backend, "boris", today - timedelta(days=3), today, "vera")
-    waiting = await lead(r, "+7 916 930-00-01")
+    await customer(r, "ООО Ромашка", "+7 916 910-00-01", account_manager="boris")
+    n = await record(where, r, backend, "boris", today - timedelta(days=3), today, "vera")
+    cancelled = await vacation(r, "anna", today - timedelta(days=3), today, "vera")
+    status, _ = await r.call("DELETE", f"/api/crm/vacations/{cancelled}", r.supervisor)
+    assert status == 200  # its midnight comes too, and changes nothing
+    waiting = await lead(r, "+7 916 910-00-01")
     assert waiting["preferred"] == ["vera"] and waiting["offered_to"] == "vera"
 
     to_boris = offered(r, str(waiting["id"]), "boris")
@@ -160,7 +137,7 @@ async def test_a_vacation_recorded_elsewhere_ending_at_midnight_takes_the_waitin
     assert now["preferred"] == ["boris"] and now["offered_to"] == "boris" and now["seq"] == waiting["seq"]
     assert now["crm_reason"] == "account manager boris"
     (why,) = await reroutes(r, str(waiting["id"]))
-    assert f"vacation {v.id} of boris, substitute vera, over" in why and "offer to vera withdrawn" in why
+    assert f"vacation {n} of boris, substitute vera, over" in why and "offer to vera withdrawn" in why
 
 
 async def test_a_vacation_cancelled_elsewhere_before_its_midnight_routes_nothing_again(
